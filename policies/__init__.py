@@ -1,0 +1,1 @@
+"""The policy engine: pure, compiled once at load from the YAML files in ``catalog/``."""

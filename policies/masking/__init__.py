@@ -1,0 +1,1 @@
+"""Masking strategies, one module each, and the explicit registry."""

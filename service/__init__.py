@@ -1,0 +1,1 @@
+"""gdpr-gateway: the aiohttp service, its connectors, emulators and commands."""

@@ -1,0 +1,152 @@
+"""The domain's exception tree. Each carries a problem code and HTTP status.
+
+Domain modules raise these and never import aiohttp; one middleware
+(``service.middleware``) turns them into ``application/problem+json``. Messages name
+fields and codes, never values: they may reach logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+
+@dataclass(frozen=True, slots=True)
+class FieldProblem:
+    """One entry of a problem's ``errors[]``: a field path, a field code, a message."""
+
+    field: str
+    code: str
+    message: str
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway answers with a problem document."""
+
+    code: str = "internal_error"
+    status: int = 500
+    title: str = "Internal error"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        errors: Sequence[FieldProblem] = (),
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.errors = tuple(errors)
+        self.retry_after = retry_after
+
+
+class BadRequest(GatewayError):
+    code, status, title = "malformed_json", 400, "Malformed JSON"
+
+
+class NotAnObject(GatewayError):
+    code, status, title = "not_an_object", 400, "Body is not a JSON object"
+
+
+class Unauthenticated(GatewayError):
+    code, status, title = "unauthenticated", 401, "Unauthenticated"
+
+
+class Forbidden(GatewayError):
+    code, status, title = "forbidden", 403, "Forbidden"
+
+
+class UnknownSystem(GatewayError):
+    code, status, title = "unknown_system", 404, "Unknown system"
+
+
+class CustomerNotFound(GatewayError):
+    code, status, title = "customer_not_found", 404, "Customer not found"
+
+
+class PayloadTooLarge(GatewayError):
+    code, status, title = "payload_too_large", 413, "Payload too large"
+
+
+class UnsupportedMediaType(GatewayError):
+    code, status, title = "unsupported_media_type", 415, "Unsupported media type"
+
+
+class ValidationFailed(GatewayError):
+    code, status, title = "validation_failed", 422, "Validation failed"
+
+
+class PolicyDenied(GatewayError):
+    """A decision of the policy engine: the code is the engine's problem code."""
+
+    _STATUS: ClassVar[dict[str, int]] = {
+        "forbidden": 403,
+        "purpose_required": 403,
+        "purpose_not_allowed": 403,
+        "field_not_editable": 403,
+        "customer_archived": 409,
+        "record_restricted": 409,
+        "would_clear_unknown_fields": 409,
+    }
+
+    def __init__(
+        self, code: str, detail: str, *, errors: Sequence[FieldProblem] = ()
+    ) -> None:
+        super().__init__(detail, errors=errors)
+        self.code = code
+        self.status = self._STATUS.get(code, 403)
+        self.title = code.replace("_", " ").capitalize()
+
+
+class EditConflict(GatewayError):
+    code, status, title = "edit_conflict", 409, "Edit conflict"
+
+
+class PreconditionFailed(GatewayError):
+    code, status, title = "precondition_failed", 412, "Precondition failed"
+
+
+class RateLimited(GatewayError):
+    code, status, title = "rate_limited", 429, "Rate limited"
+
+
+class UpstreamError(GatewayError):
+    """The upstream answered with an error it should not have, or could not be reached."""
+
+    code, status, title = "upstream_error", 502, "Upstream error"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        upstream_status: int | None = None,
+        errors: Sequence[FieldProblem] = (),
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(detail, errors=errors, retry_after=retry_after)
+        self.upstream_status = upstream_status
+
+
+class UpstreamAuthFailed(UpstreamError):
+    """The upstream refused the gateway's own credentials (a deployment fault)."""
+
+
+class UpstreamRejected(UpstreamError):
+    """The upstream refused the body (its own validation); ``errors`` names fields."""
+
+
+class UpstreamRateLimited(UpstreamError):
+    """The upstream kept answering 429 after the bounded backoff."""
+
+    code, status, title = "rate_limited", 429, "Upstream rate limit"
+
+
+class CircuitOpen(UpstreamError):
+    """The circuit breaker for this upstream is open: the call was not attempted."""
+
+
+class UpstreamTimeout(UpstreamError):
+    """The upstream did not answer in time: whether a write took effect is unknown."""
+
+    code, status, title = "upstream_timeout", 504, "Upstream timeout"
