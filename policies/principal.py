@@ -1,0 +1,17 @@
+"""Who is asking: the authenticated caller, as the policy engine sees it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """A caller: a name (never a personal value in logs: an account name), roles, systems."""
+
+    name: str
+    roles: frozenset[str]
+    systems: frozenset[str]
+
+    def may_touch(self, system: str) -> bool:
+        return system in self.systems or "*" in self.systems
