@@ -27,6 +27,8 @@ class GatewayError(Exception):
     code: str = "internal_error"
     status: int = 500
     title: str = "Internal error"
+    #: the audit entry that records this refusal or failure, when one was written
+    audit_id: str | None = None
 
     def __init__(
         self,
