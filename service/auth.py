@@ -1,0 +1,170 @@
+"""Bearer tokens -> principals: static tokens known by their SHA-256, and signed JWTs.
+
+Static tokens are configured as SHA-256 hex digests only. To authenticate, the offered
+token is hashed and compared with EVERY configured digest using
+:func:`hmac.compare_digest`, without stopping at the first match. Why a full scan and not
+a dict lookup on the digest: the time taken then depends only on the number of configured
+tokens, never on the offered token or on which entry matched, and there is no reasoning
+about hash-table timing to be done at all; deployments configure tens of tokens, so the
+scan costs microseconds. (A dict lookup would also be safe - it can leak at most
+something about the SHA-256 of a guess, which is useless to an attacker - but the scan
+needs no such argument.)
+
+JWTs are verified with the identity provider's public keys only (RS*/PS*/ES*; ``none``
+and HMAC algorithms are refused whatever the token's header says), with ``exp``, ``iss``
+and ``aud`` required and checked. Roles and systems come from configurable claims;
+entries outside the vocabulary are dropped.
+
+Nothing in an error here echoes the token or a claim value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import jwt as pyjwt
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from policies.principal import Principal
+from service.config import JWT_ALGORITHMS, ROLES, SYSTEMS, JwtSettings, TokenEntry
+from service.errors import Forbidden, Unauthenticated
+from service.secret import Secret
+
+_BEARER = re.compile(r"Bearer[ \t]+(\S+)[ \t]*", re.IGNORECASE)
+_JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+_KNOWN_SYSTEMS = frozenset({*SYSTEMS, "*"})
+_MAX_TOKEN_CHARS = 8192
+
+
+def hash_token(token: str) -> str:
+    """The SHA-256 (lowercase hex) of a token, as configured in ``auth.tokens[].sha256``."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class Authenticator:
+    """Turns an ``Authorization`` header into a :class:`Principal` or raises 401."""
+
+    def __init__(self, tokens: Sequence[TokenEntry], jwt: JwtSettings | None = None) -> None:
+        self._tokens = tuple(
+            (
+                entry.sha256.lower().encode("ascii"),
+                Principal(entry.name, entry.roles & ROLES, entry.systems & _KNOWN_SYSTEMS),
+            )
+            for entry in tokens
+        )
+        self._jwt = jwt
+        self._keys: tuple[tuple[str, Any], ...] = ()
+        if jwt is not None:
+            self._keys = tuple(_load_key(pem) for pem in jwt.public_keys)
+            bad = sorted(set(jwt.algorithms) - JWT_ALGORITHMS)
+            if bad:
+                raise ValueError(f"JWT algorithms not allowed: {', '.join(bad)}")
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        if not authorization:
+            raise Unauthenticated("an Authorization: Bearer token is required")
+        match = _BEARER.fullmatch(authorization)
+        if match is None or len(match.group(1)) > _MAX_TOKEN_CHARS:
+            raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
+        token = match.group(1)
+        found = self._static(token)
+        if found is not None:
+            return found
+        if self._jwt is not None and _JWT_SHAPE.fullmatch(token):
+            return self._verify_jwt(token, self._jwt)
+        raise Unauthenticated("unknown token")
+
+    def _static(self, token: str) -> Principal | None:
+        digest = hash_token(token).encode("ascii")
+        found: Principal | None = None
+        for known, principal in self._tokens:  # every entry, no early exit (see module doc)
+            if hmac.compare_digest(digest, known):
+                found = principal
+        return found
+
+    def _verify_jwt(self, token: str, settings: JwtSettings) -> Principal:
+        try:
+            header = pyjwt.get_unverified_header(token)
+        except pyjwt.PyJWTError:
+            raise Unauthenticated("malformed token") from None
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in settings.algorithms:
+            raise Unauthenticated("token algorithm not accepted")
+        family = "EC" if alg.startswith("ES") else "RSA"
+        keys = [key for kind, key in self._keys if kind == family]
+        claims: dict[str, Any] | None = None
+        expired = False
+        for key in keys:
+            try:
+                claims = pyjwt.decode(
+                    token,
+                    key=key,
+                    algorithms=[alg],
+                    audience=settings.audience,
+                    issuer=settings.issuer,
+                    leeway=settings.leeway_seconds,
+                    options={"require": _required_claims(settings)},
+                )
+                break
+            except pyjwt.ExpiredSignatureError:
+                expired = True  # the signature was good: the token is simply too old
+            except pyjwt.PyJWTError:
+                continue
+        if claims is None:
+            raise Unauthenticated("token expired" if expired else "token not accepted")
+        name = claims.get(settings.name_claim)
+        if not isinstance(name, str) or not name.strip():
+            raise Unauthenticated(f"token has no usable {settings.name_claim!r} claim")
+        return Principal(
+            name=name.strip(),
+            roles=_vocabulary(claims.get(settings.roles_claim), ROLES),
+            systems=_vocabulary(claims.get(settings.systems_claim), _KNOWN_SYSTEMS),
+        )
+
+
+def _required_claims(settings: JwtSettings) -> list[str]:
+    required = ["exp", settings.name_claim]
+    if settings.issuer is not None:
+        required.append("iss")
+    if settings.audience is not None:
+        required.append("aud")
+    return required
+
+
+def _load_key(pem: Secret | str) -> tuple[str, Any]:
+    text = pem.reveal() if isinstance(pem, Secret) else pem
+    key = load_pem_public_key(text.encode("utf-8"))
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RSA", key
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "EC", key
+    raise ValueError("only RSA and EC public keys are supported for JWT")
+
+
+def _vocabulary(value: object, allowed: frozenset[str]) -> frozenset[str]:
+    """A claim as a set of known names: a list of strings or a space-separated string."""
+    items: Iterable[object]
+    if isinstance(value, str):
+        items = value.split()
+    elif isinstance(value, list | tuple):
+        items = value
+    else:
+        return frozenset()
+    return frozenset(v for v in items if isinstance(v, str) and v in allowed)
+
+
+def require_role(principal: Principal, *roles: str) -> None:
+    """Raise 403 ``forbidden`` unless the principal holds one of ``roles``."""
+    if not principal.roles & frozenset(roles):
+        raise Forbidden(f"this operation needs one of the roles: {', '.join(sorted(roles))}")
+
+
+def require_system(principal: Principal, system: str) -> None:
+    """Raise 403 ``forbidden`` unless the principal may touch ``system``."""
+    if not principal.may_touch(system):
+        raise Forbidden("this principal may not touch this system")

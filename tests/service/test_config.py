@@ -1,0 +1,355 @@
+from __future__ import annotations
+
+import base64
+import hashlib
+import textwrap
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from service.config import (
+    DEMO_TOKENS,
+    SYSTEMS,
+    ConfigError,
+    Settings,
+    demo_settings,
+    env_name,
+    load_settings,
+)
+from service.secret import Secret
+
+MASTER = base64.b64encode(bytes(range(32))).decode()
+SIGNING = base64.b64encode(bytes(range(32, 64))).decode()
+PSEUDONYM = base64.b64encode(b"p" * 32).decode()
+SALT = base64.b64encode(b"s" * 16).decode()
+# Recognisable secret values: none of them may appear in any repr, str or error message.
+SECRETS = {
+    "timelog": "tl-secret-token-XYZZY",
+    "billbee_key": "bb-secret-key-XYZZY",
+    "billbee_pw": "bb-secret-password-XYZZY",
+    "sedona_pw": "sd-secret-password-XYZZY",
+    "keycom": "abcdefabcdefabcdefabcdefabcdefabcdefabcd",
+    "dbpass": "db-secret-password-XYZZY",
+}
+
+FULL = f"""
+host: 10.0.0.1
+port: 9000
+log_level: debug
+policies_dir: policies
+conflict_check: false
+audit:
+  url: postgresql+asyncpg://gw:{SECRETS['dbpass']}@db/gw
+  master_key: {MASTER}
+  signing_key: {SIGNING}
+  checkpoint_every: 50
+masking:
+  pseudonym_key: {PSEUDONYM}
+  hash_salt: {SALT}
+auth:
+  tokens:
+    - name: crm-app
+      sha256: {hashlib.sha256(b"crm-app-token").hexdigest()}
+      roles: [editor]
+      systems: [billbee, sedona]
+upstreams:
+  timelog:
+    base_url: https://timelog.example/
+    credentials: {{token: {SECRETS['timelog']}}}
+    options: {{account: acme}}
+  billbee:
+    base_url: https://billbee.example
+    credentials:
+      api_key: {SECRETS['billbee_key']}
+      username: acme
+      password: {SECRETS['billbee_pw']}
+    rate_limit_per_second: 2
+  sedona:
+    base_url: https://sedona.example
+    credentials: {{username: acme, password: {SECRETS['sedona_pw']}}}
+  keycom:
+    base_url: https://keycom.example
+    credentials: {{token: {SECRETS['keycom']}}}
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "config.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def assert_no_secret(text: str) -> None:
+    leaked = [name for name, value in SECRETS.items() if value in text]
+    leaked += [n for n, v in (("master", MASTER), ("signing", SIGNING)) if v in text]
+    assert leaked == [], "secret values leaked (names listed)"
+
+
+def test_full_file_is_read_into_typed_settings(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, FULL), {})
+    assert (s.host, s.port, s.log_level, s.conflict_check) == ("10.0.0.1", 9000, "DEBUG", False)
+    assert s.policies_dir == tmp_path / "policies"  # relative to the file
+    assert s.audit_checkpoint_every == 50
+    assert s.audit_checkpoint_seconds == 60.0  # default
+    assert s.master_key_bytes() == bytes(range(32))
+    assert s.signing_key_bytes() == bytes(range(32, 64))
+    assert s.pseudonym_key_bytes() == b"p" * 32
+    assert s.hash_salt_bytes() == b"s" * 16
+    assert set(s.upstreams) == set(SYSTEMS)
+    billbee = s.upstreams["billbee"]
+    assert billbee.credentials["password"] == Secret(SECRETS["billbee_pw"])
+    assert billbee.rate_limit_per_second == 2.0
+    assert s.upstreams["timelog"].base_url == "https://timelog.example"
+    assert dict(s.upstreams["timelog"].options) == {"account": "acme", "api_version": "v1"}
+    (token,) = s.tokens
+    assert token.name == "crm-app"
+    assert token.roles == frozenset({"editor"})
+    assert token.systems == frozenset({"billbee", "sedona"})
+    assert s.jwt is None
+
+
+def test_settings_are_frozen(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, FULL), {})
+    with pytest.raises(AttributeError):
+        s.port = 1  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        s.upstreams["x"] = s.upstreams["billbee"]  # type: ignore[index]
+
+
+def test_secrets_never_in_repr_or_str(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, FULL), {})
+    assert_no_secret(repr(s))
+    assert_no_secret(str(s))
+    assert_no_secret(repr(s.upstreams))
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    env = {
+        "GDPR_GATEWAY_PORT": "9100",
+        "GDPR_GATEWAY_AUDIT_URL": "sqlite+aiosqlite:///audit.db",
+        "GDPR_GATEWAY_UPSTREAMS_BILLBEE_BASE_URL": "http://127.0.0.1:1/",
+        "GDPR_GATEWAY_UPSTREAMS_BILLBEE_CREDENTIALS_API_KEY": "from-env",
+        "GDPR_GATEWAY_CONFLICT_CHECK": "yes",
+        "GDPR_GATEWAY_UPSTREAMS_BILLBEE_RATE_LIMIT_PER_SECOND": "none",
+    }
+    s = load_settings(write(tmp_path, FULL), env)
+    assert s.port == 9100
+    assert s.audit_url == "sqlite+aiosqlite:///audit.db"
+    assert s.upstreams["billbee"].base_url == "http://127.0.0.1:1"
+    assert s.upstreams["billbee"].credentials["api_key"].reveal() == "from-env"
+    assert s.upstreams["billbee"].rate_limit_per_second is None
+    assert s.conflict_check is True
+    assert s.upstreams["sedona"].base_url == "https://sedona.example"  # untouched
+
+
+def _env_only() -> dict[str, str]:
+    env = {
+        "GDPR_GATEWAY_AUDIT_URL": "sqlite+aiosqlite:///a.db",
+        "GDPR_GATEWAY_AUDIT_MASTER_KEY": MASTER,
+        "GDPR_GATEWAY_AUDIT_SIGNING_KEY": SIGNING,
+        "GDPR_GATEWAY_MASKING_PSEUDONYM_KEY": PSEUDONYM,
+        "GDPR_GATEWAY_MASKING_HASH_SALT": SALT,
+        "GDPR_GATEWAY_UPSTREAMS_TIMELOG_OPTIONS_ACCOUNT": "acme",
+        "GDPR_GATEWAY_UPSTREAMS_TIMELOG_CREDENTIALS_TOKEN": SECRETS["timelog"],
+        "GDPR_GATEWAY_UPSTREAMS_BILLBEE_CREDENTIALS_API_KEY": SECRETS["billbee_key"],
+        "GDPR_GATEWAY_UPSTREAMS_BILLBEE_CREDENTIALS_USERNAME": "acme",
+        "GDPR_GATEWAY_UPSTREAMS_BILLBEE_CREDENTIALS_PASSWORD": SECRETS["billbee_pw"],
+        "GDPR_GATEWAY_UPSTREAMS_SEDONA_CREDENTIALS_USERNAME": "acme",
+        "GDPR_GATEWAY_UPSTREAMS_SEDONA_CREDENTIALS_PASSWORD": SECRETS["sedona_pw"],
+        "GDPR_GATEWAY_UPSTREAMS_KEYCOM_CREDENTIALS_TOKEN": SECRETS["keycom"],
+    }
+    for i, system in enumerate(SYSTEMS):
+        env[f"GDPR_GATEWAY_UPSTREAMS_{system.upper()}_BASE_URL"] = f"http://127.0.0.1:{9001 + i}"
+    return env
+
+
+def test_environment_alone_is_enough() -> None:
+    s = load_settings(None, _env_only())
+    assert s.port == 8080 and s.host == "127.0.0.1"
+    assert s.upstreams["keycom"].credentials["token"].reveal() == SECRETS["keycom"]
+    assert s.tokens == ()
+
+
+def test_file_variables_read_secrets_from_files(tmp_path: Path) -> None:
+    (tmp_path / "master").write_text(MASTER + "\n")
+    (tmp_path / "tokens.yaml").write_text(
+        f"- {{name: ops, sha256: {'a' * 64}, roles: [admin], systems: ['*']}}\n"
+    )
+    env = _env_only()
+    del env["GDPR_GATEWAY_AUDIT_MASTER_KEY"]
+    env["GDPR_GATEWAY_AUDIT_MASTER_KEY_FILE"] = str(tmp_path / "master")
+    env["GDPR_GATEWAY_AUTH_TOKENS_FILE"] = str(tmp_path / "tokens.yaml")
+    s = load_settings(None, env)
+    assert s.master_key_bytes() == bytes(range(32))  # trailing newline stripped
+    assert s.tokens[0].systems == frozenset({"*"})
+
+
+def test_yaml_file_keys_are_relative_to_the_file(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "salt").write_text(SALT)
+    text = FULL.replace(f"hash_salt: {SALT}", "hash_salt_file: sub/salt")
+    s = load_settings(write(tmp_path, text), {})
+    assert s.hash_salt_bytes() == b"s" * 16
+
+
+def test_value_and_file_together_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "salt").write_text(SALT)
+    env = {"GDPR_GATEWAY_MASKING_HASH_SALT": SALT,
+           "GDPR_GATEWAY_MASKING_HASH_SALT_FILE": str(tmp_path / "salt")}
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, FULL), env)
+    assert any("not both" in e for e in err.value.errors)
+
+
+def test_every_problem_is_reported_at_once_without_values(tmp_path: Path) -> None:
+    text = (
+        FULL.replace("port: 9000", "port: nine")
+        .replace("base_url: https://billbee.example", "base_ur: https://billbee.example")
+        .replace(f"master_key: {MASTER}", "master_key: c2hvcnQ=")
+        .replace(f"token: {SECRETS['keycom']}", "token: not-hex-XYZZY")
+    )
+    env = {"GDPR_GATEWAY_NO_SUCH_THING": "1", "GDPR_GATEWAY_AUDIT_URL": "mysql://u:pw@h/db"}
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, text), env)
+    errors = err.value.errors
+    expected = [
+        "config.yaml: port: must be an integer",
+        "config.yaml: upstreams.billbee.base_ur: unknown key",
+        "config.yaml: upstreams.billbee.base_url: required",
+        "config.yaml: audit.master_key: must decode to 32 bytes",
+        "config.yaml: upstreams.keycom.credentials.token: must be 40 hex digits",
+        "GDPR_GATEWAY_NO_SUCH_THING: unknown variable",
+        "GDPR_GATEWAY_AUDIT_URL: must start with",
+    ]
+    for fragment in expected:
+        assert any(fragment in e for e in errors), fragment
+    text_all = str(err.value) + repr(err.value)
+    assert "XYZZY" not in text_all and "c2hvcnQ=" not in text_all and "pw@h" not in text_all
+    assert_no_secret(text_all)
+
+
+def test_clear_tokens_and_unknown_roles_are_refused(tmp_path: Path) -> None:
+    text = FULL.replace(
+        "    - name: crm-app",
+        "    - name: bad\n      token: plain-XYZZY\n      sha256: nothex\n"
+        "      roles: [editor, superuser]\n      systems: [billbee, mars]\n    - name: crm-app",
+    )
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, text), {})
+    joined = "\n".join(err.value.errors)
+    assert "auth.tokens[0].token: tokens in clear are not accepted" in joined
+    assert "auth.tokens[0].sha256" in joined
+    assert "auth.tokens[0].roles: unknown entries ['superuser']" in joined
+    assert "auth.tokens[0].systems: unknown entries ['mars']" in joined
+    assert "XYZZY" not in joined
+
+
+def test_yaml_syntax_error_names_the_line_not_the_text(tmp_path: Path) -> None:
+    path = write(tmp_path, "port: 1\naudit:\n  url: [unclosed-XYZZY\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path, {})
+    (message,) = err.value.errors
+    assert message.startswith(f"{path}:")
+    assert "XYZZY" not in message
+
+
+def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, "- a\n- b\n"), {})
+    assert err.value.errors == [f"{tmp_path / 'config.yaml'}: the top level must be a mapping"]
+
+
+def _pem() -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+def test_jwt_section(tmp_path: Path) -> None:
+    (tmp_path / "idp.pem").write_text(_pem() + _pem())
+    path = write(tmp_path, FULL.replace(
+        "auth:\n",
+        "auth:\n  jwt:\n    public_keys_file: idp.pem\n    issuer: https://idp\n"
+        "    audience: gdpr-gateway\n    roles_claim: groups\n",
+    ))
+    s = load_settings(path, {"GDPR_GATEWAY_AUTH_JWT_ALGORITHMS": "ES256"})
+    assert s.jwt is not None
+    assert len(s.jwt.public_keys) == 2
+    assert (s.jwt.issuer, s.jwt.audience) == ("https://idp", "gdpr-gateway")
+    assert s.jwt.roles_claim == "groups"
+    assert s.jwt.algorithms == ("ES256",)
+
+
+def test_jwt_refuses_symmetric_algorithms_and_needs_iss_aud(tmp_path: Path) -> None:
+    env = {
+        "GDPR_GATEWAY_AUTH_JWT_PUBLIC_KEYS": _pem(),
+        "GDPR_GATEWAY_AUTH_JWT_ALGORITHMS": "RS256,HS256,none",
+    }
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, FULL), env)
+    joined = "\n".join(err.value.errors)
+    assert "GDPR_GATEWAY_AUTH_JWT_ALGORITHMS: not allowed: HS256, none" in joined
+    assert "auth.jwt.issuer: required" in joined
+    assert "auth.jwt.audience: required" in joined
+
+
+def test_jwt_bad_pem_is_reported(tmp_path: Path) -> None:
+    env = {
+        "GDPR_GATEWAY_AUTH_JWT_PUBLIC_KEYS": (
+            "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"
+        ),
+        "GDPR_GATEWAY_AUTH_JWT_ISSUER": "i",
+        "GDPR_GATEWAY_AUTH_JWT_AUDIENCE": "a",
+    }
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, FULL), env)
+    assert err.value.errors == ["GDPR_GATEWAY_AUTH_JWT_PUBLIC_KEYS[0]: not a PEM public key"]
+
+
+def test_env_name_follows_the_path() -> None:
+    assert env_name(("upstreams", "billbee", "credentials", "api_key")) == (
+        "GDPR_GATEWAY_UPSTREAMS_BILLBEE_CREDENTIALS_API_KEY"
+    )
+
+
+def test_demo_settings_fixed_tokens_and_stable_pseudonym_key(tmp_path: Path) -> None:
+    urls = {s: f"http://127.0.0.1:{8081 + i}" for i, s in enumerate(SYSTEMS)}
+
+    def make() -> Settings:
+        return demo_settings(
+            port=8080,
+            state_dir=tmp_path / "state",
+            upstream_urls=urls,
+            audit_url="sqlite+aiosqlite:///x.db",
+            master_key=b"m" * 32,
+            signing_key=b"k" * 32,
+        )
+
+    first, second = make(), make()
+    assert first.pseudonym_key_bytes() == second.pseudonym_key_bytes()
+    assert first.hash_salt_bytes() == second.hash_salt_bytes()
+    assert len(first.pseudonym_key_bytes()) == 32
+    assert (tmp_path / "state" / "pseudonym.key").stat().st_mode & 0o077 == 0
+    by_name = {t.name: t for t in first.tokens}
+    assert set(by_name) == set(DEMO_TOKENS)
+    assert by_name["demo-privacy"].roles == frozenset({"privacy_officer"})
+    assert by_name["demo-editor"].sha256 == hashlib.sha256(b"demo-editor").hexdigest()
+    assert all(t.systems == frozenset(SYSTEMS) for t in first.tokens)
+    keycom = first.upstreams["keycom"].credentials["token"].reveal()
+    assert keycom == "0123456789abcdef0123456789abcdef01234567"
+    assert first.upstreams["billbee"].rate_limit_per_second == 2.0
+    assert first.upstreams["timelog"].options["account"] == "demo"
+    assert first.master_key_bytes() == b"m" * 32
+
+
+def test_demo_settings_refuses_short_keys(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        demo_settings(
+            port=1, state_dir=tmp_path, upstream_urls={}, audit_url="sqlite+aiosqlite://",
+            master_key=b"short", signing_key=b"k" * 32,
+        )
+    assert "master_key: must be 32 bytes" in err.value.errors
+    assert "upstream_urls: keycom: required" in err.value.errors
