@@ -1,0 +1,83 @@
+"""The one small interface every upstream connector offers, and pure helpers for it.
+
+The gateway codes against :class:`Connector` only; ``build_connector`` (in
+``service.upstreams.factory``) picks the class for a system.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Literal, Protocol, runtime_checkable
+
+from service.errors import CustomerNotFound
+from service.upstreams.breaker import CircuitBreaker
+
+Mode = Literal["put", "patch"]
+
+#: ``observe(system, method, status_or_None, seconds)``: called once per HTTP attempt.
+Observe = Callable[[str, str, int | None, float], None]
+
+INT32_MAX: Final = 2**31 - 1
+INT64_MAX: Final = 2**63 - 1
+
+_CANONICAL_ID = re.compile(r"[1-9][0-9]{0,18}")
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """One upstream system, as the gateway sees it.
+
+    ``mode``: ``put`` sends the whole merged object (timelog, billbee, sedona);
+    ``patch`` forwards the patch (keycom).
+    ``read_coverage``: the top-level WRITE-model field names a ``fetch`` returns; a
+    whole-object write must not clear a writable field outside it.
+    """
+
+    system: str
+    mode: Mode
+    read_coverage: frozenset[str]
+    breaker: CircuitBreaker
+
+    async def fetch(self, customer_id: str) -> dict[str, Any]:
+        """The record in write names. ``CustomerNotFound`` for an unknown or malformed id."""
+        ...
+
+    async def apply(self, customer_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Write (whole object or patch); the record after the write, in write names."""
+        ...
+
+    def version_tag(self, record: Mapping[str, Any]) -> str:
+        """A stable tag of a fetched record, for edit-conflict checks."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def parse_customer_id(system: str, customer_id: str, max_id: int = INT32_MAX) -> int:
+    """The id as the upstream's integer, or ``CustomerNotFound`` without any call.
+
+    Only the canonical decimal form is accepted (no sign, no leading zero, no spaces,
+    ASCII digits only, 1..max_id): ``"0012"`` and ``"12"`` must never name two audit
+    subjects for one customer. The id is never put into the message.
+    """
+    if not isinstance(customer_id, str) or _CANONICAL_ID.fullmatch(customer_id) is None:
+        raise CustomerNotFound(f"{system}: customer id is not a valid {system} id")
+    value = int(customer_id)
+    if value > max_id:
+        raise CustomerNotFound(f"{system}: customer id is out of range for {system}")
+    return value
+
+
+def canonical_json(record: Mapping[str, Any]) -> bytes:
+    """Sorted keys, no spaces, UTF-8: the same record always gives the same bytes."""
+    return json.dumps(
+        record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def content_tag(record: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of the record's canonical JSON."""
+    return hashlib.sha256(canonical_json(record)).hexdigest()

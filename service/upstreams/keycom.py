@@ -1,0 +1,58 @@
+"""Keypro KeyCom: ``GET``/``PATCH customers/{id}/``, ``Authorization: Token <40 hex>``.
+
+The upstream updates only the given fields, so the patch is forwarded as it is and
+never retried once it may have been sent (see ``transport``): ``modified`` changes on
+every write, so a second send is a second write, not a repeat of the first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import aiohttp
+
+from service.upstreams.base import content_tag, parse_customer_id
+from service.upstreams.transport import Answer, HttpConnector
+
+
+class KeycomConnector(HttpConnector):
+    system = "keycom"
+    mode = "patch"
+    read_coverage = frozenset(
+        {
+            "address_id", "language_id", "restricted_type_id", "status_id", "type_id",
+            "apartment_id", "cooperative_date", "cooperative_member",
+            "cooperative_reimbursement_date", "cooperative_sum", "country", "email", "name",
+            "name_extension", "number", "phone", "identification", "invoicing_country",
+            "invoice_name", "editable_by_customer", "sms_disabled", "note", "phone2",
+            "sms_numbers", "personal_id", "water_database_id",
+        }
+    )
+    required_credentials: ClassVar[tuple[str, ...]] = ("token",)
+
+    def _auth(self) -> tuple[dict[str, str], aiohttp.BasicAuth | None]:
+        return {"Authorization": f"Token {self.settings.credentials['token'].reveal()}"}, None
+
+    def version_tag(self, record: Mapping[str, Any]) -> str:
+        modified = record.get("modified")
+        if isinstance(modified, str) and modified:
+            return modified
+        return content_tag(record)
+
+    def _record(self, answer: Answer) -> dict[str, Any]:
+        if not isinstance(answer.body, Mapping) or "id" not in answer.body:
+            raise self._malformed(answer.status)
+        return dict(answer.body)
+
+    async def fetch(self, customer_id: str) -> dict[str, Any]:
+        cid = parse_customer_id(self.system, customer_id)
+        return self._record(await self._call("GET", f"customers/{cid}/", route="customers/{id}/"))
+
+    async def apply(self, customer_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        cid = parse_customer_id(self.system, customer_id)
+        answer = await self._call(
+            "PATCH", f"customers/{cid}/", route="customers/{id}/", body=body,
+            retry_unsent_only=True,
+        )
+        return self._record(answer)

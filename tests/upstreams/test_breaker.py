@@ -1,0 +1,118 @@
+"""The circuit breaker's state machine, on an injected clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.upstreams.breaker import BreakerState, CircuitBreaker
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+Changes = list[tuple[str, str, str]]
+
+
+def make(threshold: int = 3, reset: float = 10.0) -> tuple[CircuitBreaker, Clock, Changes]:
+    clock = Clock()
+    changes: list[tuple[str, str, str]] = []
+    breaker = CircuitBreaker(
+        "probe",
+        threshold=threshold,
+        reset_seconds=reset,
+        clock=clock,
+        on_change=lambda name, old, new: changes.append((name, old, new)),
+    )
+    return breaker, clock, changes
+
+
+def fail(breaker: CircuitBreaker, n: int) -> None:
+    for _ in range(n):
+        assert breaker.allow()
+        breaker.record_failure()
+
+
+def test_opens_after_threshold_consecutive_failures() -> None:
+    breaker, _, changes = make(threshold=3)
+    fail(breaker, 2)
+    assert breaker.state == "closed"
+    fail(breaker, 1)
+    assert breaker.state == "open"
+    assert not breaker.allow()
+    assert changes == [("probe", "closed", "open")]
+
+
+def test_a_success_resets_the_count() -> None:
+    breaker, _, _ = make(threshold=3)
+    fail(breaker, 2)
+    assert breaker.allow()
+    breaker.record_success()
+    fail(breaker, 2)
+    assert breaker.state == "closed"
+    assert breaker.consecutive_failures == 2
+
+
+def test_half_open_after_reset_lets_one_probe_through() -> None:
+    breaker, clock, _ = make(threshold=1, reset=10.0)
+    fail(breaker, 1)
+    clock.now += 9.9
+    assert breaker.state == "open"
+    assert breaker.retry_after() == pytest.approx(0.1)
+    clock.now += 0.1
+    assert breaker.state == "half_open"
+    assert breaker.allow()
+    assert not breaker.allow()  # only one probe at a time
+
+
+def test_successful_probe_closes() -> None:
+    breaker, clock, changes = make(threshold=1, reset=1.0)
+    fail(breaker, 1)
+    clock.now += 1.0
+    assert breaker.allow()
+    breaker.record_success()
+    assert breaker.state == "closed"
+    assert breaker.allow()
+    assert [c[2] for c in changes] == ["open", "half_open", "closed"]
+
+
+def test_failed_probe_reopens_for_a_full_period() -> None:
+    breaker, clock, _ = make(threshold=2, reset=5.0)
+    fail(breaker, 2)
+    clock.now += 5.0
+    assert breaker.allow()
+    breaker.record_failure()
+    assert breaker.state == "open"
+    clock.now += 4.9
+    assert breaker.state == "open"
+    clock.now += 0.1
+    assert breaker.state == "half_open"
+
+
+def test_released_probe_frees_the_slot() -> None:
+    breaker, clock, _ = make(threshold=1, reset=1.0)
+    fail(breaker, 1)
+    clock.now += 1.0
+    assert breaker.allow()
+    breaker.release()
+    assert breaker.state == "half_open"
+    assert breaker.allow()
+
+
+def test_on_change_may_be_set_later() -> None:
+    breaker = CircuitBreaker("x", threshold=1, reset_seconds=1.0)
+    seen: list[BreakerState] = []
+    breaker.on_change = lambda _name, _old, new: seen.append(new)
+    assert breaker.allow()
+    breaker.record_failure()
+    assert seen == ["open"]
+
+
+@pytest.mark.parametrize(("threshold", "reset"), [(0, 1.0), (1, -1.0)])
+def test_bad_settings_are_refused(threshold: int, reset: float) -> None:
+    with pytest.raises(ValueError, match="breaker"):
+        CircuitBreaker("x", threshold=threshold, reset_seconds=reset)
