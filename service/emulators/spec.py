@@ -1,0 +1,26 @@
+"""What makes one emulated system: its data and its routes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SystemSpec:
+    """One upstream: seed records, the record generator, routes and error format.
+
+    ``error`` builds a response in the system's own error format for a status and a
+    message (used by the status fault and unknown routes).
+    """
+
+    name: str
+    seed: Callable[[], Mapping[int, Record]]
+    generate: Callable[[int], Record]
+    add_routes: Callable[[web.Application], None]
+    error: Callable[[int, str], web.Response]

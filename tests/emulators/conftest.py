@@ -1,0 +1,47 @@
+"""Fixtures: each emulator served on loopback through pytest-aiohttp's test server."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+
+from service.emulators import DEMO_CREDENTIALS, create_emulator
+
+ClientFactory = Callable[..., Awaitable[TestClient[aiohttp.web.Request, aiohttp.web.Application]]]
+
+TIMELOG_AUTH = {"Authorization": f"Bearer {DEMO_CREDENTIALS['timelog']['token']}"}
+BILLBEE_AUTH = {
+    "X-Billbee-Api-Key": DEMO_CREDENTIALS["billbee"]["api_key"],
+    "Authorization": aiohttp.encode_basic_auth(
+        DEMO_CREDENTIALS["billbee"]["username"], DEMO_CREDENTIALS["billbee"]["password"]
+    ),
+}
+SEDONA_AUTH = {
+    "Authorization": aiohttp.encode_basic_auth(
+        DEMO_CREDENTIALS["sedona"]["username"], DEMO_CREDENTIALS["sedona"]["password"]
+    )
+}
+KEYCOM_AUTH = {"Authorization": f"Token {DEMO_CREDENTIALS['keycom']['token']}"}
+
+
+@pytest.fixture
+async def timelog(aiohttp_client: ClientFactory) -> TestClient[aiohttp.web.Request, aiohttp.web.Application]:
+    return await aiohttp_client(create_emulator("timelog"))
+
+
+@pytest.fixture
+async def billbee(aiohttp_client: ClientFactory) -> TestClient[aiohttp.web.Request, aiohttp.web.Application]:
+    return await aiohttp_client(create_emulator("billbee", rate_limit=False))
+
+
+@pytest.fixture
+async def sedona(aiohttp_client: ClientFactory) -> TestClient[aiohttp.web.Request, aiohttp.web.Application]:
+    return await aiohttp_client(create_emulator("sedona"))
+
+
+@pytest.fixture
+async def keycom(aiohttp_client: ClientFactory) -> TestClient[aiohttp.web.Request, aiohttp.web.Application]:
+    return await aiohttp_client(create_emulator("keycom"))
