@@ -6,11 +6,13 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from service.emulators import DEMO_CREDENTIALS, create_emulator
 
-ClientFactory = Callable[..., Awaitable[TestClient[aiohttp.web.Request, aiohttp.web.Application]]]
+Client = TestClient[web.Request, web.Application]
+ClientFactory = Callable[..., Awaitable[Client]]
 
 TIMELOG_AUTH = {"Authorization": f"Bearer {DEMO_CREDENTIALS['timelog']['token']}"}
 BILLBEE_AUTH = {
@@ -28,20 +30,20 @@ KEYCOM_AUTH = {"Authorization": f"Token {DEMO_CREDENTIALS['keycom']['token']}"}
 
 
 @pytest.fixture
-async def timelog(aiohttp_client: ClientFactory) -> TestClient[aiohttp.web.Request, aiohttp.web.Application]:
+async def timelog(aiohttp_client: ClientFactory) -> Client:
     return await aiohttp_client(create_emulator("timelog"))
 
 
 @pytest.fixture
-async def billbee(aiohttp_client: ClientFactory) -> TestClient[aiohttp.web.Request, aiohttp.web.Application]:
+async def billbee(aiohttp_client: ClientFactory) -> Client:
     return await aiohttp_client(create_emulator("billbee", rate_limit=False))
 
 
 @pytest.fixture
-async def sedona(aiohttp_client: ClientFactory) -> TestClient[aiohttp.web.Request, aiohttp.web.Application]:
+async def sedona(aiohttp_client: ClientFactory) -> Client:
     return await aiohttp_client(create_emulator("sedona"))
 
 
 @pytest.fixture
-async def keycom(aiohttp_client: ClientFactory) -> TestClient[aiohttp.web.Request, aiohttp.web.Application]:
+async def keycom(aiohttp_client: ClientFactory) -> Client:
     return await aiohttp_client(create_emulator("keycom"))
