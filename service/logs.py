@@ -1,0 +1,136 @@
+"""Structured logs: one JSON object per line on stderr, carrying ids, codes and names only.
+
+``log_event(logger, "event_name", request_id=..., system=..., code=...)`` is how the
+gateway logs. Fields must be identifiers (request ids, audit ids, system names), codes
+(problem codes, field codes, HTTP statuses), field NAMES (``fields="Email,Phone"``),
+counts and durations - never a value of a customer record, a customer id, a token, a
+user name or a free-text reason. As a safety net, a field whose name suggests such
+content (``value``, ``customer_id``, ``email``, ``token``, ``reason``, ``body``, ...,
+see :data:`FORBIDDEN_PARTS`) is written as ``"[redacted]"``, and so is any value that is
+not a plain scalar or a list of scalars (a dict may be a whole record).
+
+Records from other libraries are written with their message TEMPLATE only
+(``record.msg``), never the interpolated arguments, which may carry data (aiohttp's
+messages carry client addresses, for example). Exceptions are written as their type and
+the stack of ``file:line in function`` frames - never the exception message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from datetime import UTC, datetime
+from typing import Any, Final, TextIO
+
+#: A field is redacted when its name, split at ``_``, contains one of these words (or
+#: when the whole name is one of them). Field names, ids and codes pass.
+FORBIDDEN_PARTS: Final = frozenset(
+    {
+        "value", "values", "old", "new", "before", "after", "body", "payload", "patch",
+        "record", "customer", "subject", "email", "mail", "phone", "mobile", "fax",
+        "address", "street", "city", "zip", "postal", "iban", "birth", "dob",
+        "firstname", "lastname", "fullname", "password", "passwd", "token", "secret",
+        "authorization", "credential", "credentials", "key", "query", "reason", "user",
+        "username", "actor", "principal", "ip", "cookie", "header", "headers", "message",
+        "text", "data",
+    }
+)  # fmt: skip
+REDACTED: Final = "[redacted]"
+MAX_STRING: Final = 200  # ids and codes are short; anything longer is cut
+_CORE: Final = frozenset({"time", "level", "logger", "event"})
+_FIELDS_ATTR: Final = "gdpr_fields"
+
+
+def is_forbidden(name: str) -> bool:
+    """Whether a field of this name may carry personal data or secrets."""
+    lowered = name.lower()
+    return lowered in FORBIDDEN_PARTS or any(p in FORBIDDEN_PARTS for p in lowered.split("_"))
+
+
+def _scalar(value: object) -> object:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return value if len(value) <= MAX_STRING else value[:MAX_STRING] + "..."
+    return REDACTED
+
+
+def _clean(name: str, value: object) -> object:
+    if is_forbidden(name):
+        return REDACTED
+    if isinstance(value, list | tuple | set | frozenset):
+        items = sorted(value, key=str) if isinstance(value, set | frozenset) else list(value)
+        return [_scalar(v) for v in items]
+    return _scalar(value)
+
+
+def log_event(
+    logger: logging.Logger, event: str, *, level: int = logging.INFO, **fields: object
+) -> None:
+    """Log ``event`` with ``fields`` (ids, codes, field names, counts: see module doc)."""
+    if not logger.isEnabledFor(level):
+        return
+    clean = {name: _clean(name, value) for name, value in fields.items()}
+    logger.log(level, event, extra={_FIELDS_ATTR: clean})
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, event, then the event's fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            # The template only: arguments interpolated into it may carry data.
+            "event": record.msg if isinstance(record.msg, str) else type(record.msg).__name__,
+        }
+        fields = getattr(record, _FIELDS_ATTR, None)
+        if isinstance(fields, dict):
+            for name, value in fields.items():
+                out[f"field_{name}" if name in _CORE else name] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            exc_type, _, tb = record.exc_info
+            out["exc_type"] = f"{exc_type.__module__}.{exc_type.__qualname__}"
+            out["stack"] = [
+                f"{frame.filename}:{frame.lineno} in {frame.name}"
+                for frame in traceback.extract_tb(tb)
+            ]
+        return json.dumps(out, ensure_ascii=False, default=lambda _: REDACTED)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of the record (test capture too)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
+def configure_logging(level: str) -> None:
+    """JSON lines on stderr for every logger, at ``level``; idempotent.
+
+    aiohttp's own access logger is silenced: its lines carry raw paths with query strings
+    and client addresses. The gateway's middleware writes the access line instead.
+    """
+    numeric = logging.getLevelNamesMapping().get(level.upper())
+    if numeric is None:
+        raise ValueError(f"unknown log level {level!r}")
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, _StderrHandler):
+            root.removeHandler(handler)
+    handler = _StderrHandler()
+    handler.setFormatter(JsonFormatter())
+    root.addHandler(handler)
+    root.setLevel(numeric)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -1,0 +1,210 @@
+"""Prometheus metrics, created against an injected ``CollectorRegistry``.
+
+Every label is bounded and pre-initialised, so a series exists (at 0) before its first
+event and ``rate()`` works from the start: systems, route templates, decision outcomes,
+problem codes (API.md), field codes (API.md's 422 list), masking strategies, HTTP
+methods. A label value outside its vocabulary is recorded as ``other`` (or ``unknown``
+for a system) - never as itself - so a caller's typo or a raw path cannot create series.
+No label ever carries a customer id, a field value or a user name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Final
+
+from aiohttp.typedefs import Handler
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.aiohttp import make_aiohttp_handler
+
+PREFIX: Final = "gdpr_gateway_"
+SYSTEMS: Final = ("timelog", "billbee", "sedona", "keycom")
+#: system label values besides the systems: a route without one, an unknown one
+NO_SYSTEM: Final = "none"
+UNKNOWN_SYSTEM: Final = "unknown"
+OTHER: Final = "other"
+OUTCOMES: Final = ("allowed", "denied", "dry_run")
+#: every problem code of API.md's table, plus the middleware's own
+PROBLEM_CODES: Final = (
+    "malformed_json", "not_an_object", "unauthenticated", "forbidden", "purpose_required",
+    "purpose_not_allowed", "field_not_editable", "unknown_system", "customer_not_found",
+    "customer_archived", "record_restricted", "would_clear_unknown_fields", "edit_conflict",
+    "precondition_failed", "payload_too_large", "unsupported_media_type",
+    "validation_failed", "rate_limited", "upstream_error", "audit_unavailable",
+    "upstream_timeout", "not_found", "method_not_allowed", "internal_error",
+)  # fmt: skip
+#: the problem code label of a decision that was not a refusal
+NO_PROBLEM: Final = "none"
+FIELD_CODES: Final = (
+    "unknown_field", "read_only", "wrong_type", "too_long", "too_short", "not_in_enum",
+    "pattern_mismatch", "invalid_format", "required",
+)  # fmt: skip
+STRATEGIES: Final = ("clear", "redact", "null", "partial", "hash", "pseudonym", "aesgcm")
+UPSTREAM_METHODS: Final = ("GET", "PUT", "PATCH", "POST", "DELETE")
+#: upstream status label when no HTTP answer came (timeout, connection refused)
+NO_RESPONSE: Final = "no_response"
+BREAKER_STATES: Final[Mapping[str, int]] = {"closed": 0, "half_open": 1, "open": 2}
+
+_LATENCY_BUCKETS: Final = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+_AUDIT_BUCKETS: Final = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+)  # fmt: skip
+_BATCH_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class Metrics:
+    """The gateway's metrics; one instance per application, held under an AppKey."""
+
+    def __init__(
+        self, registry: CollectorRegistry, systems: Sequence[str] = SYSTEMS
+    ) -> None:
+        self.registry = registry
+        self.systems = tuple(systems)
+        self._system_labels = frozenset((*self.systems, NO_SYSTEM, UNKNOWN_SYSTEM))
+        self._routes: frozenset[str] | None = None
+        r = registry
+        self.requests_total = Counter(
+            f"{PREFIX}http_requests", "HTTP requests answered, by system, route template "
+            "and status", ["system", "route", "status"], registry=r,
+        )  # fmt: skip
+        self.request_seconds = Histogram(
+            f"{PREFIX}http_request_duration_seconds", "Time to answer an HTTP request",
+            ["system", "route"], buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.decisions_total = Counter(
+            f"{PREFIX}decisions", "Change decisions by system, outcome and problem code "
+            "('none' unless denied)", ["system", "outcome", "code"], registry=r,
+        )  # fmt: skip
+        self.validation_errors_total = Counter(
+            f"{PREFIX}validation_errors", "Field validation errors by system and field code",
+            ["system", "code"], registry=r,
+        )  # fmt: skip
+        self.masked_total = Counter(
+            f"{PREFIX}masked_values", "Values masked in answers, by masking strategy",
+            ["strategy"], registry=r,
+        )  # fmt: skip
+        self.upstream_total = Counter(
+            f"{PREFIX}upstream_requests", "HTTP attempts to upstreams by system, method and "
+            "status ('no_response' when none came)", ["system", "method", "status"], registry=r,
+        )  # fmt: skip
+        self.upstream_seconds = Histogram(
+            f"{PREFIX}upstream_request_duration_seconds", "Duration of one upstream attempt",
+            ["system", "method"], buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.audit_append_seconds = Histogram(
+            f"{PREFIX}audit_append_duration_seconds", "Time for one audit append to be durable",
+            buckets=_AUDIT_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.audit_batch_entries = Histogram(
+            f"{PREFIX}audit_batch_entries", "Entries committed together in one audit batch",
+            buckets=_BATCH_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.audit_batch_seconds = Histogram(
+            f"{PREFIX}audit_batch_duration_seconds", "Time to commit one audit batch",
+            buckets=_AUDIT_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.breaker = Gauge(
+            f"{PREFIX}upstream_circuit_state", "Circuit breaker per upstream: "
+            "0 closed, 1 half_open, 2 open", ["system"], registry=r,
+        )  # fmt: skip
+        self._preinitialise()
+
+    def _preinitialise(self) -> None:
+        for system in self.systems:
+            for outcome in ("allowed", "dry_run"):
+                self.decisions_total.labels(system, outcome, NO_PROBLEM)
+            for code in PROBLEM_CODES:
+                self.decisions_total.labels(system, "denied", code)
+            for code in FIELD_CODES:
+                self.validation_errors_total.labels(system, code)
+            for method in ("GET", "PUT", "PATCH"):
+                self.upstream_seconds.labels(system, method)
+                self.upstream_total.labels(system, method, "200")
+            self.breaker.labels(system).set(0)
+        for strategy in STRATEGIES:
+            self.masked_total.labels(strategy)
+
+    def init_routes(self, routes: Iterable[str]) -> None:
+        """Declare the route templates: their series start at 0 and any other route is
+        recorded as ``other``. Templates containing ``{system}`` get one series per system."""
+        routes = tuple(routes)
+        self._routes = frozenset(routes)
+        for route in routes:
+            systems = self.systems if "{system}" in route else (NO_SYSTEM,)
+            for system in systems:
+                self.requests_total.labels(system, route, "200")
+                self.request_seconds.labels(system, route)
+
+    # -- bounded label values ----------------------------------------------------------
+
+    def _system(self, system: str) -> str:
+        return system if system in self._system_labels else UNKNOWN_SYSTEM
+
+    def _route(self, route: str) -> str:
+        if self._routes is not None:
+            return route if route in self._routes or route == "unmatched" else OTHER
+        return route if route.startswith("/") and len(route) <= 120 else OTHER
+
+    # -- recording ---------------------------------------------------------------------
+
+    def request(self, system: str, route: str, status: int, seconds: float) -> None:
+        """One answered request: ``route`` is the template (``/v1/systems/{system}/...``)."""
+        system, route = self._system(system), self._route(route)
+        self.requests_total.labels(system, route, _status(status)).inc()
+        self.request_seconds.labels(system, route).observe(max(0.0, seconds))
+
+    def decision(self, system: str, outcome: str, problem_code: str | None) -> None:
+        """A change decided: ``allowed``, ``denied`` (with its problem code) or ``dry_run``."""
+        outcome = outcome if outcome in OUTCOMES else OTHER
+        if problem_code is None:
+            code = NO_PROBLEM
+        else:
+            code = problem_code if problem_code in PROBLEM_CODES else OTHER
+        self.decisions_total.labels(self._system(system), outcome, code).inc()
+
+    def validation_errors(self, system: str, codes: Iterable[str]) -> None:
+        system = self._system(system)
+        for code in codes:
+            label = code if code in FIELD_CODES else OTHER
+            self.validation_errors_total.labels(system, label).inc()
+
+    def masked(self, counts: Mapping[str, int]) -> None:
+        """Values masked, by strategy name (one answer's counts)."""
+        for strategy, count in counts.items():
+            if count > 0:
+                label = strategy if strategy in STRATEGIES else OTHER
+                self.masked_total.labels(label).inc(count)
+
+    def upstream(self, system: str, method: str, status: int | None, seconds: float) -> None:
+        """One upstream HTTP attempt; fits the connectors' ``observe`` callback."""
+        system = self._system(system)
+        method = method.upper() if method.upper() in UPSTREAM_METHODS else OTHER
+        label = NO_RESPONSE if status is None else _status(status)
+        self.upstream_total.labels(system, method, label).inc()
+        self.upstream_seconds.labels(system, method).observe(max(0.0, seconds))
+
+    def audit_batch(self, size: int, seconds: float) -> None:
+        """One committed audit batch; fits the audit log's ``on_batch`` callback."""
+        self.audit_batch_entries.observe(size)
+        self.audit_batch_seconds.observe(max(0.0, seconds))
+
+    def audit_append(self, seconds: float) -> None:
+        self.audit_append_seconds.observe(max(0.0, seconds))
+
+    def breaker_state(self, system: str, state: str) -> None:
+        """The breaker's state: closed=0, half_open=1, open=2 (``half-open`` accepted)."""
+        value = BREAKER_STATES.get(state.replace("-", "_").lower())
+        if value is None:
+            raise ValueError(f"unknown breaker state {state!r}; valid: {', '.join(BREAKER_STATES)}")
+        self.breaker.labels(self._system(system)).set(value)
+
+
+def _status(status: int) -> str:
+    return str(status) if 100 <= status <= 599 else OTHER
+
+
+def metrics_handler(registry: CollectorRegistry) -> Handler:
+    """``GET /metrics``: the library's own aiohttp handler over this registry."""
+    return make_aiohttp_handler(registry)

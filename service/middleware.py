@@ -1,0 +1,200 @@
+"""The two middlewares every request passes: request context, and errors as problem+json.
+
+Order in ``create_app``: ``[request_context_middleware, ..., problem_middleware]`` - the
+context middleware outermost, so it sees the final status and problem code of every
+answer (errors included) and stamps ``X-Request-Id`` on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+import traceback
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from audit.errors import AuditUnavailable
+from service.config import SYSTEMS
+from service.errors import FieldProblem, GatewayError
+from service.keys import AUDIT_ID_KEY, REQUEST_ID_KEY
+from service.logs import log_event
+
+PROBLEM_TYPE_BASE: Final = "https://gdpr-gateway.dev/problems/"
+PROBLEM_CONTENT_TYPE: Final = "application/problem+json"
+REQUEST_ID_HEADER: Final = "X-Request-Id"
+AUDIT_ID_HEADER: Final = "X-Audit-Id"
+#: the problem code of this request's answer, for the access log (set by record_problem)
+REQUEST_PROBLEM_KEY = web.RequestKey("problem_code", str)
+#: the problem code a problem_response carries, for the access log
+PROBLEM_CODE_KEY = web.ResponseKey("problem_code", str)
+
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+_access = logging.getLogger("gdpr_gateway.access")
+_errors = logging.getLogger("gdpr_gateway.errors")
+
+# aiohttp's own HTTP errors (routing, body size) -> problem code, title, generic detail.
+_HTTP_PROBLEMS: Final[Mapping[int, tuple[str, str, str]]] = {
+    400: ("bad_request", "Bad request", "the request could not be read"),
+    401: ("unauthenticated", "Unauthenticated", "authentication is required"),
+    403: ("forbidden", "Forbidden", "not allowed"),
+    404: ("not_found", "Not found", "no resource at this path"),
+    405: ("method_not_allowed", "Method not allowed", "this method is not allowed here"),
+    413: (
+        "payload_too_large",
+        "Payload too large",
+        "the request body is larger than the configured limit",
+    ),
+    415: ("unsupported_media_type", "Unsupported media type", "unsupported media type"),
+    429: ("rate_limited", "Rate limited", "too many requests"),
+}
+
+
+def problem_response(
+    code: str,
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    errors: Sequence[FieldProblem] = (),
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    """An ``application/problem+json`` answer (RFC 9457) in API.md's shape."""
+    body: dict[str, object] = {
+        "type": PROBLEM_TYPE_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if errors:
+        body["errors"] = [{"field": e.field, "code": e.code, "message": e.message} for e in errors]
+    response = web.json_response(
+        body, status=status, headers=dict(headers or {}), content_type=PROBLEM_CONTENT_TYPE
+    )
+    response[PROBLEM_CODE_KEY] = code
+    return response
+
+
+def record_problem(request: web.Request, code: str) -> None:
+    """Tell the access log the problem code of an answer built without problem_response."""
+    request[REQUEST_PROBLEM_KEY] = code
+
+
+def retry_after_header(seconds: float) -> str:
+    """``Retry-After`` in whole seconds, rounded up (never 0 for a positive wait)."""
+    return str(max(0, math.ceil(seconds)))
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error becomes problem+json; nothing internal reaches the body."""
+    try:
+        return await handler(request)
+    except GatewayError as exc:
+        headers: dict[str, str] = {}
+        if exc.retry_after is not None:
+            headers["Retry-After"] = retry_after_header(exc.retry_after)
+        audit_id = getattr(exc, "audit_id", None)
+        if audit_id:
+            request[AUDIT_ID_KEY] = audit_id
+        return problem_response(
+            exc.code, exc.status, exc.title, exc.detail, errors=exc.errors, headers=headers
+        )
+    except AuditUnavailable:
+        return problem_response(
+            "audit_unavailable",
+            503,
+            "Audit unavailable",
+            "the audit log cannot record this request now; nothing was forwarded",
+        )
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise  # redirects and the like are answers, not errors
+        code, title, detail = _HTTP_PROBLEMS.get(
+            exc.status, (_slug(exc.reason), exc.reason, exc.reason)
+        )
+        keep = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+        return problem_response(code, exc.status, title, detail, headers=keep)
+    except Exception as exc:
+        # Type and frames only: the message may carry request data.
+        log_event(
+            _errors,
+            "unhandled_exception",
+            level=logging.ERROR,
+            error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+            stack=[f"{f.filename}:{f.lineno} in {f.name}" for f in traceback.extract_tb(
+                exc.__traceback__
+            )],
+            request_id=request.get(REQUEST_ID_KEY),
+        )
+        return problem_response(
+            "internal_error", 500, "Internal error", "an unexpected error occurred"
+        )
+
+
+def _slug(reason: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", reason.lower()).strip("_") or "error"
+
+
+@web.middleware
+async def request_context_middleware(
+    request: web.Request, handler: Handler
+) -> web.StreamResponse:
+    """Request id in and out, ``X-Audit-Id`` when one was written, one access log line."""
+    offered = request.headers.get(REQUEST_ID_HEADER)
+    request_id = offered if offered and _SANE_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+    request[REQUEST_ID_KEY] = request_id
+    started = time.perf_counter()
+    response: web.StreamResponse | None = None
+    try:
+        response = await handler(request)
+        return response
+    except web.HTTPException as exc:  # aiohttp answers with the exception itself
+        response = exc
+        raise
+    finally:
+        if response is not None and not response.prepared:
+            response.headers[REQUEST_ID_HEADER] = request_id
+            audit_id = request.get(AUDIT_ID_KEY)
+            if audit_id:
+                response.headers[AUDIT_ID_HEADER] = audit_id
+        _access_line(request, response, started)
+
+
+def _access_line(
+    request: web.Request, response: web.StreamResponse | None, started: float
+) -> None:
+    status = response.status if response is not None else 500
+    code = response.get(PROBLEM_CODE_KEY) if response is not None else None
+    if code is None:
+        code = request.get(REQUEST_PROBLEM_KEY)
+    if code is None and response is None:
+        code = "internal_error"
+    system = request.match_info.get("system")
+    log_event(
+        _access,
+        "http_request",
+        level=logging.WARNING if status >= 500 else logging.INFO,
+        method=request.method if len(request.method) <= 16 else "other",
+        route=route_template(request),
+        status=status,
+        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        request_id=request.get(REQUEST_ID_KEY),
+        problem_code=code,
+        system=system if system in SYSTEMS else None,
+        audit_id=request.get(AUDIT_ID_KEY),
+    )
+
+
+def route_template(request: web.Request) -> str:
+    """The matched route's template (``/v1/systems/{system}/...``) or ``unmatched``."""
+    resource = request.match_info.route.resource
+    if resource is None:
+        return "unmatched"
+    return resource.canonical
