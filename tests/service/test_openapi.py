@@ -1,0 +1,547 @@
+"""service/openapi.yaml is a valid OpenAPI 3.1 document and agrees with the code.
+
+Routes are compared in both directions with what ``service/app.py`` mounts: the route
+modules it passes to ``add_routes`` (imported; read with ``ast`` when an import fails) and
+the routes it adds on ``app.router`` itself (``GET /metrics``). Problem codes are compared
+with ``service/errors.py``, the route modules, the policy engine's vocabulary and the
+design's API.md.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import importlib
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from aiohttp import web
+from openapi_spec_validator import validate
+from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
+
+import service.errors
+
+REPO = Path(__file__).resolve().parents[2]
+SPEC_PATH = REPO / "service" / "openapi.yaml"
+APP_PATH = REPO / "service" / "app.py"
+ROUTES_DIR = REPO / "service" / "routes"
+DOCS_PATH = REPO / "docs" / "api.md"
+API_MD = REPO.parent / "shared" / "design" / "API.md"
+
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+Route = tuple[str, str]
+
+# Codes the framework layer answers with that no domain class names (the middleware's).
+FRAMEWORK_CODES = {
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "internal_error": 500,
+    "audit_unavailable": 503,
+}
+
+FIELD_CODES = {
+    "unknown_field",
+    "read_only",
+    "wrong_type",
+    "too_long",
+    "too_short",
+    "not_in_enum",
+    "pattern_mismatch",
+    "invalid_format",
+    "required",
+    "would_clear_unknown_fields",
+    "upstream_rejected",
+}
+
+
+# -- reading the document ------------------------------------------------------------------
+
+
+def load_spec() -> dict[str, Any]:
+    with SPEC_PATH.open(encoding="utf-8") as fh:
+        spec = yaml.safe_load(fh)
+    assert isinstance(spec, dict)
+    return spec
+
+
+def documented_routes(spec: dict[str, Any]) -> set[Route]:
+    return {
+        (method.upper(), path)
+        for path, item in spec.get("paths", {}).items()
+        for method in HTTP_METHODS
+        if method in item
+    }
+
+
+def operations(spec: dict[str, Any]) -> list[tuple[Route, dict[str, Any]]]:
+    return [
+        ((method.upper(), path), item[method])
+        for path, item in spec["paths"].items()
+        for method in HTTP_METHODS
+        if method in item
+    ]
+
+
+def problem_codes(spec: dict[str, Any]) -> list[str]:
+    return list(spec["components"]["schemas"]["Problem"]["properties"]["code"]["enum"])
+
+
+def catalog(spec: dict[str, Any]) -> dict[str, int]:
+    return {code: entry["status"] for code, entry in spec["x-problem-catalog"].items()}
+
+
+# -- reading the code ----------------------------------------------------------------------
+
+
+def mounted_by_app(app_source: str) -> tuple[list[str], set[Route]]:
+    """The route modules ``create_app`` passes to ``add_routes``, and the routes it adds on
+    ``app.router`` directly. Anything it cannot resolve is an error, never a silent miss."""
+    tree = ast.parse(app_source)
+    aliases: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname:
+                    aliases[alias.asname] = alias.name
+    modules: list[str] = []
+    direct: set[Route] = set()
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        name = node.func.attr
+        if name == "add_routes":
+            arg = node.args[0] if node.args else None
+            if not (
+                isinstance(arg, ast.Attribute)
+                and arg.attr == "routes"
+                and isinstance(arg.value, ast.Name)
+                and arg.value.id in aliases
+            ):
+                raise AssertionError(
+                    f"app.py line {node.lineno}: add_routes of {ast.dump(arg) if arg else None}"
+                    " is not <imported module>.routes"
+                )
+            modules.append(aliases[arg.value.id])
+        elif name.startswith("add_") and _on_router(node.func.value):
+            direct |= _router_call(node)
+    return modules, direct
+
+
+def _on_router(value: ast.expr) -> bool:
+    return (isinstance(value, ast.Attribute) and value.attr == "router") or (
+        isinstance(value, ast.Name) and value.id == "router"
+    )
+
+
+def _router_call(node: ast.Call) -> set[Route]:
+    assert isinstance(node.func, ast.Attribute)
+    name = node.func.attr
+    args = [a.value if isinstance(a, ast.Constant) else None for a in node.args]
+    if (
+        name == "add_route"
+        and len(args) >= 2
+        and isinstance(args[0], str)
+        and isinstance(args[1], str)
+    ):
+        return {(args[0].upper(), args[1])}
+    method = name.removeprefix("add_")
+    if method in HTTP_METHODS and args and isinstance(args[0], str):
+        return {(method.upper(), args[0])}
+    if name in {"add_static", "add_resource", "add_view"}:
+        raise AssertionError(f"app.py line {node.lineno}: {name} is not understood by this test")
+    raise AssertionError(f"app.py line {node.lineno}: router.{name} with a non-literal path")
+
+
+def routes_by_ast(source: str, filename: str = "<module>") -> set[Route]:
+    """``@routes.<method>(PATH)`` / ``@routes.route(METHOD, PATH)`` decorators of a module;
+    PATH a string literal or a module-level string constant."""
+    tree = ast.parse(source, filename)
+    constants = {
+        target.id: node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+
+    def text(expr: ast.expr) -> str:
+        if isinstance(expr, ast.Constant) and isinstance(expr.value, str):
+            return expr.value
+        if isinstance(expr, ast.Name) and expr.id in constants:
+            return constants[expr.id]
+        raise AssertionError(f"{filename} line {expr.lineno}: a route path that is not a constant")
+
+    found: set[Route] = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.AsyncFunctionDef | ast.FunctionDef):
+            continue
+        for deco in node.decorator_list:
+            if not (
+                isinstance(deco, ast.Call)
+                and isinstance(deco.func, ast.Attribute)
+                and isinstance(deco.func.value, ast.Name)
+                and deco.func.value.id == "routes"
+            ):
+                continue
+            verb = deco.func.attr
+            if verb == "route":
+                found.add((text(deco.args[0]).upper(), text(deco.args[1])))
+            elif verb in HTTP_METHODS:
+                found.add((verb.upper(), text(deco.args[0])))
+            else:
+                raise AssertionError(f"{filename}: routes.{verb} is not understood by this test")
+    return found
+
+
+def routes_by_import(module_name: str) -> set[Route]:
+    module = importlib.import_module(module_name)
+    table = module.routes
+    assert isinstance(table, web.RouteTableDef)
+    found: set[Route] = set()
+    for definition in table:
+        assert isinstance(definition, web.RouteDef), f"{module_name}: {definition!r}"
+        found.add((definition.method.upper(), definition.path))
+    return found
+
+
+def module_file(module_name: str) -> Path:
+    return REPO.joinpath(*module_name.split(".")).with_suffix(".py")
+
+
+def routes_of(module_name: str) -> set[Route]:
+    """Imported when possible (the real RouteTableDef); read with ast while a module it
+    depends on is not there yet."""
+    try:
+        return routes_by_import(module_name)
+    except ImportError:
+        path = module_file(module_name)
+        return routes_by_ast(path.read_text(encoding="utf-8"), str(path))
+
+
+def mounted_routes() -> set[Route]:
+    modules, direct = mounted_by_app(APP_PATH.read_text(encoding="utf-8"))
+    found = set(direct)
+    for name in modules:
+        found |= routes_of(name)
+    return {route for route in found if route[0] != "HEAD"}
+
+
+def compare(documented: set[Route], mounted: set[Route]) -> tuple[set[Route], set[Route]]:
+    """(mounted but not documented, documented but not mounted)."""
+    return mounted - documented, documented - mounted
+
+
+# -- the document is a valid OpenAPI 3.1 document -----------------------------------------
+
+
+def test_document_is_a_valid_openapi_3_1_document() -> None:
+    spec = load_spec()
+    assert spec["openapi"] == "3.1.0"
+    validate(spec)  # raises on any violation of the OpenAPI 3.1 schema or a bad $ref
+
+
+def test_the_validator_rejects_an_unresolved_path_parameter() -> None:
+    broken = load_spec()
+    del broken["paths"]["/v1/audit/{audit_id}"]["parameters"][0]
+    with pytest.raises(OpenAPIValidationError):
+        validate(broken)
+
+
+def test_servers_security_and_headers_are_declared() -> None:
+    spec = load_spec()
+    assert "http://127.0.0.1:8080" in [s["url"] for s in spec["servers"]]
+    scheme = spec["components"]["securitySchemes"]["bearerAuth"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    assert spec["security"] == [{"bearerAuth": []}]
+    header_params = {
+        p["name"] for p in spec["components"]["parameters"].values() if p["in"] == "header"
+    }
+    assert {"X-Purpose", "X-Request-Id", "If-Match"} <= header_params
+    assert {"X-Request-Id", "X-Audit-Id", "ETag", "Retry-After"} <= set(
+        spec["components"]["headers"]
+    )
+    patch = spec["paths"]["/v1/systems/{system}/customers/{customer_id}"]["patch"]
+    assert set(patch["requestBody"]["content"]) == {
+        "application/json",
+        "application/merge-patch+json",
+    }
+    assert {"$ref": "#/components/parameters/DryRun"} in patch["parameters"]
+    assert spec["components"]["parameters"]["DryRun"]["name"] == "dry_run"
+    limit = next(p for p in spec["paths"]["/v1/audit"]["get"]["parameters"] if p["name"] == "limit")
+    assert (limit["schema"]["minimum"], limit["schema"]["maximum"]) == (1, 500)
+
+
+# -- routes: the document and the app agree, both ways ------------------------------------
+
+
+def test_every_mounted_route_is_documented_and_every_documented_route_is_mounted() -> None:
+    undocumented, unmounted = compare(documented_routes(load_spec()), mounted_routes())
+    assert undocumented == set(), "routes the app mounts that openapi.yaml does not describe"
+    assert unmounted == set(), "routes openapi.yaml describes that the app does not mount"
+
+
+def test_the_app_parser_finds_the_route_modules_and_metrics() -> None:
+    modules, direct = mounted_by_app(APP_PATH.read_text(encoding="utf-8"))
+    assert {
+        "service.routes.customers",
+        "service.routes.systems",
+        "service.routes.audit",
+        "service.routes.health",
+    } <= set(modules)
+    assert ("GET", "/metrics") in direct
+
+
+def test_a_route_removed_from_the_document_is_caught() -> None:
+    doctored = copy.deepcopy(load_spec())
+    path = "/v1/systems/{system}/customers/{customer_id}"
+    del doctored["paths"][path]["patch"]
+    undocumented, unmounted = compare(documented_routes(doctored), mounted_routes())
+    assert undocumented == {("PATCH", path)}
+    assert unmounted == set()
+
+
+def test_a_route_added_to_the_code_without_documentation_is_caught() -> None:
+    source = (
+        "from aiohttp import web\nroutes = web.RouteTableDef()\nPATH = '/v1/extra/{x}'\n"
+        "@routes.delete(PATH)\nasync def gone(request): ...\n"
+        "@routes.route('put', '/v1/other')\nasync def other(request): ...\n"
+    )
+    extra = routes_by_ast(source)
+    assert extra == {("DELETE", "/v1/extra/{x}"), ("PUT", "/v1/other")}
+    undocumented, unmounted = compare(documented_routes(load_spec()), mounted_routes() | extra)
+    assert undocumented == extra
+    assert unmounted == set()
+
+
+def test_a_route_module_added_in_app_py_is_followed() -> None:
+    source = (
+        "from service.routes import customers as c\nfrom service.routes import ui\n"
+        "def create_app():\n    app.add_routes(c.routes)\n    app.add_routes(ui.routes)\n"
+        "    app.router.add_get('/metrics', h)\n    app.router.add_route('POST', '/x', h)\n"
+    )
+    modules, direct = mounted_by_app(source)
+    assert modules == ["service.routes.customers", "service.routes.ui"]
+    assert direct == {("GET", "/metrics"), ("POST", "/x")}
+
+
+@pytest.mark.parametrize(
+    "module_name",
+    [
+        "service.routes.customers",
+        "service.routes.systems",
+        "service.routes.audit",
+        "service.routes.health",
+    ],
+)
+def test_reading_a_route_module_with_ast_agrees_with_importing_it(module_name: str) -> None:
+    try:
+        imported = routes_by_import(module_name)
+    except ImportError as exc:
+        pytest.skip(f"{module_name} does not import yet ({type(exc).__name__})")
+    path = module_file(module_name)
+    assert routes_by_ast(path.read_text(encoding="utf-8"), str(path)) == imported
+
+
+# -- problem codes --------------------------------------------------------------------------
+
+
+def _gateway_error_classes() -> list[type[service.errors.GatewayError]]:
+    found: list[type[service.errors.GatewayError]] = []
+    pending = [service.errors.GatewayError]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+def _codes_in_source(source: str) -> dict[str, int]:
+    """``code, status, ... = "x", 404, ...`` and ``code = "x"`` / ``status = 404`` in classes."""
+    found: dict[str, int] = {}
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.ClassDef):
+            continue
+        values: dict[str, Any] = {}
+        for stmt in node.body:
+            if isinstance(stmt, ast.Assign | ast.AnnAssign):
+                target = stmt.targets[0] if isinstance(stmt, ast.Assign) else stmt.target
+                if stmt.value is None:
+                    continue
+                names: list[ast.expr] = [target]
+                exprs: list[ast.expr] = [stmt.value]
+                if isinstance(target, ast.Tuple) and isinstance(stmt.value, ast.Tuple):
+                    names, exprs = target.elts, stmt.value.elts
+                for name, value in zip(names, exprs, strict=True):
+                    if isinstance(name, ast.Name) and isinstance(value, ast.Constant):
+                        values[name.id] = value.value
+        if isinstance(values.get("code"), str):
+            found[values["code"]] = values.get("status", 0)
+    return found
+
+
+def test_catalog_and_problem_enum_list_the_same_codes() -> None:
+    spec = load_spec()
+    codes = problem_codes(spec)
+    assert len(codes) == len(set(codes))
+    assert set(codes) == set(catalog(spec))
+    for code, status in catalog(spec).items():
+        assert 400 <= status <= 599, code
+
+
+def test_every_code_of_service_errors_is_documented_with_its_status() -> None:
+    documented = catalog(load_spec())
+    classes = _gateway_error_classes()
+    assert len(classes) > 10  # the walk found the tree
+    for cls in classes:
+        assert cls.code in documented, f"{cls.__name__}.code {cls.code} missing"
+        assert documented[cls.code] == cls.status, cls.__name__
+    for code, status in service.errors.PolicyDenied._STATUS.items():
+        assert documented.get(code) == status, code
+
+
+def test_every_code_named_in_the_route_modules_is_documented_with_its_status() -> None:
+    documented = catalog(load_spec())
+    found: dict[str, int] = {}
+    for path in sorted(ROUTES_DIR.glob("*.py")):
+        found |= _codes_in_source(path.read_text(encoding="utf-8"))
+    assert "audit_entry_not_found" in found
+    for code, status in found.items():
+        assert documented.get(code) == status, code
+
+
+def test_the_framework_codes_are_documented() -> None:
+    documented = catalog(load_spec())
+    for code, status in FRAMEWORK_CODES.items():
+        assert documented.get(code) == status, code
+
+
+def test_the_code_reader_sees_tuple_and_single_assignments() -> None:
+    source = (
+        "class A(E):\n    code, status, title = 'a_code', 409, 'A'\n"
+        "class B(E):\n    code = 'b_code'\n    status: int = 404\n"
+    )
+    assert _codes_in_source(source) == {"a_code": 409, "b_code": 404}
+
+
+def api_md_codes(text: str) -> dict[str, int]:
+    """``| 403 | `purpose_required`, `purpose_not_allowed` | ... |`` rows of API.md."""
+    found: dict[str, int] = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 2 and re.fullmatch(r"[45]\d\d", cells[0]):
+            for code in re.findall(r"`([a-z_]+)`", cells[1]):
+                found[code] = int(cells[0])
+    return found
+
+
+def test_every_code_of_the_design_api_md_is_documented_with_its_status() -> None:
+    if not API_MD.is_file():
+        pytest.skip("the design's API.md is not beside this checkout")
+    wanted = api_md_codes(API_MD.read_text(encoding="utf-8"))
+    assert len(wanted) >= 20  # the table was found
+    documented = catalog(load_spec())
+    for code, status in wanted.items():
+        assert documented.get(code) == status, code
+
+
+def test_the_api_md_reader_reads_a_table_row() -> None:
+    row = "| 403 | `purpose_required`, `purpose_not_allowed` | no `X-Purpose` |\n| x | y |"
+    assert api_md_codes(row) == {"purpose_required": 403, "purpose_not_allowed": 403}
+
+
+def test_field_codes_are_the_agreed_set() -> None:
+    schema = load_spec()["components"]["schemas"]["FieldProblem"]
+    assert set(schema["properties"]["code"]["enum"]) == FIELD_CODES
+
+
+def test_the_policy_engine_vocabulary_is_documented() -> None:
+    model = pytest.importorskip("policies.model")
+    spec = load_spec()
+    field_enum = set(spec["components"]["schemas"]["FieldProblem"]["properties"]["code"]["enum"])
+    assert set(getattr(model, "FIELD_CODES", ())) <= field_enum
+    assert set(getattr(model, "PROBLEMS", ())) <= set(problem_codes(spec))
+
+
+# -- each operation answers what it says ----------------------------------------------------
+
+
+def test_each_operation_lists_its_problem_codes_with_a_response_for_each_status() -> None:
+    spec = load_spec()
+    statuses = catalog(spec)
+    for route, op in operations(spec):
+        codes = op.get("x-problem-codes")
+        assert isinstance(codes, list), route
+        responses = op["responses"]
+        for code in codes:
+            assert code in statuses, (route, code)
+            assert str(statuses[code]) in responses, (route, code)
+        problem_statuses = {
+            status
+            for status, response in responses.items()
+            if status[0] in "45" and "$ref" in response
+        }
+        assert problem_statuses == {str(statuses[c]) for c in codes}, route
+        assert any(status.startswith("2") for status in responses), route
+
+
+def test_secured_operations_answer_401_and_open_ones_do_not_need_a_token() -> None:
+    spec = load_spec()
+    open_routes = {
+        ("GET", "/metrics"),
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("GET", "/openapi.yaml"),
+    }
+    for route, op in operations(spec):
+        if route in open_routes:
+            assert op.get("security") == [], route
+        else:
+            assert "security" not in op, route  # the document-wide bearer requirement
+            assert "unauthenticated" in op["x-problem-codes"], route
+
+
+def test_problem_responses_use_the_problem_schema() -> None:
+    spec = load_spec()
+    ref = {"$ref": "#/components/schemas/Problem"}
+    for name, response in spec["components"]["responses"].items():
+        assert response["content"] == {"application/problem+json": {"schema": ref}}, name
+        assert "X-Request-Id" in response["headers"], name
+    assert "Retry-After" in spec["components"]["responses"]["RateLimited"]["headers"]
+
+
+def test_the_human_guide_lists_every_code_with_its_status() -> None:
+    text = DOCS_PATH.read_text(encoding="utf-8")
+    assert "openapi.yaml" in text
+    listed = api_md_codes(text)
+    assert listed == catalog(load_spec())
+
+
+# -- served at /openapi.yaml -----------------------------------------------------------------
+
+
+def test_the_document_ships_as_package_data() -> None:
+    packaged = resources.files("service").joinpath("openapi.yaml").read_bytes()
+    assert packaged == SPEC_PATH.read_bytes()
+
+
+async def test_the_document_is_served_at_openapi_yaml(aiohttp_client: Any) -> None:
+    from service.keys import OPENAPI_KEY
+    from service.routes import health
+
+    app = web.Application()
+    app[OPENAPI_KEY] = resources.files("service").joinpath("openapi.yaml").read_bytes()
+    app.add_routes(health.routes)
+    client = await aiohttp_client(app)
+    response = await client.get("/openapi.yaml")
+    assert response.status == 200
+    assert response.content_type == "application/yaml"
+    assert await response.read() == SPEC_PATH.read_bytes()
