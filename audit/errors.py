@@ -1,4 +1,7 @@
-"""Errors the audit package raises. It never imports the service package."""
+"""Errors the audit package raises. It never imports the service package.
+
+Messages name ids, fields and codes, never personal values: they may reach logs.
+"""
 
 from __future__ import annotations
 
@@ -13,3 +16,15 @@ class AuditUnavailable(AuditError):
 
 class EntryNotFound(AuditError):
     """No entry with that id."""
+
+
+class InvalidAuditInput(AuditError, ValueError):
+    """A malformed intent, filter, cursor or reason: the caller's mistake, answer 400."""
+
+
+class KeyMismatch(AuditError):
+    """The master key given does not match the one that wrapped the store's subject keys."""
+
+
+class StoreNotInitialised(AuditError):
+    """The database has no audit schema: run ``gdpr-gateway db upgrade``."""

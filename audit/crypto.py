@@ -1,0 +1,124 @@
+"""Keys of the audit log: per-subject data keys wrapped by a master key, value sealing,
+and the Ed25519 signature of checkpoints.
+
+Every ciphertext is bound by its associated data to the place it belongs: a data key to
+its key id and subject, a sealed value to its entry id, side (before/after) and field
+path. A ciphertext moved anywhere else does not open.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from typing import Any, Final
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from audit.errors import InvalidAuditInput
+from policies.masking.aesgcm import SealError, open_sealed, seal
+
+KEY_BYTES: Final = 32
+_KEK_CONTEXT: Final = b"gdpr-gateway-audit-kek/v1"
+_WRAP_CONTEXT: Final = "gdpr-gateway-audit-subject-key/v1"
+_VALUE_CONTEXT: Final = "gdpr-gateway-audit-value/v1"
+_CHECKPOINT_CONTEXT: Final = "gdpr-gateway-audit-checkpoint/v1"
+
+__all__ = [
+    "KEY_BYTES",
+    "SealError",
+    "check_key",
+    "checkpoint_message",
+    "kek_id",
+    "new_data_key",
+    "open_value",
+    "public_key_of",
+    "seal_value",
+    "sign_checkpoint",
+    "unwrap_key",
+    "verify_checkpoint",
+    "wrap_key",
+]
+
+
+def check_key(key: bytes, what: str) -> bytes:
+    """Return ``key`` if it is 32 bytes, else raise a clear error naming ``what``."""
+    if not isinstance(key, bytes | bytearray) or len(key) != KEY_BYTES:
+        raise InvalidAuditInput(f"the {what} must be exactly {KEY_BYTES} bytes")
+    return bytes(key)
+
+
+def kek_id(master_key: bytes) -> str:
+    """A short public fingerprint of the master key, stored beside each wrapped key."""
+    return hashlib.sha256(_KEK_CONTEXT + master_key).hexdigest()[:16]
+
+
+def new_data_key() -> bytes:
+    return os.urandom(KEY_BYTES)
+
+
+def _wrap_aad(key_id: str, system: str, customer_id: str) -> bytes:
+    return json.dumps([_WRAP_CONTEXT, key_id, system, customer_id]).encode()
+
+
+def wrap_key(master_key: bytes, data_key: bytes, key_id: str, system: str, cid: str) -> bytes:
+    return seal(master_key, data_key, _wrap_aad(key_id, system, cid))
+
+
+def unwrap_key(master_key: bytes, wrapped: bytes, key_id: str, system: str, cid: str) -> bytes:
+    """Raises :class:`SealError` when the master key or the binding is wrong."""
+    return open_sealed(master_key, wrapped, _wrap_aad(key_id, system, cid))
+
+
+def _value_aad(audit_id: str, side: str, path: str) -> bytes:
+    return json.dumps([_VALUE_CONTEXT, audit_id, side, path]).encode()
+
+
+def seal_value(data_key: bytes, value: Any, audit_id: str, side: str, path: str) -> str:
+    """Seal one JSON value; returns base64 text (what the entry body stores)."""
+    try:
+        plain = json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+    except (TypeError, ValueError) as exc:
+        raise InvalidAuditInput(f"value of field {path!r} is not JSON-serialisable") from exc
+    return base64.b64encode(seal(data_key, plain, _value_aad(audit_id, side, path))).decode()
+
+
+def open_value(data_key: bytes, sealed: str, audit_id: str, side: str, path: str) -> Any:
+    """Open what :func:`seal_value` produced for the same entry, side and path."""
+    blob = base64.b64decode(sealed)
+    return json.loads(open_sealed(data_key, blob, _value_aad(audit_id, side, path)))
+
+
+def checkpoint_message(seq: int, head_hash: str, time: str) -> bytes:
+    return f"{_CHECKPOINT_CONTEXT}\n{seq}\n{head_hash}\n{time}".encode()
+
+
+def _private(signing_key: bytes) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(check_key(signing_key, "signing key"))
+
+
+def public_key_of(signing_key: bytes) -> bytes:
+    """The raw 32-byte Ed25519 public key of a 32-byte private seed."""
+    return _private(signing_key).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def sign_checkpoint(signing_key: bytes, seq: int, head_hash: str, time: str) -> bytes:
+    return _private(signing_key).sign(checkpoint_message(seq, head_hash, time))
+
+
+def verify_checkpoint(
+    public_key: bytes, signature: bytes, seq: int, head_hash: str, time: str
+) -> bool:
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(
+            signature, checkpoint_message(seq, head_hash, time)
+        )
+    except (InvalidSignature, ValueError):
+        return False
+    return True

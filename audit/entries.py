@@ -1,0 +1,192 @@
+"""Building entry bodies from intents and outcomes, and rendering them for readers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from audit.crypto import SealError, open_value
+from audit.errors import InvalidAuditInput
+from audit.types import ACTIONS, OUTCOMES, SEALED_SENSITIVITIES, Intent, Outcome
+
+MASK: Final = "***"
+ERASED: Final = "erased"
+UNREADABLE: Final = "undecryptable"
+_TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime(_TIME_FORMAT)
+
+
+def iso(moment: datetime) -> str:
+    """A datetime in the store's fixed-width UTC text form (naive means UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime(_TIME_FORMAT)
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
+
+
+def _text(value: object, what: str, *, optional: bool = False) -> str | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value:
+        raise InvalidAuditInput(f"{what} must be a non-empty string")
+    return value
+
+
+def _strings(value: object, what: str) -> list[str]:
+    if isinstance(value, str) or not isinstance(value, tuple | list | frozenset | set):
+        raise InvalidAuditInput(f"{what} must be a sequence of strings")
+    items = list(value)
+    if not all(isinstance(v, str) for v in items):
+        raise InvalidAuditInput(f"{what} must be a sequence of strings")
+    return items
+
+
+def check_intent(intent: Intent) -> None:
+    """Reject a malformed intent with a message that names fields, never values."""
+    if not isinstance(intent, Intent):
+        raise InvalidAuditInput("expected an audit.Intent")
+    _text(intent.actor, "actor")
+    _strings(intent.roles, "roles")
+    _text(intent.system, "system")
+    _text(intent.customer_id, "customer_id")
+    _text(intent.purpose, "purpose", optional=True)
+    _text(intent.request_id, "request_id")
+    if intent.action not in ACTIONS:
+        raise InvalidAuditInput(f"action must be one of {sorted(ACTIONS)}")
+    _strings(intent.changed, "changed")
+    for name in ("before", "after", "protected"):
+        mapping = getattr(intent, name)
+        if not isinstance(mapping, Mapping) or not all(isinstance(k, str) for k in mapping):
+            raise InvalidAuditInput(f"{name} must be a mapping of field paths")
+    if not isinstance(intent.policy_version, str):
+        raise InvalidAuditInput("policy_version must be a string")
+
+
+def check_outcome(outcome: Outcome) -> None:
+    if not isinstance(outcome, Outcome) or outcome.outcome not in OUTCOMES:
+        raise InvalidAuditInput(f"outcome must be one of {sorted(OUTCOMES)}")
+    _text(outcome.problem_code, "problem_code", optional=True)
+    status = outcome.upstream_status
+    if status is not None and (isinstance(status, bool) or not isinstance(status, int)):
+        raise InvalidAuditInput("upstream_status must be an integer")
+    latency = outcome.upstream_latency_ms
+    if latency is not None and (isinstance(latency, bool) or not isinstance(latency, int | float)):
+        raise InvalidAuditInput("upstream_latency_ms must be a number")
+
+
+def check_reason(reason: object) -> str:
+    if not isinstance(reason, str) or not reason.strip():
+        raise InvalidAuditInput("a reason is required")
+    if len(reason) > 2000:
+        raise InvalidAuditInput("the reason is longer than 2000 characters")
+    return reason.strip()
+
+
+def split_values(
+    intent: Intent,
+) -> tuple[dict[str, Any], dict[str, Any], list[tuple[str, str, Any]]]:
+    """(clear before, clear after, [(side, path, value) to seal])."""
+    clear: dict[str, dict[str, Any]] = {"before": {}, "after": {}}
+    sealed: list[tuple[str, str, Any]] = []
+    for side, values in (("before", intent.before), ("after", intent.after)):
+        for path, value in values.items():
+            if intent.protected.get(path) in SEALED_SENSITIVITIES:
+                sealed.append((side, path, value))
+            else:
+                try:
+                    json.dumps(value)
+                except (TypeError, ValueError) as exc:
+                    raise InvalidAuditInput(
+                        f"value of field {path!r} is not JSON-serialisable"
+                    ) from exc
+                clear[side][path] = value
+    return clear["before"], clear["after"], sealed
+
+
+def base_body(
+    audit_id: str,
+    *,
+    actor: str,
+    roles: tuple[str, ...] | list[str],
+    system: str,
+    customer_id: str,
+    purpose: str | None,
+    request_id: str,
+    action: str,
+    phase: str,
+    outcome: Outcome | None = None,
+    intent_id: str | None = None,
+    changed: tuple[str, ...] | list[str] = (),
+    before: Mapping[str, Any] | None = None,
+    after: Mapping[str, Any] | None = None,
+    policy_version: str | None = None,
+    reason: str | None = None,
+    target_id: str | None = None,
+) -> dict[str, Any]:
+    latency = outcome.upstream_latency_ms if outcome else None
+    return {
+        "v": 1,
+        "audit_id": audit_id,
+        "time": now_iso(),
+        "actor": actor,
+        "roles": list(roles),
+        "system": system,
+        "customer_id": customer_id,
+        "purpose": purpose,
+        "request_id": request_id,
+        "action": action,
+        "phase": phase,
+        "outcome": outcome.outcome if outcome else None,
+        "problem_code": outcome.problem_code if outcome else None,
+        "upstream_status": outcome.upstream_status if outcome else None,
+        "upstream_latency_ms": round(float(latency), 3) if latency is not None else None,
+        "intent_id": intent_id,
+        "changed": list(changed),
+        "before": dict(before or {}),
+        "after": dict(after or {}),
+        "policy_version": policy_version,
+        "reason": reason,
+        "target_id": target_id,
+    }
+
+
+KeyLookup = Callable[[str], bytes | None]
+
+
+def render(
+    seq: int, body_text: str, prev_hash: str, hash_: str, *, key: KeyLookup | None = None
+) -> dict[str, Any]:
+    """The JSON-ready entry. Sealed values are ``***`` unless ``key`` (key id -> data
+    key, or None when erased) is given; then they are opened, or ``erased``."""
+    body = json.loads(body_text)
+    sealed = body.pop("sealed", None) or {}
+    key_id = body.pop("key_id", None)
+    body.pop("v", None)
+    data_key: bytes | None = None
+    if key is not None and sealed and isinstance(key_id, str):
+        data_key = key(key_id)
+    for side in ("before", "after"):
+        values = dict(body.get(side) or {})
+        for path, blob in (sealed.get(side) or {}).items():
+            if key is None:
+                values[path] = MASK
+            elif data_key is None:
+                values[path] = ERASED
+            else:
+                try:
+                    values[path] = open_value(data_key, blob, body["audit_id"], side, path)
+                except (SealError, ValueError):
+                    values[path] = UNREADABLE
+        body[side] = values
+    body["seq"] = seq
+    body["prev_hash"] = prev_hash
+    body["hash"] = hash_
+    return dict(body)

@@ -1,0 +1,110 @@
+"""The audit store's tables (SQLModel). The migrations in ``audit/migrations`` create them.
+
+``audit_entry`` keeps each entry as its canonical JSON ``body`` plus the chain columns;
+the columns used for queries are generated from the body by the database (SQLite and
+PostgreSQL both evaluate ``body ->> 'key'``), so they can never disagree with what the
+hash covers. On PostgreSQL ``body`` is of type ``json``, which keeps the exact text.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Computed, Index, Integer, LargeBinary, Text
+from sqlalchemy.dialects.postgresql import JSON
+from sqlmodel import Field, SQLModel
+
+GENERATED = (
+    "audit_id",
+    "time",
+    "system",
+    "customer_id",
+    "actor",
+    "action",
+    "phase",
+    "outcome",
+    "intent_id",
+)
+
+
+# INTEGER PRIMARY KEY is SQLite's rowid alias (64-bit): no second index to maintain.
+_SEQ = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _generated(name: str) -> Column[str]:
+    return Column(name, Text, Computed(f"body ->> '{name}'", persisted=True))
+
+
+class AuditEntry(SQLModel, table=True):
+    """One entry of the chain."""
+
+    __tablename__ = "audit_entry"
+    __table_args__ = (
+        Index("ux_audit_entry_audit_id", "audit_id", unique=True),
+        Index("ix_audit_entry_subject", "system", "customer_id", "seq"),
+        Index("ix_audit_entry_actor", "actor", "seq"),
+        Index("ix_audit_entry_outcome", "outcome", "seq"),
+        Index("ix_audit_entry_time", "time"),
+        Index("ix_audit_entry_intent", "intent_id"),
+    )
+
+    seq: int = Field(sa_column=Column(_SEQ, primary_key=True, autoincrement=False))
+    body: str = Field(sa_column=Column(Text().with_variant(JSON(), "postgresql"), nullable=False))
+    prev_hash: str = Field(sa_column=Column(Text, nullable=False))
+    hash: str = Field(sa_column=Column(Text, nullable=False))
+    audit_id: str | None = Field(default=None, sa_column=_generated("audit_id"))
+    time: str | None = Field(default=None, sa_column=_generated("time"))
+    system: str | None = Field(default=None, sa_column=_generated("system"))
+    customer_id: str | None = Field(default=None, sa_column=_generated("customer_id"))
+    actor: str | None = Field(default=None, sa_column=_generated("actor"))
+    action: str | None = Field(default=None, sa_column=_generated("action"))
+    phase: str | None = Field(default=None, sa_column=_generated("phase"))
+    outcome: str | None = Field(default=None, sa_column=_generated("outcome"))
+    intent_id: str | None = Field(default=None, sa_column=_generated("intent_id"))
+
+
+class AuditHead(SQLModel, table=True):
+    """The single head row: the chain append is serialised on it (row lock / write lock)."""
+
+    __tablename__ = "audit_head"
+
+    id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    hash: str = Field(sa_column=Column(Text, nullable=False))
+    checkpoint_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    checkpoint_at: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class AuditCheckpoint(SQLModel, table=True):
+    """A signed head: Ed25519 over (seq, head hash, time)."""
+
+    __tablename__ = "audit_checkpoint"
+
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    hash: str = Field(sa_column=Column(Text, nullable=False))
+    time: str = Field(sa_column=Column(Text, nullable=False))
+    public_key: str = Field(sa_column=Column(Text, nullable=False))
+    signature: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class AuditSubjectKey(SQLModel, table=True):
+    """A data subject's data key, wrapped by the master key; NULL once erased."""
+
+    __tablename__ = "audit_subject_key"
+    __table_args__ = (Index("ix_audit_subject_key_subject", "system", "customer_id"),)
+
+    key_id: str = Field(sa_column=Column(Text, primary_key=True))
+    system: str = Field(sa_column=Column(Text, nullable=False))
+    customer_id: str = Field(sa_column=Column(Text, nullable=False))
+    wrapped: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    kek_id: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: str = Field(sa_column=Column(Text, nullable=False))
+    erased_at: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class AuditOpenIntent(SQLModel, table=True):
+    """Intents written but not yet closed by an outcome: what the reconciler reads."""
+
+    __tablename__ = "audit_open_intent"
+
+    audit_id: str = Field(sa_column=Column(Text, primary_key=True))
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    created_at: str = Field(sa_column=Column(Text, nullable=False))

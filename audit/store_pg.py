@@ -1,0 +1,115 @@
+"""The PostgreSQL backend (asyncpg). The chain append is serialised on the head row
+(``SELECT … FOR UPDATE``) so any number of replicas on one database keep one chain;
+writes to one customer are serialised with a session advisory lock.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from functools import lru_cache
+from typing import Any
+
+import asyncpg
+
+from audit.backend import HEAD_SQL, Row, Statement
+
+_PLACEHOLDER = re.compile(r"\?")
+
+
+@lru_cache(maxsize=256)
+def numbered(sql: str) -> str:
+    """``?`` placeholders to asyncpg's ``$1, $2, …``."""
+    counter = iter(range(1, 10_000))
+    return _PLACEHOLDER.sub(lambda _m: f"${next(counter)}", sql)
+
+
+class _Tx:
+    def __init__(self, pool: Any, conn: Any, tr: Any, head: Row) -> None:
+        self._pool, self._conn, self._tr = pool, conn, tr
+        self.head = head
+        self._done = False
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return [tuple(r) for r in await self._conn.fetch(numbered(sql), *params)]
+
+    async def commit(self, statements: Sequence[Statement]) -> None:
+        try:
+            for sql, rows in statements:
+                if rows:
+                    await self._conn.executemany(numbered(sql), rows)
+            await self._tr.commit()
+        except BaseException:
+            await self._safe_rollback()
+            raise
+        finally:
+            await self._release()
+
+    async def rollback(self) -> None:
+        try:
+            await self._safe_rollback()
+        finally:
+            await self._release()
+
+    async def _safe_rollback(self) -> None:
+        if not self._done:
+            with suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                await self._tr.rollback()
+
+    async def _release(self) -> None:
+        if not self._done:
+            self._done = True
+            await self._pool.release(self._conn)
+
+
+class PgBackend:
+    kind = "postgresql"
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def connect(cls, dsn: str, *, max_size: int = 16) -> PgBackend:
+        pool = await asyncpg.create_pool(
+            dsn, min_size=1, max_size=max_size, command_timeout=30, timeout=10
+        )
+        return cls(pool)
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        async with self._pool.acquire() as conn:
+            return [tuple(r) for r in await conn.fetch(numbered(sql), *params)]
+
+    async def run(self, statements: Sequence[Statement]) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            for sql, rows in statements:
+                if rows:
+                    await conn.executemany(numbered(sql), rows)
+
+    async def chain_tx(self) -> _Tx:
+        conn = await self._pool.acquire()
+        try:
+            tr = conn.transaction()
+            await tr.start()
+            head = await conn.fetchrow(HEAD_SQL + " FOR UPDATE")
+            if head is None:
+                raise asyncpg.PostgresError("audit_head row missing")
+        except BaseException:
+            await self._pool.release(conn)
+            raise
+        return _Tx(self._pool, conn, tr, tuple(head))
+
+    def subject_lock(self, key: int) -> AbstractAsyncContextManager[None]:
+        return self._advisory(key)
+
+    @asynccontextmanager
+    async def _advisory(self, key: int) -> AsyncIterator[None]:
+        async with self._pool.acquire() as conn:
+            await conn.execute("SELECT pg_advisory_lock($1)", key)
+            try:
+                yield
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", key)
+
+    async def close(self) -> None:
+        await self._pool.close()

@@ -1,0 +1,163 @@
+"""The SQLite backend: one writer connection and one reader connection, each on its own
+thread, in WAL mode with ``synchronous=FULL`` (see docs/audit.md for why).
+
+A group commit is one ``BEGIN IMMEDIATE … COMMIT`` on the writer thread; the write lock
+it takes is database-wide, so separate processes on one file still form one chain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from audit.backend import HEAD_SQL, Row, Statement
+
+T = TypeVar("T")
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=FULL")
+    con.execute("PRAGMA busy_timeout=10000")
+    return con
+
+
+class _Tx:
+    def __init__(self, backend: SqliteBackend, head: Row) -> None:
+        self._backend = backend
+        self.head = head
+        self._done = False
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return await self._backend._on_writer(self._backend._w_fetchall, sql, params)
+
+    async def commit(self, statements: Sequence[Statement]) -> None:
+        try:
+            await self._backend._on_writer(self._backend._w_commit, statements)
+        finally:
+            self._release()
+
+    async def rollback(self) -> None:
+        try:
+            await self._backend._on_writer(self._backend._w_rollback)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if not self._done:
+            self._done = True
+            self._backend._write_lock.release()
+
+
+class SqliteBackend:
+    kind = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-sqlite-w")
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-sqlite-r")
+        self._w: sqlite3.Connection | None = None
+        self._r: sqlite3.Connection | None = None
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def connect(cls, path: Path) -> SqliteBackend:
+        backend = cls(path)
+        try:
+            backend._w = await backend._on_writer(_connect, path)
+            backend._r = await backend._on_reader(_connect, path)
+        except BaseException:
+            await backend.close()
+            raise
+        return backend
+
+    async def _on_writer(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+
+    async def _on_reader(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._reader, fn, *args)
+
+    def _wcon(self) -> sqlite3.Connection:
+        if self._w is None:
+            raise sqlite3.OperationalError("audit store closed")
+        return self._w
+
+    # --- on the writer thread
+    def _w_begin(self) -> Row:
+        con = self._wcon()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            row = con.execute(HEAD_SQL).fetchone()
+            if row is None:
+                raise sqlite3.OperationalError("audit_head row missing")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return tuple(row)
+
+    def _w_fetchall(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        return [tuple(r) for r in self._wcon().execute(sql, tuple(params)).fetchall()]
+
+    def _w_commit(self, statements: Sequence[Statement]) -> None:
+        con = self._wcon()
+        try:
+            for sql, rows in statements:
+                if rows:
+                    con.executemany(sql, rows)
+            con.execute("COMMIT")
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
+
+    def _w_rollback(self) -> None:
+        con = self._wcon()
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+
+    def _w_run(self, statements: Sequence[Statement]) -> None:
+        self._wcon().execute("BEGIN IMMEDIATE")
+        self._w_commit(statements)
+
+    def _r_fetchall(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        if self._r is None:
+            raise sqlite3.OperationalError("audit store closed")
+        return self._r.execute(sql, tuple(params)).fetchall()
+
+    # --- the Backend protocol
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return await self._on_reader(self._r_fetchall, sql, params)
+
+    async def run(self, statements: Sequence[Statement]) -> None:
+        async with self._write_lock:
+            await self._on_writer(self._w_run, statements)
+
+    async def chain_tx(self) -> _Tx:
+        await self._write_lock.acquire()
+        try:
+            head = await self._on_writer(self._w_begin)
+        except BaseException:
+            self._write_lock.release()
+            raise
+        return _Tx(self, head)
+
+    def subject_lock(self, key: int) -> AbstractAsyncContextManager[None]:
+        return _no_lock()
+
+    async def close(self) -> None:
+        for con, pool in ((self._w, self._writer), (self._r, self._reader)):
+            if con is not None:
+                await asyncio.get_running_loop().run_in_executor(pool, con.close)
+            pool.shutdown(wait=True)
+        self._w = self._r = None
+
+
+@asynccontextmanager
+async def _no_lock() -> AsyncIterator[None]:
+    yield

@@ -1,0 +1,60 @@
+"""The values the gateway hands to the audit log and gets back from it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+ACTIONS: Final = frozenset({"update", "dry_run", "read", "reveal", "erase", "export"})
+PHASES: Final = frozenset({"intent", "outcome"})
+OUTCOMES: Final = frozenset({"applied", "rejected", "upstream_failed", "unknown"})
+SEALED_SENSITIVITIES: Final = frozenset({"personal", "restricted"})
+
+
+@dataclass(frozen=True)
+class Intent:
+    """What the gateway is about to do (or decided) for one data subject."""
+
+    actor: str
+    roles: tuple[str, ...]
+    system: str
+    customer_id: str
+    purpose: str | None
+    request_id: str
+    action: str
+    changed: tuple[str, ...]
+    before: Mapping[str, Any]
+    after: Mapping[str, Any]
+    protected: Mapping[str, str]
+    policy_version: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a forwarded (or refused) change ended."""
+
+    outcome: str
+    problem_code: str | None = None
+    upstream_status: int | None = None
+    upstream_latency_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a query, newest first; ``next_cursor`` is None on the last page."""
+
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """The result of recomputing the chain and checking every signed checkpoint."""
+
+    ok: bool
+    entries: int
+    head: str
+    first_bad: str | None = None
+    reason: str | None = None
+    checkpoints: int = 0
