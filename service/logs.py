@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import traceback
 from datetime import UTC, datetime
@@ -41,12 +42,15 @@ REDACTED: Final = "[redacted]"
 MAX_STRING: Final = 200  # ids and codes are short; anything longer is cut
 _CORE: Final = frozenset({"time", "level", "logger", "event"})
 _FIELDS_ATTR: Final = "gdpr_fields"
+_CAMEL: Final = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
 def is_forbidden(name: str) -> bool:
     """Whether a field of this name may carry personal data or secrets."""
-    lowered = name.lower()
-    return lowered in FORBIDDEN_PARTS or any(p in FORBIDDEN_PARTS for p in lowered.split("_"))
+    lowered = _CAMEL.sub("_", name).lower()  # CustomerId -> customer_id
+    return lowered in FORBIDDEN_PARTS or any(
+        p in FORBIDDEN_PARTS for p in re.split(r"[_\W]+", lowered)
+    )
 
 
 def _scalar(value: object) -> object:

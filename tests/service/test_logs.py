@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from service.logs import REDACTED, configure_logging, is_forbidden, log_event
+
+PERSONAL = "jane.doe@example.com-XYZZY"
+
+
+@pytest.fixture
+def configured() -> Iterator[None]:
+    root = logging.getLogger()
+    before_handlers, before_level = list(root.handlers), root.level
+    access_level = logging.getLogger("aiohttp.access").level
+    yield
+    for handler in list(root.handlers):
+        if handler not in before_handlers:
+            root.removeHandler(handler)
+    root.setLevel(before_level)
+    logging.getLogger("aiohttp.access").setLevel(access_level)
+
+
+def lines(err: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in err.splitlines() if line.strip()]
+
+
+def test_log_event_writes_one_json_object_per_line(
+    configured: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("info")
+    logger = logging.getLogger("gdpr_gateway.test")
+    log_event(logger, "patch_forwarded", request_id="r-1", system="billbee", status=200,
+              duration_ms=1.5, fields=["Email", "Phone"], dry_run=False)
+    log_event(logger, "debug_only", level=logging.DEBUG, request_id="r-2")
+    (line,) = lines(capsys.readouterr().err)
+    assert line["event"] == "patch_forwarded"
+    assert line["level"] == "INFO"
+    assert line["logger"] == "gdpr_gateway.test"
+    assert line["time"].endswith("+00:00")
+    assert (line["request_id"], line["system"], line["status"]) == ("r-1", "billbee", 200)
+    assert line["fields"] == ["Email", "Phone"]
+    assert line["dry_run"] is False
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["value", "new_value", "customer_id", "email", "phone_number", "token", "authorization",
+     "reason", "body", "username", "actor", "patch", "query", "master_key", "CustomerId",
+     "customer-id"],
+)
+def test_forbidden_fields_are_redacted(
+    configured: None, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    configure_logging("DEBUG")
+    log_event(logging.getLogger("gdpr_gateway.test"), "event", **{name: PERSONAL})
+    (line,) = lines(capsys.readouterr().err)
+    redacted = line.get(name) == REDACTED and "XYZZY" not in json.dumps(line)
+    assert redacted, f"field {name} was not redacted"
+
+
+def test_structured_values_are_redacted_whatever_the_name(
+    configured: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("INFO")
+    log_event(logging.getLogger("x"), "event", info={"Email": PERSONAL},
+              things=[{"a": PERSONAL}, "ok"], obj=object())
+    (line,) = lines(capsys.readouterr().err)
+    assert line["info"] == REDACTED
+    assert line["things"] == [REDACTED, "ok"]
+    assert line["obj"] == REDACTED
+
+
+def test_allowed_names_pass() -> None:
+    for name in ("request_id", "audit_id", "system", "code", "problem_code", "field",
+                 "fields", "status", "route", "method", "duration_ms", "count", "error_type"):
+        assert not is_forbidden(name), name
+
+
+def test_foreign_records_keep_their_template_not_their_arguments(
+    configured: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("INFO")
+    logging.getLogger("somelib").warning("client %s sent %r", "10.1.2.3", PERSONAL)
+    (line,) = lines(capsys.readouterr().err)
+    assert line["event"] == "client %s sent %r"
+    assert line["level"] == "WARNING"
+    assert "XYZZY" not in json.dumps(line) and "10.1.2.3" not in json.dumps(line)
+
+
+def test_exceptions_logged_by_type_and_frames_only(
+    configured: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("INFO")
+    try:
+        raise KeyError(PERSONAL)
+    except KeyError:
+        logging.getLogger("gdpr_gateway.test").exception("lookup failed")
+    (line,) = lines(capsys.readouterr().err)
+    assert line["exc_type"] == "builtins.KeyError"
+    assert any("test_logs.py" in frame for frame in line["stack"])
+    assert "XYZZY" not in json.dumps(line)
+
+
+def test_core_keys_cannot_be_overwritten(
+    configured: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("INFO")
+    log_event(logging.getLogger("gdpr_gateway.test"), "real", time="fake")
+    (line,) = lines(capsys.readouterr().err)
+    assert line["event"] == "real" and line["field_time"] == "fake"
+    assert line["time"] != "fake"
+
+
+def test_configure_is_idempotent_and_silences_aiohttp_access(
+    configured: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("INFO")
+    configure_logging("INFO")
+    log_event(logging.getLogger("gdpr_gateway.test"), "once")
+    logging.getLogger("aiohttp.access").info('1.2.3.4 "GET /x?email=%s"', PERSONAL)
+    assert len(lines(capsys.readouterr().err)) == 1
+
+
+def test_unknown_level_is_a_clear_error(configured: None) -> None:
+    with pytest.raises(ValueError, match="unknown log level"):
+        configure_logging("chatty")
+
+
+def test_long_strings_are_cut(configured: None, capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO")
+    log_event(logging.getLogger("x"), "event", request_id="r" * 1000)
+    (line,) = lines(capsys.readouterr().err)
+    assert len(line["request_id"]) < 300

@@ -1,0 +1,182 @@
+"""Metrics through their exposition: GET /metrics on a tiny real app with a fresh registry."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.metrics import (
+    FIELD_CODES,
+    PROBLEM_CODES,
+    STRATEGIES,
+    SYSTEMS,
+    Metrics,
+    metrics_handler,
+)
+
+ALLOWED_LABELS = {"system", "route", "status", "outcome", "code", "strategy", "method", "le"}
+CUSTOMER_ROUTE = "/v1/systems/{system}/customers/{customer_id}"
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    m = Metrics(CollectorRegistry())
+    m.init_routes([CUSTOMER_ROUTE, "/v1/systems", "/metrics"])
+    return m
+
+
+async def scrape(aiohttp_client: Callable[..., Any], metrics: Metrics) -> dict[str, float]:
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_handler(metrics.registry))
+    client: TestClient[Any, Any] = await aiohttp_client(app)
+    resp = await client.get("/metrics")
+    assert resp.status == 200
+    assert resp.content_type == "text/plain"
+    text = await resp.text()
+    samples: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+            samples[f"{s.name}{{{labels}}}"] = s.value
+    return samples
+
+
+def key(name: str, **labels: str) -> str:
+    inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    return name + "{" + inner + "}"
+
+
+async def test_series_exist_before_any_event(
+    aiohttp_client: Callable[..., Any], metrics: Metrics
+) -> None:
+    s = await scrape(aiohttp_client, metrics)
+    for system in SYSTEMS:
+        for code in PROBLEM_CODES:
+            assert s[key("gdpr_gateway_decisions_total", system=system, outcome="denied",
+                         code=code)] == 0
+        assert s[key("gdpr_gateway_decisions_total", system=system, outcome="allowed",
+                     code="none")] == 0
+        assert s[key("gdpr_gateway_decisions_total", system=system, outcome="dry_run",
+                     code="none")] == 0
+        for code in FIELD_CODES:
+            assert s[key("gdpr_gateway_validation_errors_total", system=system, code=code)] == 0
+        assert s[key("gdpr_gateway_upstream_circuit_state", system=system)] == 0
+        assert s[key("gdpr_gateway_http_requests_total", system=system, route=CUSTOMER_ROUTE,
+                     status="200")] == 0
+        assert s[key("gdpr_gateway_upstream_request_duration_seconds_count", system=system,
+                     method="PUT")] == 0
+    for strategy in STRATEGIES:
+        assert s[key("gdpr_gateway_masked_values_total", strategy=strategy)] == 0
+    assert s[key("gdpr_gateway_http_requests_total", system="none", route="/v1/systems",
+                 status="200")] == 0
+    assert s[key("gdpr_gateway_audit_append_duration_seconds_count")] == 0
+    assert s[key("gdpr_gateway_audit_batch_entries_count")] == 0
+
+
+async def test_events_are_counted(aiohttp_client: Callable[..., Any], metrics: Metrics) -> None:
+    metrics.request("billbee", CUSTOMER_ROUTE, 200, 0.02)
+    metrics.request("billbee", CUSTOMER_ROUTE, 422, 0.01)
+    metrics.decision("billbee", "denied", "validation_failed")
+    metrics.decision("sedona", "allowed", None)
+    metrics.decision("sedona", "dry_run", None)
+    metrics.validation_errors("billbee", ["too_long", "too_long", "read_only"])
+    metrics.masked({"redact": 3, "pseudonym": 1, "clear": 0})
+    metrics.upstream("keycom", "patch", 200, 0.1)
+    metrics.upstream("keycom", "GET", None, 2.0)
+    metrics.audit_append(0.003)
+    metrics.audit_batch(17, 0.004)
+    metrics.breaker_state("timelog", "open")
+    metrics.breaker_state("sedona", "half-open")
+    s = await scrape(aiohttp_client, metrics)
+    assert s[key("gdpr_gateway_http_requests_total", system="billbee", route=CUSTOMER_ROUTE,
+                 status="200")] == 1
+    assert s[key("gdpr_gateway_http_requests_total", system="billbee", route=CUSTOMER_ROUTE,
+                 status="422")] == 1
+    assert s[key("gdpr_gateway_http_request_duration_seconds_count", system="billbee",
+                 route=CUSTOMER_ROUTE)] == 2
+    assert s[key("gdpr_gateway_decisions_total", system="billbee", outcome="denied",
+                 code="validation_failed")] == 1
+    assert s[key("gdpr_gateway_decisions_total", system="sedona", outcome="allowed",
+                 code="none")] == 1
+    assert s[key("gdpr_gateway_decisions_total", system="sedona", outcome="dry_run",
+                 code="none")] == 1
+    assert s[key("gdpr_gateway_validation_errors_total", system="billbee", code="too_long")] == 2
+    assert s[key("gdpr_gateway_validation_errors_total", system="billbee", code="read_only")] == 1
+    assert s[key("gdpr_gateway_masked_values_total", strategy="redact")] == 3
+    assert s[key("gdpr_gateway_masked_values_total", strategy="pseudonym")] == 1
+    assert s[key("gdpr_gateway_masked_values_total", strategy="clear")] == 0
+    assert s[key("gdpr_gateway_upstream_requests_total", system="keycom", method="PATCH",
+                 status="200")] == 1
+    assert s[key("gdpr_gateway_upstream_requests_total", system="keycom", method="GET",
+                 status="no_response")] == 1
+    assert s[key("gdpr_gateway_upstream_request_duration_seconds_sum", system="keycom",
+                 method="GET")] == 2.0
+    assert s[key("gdpr_gateway_audit_append_duration_seconds_count")] == 1
+    assert s[key("gdpr_gateway_audit_batch_entries_sum")] == 17
+    assert s[key("gdpr_gateway_audit_batch_entries_bucket", le="16.0")] == 0
+    assert s[key("gdpr_gateway_audit_batch_entries_bucket", le="32.0")] == 1
+    assert s[key("gdpr_gateway_upstream_circuit_state", system="timelog")] == 2
+    assert s[key("gdpr_gateway_upstream_circuit_state", system="sedona")] == 1
+
+
+async def test_unbounded_values_never_become_labels(
+    aiohttp_client: Callable[..., Any], metrics: Metrics
+) -> None:
+    metrics.request("mars", "/v1/systems/billbee/customers/4711", 200, 0.01)
+    metrics.request("none", "unmatched", 404, 0.01)
+    metrics.decision("billbee", "maybe", "jane@example.com")
+    metrics.validation_errors("billbee", ["Email=jane@example.com"])
+    metrics.masked({"rot13": 2})
+    metrics.upstream("billbee", "BREW", 999, 0.1)
+    s = await scrape(aiohttp_client, metrics)
+    assert s[key("gdpr_gateway_http_requests_total", system="unknown", route="other",
+                 status="200")] == 1
+    assert s[key("gdpr_gateway_http_requests_total", system="none", route="unmatched",
+                 status="404")] == 1
+    assert s[key("gdpr_gateway_decisions_total", system="billbee", outcome="other",
+                 code="other")] == 1
+    assert s[key("gdpr_gateway_validation_errors_total", system="billbee", code="other")] == 1
+    assert s[key("gdpr_gateway_masked_values_total", strategy="other")] == 2
+    assert s[key("gdpr_gateway_upstream_requests_total", system="billbee", method="other",
+                 status="other")] == 1
+    joined = "\n".join(s)
+    for leaked in ("4711", "jane", "mars", "rot13", "BREW", "999"):
+        assert leaked not in joined, leaked
+
+
+async def test_names_and_label_names_follow_conventions(
+    aiohttp_client: Callable[..., Any], metrics: Metrics
+) -> None:
+    metrics.request("billbee", CUSTOMER_ROUTE, 200, 0.01)
+    s = await scrape(aiohttp_client, metrics)
+    names = {re.sub(r"\{.*", "", k) for k in s}
+    assert names and all(n.startswith("gdpr_gateway_") for n in names)
+    label_names = set()
+    for sample in s:
+        label_names |= set(re.findall(r'(\w+)="', sample))
+    assert label_names <= ALLOWED_LABELS
+    assert not label_names & {"customer_id", "customer", "user", "name", "value", "actor"}
+    counters = {n for n in names if n.endswith("_total")}
+    assert "gdpr_gateway_decisions_total" in counters
+    assert all(
+        n.endswith(("_total", "_created", "_seconds_bucket", "_seconds_sum", "_seconds_count",
+                    "_entries_bucket", "_entries_sum", "_entries_count", "_state"))
+        for n in names
+    ), sorted(names)
+
+
+def test_unknown_breaker_state_is_a_clear_error(metrics: Metrics) -> None:
+    with pytest.raises(ValueError, match="unknown breaker state"):
+        metrics.breaker_state("billbee", "melting")
+
+
+def test_two_instances_on_fresh_registries_do_not_clash() -> None:
+    Metrics(CollectorRegistry())
+    Metrics(CollectorRegistry())  # no global default registry involved
