@@ -1,0 +1,174 @@
+"""Turn a checked policy document into a :class:`CompiledPolicy` (tables and closures)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from typing import Any, Literal, cast
+
+from policies.compiled import (
+    CompiledPolicy,
+    DenyRule,
+    EscalateRule,
+    FieldSpec,
+    RecordTest,
+    StrategyRef,
+    max_sensitivity,
+)
+
+MISSING: Any = object()
+EMAIL_CATEGORIES = ("user.contact.email",)
+PHONE_CATEGORIES = ("user.contact.phone_number", "user.contact.fax_number")
+
+
+def policy_version(data: Any) -> str:
+    """The content hash of the normalised policy (key order, comments, layout ignored)."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def compile_policy(data: Mapping[str, Any], source: str = "") -> CompiledPolicy:
+    """Compile a document that :func:`policies.schema.check` accepted."""
+    profiles: Mapping[str, Any] = data.get("edit_profiles", {})
+    by_path: dict[str, FieldSpec] = {}
+    fields = {
+        name: _field(name, name, spec, profiles, by_path)
+        for name, spec in data["fields"].items()
+    }
+    writable = frozenset(n for n, s in fields.items() if not s.read_only)
+    deny: list[DenyRule] = []
+    escalate: list[EscalateRule] = []
+    for rule in data.get("rules", []):
+        test = _conditions(rule["when"])
+        if "deny" in rule:
+            deny.append(DenyRule(rule["name"], test, rule["deny"]))
+        else:
+            escalate.append(
+                EscalateRule(
+                    rule["name"],
+                    test,
+                    dict(rule["escalate"]),
+                    frozenset(rule["edit_roles"]),
+                    rule["problem"],
+                )
+            )
+    masking = {
+        role: {sens: _strategy_ref(cell) for sens, cell in table.items()}
+        for role, table in data["masking"].items()
+    }
+    return CompiledPolicy(
+        system=data["system"],
+        version=policy_version(data),
+        mode=cast(Literal["put", "patch"], data["mode"]),
+        id_field=data["id_field"],
+        title=data.get("title", data["system"]),
+        fields=fields,
+        by_path=by_path,
+        writable_fields=writable,
+        deny_rules=tuple(deny),
+        escalate_rules=tuple(escalate),
+        masking=masking,
+        source=source,
+    )
+
+
+def _strategy_ref(cell: Any) -> StrategyRef:
+    if isinstance(cell, str):
+        return StrategyRef(cell)
+    options = {k: v for k, v in cell.items() if k != "strategy"}
+    return StrategyRef(cell["strategy"], options)
+
+
+def _field(
+    name: str,
+    path: str,
+    spec: Mapping[str, Any],
+    profiles: Mapping[str, Any],
+    by_path: dict[str, FieldSpec],
+) -> FieldSpec:
+    edit = spec.get("edit")
+    if isinstance(edit, str):
+        edit = profiles[edit]
+    read_only = bool(spec.get("read_only", False))
+    roles = frozenset(edit["roles"]) if edit and not read_only else frozenset()
+    purposes = frozenset(edit["purposes"]) if edit and not read_only else frozenset()
+    pattern = spec.get("pattern")
+    category = spec.get("category")
+    fmt = spec.get("format")
+    out = FieldSpec(
+        name=name,
+        path=path,
+        type=spec["type"],
+        description=spec.get("description", ""),
+        read_only=read_only,
+        required=bool(spec.get("required", False)),
+        min_length=spec.get("min_length"),
+        max_length=spec.get("max_length"),
+        min_items=spec.get("min_items"),
+        max_items=spec.get("max_items"),
+        enum=tuple(spec["enum"]) if "enum" in spec else None,
+        pattern=re.compile(pattern) if pattern else None,
+        pattern_text=pattern,
+        format=fmt,
+        category=category,
+        edit_roles=roles,
+        purposes=purposes,
+        shape=_shape(fmt, category),
+    )
+    by_path[path] = out
+    children: list[FieldSpec] = []
+    if spec["type"] == "object":
+        out.children = {
+            sub: _field(sub, f"{path}.{sub}", sub_spec, profiles, by_path)
+            for sub, sub_spec in spec["fields"].items()
+        }
+        children = list(out.children.values())
+    if spec["type"] == "array":
+        out.items = _field(name, f"{path}[]", spec["items"], profiles, by_path)
+        children = [out.items]
+    declared = spec.get("sensitivity", "public")
+    out.sensitivity = max_sensitivity(children, declared) if children else declared
+    return out
+
+
+def _shape(fmt: str | None, category: str | None) -> str:
+    if fmt == "email" or category in EMAIL_CATEGORIES:
+        return "email"
+    if fmt == "phone" or category in PHONE_CATEGORIES:
+        return "phone"
+    return "text"
+
+
+def _conditions(when: Mapping[str, Any]) -> RecordTest:
+    tests = [_condition(path.split("."), test) for path, test in when.items()]
+
+    def all_hold(record: Mapping[str, Any]) -> bool:
+        return all(t(record) for t in tests)
+
+    return all_hold
+
+
+def _condition(parts: list[str], test: Any) -> RecordTest:
+    def get(record: Mapping[str, Any]) -> Any:
+        value: Any = record
+        for part in parts:
+            if not isinstance(value, Mapping):
+                return MISSING
+            value = value.get(part, MISSING)
+        return value
+
+    if test == "set":
+        return lambda r: get(r) not in (MISSING, None)
+    if test == "unset":
+        return lambda r: get(r) in (MISSING, None)
+    if "equals" in test:
+        expected = test["equals"]
+        return lambda r: _same(get(r), expected)
+    options = list(test["in"])
+    return lambda r: any(_same(get(r), o) for o in options)
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and bool(a == b)

@@ -1,0 +1,157 @@
+"""A policy compiled into plain tables: field specs by name and path, rules as functions."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from policies.model import ROLES, SENSITIVITY_RANK, UNKNOWN_SENSITIVITY
+
+RecordTest = Callable[[Mapping[str, Any]], bool]
+INDEX = re.compile(r"\[\d+\]")
+
+
+@dataclass(eq=False, slots=True)
+class FieldSpec:
+    """One field as the engine uses it; ``path`` is normalised (``MetaData[].Value``)."""
+
+    name: str
+    path: str
+    type: str
+    description: str = ""
+    read_only: bool = False
+    required: bool = False
+    min_length: int | None = None
+    max_length: int | None = None
+    min_items: int | None = None
+    max_items: int | None = None
+    enum: tuple[Any, ...] | None = None
+    pattern: re.Pattern[str] | None = None
+    pattern_text: str | None = None
+    format: str | None = None
+    category: str | None = None
+    sensitivity: str = UNKNOWN_SENSITIVITY
+    edit_roles: frozenset[str] = frozenset()
+    purposes: frozenset[str] = frozenset()
+    children: dict[str, FieldSpec] | None = None
+    items: FieldSpec | None = None
+    shape: str = "text"
+
+    def constraints(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in ("min_length", "max_length", "min_items", "max_items", "format"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        if self.enum is not None:
+            out["enum"] = list(self.enum)
+        if self.pattern_text is not None:
+            out["pattern"] = self.pattern_text
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class DenyRule:
+    name: str
+    test: RecordTest
+    problem: str
+
+
+@dataclass(frozen=True, slots=True)
+class EscalateRule:
+    name: str
+    test: RecordTest
+    escalate: Mapping[str, str]
+    edit_roles: frozenset[str]
+    problem: str
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyRef:
+    """A masking table cell: the strategy's name and its raw options."""
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class CompiledPolicy:
+    """The policy of one system, ready for evaluation: no parsing at request time."""
+
+    system: str
+    version: str
+    mode: Literal["put", "patch"]
+    id_field: str
+    title: str
+    fields: dict[str, FieldSpec]
+    by_path: dict[str, FieldSpec]
+    writable_fields: frozenset[str]
+    deny_rules: tuple[DenyRule, ...]
+    escalate_rules: tuple[EscalateRule, ...]
+    masking: Mapping[str, Mapping[str, StrategyRef]]
+    source: str = ""
+
+    @property
+    def needs_pre_image(self) -> bool:
+        """Whether decide() needs the upstream record: whole-object systems and rules do."""
+        return self.mode == "put" or bool(self.deny_rules or self.escalate_rules)
+
+    def spec_for(self, path: str) -> FieldSpec | None:
+        """The spec of ``path`` (indexes allowed: ``MetaData[2].Value``), or None."""
+        return self.by_path.get(INDEX.sub("[]", path))
+
+    def walk(self) -> Iterator[FieldSpec]:
+        yield from _walk(self.fields)
+
+    def mask_strategy(self, role: str, sensitivity: str) -> str:
+        ref = self.masking.get(role, {}).get(sensitivity)
+        return ref.name if ref is not None else "redact"
+
+    def field_table(self) -> list[dict[str, Any]]:
+        """JSON-ready rows, one per field (nested ones included), in policy order."""
+        rows: list[dict[str, Any]] = []
+        escalating = [r for r in self.escalate_rules]
+        for spec in self.walk():
+            raised = [
+                r.name for r in escalating if spec.sensitivity in r.escalate
+            ]
+            rows.append(
+                {
+                    "path": spec.path,
+                    "type": spec.type,
+                    "constraints": spec.constraints(),
+                    "read_only": spec.read_only,
+                    "required": spec.required,
+                    "description": spec.description,
+                    "category": spec.category,
+                    "sensitivity": spec.sensitivity,
+                    "raised_by_rules": raised,
+                    "editable_by": sorted(spec.edit_roles),
+                    "purposes": sorted(spec.purposes),
+                    "masking": {
+                        role: self.mask_strategy(role, spec.sensitivity) for role in ROLES
+                    },
+                }
+            )
+        return rows
+
+
+def _walk(fields: Mapping[str, FieldSpec]) -> Iterator[FieldSpec]:
+    for spec in fields.values():
+        yield spec
+        if spec.children is not None:
+            yield from _walk(spec.children)
+        if spec.items is not None:
+            yield spec.items
+            if spec.items.children is not None:
+                yield from _walk(spec.items.children)
+
+
+def max_sensitivity(specs: Iterator[FieldSpec] | list[FieldSpec], start: str) -> str:
+    best = start
+    for spec in specs:
+        if SENSITIVITY_RANK[spec.sensitivity] > SENSITIVITY_RANK[best]:
+            best = spec.sensitivity
+    return best

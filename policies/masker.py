@@ -1,0 +1,95 @@
+"""mask(): a record as one caller may see it, field by field, after record-state rules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from policies.compiled import CompiledPolicy, FieldSpec
+from policies.decide import record_state
+from policies.masking.base import Masker, MaskingKeys
+from policies.masking.registry import STRATEGIES
+from policies.model import SENSITIVITIES, UNKNOWN_SENSITIVITY, MaskResult
+
+# sensitivity -> (strategy name, masker)
+MaskTable = dict[str, tuple[str, Masker]]
+
+
+@dataclass
+class PolicyMasks:
+    """The built maskers of one policy: per role, per sensitivity; a per-role-set cache."""
+
+    per_role: dict[str, dict[str, tuple[str, int, Masker]]]
+    fallback: tuple[str, Masker]
+    cache: dict[frozenset[str], MaskTable] = field(default_factory=dict)
+
+    def table(self, roles: frozenset[str]) -> MaskTable:
+        """For each sensitivity, the most revealing strategy any of ``roles`` is given;
+        a role the policy does not name sees nothing (deny by default)."""
+        cached = self.cache.get(roles)
+        if cached is not None:
+            return cached
+        out: MaskTable = {}
+        for sens in SENSITIVITIES:
+            best: tuple[str, int, Masker] | None = None
+            for role in sorted(roles):
+                cell = self.per_role.get(role, {}).get(sens)
+                if cell is not None and (best is None or cell[1] > best[1]):
+                    best = cell
+            out[sens] = (best[0], best[2]) if best is not None else self.fallback
+        if len(self.cache) < 64:
+            self.cache[roles] = out
+        return out
+
+
+def build_masks(policy: CompiledPolicy, keys: MaskingKeys) -> PolicyMasks:
+    """Build every strategy the policy names, with its options; raises MaskingConfigError
+    when a keyed strategy lacks its key."""
+    per_role: dict[str, dict[str, tuple[str, int, Masker]]] = {}
+    for role, row in policy.masking.items():
+        per_role[role] = {}
+        for sens, ref in row.items():
+            strategy = STRATEGIES[ref.name]
+            options, errors = strategy.parse_options(ref.options)
+            if errors:  # the loader has checked them; kept for policies built by hand
+                raise ValueError(f"{policy.system}: bad options for {ref.name}")
+            masker = strategy.build(options, keys, policy.system)
+            per_role[role][sens] = (strategy.name, strategy.disclosure, masker)
+    redact = STRATEGIES["redact"]
+    fallback = ("redact", redact.build(redact.options_type(), keys, policy.system))
+    return PolicyMasks(per_role, fallback)
+
+
+def mask_record(
+    policy: CompiledPolicy, masks: PolicyMasks, record: Mapping[str, Any], roles: Iterable[str]
+) -> MaskResult:
+    table = masks.table(frozenset(roles))
+    state = record_state(policy, record)
+    counts: dict[str, int] = {}
+
+    def leaf(spec: FieldSpec | None, value: Any, path: str) -> Any:
+        static = spec.sensitivity if spec is not None else UNKNOWN_SENSITIVITY
+        name, masker = table[state.sensitivity(static)]
+        if name == "clear":
+            return value
+        shown = masker(value, spec.shape if spec is not None else "text", path)
+        if shown is not None and type(shown) is type(value) and shown == value:
+            shown = None  # a mask that happens to equal the value would reveal it
+        counts[name] = counts.get(name, 0) + 1
+        return shown
+
+    def walk(spec: FieldSpec | None, value: Any, path: str) -> Any:
+        if value is None:
+            return None
+        if spec is not None and spec.children is not None and isinstance(value, Mapping):
+            return {
+                k: walk(spec.children.get(k), v, f"{path}.{k}") for k, v in value.items()
+            }
+        if spec is not None and spec.items is not None and isinstance(value, list):
+            return [walk(spec.items, v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return leaf(spec, value, path)
+
+    fields = policy.fields
+    out = {k: walk(fields.get(k), v, k) for k, v in record.items()}
+    return MaskResult(out, counts)

@@ -1,0 +1,63 @@
+"""``partial``: shape-aware partial disclosure.
+
+An email keeps its first letter and its domain's last label (``a***@***.org``), a phone
+its last two digits (``***12``), any other string its first and last ``keep`` characters
+(``Jo***on``). Values too short to hide anything, and non-strings, are redacted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from policies.masking.base import REDACTED, Masker, MaskingKeys, Strategy
+
+STARS = "***"
+
+
+@dataclass(frozen=True, slots=True)
+class PartialOptions:
+    keep: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.keep <= 4:
+            raise ValueError("keep: between 1 and 4 characters")
+
+
+def partial_email(value: str) -> str:
+    local, _, domain = value.rpartition("@")
+    label = domain.rsplit(".", 1)[1] if "." in domain else ""
+    if not local or not label:
+        return STARS
+    return f"{local[0]}{STARS}@{STARS}.{label}"
+
+
+def partial_phone(value: str) -> str:
+    digits = [c for c in value if c.isdigit()]
+    if len(digits) < 6:
+        return STARS
+    return STARS + "".join(digits[-2:])
+
+
+def partial_text(value: str, keep: int) -> str:
+    if len(value) < 2 * keep + 3:
+        return STARS
+    return value[:keep] + STARS + value[-keep:]
+
+
+def _build(options: PartialOptions, keys: MaskingKeys, system: str) -> Masker:
+    keep = options.keep
+
+    def partial(value: Any, shape: str, path: str) -> Any:
+        if not isinstance(value, str):
+            return REDACTED
+        if shape == "email" and "@" in value:
+            return partial_email(value)
+        if shape == "phone":
+            return partial_phone(value)
+        return partial_text(value, keep)
+
+    return partial
+
+
+STRATEGY = Strategy(name="partial", disclosure=80, options_type=PartialOptions, build=_build)

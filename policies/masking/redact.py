@@ -1,0 +1,29 @@
+"""``redact``: a fixed text in place of the value; the field stays, so its presence shows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from policies.masking.base import REDACTED, Masker, MaskingKeys, Strategy
+
+
+@dataclass(frozen=True, slots=True)
+class RedactOptions:
+    text: str = REDACTED
+
+    def __post_init__(self) -> None:
+        if len(self.text) > 40:
+            raise ValueError("text: at most 40 characters")
+
+
+def _build(options: RedactOptions, keys: MaskingKeys, system: str) -> Masker:
+    text = options.text
+
+    def redact(value: Any, shape: str, path: str) -> Any:
+        return text
+
+    return redact
+
+
+STRATEGY = Strategy(name="redact", disclosure=10, options_type=RedactOptions, build=_build)

@@ -1,0 +1,27 @@
+"""The one explicit registry of masking strategies: name -> strategy."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Final
+
+from policies.masking import clear, encrypt, null, partial, pseudonym, redact, salted_hash
+from policies.masking.base import Strategy
+
+STRATEGIES: Final[Mapping[str, Strategy]] = MappingProxyType(
+    {
+        "clear": clear.STRATEGY,
+        "redact": redact.STRATEGY,
+        "null": null.STRATEGY,
+        "partial": partial.STRATEGY,
+        "hash": salted_hash.STRATEGY,
+        "pseudonym": pseudonym.STRATEGY,
+        "aesgcm": encrypt.STRATEGY,
+        "encrypt": encrypt.STRATEGY,  # alias of aesgcm
+    }
+)
+
+
+def strategy_names() -> list[str]:
+    return sorted(STRATEGIES)

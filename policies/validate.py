@@ -1,0 +1,178 @@
+"""Check a merge patch against a policy: every field error at once, never the value."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from typing import Any, Final
+
+from policies.compiled import CompiledPolicy, FieldSpec
+from policies.model import FieldError
+
+EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
+PHONE: Final = re.compile(r"\+?[0-9 ()./\-]{4,32}")
+COUNTRY: Final = re.compile(r"[A-Z]{2,3}")
+MAX_ERRORS: Final = 200  # a patch of thousands of bad fields does not get thousands of lines
+
+
+def _is_email(value: str) -> bool:
+    return len(value) <= 254 and EMAIL.fullmatch(value) is not None
+
+
+def _is_phone(value: str) -> bool:
+    return PHONE.fullmatch(value) is not None and sum(c.isdigit() for c in value) >= 4
+
+
+def _is_country(value: str) -> bool:
+    return COUNTRY.fullmatch(value) is not None
+
+
+def _is_iso_date(value: str) -> bool:
+    try:
+        if len(value) == 10:
+            date.fromisoformat(value)
+        else:
+            datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_date_only(value: str) -> bool:
+    if len(value) != 10:
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_datetime(value: str) -> bool:
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+FORMAT_CHECKS: Final[Mapping[str, tuple[Callable[[str], bool], str]]] = {
+    "email": (_is_email, "an email address"),
+    "phone": (_is_phone, "a phone number (digits, spaces, + ( ) . / -)"),
+    "country_code": (_is_country, "a country code (ISO 3166 alpha-2 or alpha-3, upper case)"),
+    "date": (_is_iso_date, "an ISO 8601 date (YYYY-MM-DD)"),
+}
+
+
+def validate_patch(policy: CompiledPolicy, patch: Any) -> list[FieldError]:
+    """All field errors of ``patch`` (a JSON merge patch in the system's field names)."""
+    errors: list[FieldError] = []
+    if not isinstance(patch, Mapping):
+        return [FieldError("", "wrong_type", "the patch must be a JSON object")]
+    _members(policy.fields, patch, "", errors, True)
+    return errors[:MAX_ERRORS]
+
+
+def _members(
+    fields: Mapping[str, FieldSpec],
+    obj: Mapping[Any, Any],
+    prefix: str,
+    errors: list[FieldError],
+    merge: bool,
+) -> None:
+    for key, value in obj.items():
+        spec = fields.get(key) if isinstance(key, str) else None
+        path = f"{prefix}{key}"
+        if spec is None:
+            errors.append(FieldError(path, "unknown_field", "is not a field of this system"))
+        else:
+            _value(spec, value, path, errors, merge)
+        if len(errors) >= MAX_ERRORS:
+            return
+
+
+def _value(spec: FieldSpec, value: Any, path: str, errors: list[FieldError], merge: bool) -> None:
+    if spec.read_only:
+        errors.append(FieldError(path, "read_only", "is read-only"))
+        return
+    if value is None:
+        if spec.required:
+            errors.append(FieldError(path, "required", "is required and cannot be null"))
+        return
+    t = spec.type
+    if t == "string":
+        _string(spec, value, path, errors)
+    elif t == "integer":
+        if type(value) is not int:
+            errors.append(FieldError(path, "wrong_type", "expected an integer"))
+        elif spec.enum is not None and value not in spec.enum:
+            errors.append(FieldError(path, "not_in_enum", f"expected one of {list(spec.enum)}"))
+    elif t == "number":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            errors.append(FieldError(path, "wrong_type", "expected a number"))
+        elif isinstance(value, float) and not math.isfinite(value):
+            errors.append(FieldError(path, "wrong_type", "expected a finite number"))
+        elif spec.enum is not None and value not in spec.enum:
+            errors.append(FieldError(path, "not_in_enum", f"expected one of {list(spec.enum)}"))
+    elif t == "boolean":
+        if type(value) is not bool:
+            errors.append(FieldError(path, "wrong_type", "expected true or false"))
+    elif t == "date" or t == "datetime":
+        if not isinstance(value, str):
+            errors.append(FieldError(path, "wrong_type", f"expected a {t} string"))
+        elif not (_is_date_only(value) if t == "date" else _is_datetime(value)):
+            what = "YYYY-MM-DD" if t == "date" else "an ISO 8601 date-time"
+            errors.append(FieldError(path, "invalid_format", f"expected {what}"))
+    elif t == "object":
+        if not isinstance(value, Mapping):
+            errors.append(FieldError(path, "wrong_type", "expected an object"))
+        elif spec.children is not None:
+            _members(spec.children, value, f"{path}.", errors, merge)
+    elif t == "array":
+        _array(spec, value, path, errors)
+
+
+def _string(spec: FieldSpec, value: Any, path: str, errors: list[FieldError]) -> None:
+    if not isinstance(value, str):
+        errors.append(FieldError(path, "wrong_type", "expected a string"))
+        return
+    n = len(value)
+    if spec.max_length is not None and n > spec.max_length:
+        errors.append(FieldError(path, "too_long", f"longer than {spec.max_length} characters"))
+    elif spec.min_length is not None and n < spec.min_length:
+        errors.append(FieldError(path, "too_short", f"shorter than {spec.min_length} characters"))
+    elif spec.enum is not None and value not in spec.enum:
+        errors.append(FieldError(path, "not_in_enum", f"expected one of {list(spec.enum)}"))
+    elif spec.pattern is not None and spec.pattern.fullmatch(value) is None:
+        errors.append(FieldError(path, "pattern_mismatch", "does not match the pattern"))
+    elif spec.format is not None and value:
+        check, what = FORMAT_CHECKS[spec.format]
+        if not check(value):
+            errors.append(FieldError(path, "invalid_format", f"expected {what}"))
+
+
+def _array(spec: FieldSpec, value: Any, path: str, errors: list[FieldError]) -> None:
+    if not isinstance(value, list):
+        errors.append(FieldError(path, "wrong_type", "expected an array"))
+        return
+    if spec.max_items is not None and len(value) > spec.max_items:
+        errors.append(FieldError(path, "too_long", f"more than {spec.max_items} items"))
+    elif spec.min_items is not None and len(value) < spec.min_items:
+        errors.append(FieldError(path, "too_short", f"fewer than {spec.min_items} items"))
+    items = spec.items
+    if items is None:
+        return
+    for i, item in enumerate(value):
+        item_path = f"{path}[{i}]"
+        if item is None:
+            errors.append(FieldError(item_path, "wrong_type", f"expected {_article(items.type)}"))
+        else:
+            _value(items, item, item_path, errors, False)
+        if len(errors) >= MAX_ERRORS:
+            return
+
+
+def _article(t: str) -> str:
+    return f"an {t}" if t[0] in "aeiou" else f"a {t}"

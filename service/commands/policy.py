@@ -1,0 +1,130 @@
+"""``gdpr-gateway policy check [PATH...]`` and ``gdpr-gateway policy show SYSTEM``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from policies import PolicyLoadError, load_policy_set
+from policies.loader import load_file, policy_files
+from policies.model import ROLES
+
+ROLE_ABBREV = {"editor": "editor", "auditor": "auditor", "privacy_officer": "privacy",
+               "admin": "admin"}
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "policy", help="check policy files, show a system's effective field table"
+    )
+    actions = parser.add_subparsers(dest="policy_action", required=True, metavar="ACTION")
+    check = actions.add_parser(
+        "check", help="validate policy files; errors name file, line and key; exit 1 on any"
+    )
+    check.add_argument(
+        "paths", nargs="*", type=Path, metavar="PATH",
+        help="policy files or directories of *.yaml (default: the shipped catalog)",
+    )
+    check.set_defaults(handler=run_check)
+    show = actions.add_parser("show", help="the effective field table of one system")
+    show.add_argument("system", help="timelog, billbee, sedona, keycom, ...")
+    show.add_argument(
+        "--policies", nargs="+", type=Path, metavar="PATH",
+        help="load these policy files or directories instead of the shipped catalog",
+    )
+    show.add_argument("--json", action="store_true", help="the rows as JSON")
+    show.set_defaults(handler=run_show)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    files = policy_files(args.paths or None)
+    if not files:
+        print("error: no policy files found", file=sys.stderr)
+        return 1
+    failed = False
+    seen: dict[str, str] = {}
+    for path in files:
+        policy, errors = load_file(path)
+        if policy is not None and policy.system in seen:
+            errors = [f"{path.name}:1 system: {policy.system!r} is already defined in "
+                      f"{seen[policy.system]}"]
+        if errors:
+            failed = True
+            for line in errors:
+                print(line, file=sys.stderr)
+            continue
+        assert policy is not None  # load_file gives a policy or errors
+        seen[policy.system] = path.name
+        fields = sum(1 for _ in policy.walk())
+        print(f"OK {path.name}: system {policy.system}, mode {policy.mode}, {fields} fields, "
+              f"version {policy.version[:12]}")
+    return 1 if failed else 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    try:
+        policies = load_policy_set(args.policies)
+    except PolicyLoadError as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        return 1
+    if args.system not in policies:
+        known = ", ".join(policies.systems)
+        print(f"error: unknown system {args.system!r} (known: {known})", file=sys.stderr)
+        return 1
+    policy = policies[args.system]
+    rows = policy.field_table()
+    if args.json:
+        print(json.dumps({"system": policy.system, "mode": policy.mode,
+                          "id_field": policy.id_field, "version": policy.version,
+                          "fields": rows}, indent=2))
+        return 0
+    print(f"{policy.title} — system {policy.system}, mode {policy.mode}, "
+          f"id {policy.id_field}, version {policy.version[:12]}")
+    for rule in policy.deny_rules:
+        print(f"rule {rule.name}: denies every change with {rule.problem}")
+    for esc in policy.escalate_rules:
+        raised = ", ".join(f"{a}->{b}" for a, b in esc.escalate.items())
+        print(f"rule {esc.name}: raises {raised}; then only {', '.join(sorted(esc.edit_roles))} "
+              f"may change those fields (else {esc.problem})")
+    print()
+    print(render_table(rows))
+    return 0
+
+
+def _constraints(row: dict[str, Any]) -> str:
+    parts = []
+    c = row["constraints"]
+    for key, label in (("min_length", "min"), ("max_length", "max"), ("min_items", "min items"),
+                       ("max_items", "max items"), ("format", "format")):
+        if key in c:
+            parts.append(f"{label} {c[key]}")
+    if "enum" in c:
+        parts.append("one of " + "|".join(str(v) for v in c["enum"]))
+    if "pattern" in c:
+        parts.append(f"pattern {c['pattern']}")
+    flags = [f for f in ("read_only", "required") if row[f]]
+    return ", ".join(flags + parts) or "-"
+
+
+def render_table(rows: list[dict[str, Any]]) -> str:
+    header = ["field", "type", "constraints", "category", "sensitivity", "editable by",
+              "purposes", *(f"mask:{ROLE_ABBREV[r]}" for r in ROLES)]
+    table = [header]
+    for row in rows:
+        sens = row["sensitivity"] + ("*" if row["raised_by_rules"] else "")
+        table.append([
+            row["path"], row["type"], _constraints(row), row["category"] or "-", sens,
+            ",".join(row["editable_by"]) or "nobody", ",".join(row["purposes"]) or "-",
+            *(row["masking"][r] for r in ROLES),
+        ])
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+             for r in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append("")
+    lines.append("* raised by a record-state rule when it holds (see the rules above)")
+    return "\n".join(lines)
