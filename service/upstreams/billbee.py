@@ -14,12 +14,10 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any, ClassVar, Final
 
-import aiohttp
-
 from service.errors import FieldProblem, UpstreamError, UpstreamRejected
 from service.upstreams.base import INT64_MAX, parse_customer_id
 from service.upstreams.problems import CODE, problems_for
-from service.upstreams.transport import Answer, HttpConnector
+from service.upstreams.transport import Answer, HttpConnector, basic_auth
 
 #: the documented limit, per API key + user + endpoint
 DOCUMENTED_LIMIT_PER_SECOND: Final = 2.0
@@ -43,12 +41,12 @@ class BillbeeConnector(HttpConnector):
     )
     required_credentials: ClassVar[tuple[str, ...]] = ("api_key", "username", "password")
 
-    def _auth(self) -> tuple[dict[str, str], aiohttp.BasicAuth | None]:
+    def _auth(self) -> dict[str, str]:
         creds = self.settings.credentials
-        return (
-            {"X-Billbee-Api-Key": creds["api_key"].reveal()},
-            aiohttp.BasicAuth(creds["username"].reveal(), creds["password"].reveal()),
-        )
+        return {
+            "X-Billbee-Api-Key": creds["api_key"].reveal(),
+            "Authorization": basic_auth(creds["username"], creds["password"]),
+        }
 
     def _pacing_rate(self) -> float | None:
         limit = self.settings.rate_limit_per_second or DOCUMENTED_LIMIT_PER_SECOND

@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import aiohttp
-
 from service.upstreams.base import content_tag, parse_customer_id
 from service.upstreams.transport import Answer, HttpConnector
 
@@ -31,8 +29,8 @@ class KeycomConnector(HttpConnector):
     )
     required_credentials: ClassVar[tuple[str, ...]] = ("token",)
 
-    def _auth(self) -> tuple[dict[str, str], aiohttp.BasicAuth | None]:
-        return {"Authorization": f"Token {self.settings.credentials['token'].reveal()}"}, None
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Token {self.settings.credentials['token'].reveal()}"}
 
     def version_tag(self, record: Mapping[str, Any]) -> str:
         modified = record.get("modified")

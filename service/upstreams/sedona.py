@@ -9,10 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar, Final
 
-import aiohttp
-
 from service.upstreams.base import parse_customer_id
-from service.upstreams.transport import Answer, HttpConnector
+from service.upstreams.transport import Answer, HttpConnector, basic_auth
 
 #: in the record, never written ("read only; do not set explicitly")
 NOT_WRITTEN: Final = frozenset(
@@ -39,9 +37,9 @@ class SedonaConnector(HttpConnector):
     )
     required_credentials: ClassVar[tuple[str, ...]] = ("username", "password")
 
-    def _auth(self) -> tuple[dict[str, str], aiohttp.BasicAuth | None]:
+    def _auth(self) -> dict[str, str]:
         creds = self.settings.credentials
-        return {}, aiohttp.BasicAuth(creds["username"].reveal(), creds["password"].reveal())
+        return {"Authorization": basic_auth(creds["username"], creds["password"])}
 
     def _record(self, answer: Answer) -> dict[str, Any]:
         if not isinstance(answer.body, Mapping) or "CustomerId" not in answer.body:

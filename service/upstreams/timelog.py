@@ -12,8 +12,6 @@ import re
 from collections.abc import Mapping
 from typing import Any, ClassVar, Final
 
-import aiohttp
-
 from service.errors import CustomerNotFound, FieldProblem, GatewayError, UpstreamError
 from service.upstreams.base import parse_customer_id
 from service.upstreams.problems import field_problems, problems_for
@@ -63,8 +61,8 @@ class TimelogConnector(HttpConnector):
     def known_fields(self) -> frozenset[str]:
         return WRITE_FIELDS | READ_ONLY
 
-    def _auth(self) -> tuple[dict[str, str], aiohttp.BasicAuth | None]:
-        return {"Authorization": f"Bearer {self.settings.credentials['token'].reveal()}"}, None
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.settings.credentials['token'].reveal()}"}
 
     def _prefix(self) -> str:
         account = self.settings.options.get("account", "")

@@ -51,6 +51,7 @@ from service.errors import (
     UpstreamRejected,
     UpstreamTimeout,
 )
+from service.secret import Secret
 from service.upstreams.base import Mode, Observe, content_tag
 from service.upstreams.breaker import CircuitBreaker
 from service.upstreams.bucket import TokenBucket
@@ -106,6 +107,7 @@ class HttpConnector:
         if settings.max_retries < 0:
             raise ValueError(f"{self.system}: max_retries must not be negative")
         self.settings = settings
+        self._auth()  # refuse unusable credentials now, not at the first call
         self.breaker = CircuitBreaker(
             self.system,
             threshold=settings.breaker_failure_threshold,
@@ -133,8 +135,8 @@ class HttpConnector:
 
     # -- hooks for subclasses ---------------------------------------------------------
 
-    def _auth(self) -> tuple[dict[str, str], aiohttp.BasicAuth | None]:
-        """Headers and Basic auth carrying this system's credentials."""
+    def _auth(self) -> dict[str, str]:
+        """Headers carrying this system's credentials (built when the session opens)."""
         raise NotImplementedError
 
     def _bucket_key(self, method: str, route: str) -> str | None:
@@ -174,13 +176,12 @@ class HttpConnector:
         if self._closed:
             raise UpstreamError(f"{self.system}: connector is closed")
         if self._session is None:
-            headers, basic = self._auth()
+            headers = self._auth()
             headers.setdefault("Accept", "application/json")
             self._session = aiohttp.ClientSession(
                 base_url=self._base_url,
                 timeout=self._timeout,
                 headers=headers,
-                auth=basic,
                 raise_for_status=False,
             )
             # aiohttp silently re-sends a GET/PUT once after a reset connection. The
@@ -203,8 +204,8 @@ class HttpConnector:
     def _backoff(self, attempt: int, floor: float = 0.0) -> float:
         """Exponential backoff with equal jitter, bounded by ``backoff_max_seconds``."""
         cap = self.settings.backoff_max_seconds
-        delay = min(cap, max(floor, BACKOFF_BASE_SECONDS * (2.0**attempt)))
-        return min(cap, delay * (0.5 + random.random() / 2))
+        delay = BACKOFF_BASE_SECONDS * (2.0**attempt) * (0.5 + random.random() / 2)
+        return min(cap, max(floor, delay))
 
     async def _call(
         self,
@@ -223,9 +224,6 @@ class HttpConnector:
         rate_waits = 0
         last: GatewayError | None = None
         while True:
-            key = self._bucket_key(method, route)
-            if key is not None:
-                await self._bucket(key).acquire()
             if not self.breaker.allow():
                 if last is not None:
                     raise last
@@ -234,6 +232,9 @@ class HttpConnector:
                     retry_after=self.breaker.retry_after() or None,
                 )
             try:
+                key = self._bucket_key(method, route)
+                if key is not None:
+                    await self._bucket(key).acquire()
                 answer = await self._attempt(method, path, body)
             except _Failed as failed:
                 self.breaker.record_failure()
@@ -402,6 +403,15 @@ class HttpConnector:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(system={self.system!r}, breaker={self.breaker.state!r})"
+
+
+def basic_auth(username: Secret, password: Secret) -> str:
+    """The ``Authorization`` value for HTTP Basic; ``ValueError`` (naming no value) when
+    the user name cannot be sent."""
+    try:
+        return aiohttp.encode_basic_auth(username.reveal(), password.reveal())
+    except ValueError:
+        raise ValueError("a Basic auth user name must not contain ':'") from None
 
 
 def parse_retry_after(value: str | None) -> float | None:

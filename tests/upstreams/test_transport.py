@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 
@@ -40,8 +39,8 @@ class ProbeConnector(HttpConnector):
     read_coverage = frozenset({"id", "name"})
     required_credentials = ("token",)
 
-    def _auth(self) -> tuple[dict[str, str], aiohttp.BasicAuth | None]:
-        return {"Authorization": f"Token {self.settings.credentials['token'].reveal()}"}, None
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Token {self.settings.credentials['token'].reveal()}"}
 
     async def fetch(self, customer_id: str) -> dict[str, Any]:
         answer = await self._call("GET", f"items/{int(customer_id)}", route="items/{id}")
