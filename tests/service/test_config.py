@@ -353,3 +353,28 @@ def test_demo_settings_refuses_short_keys(tmp_path: Path) -> None:
         )
     assert "master_key: must be 32 bytes" in err.value.errors
     assert "upstream_urls: keycom: required" in err.value.errors
+
+
+def test_the_documented_example_loads(tmp_path: Path) -> None:
+    """docs/configuration.md's complete example, with its secret files created here."""
+    doc = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text(encoding="utf-8")
+    example = doc.split("## A complete example", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    example = example.replace("/run/secrets/", f"{tmp_path}/").replace(
+        "/etc/gdpr-gateway/", f"{tmp_path}/"
+    )
+    files = {
+        "audit-url": "postgresql+asyncpg://gateway@db/gateway",
+        "audit-master-key": MASTER, "audit-signing-key": SIGNING,
+        "pseudonym-key": PSEUDONYM, "hash-salt": SALT,
+        "tokens.yaml": f"- {{name: crm, sha256: {'b' * 64}, roles: [editor], systems: ['*']}}",
+        "idp.pem": _pem(), "timelog-token": "t", "billbee-api-key": "k",
+        "billbee-username": "u", "billbee-password": "p", "sedona-username": "u",
+        "sedona-password": "p", "keycom-token": SECRETS["keycom"],
+    }
+    for name, content in files.items():
+        (tmp_path / name).write_text(content + "\n", encoding="utf-8")
+    s = load_settings(write(tmp_path, example), {})
+    assert s.audit_url == "postgresql+asyncpg://gateway@db/gateway"
+    assert s.jwt is not None and s.jwt.issuer == "https://login.example.com/"
+    assert s.tokens[0].name == "crm"
+    assert s.upstreams["billbee"].rate_limit_per_second == 2.0
