@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import ast
 import copy
+import functools
 import importlib
 import re
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,14 +22,18 @@ from typing import Any
 import pytest
 import yaml
 from aiohttp import web
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]  # no stubs
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
+from referencing import Registry
+from referencing.jsonschema import DRAFT202012
 
 import service.errors
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC_PATH = REPO / "service" / "openapi.yaml"
 APP_PATH = REPO / "service" / "app.py"
+MIDDLEWARE_PATH = REPO / "service" / "middleware.py"
 ROUTES_DIR = REPO / "service" / "routes"
 DOCS_PATH = REPO / "docs" / "api.md"
 API_MD = REPO.parent / "shared" / "design" / "API.md"
@@ -418,6 +424,36 @@ def test_every_code_named_in_the_route_modules_is_documented_with_its_status() -
         assert documented.get(code) == status, code
 
 
+def http_problems(source: str) -> dict[str, int]:
+    """The middleware's table of aiohttp HTTP errors: ``{status: (code, title, detail)}``."""
+    for node in ast.parse(source).body:
+        target: ast.expr | None = None
+        value: ast.expr | None = None
+        if isinstance(node, ast.AnnAssign):
+            target, value = node.target, node.value
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        if isinstance(target, ast.Name) and target.id == "_HTTP_PROBLEMS" and value is not None:
+            table = ast.literal_eval(value)
+            return {entry[0]: status for status, entry in table.items()}
+    raise AssertionError("service/middleware.py has no _HTTP_PROBLEMS table")
+
+
+def test_every_code_the_middleware_maps_http_errors_to_is_documented() -> None:
+    if not MIDDLEWARE_PATH.is_file():
+        pytest.skip("service/middleware.py is not written yet")
+    found = http_problems(MIDDLEWARE_PATH.read_text(encoding="utf-8"))
+    assert len(found) >= 5  # the table was found
+    documented = catalog(load_spec())
+    for code, status in found.items():
+        assert documented.get(code) == status, code
+
+
+def test_the_middleware_reader_reads_an_annotated_table() -> None:
+    source = "_HTTP_PROBLEMS: Final[M] = {400: ('bad_request', 'B', 'b'), 404: ('nf', 'N', 'n')}"
+    assert http_problems(source) == {"bad_request": 400, "nf": 404}
+
+
 def test_the_framework_codes_are_documented() -> None:
     documented = catalog(load_spec())
     for code, status in FRAMEWORK_CODES.items():
@@ -545,3 +581,196 @@ async def test_the_document_is_served_at_openapi_yaml(aiohttp_client: Any) -> No
     assert response.status == 200
     assert response.content_type == "application/yaml"
     assert await response.read() == SPEC_PATH.read_bytes()
+
+
+# -- the schemas accept the bodies the code builds ------------------------------------------
+
+
+def schema_validator(spec: dict[str, Any], name: str) -> Draft202012Validator:
+    """A JSON Schema 2020-12 validator for ``#/components/schemas/<name>`` of the document."""
+    registry: Registry[Any] = Registry().with_resource(
+        "urn:gdpr-gateway:openapi", DRAFT202012.create_resource(spec)
+    )
+    ref = {"$ref": f"urn:gdpr-gateway:openapi#/components/schemas/{name}"}
+    return Draft202012Validator(ref, registry=registry)
+
+
+ENTRY = {
+    "audit_id": "01JEXAMPLE",
+    "time": "2026-11-23T19:00:00+00:00",
+    "phase": "intent",
+    "intent_id": None,
+    "actor": "demo-editor",
+    "roles": ["editor"],
+    "system": "billbee",
+    "customer_id": "1002",
+    "purpose": "customer_service",
+    "request_id": "r1",
+    "action": "update",
+    "changed": ["Email"],
+    "before": {"Email": "***"},
+    "after": {"Email": "***"},
+    "policy_version": "abc123",
+    "outcome": None,
+}
+
+# Each body is shaped exactly as the handler in service/routes builds it.
+BODIES: list[tuple[str, dict[str, Any]]] = [
+    (
+        "UpdateResult",
+        {
+            "system": "billbee",
+            "customer_id": "1002",
+            "applied": True,
+            "dry_run": False,
+            "changed": ["Email", "Address.City"],
+            "customer": {"Id": 1002, "Email": "***"},
+            "audit_id": "01JEXAMPLE",
+            "policy_version": "abc123",
+        },
+    ),
+    (
+        "UpdateResult",
+        {
+            "system": "keycom",
+            "customer_id": "4001",
+            "applied": False,
+            "dry_run": True,
+            "changed": [],
+            "customer": {},
+            "audit_id": None,
+            "policy_version": "abc123",
+        },
+    ),
+    (
+        "CustomerRead",
+        {"system": "sedona", "customer_id": "2001", "customer": {}, "policy_version": "v"},
+    ),
+    ("SystemList", {"systems": [{"system": "timelog", "mode": "put", "policy_version": "v"}]}),
+    (
+        "PolicyTable",
+        {
+            "system": "keycom",
+            "mode": "patch",
+            "id_field": "id",
+            "policy_version": "v",
+            "fields": [],
+        },
+    ),
+    ("AuditEntry", ENTRY),
+    ("AuditPage", {"entries": [ENTRY], "next_cursor": None}),
+    ("AuditPage", {"entries": [], "next_cursor": "c2"}),
+    ("VerifyReport", {"ok": True, "entries": 3, "head": "ab" * 32, "first_bad": None}),
+    ("VerifyReport", {"ok": False, "entries": 3, "head": "ab" * 32, "first_bad": "01JBAD"}),
+    ("RevealResult", {"entry": ENTRY, "reveal_audit_id": "01JREVEAL"}),
+    (
+        "SubjectExport",
+        {
+            "system": "billbee",
+            "customer_id": "1002",
+            "entries": [ENTRY],
+            "export_audit_id": "01JEXPORT",
+        },
+    ),
+    (
+        "EraseResult",
+        {"system": "billbee", "customer_id": "1002", "erased": True, "audit_id": "01JERASE"},
+    ),
+    ("Health", {"status": "ok"}),
+    ("Readiness", {"status": "not_ready", "checks": {"policies": True, "audit": False}}),
+    ("Reason", {"reason": "subject access request 42"}),
+    (
+        "Problem",
+        {
+            "type": "https://gdpr-gateway.dev/problems/validation_failed",
+            "title": "Validation failed",
+            "status": 422,
+            "detail": "1 field(s) failed validation",
+            "code": "validation_failed",
+            "errors": [{"field": "Email", "code": "invalid_format", "message": "not an email"}],
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "body"), BODIES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(BODIES)]
+)
+def test_a_body_the_code_builds_matches_its_schema(name: str, body: dict[str, Any]) -> None:
+    schema_validator(load_spec(), name).validate(body)
+
+
+@pytest.mark.parametrize(
+    ("name", "body"), BODIES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(BODIES)]
+)
+def test_a_body_missing_a_required_member_is_rejected(name: str, body: dict[str, Any]) -> None:
+    spec = load_spec()
+    required = spec["components"]["schemas"][name]["required"]
+    assert required, name
+    broken = dict(body)
+    del broken[required[0]]
+    assert not schema_validator(spec, name).is_valid(broken)
+
+
+def test_the_problem_schema_rejects_an_unknown_code_and_field_code() -> None:
+    validator = schema_validator(load_spec(), "Problem")
+    body = {"type": "t", "title": "T", "status": 400, "detail": "d", "code": "malformed_json"}
+    assert validator.is_valid(body)
+    assert not validator.is_valid(body | {"code": "no_such_code"})
+    bad_field = {"field": "Email", "code": "no_such_field_code", "message": "m"}
+    assert not validator.is_valid(body | {"errors": [bad_field]})
+
+
+def _raisers() -> list[tuple[str, int, Callable[[], Exception]]]:
+    """(code, status, make the exception) for every domain error class and policy code."""
+    out: list[tuple[str, int, Callable[[], Exception]]] = []
+    for cls in _gateway_error_classes():
+        if cls is service.errors.PolicyDenied:
+            continue
+        out.append((cls.code, cls.status, functools.partial(cls, "a detail without values")))
+    for code, status in service.errors.PolicyDenied._STATUS.items():
+        out.append((code, status, functools.partial(service.errors.PolicyDenied, code, "detail")))
+    return out
+
+
+async def test_the_real_middleware_answers_problems_the_schema_accepts(
+    aiohttp_client: Any,
+) -> None:
+    middleware = pytest.importorskip("service.middleware")
+    audit_errors = pytest.importorskip("audit.errors")
+    spec = load_spec()
+    validator = schema_validator(spec, "Problem")
+    id_pattern = re.compile(spec["components"]["headers"]["X-Request-Id"]["schema"]["pattern"])
+    raisers = _raisers()
+    raisers.append(("audit_unavailable", 503, lambda: audit_errors.AuditUnavailable("down")))
+    raisers.append(("internal_error", 500, lambda: RuntimeError("boom")))
+    raisers.append(
+        (
+            "validation_failed",
+            422,
+            lambda: service.errors.ValidationFailed(
+                "bad",
+                errors=[service.errors.FieldProblem("Email", "invalid_format", "not an email")],
+            ),
+        )
+    )
+
+    async def fail(request: web.Request) -> web.Response:
+        raise raisers[int(request.match_info["n"])][2]()
+
+    app = web.Application(
+        middlewares=[middleware.request_context_middleware, middleware.problem_middleware]
+    )
+    app.router.add_get("/fail/{n}", fail)
+    client = await aiohttp_client(app)
+    answers = [(f"/fail/{n}", "GET", code, status) for n, (code, status, _) in enumerate(raisers)]
+    answers.append(("/no/such/route", "GET", "not_found", 404))
+    answers.append(("/fail/0", "DELETE", "method_not_allowed", 405))
+    for path, method, code, status in answers:
+        response = await client.request(method, path)
+        body = await response.json(content_type=None)
+        assert (response.status, response.content_type) == (status, "application/problem+json")
+        validator.validate(body)
+        assert (body["code"], body["status"]) == (code, status)
+        assert catalog(spec)[code] == status
+        assert id_pattern.fullmatch(response.headers["X-Request-Id"])
