@@ -193,7 +193,7 @@ def generate(customer_id: int) -> Record:
     who = person("dk", rng)
     separate = rng.random() < 0.3
     org = f"{rng.randint(10000000, 99999999)}"
-    return {
+    record: Record = {
         "CustomerID": customer_id, "ID": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
         "DefaultMileageDistance": rng.randint(0, 80),
         "Name": who.company, "NickName": who.last, "CustomerNo": f"C-{customer_id}",
@@ -212,6 +212,7 @@ def generate(customer_id: int) -> Record:
         "InvoicingAddressZipCode": who.zip_code if separate else None,
         "InvoicingAddressCountryID": 45 if separate else 0,
     }
+    return {k: record[k] for k in (*WRITE_FIELDS, *READ_ONLY_FIELDS)}
 
 
 def add_routes(app: web.Application) -> None:
