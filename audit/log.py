@@ -107,6 +107,8 @@ class AuditLog(Review):
         self._checkpoint_seconds = checkpoint_seconds
         self._on_batch = on_batch
         self._last_seq = head_seq
+        self._opened_at = time.time()
+        self._dirty = False  # appended since this process's last checkpoint
         self._keys: dict[Subject, tuple[str, bytes]] = {}
         self._open: dict[str, Intent] = {}
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()
@@ -402,6 +404,7 @@ class AuditLog(Review):
             await tx.rollback()
             raise
         self._last_seq = head_seq
+        self._dirty = True
         self._keys.update(new_keys)
         for item in batch:
             if item.erase:
@@ -475,12 +478,9 @@ class AuditLog(Review):
             (_DELETE_OPEN, closes),
             (_DESTROY_KEYS, destroys),
         ]
+        last_checkpoint = parse_iso(cp_at).timestamp() if cp_at else self._opened_at
         due = seq - cp_seq >= self._checkpoint_every or (
-            seq > cp_seq
-            and (
-                cp_at is None
-                or time.time() - parse_iso(cp_at).timestamp() >= self._checkpoint_seconds
-            )
+            time.time() - last_checkpoint >= self._checkpoint_seconds
         )
         if due and seq > cp_seq:
             statements.append((_INSERT_CHECKPOINT, [self._checkpoint_row(seq, head_hash, now)]))
@@ -532,11 +532,15 @@ class AuditLog(Review):
         return (seq, head_hash, now, self._public_key.hex(), signature.hex())
 
     async def _checkpoint_only(self) -> None:
+        """Sign the head after an idle period or at close, if this process appended."""
+        if not self._dirty:
+            return
         tx = await self._backend.chain_tx()
         try:
             seq, head_hash, cp_seq, _ = tx.head
             if int(seq) <= int(cp_seq):
                 await tx.rollback()
+                self._dirty = False
                 return
             now = now_iso()
             await tx.commit(
@@ -545,6 +549,7 @@ class AuditLog(Review):
                     (_UPDATE_HEAD, [(int(seq), head_hash, int(seq), now)]),
                 ]
             )
+            self._dirty = False
         except BaseException:
             await tx.rollback()
             raise

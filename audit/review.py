@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any, Final
 
@@ -217,8 +217,8 @@ class Review:
         *,
         clear: bool = False,
         chunk: int = 5000,
-        on_chunk: Callable[[int], None] | None = None,
-    ) -> Any:
+        on_chunk: Callable[[int], object] | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
         """All entries oldest first (masked unless ``clear``): for exports to files."""
         last = 0
         cache: dict[str, bytes | None] = {}
@@ -238,6 +238,11 @@ class Review:
             last = int(rows[-1][0])
             if on_chunk is not None:
                 on_chunk(len(rows))
+
+    async def head(self) -> tuple[int, str]:
+        """(seq, hash) of the newest entry: (0, 64 zeros) on an empty log."""
+        row = (await self._backend.fetchall(HEAD_SQL))[0]
+        return int(row[0]), str(row[1])
 
     # ------------------------------------------------------------------ verification
     async def verify(self, *, progress: bool = False) -> VerifyReport:

@@ -116,3 +116,17 @@ def load_config(
     if not isinstance(data, Mapping):
         raise InvalidAuditInput(f"config file {file} must hold a mapping")
     return settings_from_mapping(data, base=file.parent, env=env)
+
+
+DEFAULT_STATE_DIR = ".gdpr-gateway-demo"
+
+
+def resolve_settings(
+    state_dir: str | os.PathLike[str] | None, config: str | os.PathLike[str] | None
+) -> AuditSettings:
+    """The store of a deployment (``config``) or of the demo (``state_dir``, default
+    ``./.gdpr-gateway-demo``): what ``--state-dir``/``--config`` of the CLI mean."""
+    if config is not None:
+        return load_config(config)
+    url, master, signing = open_demo_state(state_dir or DEFAULT_STATE_DIR)
+    return AuditSettings(url=url, master_key=master, signing_key=signing)

@@ -1,0 +1,179 @@
+"""``gdpr-gateway audit verify|export|public-key|rotate-master-key``: the ops user's view
+of the audit log, on the demo's store (``--state-dir``) or a deployment's (``--config``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import csv
+import json
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import IO, Any
+
+from tqdm import tqdm
+
+from audit import AuditError, AuditLog, rotate_master_key
+from audit.crypto import public_key_of
+from audit.statedir import DEFAULT_STATE_DIR, AuditSettings, decode_key, resolve_settings
+from service.commands.db import add_store_options
+
+CSV_COLUMNS = (
+    "seq", "audit_id", "time", "actor", "roles", "system", "customer_id", "purpose",
+    "request_id", "action", "phase", "outcome", "problem_code", "intent_id", "target_id",
+    "reason", "changed", "before", "after", "policy_version", "upstream_status",
+    "upstream_latency_ms", "prev_hash", "hash",
+)  # fmt: skip
+
+
+def _show_progress(args: argparse.Namespace) -> bool:
+    return bool(args.progress) or sys.stderr.isatty()
+
+
+def _run(args: argparse.Namespace, job: Callable[[AuditSettings], Coroutine[Any, Any, int]]) -> int:
+    try:
+        settings = resolve_settings(args.state_dir, args.config)
+        return asyncio.run(job(settings))
+    except AuditError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+async def _open(settings: AuditSettings) -> AuditLog:
+    return await AuditLog.open(
+        settings.url, master_key=settings.master_key, signing_key=settings.signing_key
+    )
+
+
+def _verify(args: argparse.Namespace) -> int:
+    async def job(settings: AuditSettings) -> int:
+        log = await _open(settings)
+        try:
+            report = await log.verify(progress=_show_progress(args))
+        finally:
+            await log.close()
+        print(f"entries checked: {report.entries}")
+        print(f"checkpoints checked: {report.checkpoints}")
+        print(f"head: {report.head}")
+        print(f"first bad entry: {report.first_bad or '-'}")
+        if report.ok:
+            print("chain OK")
+            return 0
+        print(f"chain BROKEN: {report.reason}")
+        return 1
+
+    return _run(args, job)
+
+
+def _cell(value: Any) -> Any:
+    return json.dumps(value, sort_keys=True) if isinstance(value, list | dict) else value
+
+
+def _export(args: argparse.Namespace) -> int:
+    out: IO[str] = sys.stdout
+    if args.output:
+        try:
+            out = Path(args.output).open("w", newline="", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            print(f"error: cannot write {args.output} ({exc.strerror})", file=sys.stderr)
+            return 2
+
+    async def job(settings: AuditSettings) -> int:
+        log = await _open(settings)
+        try:
+            total = (await log.head())[0]
+            with tqdm(total=total, unit="entries", file=sys.stderr, desc="export",
+                      disable=not _show_progress(args)) as bar:  # fmt: skip
+                writer = csv.writer(out) if args.format == "csv" else None
+                if writer is not None:
+                    writer.writerow(CSV_COLUMNS)
+                count = 0
+                async for entry in log.iter_entries(on_chunk=bar.update):
+                    if writer is not None:
+                        writer.writerow([_cell(entry.get(c)) for c in CSV_COLUMNS])
+                    else:
+                        out.write(json.dumps(entry, sort_keys=True) + "\n")
+                    count += 1
+        finally:
+            await log.close()
+        print(f"exported {count} entries (personal values masked)", file=sys.stderr)
+        return 0
+
+    try:
+        return _run(args, job)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+
+
+def _public_key(args: argparse.Namespace) -> int:
+    try:
+        settings = resolve_settings(args.state_dir, args.config)
+    except AuditError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    key = public_key_of(settings.signing_key)
+    print(key.hex() if args.format == "hex" else base64.b64encode(key).decode())
+    return 0
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    if args.new_key_file:
+        try:
+            new_key = decode_key(Path(args.new_key_file).read_text(), "new master key")
+        except (OSError, AuditError) as exc:
+            print(f"error: cannot use the new key file ({type(exc).__name__})", file=sys.stderr)
+            return 2
+    elif args.config is None:
+        new_key = os.urandom(32)
+    else:
+        print("error: --new-key-file is required with --config", file=sys.stderr)
+        return 2
+
+    try:
+        settings = resolve_settings(args.state_dir, args.config)
+        count = asyncio.run(rotate_master_key(settings.url, settings.master_key, new_key))
+    except AuditError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.config is None:  # the demo keeps its master key in the state folder
+        state = Path(args.state_dir or DEFAULT_STATE_DIR).expanduser().resolve()
+        tmp = state / "master.key.new"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(base64.b64encode(new_key).decode() + "\n")
+        tmp.replace(state / "master.key")
+    print(f"re-wrapped {count} subject keys; restart the gateway with the new master key")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("audit", help="verify, export and manage the audit log")
+    sub = parser.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+
+    verify = sub.add_parser("verify", help="recompute the chain and check signed checkpoints")
+    add_store_options(verify)
+    verify.add_argument("--progress", action="store_true", help="progress bar on stderr")
+    verify.set_defaults(handler=_verify)
+
+    export = sub.add_parser("export", help="all entries, masked, as JSON Lines or CSV")
+    add_store_options(export)
+    export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    export.add_argument("--output", metavar="FILE", help="write here instead of stdout")
+    export.add_argument("--progress", action="store_true", help="progress bar on stderr")
+    export.set_defaults(handler=_export)
+
+    public = sub.add_parser("public-key", help="the Ed25519 key that signs checkpoints")
+    add_store_options(public)
+    public.add_argument("--format", choices=("base64", "hex"), default="base64")
+    public.set_defaults(handler=_public_key)
+
+    rotate = sub.add_parser("rotate-master-key", help="re-wrap subject keys under a new key")
+    add_store_options(rotate)
+    rotate.add_argument(
+        "--new-key-file", metavar="FILE", help="base64 32-byte key (demo: generated if absent)"
+    )
+    rotate.set_defaults(handler=_rotate)

@@ -1,0 +1,148 @@
+"""Tamper evidence: the database is edited directly (SQL UPDATE/DELETE) and verify must
+name the break. Checkpoints are signed with Ed25519 and checked with the public key."""
+
+from __future__ import annotations
+
+import asyncio
+
+from audit import AuditLog, Outcome
+from audit.crypto import verify_checkpoint
+from tests.audit.conftest import make_intent, sql
+
+
+async def _fill(log: AuditLog, n: int) -> list[str]:
+    return [
+        await log.record(make_intent(str(2000 + i), request_id=f"r{i}"), Outcome("applied"))
+        for i in range(n)
+    ]
+
+
+async def test_intact_log_verifies(audit_log: AuditLog) -> None:
+    await _fill(audit_log, 5)
+    report = await audit_log.verify()
+    assert (report.ok, report.entries, report.first_bad, report.reason) == (True, 5, None, None)
+    assert report.head == (await audit_log.head())[1]
+
+
+async def test_changed_value_is_detected(audit_log: AuditLog, store_url: str) -> None:
+    ids = await _fill(audit_log, 5)
+    cast = "body::text" if store_url.startswith("postgresql") else "body"
+    to_json = "::json" if store_url.startswith("postgresql") else ""
+    await sql(store_url, f"UPDATE audit_entry SET body = replace({cast}, 'new note', 'NEW NOTE'){to_json}"
+              " WHERE seq = 3")  # fmt: skip
+    report = await audit_log.verify()
+    assert not report.ok
+    assert report.first_bad == ids[2]
+    assert "hash" in (report.reason or "")
+
+
+async def test_changed_generated_column_is_impossible(audit_log: AuditLog, store_url: str) -> None:
+    await _fill(audit_log, 2)
+    try:
+        await sql(store_url, "UPDATE audit_entry SET actor = 'mallory' WHERE seq = 1")
+    except Exception as exc:  # both databases refuse writes to generated columns
+        assert "generated" in str(exc).lower() or "cannot" in str(exc).lower()
+    else:
+        raise AssertionError("a generated column was writable")
+    assert (await audit_log.verify()).ok
+
+
+async def test_deleted_row_is_detected(audit_log: AuditLog, store_url: str) -> None:
+    ids = await _fill(audit_log, 5)
+    await sql(store_url, "DELETE FROM audit_entry WHERE seq = 2")
+    report = await audit_log.verify()
+    assert not report.ok
+    assert report.first_bad == ids[2]
+    assert "missing" in (report.reason or "")
+
+
+async def test_reordered_rows_are_detected(audit_log: AuditLog, store_url: str) -> None:
+    ids = await _fill(audit_log, 5)
+    await sql(store_url, "UPDATE audit_entry SET seq = 100 WHERE seq = 2")
+    await sql(store_url, "UPDATE audit_entry SET seq = 2 WHERE seq = 3")
+    await sql(store_url, "UPDATE audit_entry SET seq = 3 WHERE seq = 100")
+    report = await audit_log.verify()
+    assert not report.ok
+    assert report.first_bad == ids[2]  # the old seq 3 now stands at seq 2
+
+
+async def test_truncated_tail_after_checkpoint_is_detected(
+    store_url: str, keys: dict[str, bytes]
+) -> None:
+    log = await AuditLog.open(store_url, checkpoint_every=4, **keys)
+    try:
+        await _fill(log, 9)  # checkpoints at 4 and 8
+        checkpoints = await sql(store_url, "SELECT seq FROM audit_checkpoint ORDER BY seq")
+        assert [int(c[0]) for c in checkpoints][:2] == [4, 8]
+        # the attacker removes the tail and rewrites the head row to match
+        await sql(store_url, "DELETE FROM audit_entry WHERE seq > 6")
+        row = await sql(store_url, "SELECT hash FROM audit_entry WHERE seq = 6")
+        await sql(store_url, f"UPDATE audit_head SET seq = 6, hash = '{row[0][0]}'")
+        report = await log.verify()
+        assert not report.ok
+        assert "truncated" in (report.reason or "")
+    finally:
+        log._closed = True  # do not sign the tampered head on close
+        await log._queue.put(None)
+        await log._writer
+        await log._backend.close()
+
+
+async def test_truncated_tail_without_head_edit_is_detected(
+    audit_log: AuditLog, store_url: str
+) -> None:
+    await _fill(audit_log, 4)
+    await sql(store_url, "DELETE FROM audit_entry WHERE seq = 4")
+    report = await audit_log.verify()
+    assert not report.ok
+    assert "head" in (report.reason or "")
+
+
+async def test_forged_checkpoint_is_detected(store_url: str, keys: dict[str, bytes]) -> None:
+    log = await AuditLog.open(store_url, checkpoint_every=2, **keys)
+    try:
+        await _fill(log, 2)
+        (seq, hash_, time, key, sig), = await sql(
+            store_url, "SELECT seq, hash, time, public_key, signature FROM audit_checkpoint"
+        )  # fmt: skip
+        assert key == log.public_key().hex()
+        assert verify_checkpoint(log.public_key(), bytes.fromhex(sig), int(seq), hash_, time)
+        await sql(store_url, "UPDATE audit_checkpoint SET time = '2000-01-01T00:00:00.000000Z'")
+        report = await log.verify()
+        assert not report.ok
+        assert "signature" in (report.reason or "")
+    finally:
+        await log.close()
+
+
+async def test_checkpoint_after_idle_seconds(store_url: str, keys: dict[str, bytes]) -> None:
+    log = await AuditLog.open(store_url, checkpoint_every=1000, checkpoint_seconds=0.2, **keys)
+    try:
+        await _fill(log, 3)
+        for _ in range(50):
+            rows = await sql(store_url, "SELECT seq FROM audit_checkpoint")
+            if rows:
+                break
+            await asyncio.sleep(0.05)
+        assert [int(r[0]) for r in rows] == [3]
+        report = await log.verify()
+        assert report.ok and report.checkpoints == 1
+    finally:
+        await log.close()
+
+
+async def test_moved_ciphertext_does_not_open(audit_log: AuditLog, store_url: str) -> None:
+    ids = await _fill(audit_log, 2)
+    from tests.audit.test_log import PO
+
+    bodies = await sql(store_url, "SELECT seq, body FROM audit_entry ORDER BY seq")
+    import json
+
+    first, second = (json.loads(str(b)) for _, b in bodies)
+    second["sealed"]["after"]["Email"] = first["sealed"]["after"]["Email"]
+    second["key_id"] = first["key_id"]
+    moved = json.dumps(second, sort_keys=True, separators=(",", ":"))
+    await sql(store_url, "UPDATE audit_entry SET body = $1 WHERE seq = 2", moved)
+    clear, _ = await audit_log.reveal(ids[1], reason="inspect", request_id="r", **PO)
+    assert clear["after"]["Email"] == "undecryptable"
+    assert not (await audit_log.verify()).ok
