@@ -17,14 +17,16 @@ from collections.abc import Callable
 from typing import Literal
 
 BreakerState = Literal["closed", "open", "half_open"]
-OnChange = Callable[[str, BreakerState, BreakerState], None]
+#: called with the new state on every transition
+OnChange = Callable[[BreakerState], None]
 
 
 class CircuitBreaker:
     """Counts consecutive failures of one upstream and refuses calls while open.
 
-    ``on_change(name, old_state, new_state)`` is called on every transition (the
-    metrics layer sets a gauge from it); it may be set after construction.
+    ``on_change(new_state)`` is called on every transition (the metrics layer sets a
+    gauge from it, closing over the system name); it may be set after construction.
+    An exception from it is not swallowed: the hook must not fail.
     """
 
     __slots__ = (
@@ -123,7 +125,7 @@ class CircuitBreaker:
             self._failures = 0
         callback = self.on_change
         if callback is not None:
-            callback(self.name, old, new)
+            callback(new)
 
     def __repr__(self) -> str:
         return (

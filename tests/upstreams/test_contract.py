@@ -344,7 +344,7 @@ async def test_breaker_opens_after_failures_and_recovers(
 ) -> None:
     h = make(system, breaker_failure_threshold=3, max_retries=0, breaker_reset_seconds=0.3)
     states: list[str] = []
-    h.connector.breaker.on_change = lambda _name, _old, new: states.append(new)
+    h.connector.breaker.on_change = states.append
     cid = str(CASES[system].customer_id)
     set_faults(system, status=503, count=3)
     for _ in range(3):

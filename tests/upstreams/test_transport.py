@@ -318,7 +318,7 @@ async def test_breaker_opens_refuses_and_recovers(server: tuple[Script, str]) ->
     connector = ProbeConnector(
         settings(url, breaker_failure_threshold=2, max_retries=0, breaker_reset_seconds=0.2)
     )
-    connector.breaker.on_change = lambda _name, _old, new: states.append(new)
+    connector.breaker.on_change = states.append
     try:
         script.actions.extend([("status", 404, {}, {})] * 3)  # 4xx: not failures
         for _ in range(3):
