@@ -19,7 +19,7 @@ import hashlib
 import os
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -244,7 +244,7 @@ def _from_file(path: Path, errors: list[str]) -> dict[Path_, _Raw]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{label}: cannot read ({type(exc).__name__})"]) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:  # the message quotes the line: report the position only
         line = exc.problem_mark.line + 1 if exc.problem_mark else 0
         problem = exc.problem or "invalid"
@@ -260,6 +260,34 @@ def _from_file(path: Path, errors: list[str]) -> dict[Path_, _Raw]:
     return out
 
 
+class _Lined(dict[Any, Any]):
+    """A YAML mapping that remembers the line of each key and the keys given twice."""
+
+    lines: dict[Any, int]
+    duplicates: list[tuple[Any, int]]
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader whose mappings are :class:`_Lined` (for errors that name the line)."""
+
+
+def _construct_lined(loader: yaml.SafeLoader, node: yaml.MappingNode) -> Iterator[_Lined]:
+    data = _Lined()
+    data.lines, data.duplicates = {}, []
+    yield data
+    data.update(loader.construct_mapping(node))
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        line = key_node.start_mark.line + 1
+        if key in data.lines:
+            data.duplicates.append((key, line))
+        else:
+            data.lines[key] = line
+
+
+_LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_lined)
+
+
 def _walk(
     node: Mapping[Any, Any],
     schema: Mapping[str, Any],
@@ -269,9 +297,12 @@ def _walk(
     out: dict[Path_, _Raw],
     errors: list[str],
 ) -> None:
+    lines: Mapping[Any, int] = getattr(node, "lines", {})
+    for key, line in getattr(node, "duplicates", ()):
+        errors.append(f"{label}:{line}: {'.'.join((*prefix, str(key)))}: given twice")
     for key, value in node.items():
         dotted = ".".join((*prefix, str(key)))
-        where = f"{label}: {dotted}"
+        where = f"{label}:{lines[key]}: {dotted}" if key in lines else f"{label}: {dotted}"
         sub = schema.get(key) if isinstance(key, str) else None
         if isinstance(sub, dict):
             if value is None:
@@ -589,32 +620,32 @@ def _upstream(v: _Values, system: str) -> UpstreamSettings | None:
             "api_version": v.get((*base, "options", "api_version"), "v1"),
         }
     defaults = UpstreamSettings(system=system, base_url="")
+    numbers = {
+        name: v.number((*base, name), getattr(defaults, name), minimum, strict=strict)
+        for name, (minimum, strict) in _UPSTREAM_NUMBERS.items()
+    }
     return UpstreamSettings(
         system=system,
         base_url=(url or "").rstrip("/"),
         credentials=MappingProxyType(credentials),
         options=MappingProxyType(options),
-        timeout_seconds=v.number(
-            (*base, "timeout_seconds"), defaults.timeout_seconds, 0, strict=True
-        ),
-        connect_timeout_seconds=v.number(
-            (*base, "connect_timeout_seconds"), defaults.connect_timeout_seconds, 0, strict=True
-        ),
-        max_retries=v.number((*base, "max_retries"), defaults.max_retries, 0),
-        rate_limit_per_second=v.number(
-            (*base, "rate_limit_per_second"), defaults.rate_limit_per_second, 0, strict=True
-        ),
-        rate_limit_burst=v.number((*base, "rate_limit_burst"), defaults.rate_limit_burst, 1),
-        backoff_max_seconds=v.number(
-            (*base, "backoff_max_seconds"), defaults.backoff_max_seconds, 0
-        ),
-        breaker_failure_threshold=v.number(
-            (*base, "breaker_failure_threshold"), defaults.breaker_failure_threshold, 1
-        ),
-        breaker_reset_seconds=v.number(
-            (*base, "breaker_reset_seconds"), defaults.breaker_reset_seconds, 0, strict=True
-        ),
+        **numbers,
     )
+
+
+# numeric upstream settings: (minimum, strictly greater than the minimum)
+_UPSTREAM_NUMBERS: Final[Mapping[str, tuple[float, bool]]] = MappingProxyType(
+    {
+        "timeout_seconds": (0, True),
+        "connect_timeout_seconds": (0, True),
+        "max_retries": (0, False),
+        "rate_limit_per_second": (0, True),
+        "rate_limit_burst": (1, False),
+        "backoff_max_seconds": (0, False),
+        "breaker_failure_threshold": (1, False),
+        "breaker_reset_seconds": (0, True),
+    }
+)
 
 
 # -- the demo: fixed, published tokens and upstream credentials (API.md "Demo data") ---

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import textwrap
 from pathlib import Path
 
@@ -205,29 +206,48 @@ def test_value_and_file_together_is_an_error(tmp_path: Path) -> None:
 
 def test_every_problem_is_reported_at_once_without_values(tmp_path: Path) -> None:
     text = (
-        FULL.replace("port: 9000", "port: nine")
+        FULL.replace("checkpoint_every: 50", "checkpoint_every: fifty")
         .replace("base_url: https://billbee.example", "base_ur: https://billbee.example")
         .replace(f"master_key: {MASTER}", "master_key: c2hvcnQ=")
         .replace(f"token: {SECRETS['keycom']}", "token: not-hex-XYZZY")
     )
-    env = {"GDPR_GATEWAY_NO_SUCH_THING": "1", "GDPR_GATEWAY_AUDIT_URL": "mysql://u:pw@h/db"}
+    env = {
+        "GDPR_GATEWAY_NO_SUCH_THING": "1",
+        "GDPR_GATEWAY_AUDIT_URL": "mysql://u:pw@h/db",
+        "GDPR_GATEWAY_UPSTREAMS_SEDONA_TIMEOUT_SECONDS": "0",
+        "GDPR_GATEWAY_UPSTREAMS_SEDONA_MAX_RETRIES": "-1",
+        "GDPR_GATEWAY_CONFLICT_CHECK": "maybe",
+        "GDPR_GATEWAY_LOG_LEVEL": "chatty",
+        "GDPR_GATEWAY_PORT": "70000",
+    }
     with pytest.raises(ConfigError) as err:
         load_settings(write(tmp_path, text), env)
     errors = err.value.errors
     expected = [
-        "config.yaml: port: must be an integer",
-        "config.yaml: upstreams.billbee.base_ur: unknown key",
-        "config.yaml: upstreams.billbee.base_url: required",
-        "config.yaml: audit.master_key: must decode to 32 bytes",
-        "config.yaml: upstreams.keycom.credentials.token: must be 40 hex digits",
-        "GDPR_GATEWAY_NO_SUCH_THING: unknown variable",
-        "GDPR_GATEWAY_AUDIT_URL: must start with",
+        r"^GDPR_GATEWAY_PORT: must be at most 65535",
+        r"config\.yaml:\d+: audit\.checkpoint_every: must be an integer",
+        r"^GDPR_GATEWAY_UPSTREAMS_SEDONA_TIMEOUT_SECONDS: must be greater than 0",
+        r"^GDPR_GATEWAY_UPSTREAMS_SEDONA_MAX_RETRIES: must be at least 0",
+        r"^GDPR_GATEWAY_CONFLICT_CHECK: must be true or false",
+        r"^GDPR_GATEWAY_LOG_LEVEL: must be one of DEBUG, INFO",
+        r"config\.yaml:\d+: upstreams\.billbee\.base_ur: unknown key",
+        r"config\.yaml: upstreams\.billbee\.base_url: required",
+        r"config\.yaml:\d+: audit\.master_key: must decode to 32 bytes",
+        r"config\.yaml:\d+: upstreams\.keycom\.credentials\.token: must be 40 hex digits",
+        r"^GDPR_GATEWAY_NO_SUCH_THING: unknown variable",
+        r"^GDPR_GATEWAY_AUDIT_URL: must start with",
     ]
-    for fragment in expected:
-        assert any(fragment in e for e in errors), fragment
+    for pattern in expected:
+        assert any(re.search(pattern, e) for e in errors), pattern
     text_all = str(err.value) + repr(err.value)
     assert "XYZZY" not in text_all and "c2hvcnQ=" not in text_all and "pw@h" not in text_all
     assert_no_secret(text_all)
+
+
+def test_keys_given_twice_are_errors_with_their_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, FULL.replace("port: 9000", "port: 9000\nport: 9001")), {})
+    assert any(e.endswith("config.yaml:4: port: given twice") for e in err.value.errors)
 
 
 def test_clear_tokens_and_unknown_roles_are_refused(tmp_path: Path) -> None:
