@@ -2,7 +2,9 @@
 
 Order in ``create_app``: ``[request_context_middleware, ..., problem_middleware]`` - the
 context middleware outermost, so it sees the final status and problem code of every
-answer (errors included) and stamps ``X-Request-Id`` on it.
+answer (errors included) and stamps ``X-Request-Id`` on it. A handler that streams
+(prepares its response itself) gets the headers from :func:`stamp_context_headers`,
+registered as an ``on_response_prepare`` hook.
 """
 
 from __future__ import annotations
@@ -165,6 +167,20 @@ async def request_context_middleware(
             if audit_id:
                 response.headers[AUDIT_ID_HEADER] = audit_id
         _access_line(request, response, started)
+
+
+async def stamp_context_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare`` hook: the same headers on responses a handler streams itself
+    (``await response.prepare(request)`` before the middleware sees them).
+
+    Register with ``app.on_response_prepare.append(stamp_context_headers)``.
+    """
+    request_id = request.get(REQUEST_ID_KEY)
+    if request_id and REQUEST_ID_HEADER not in response.headers:
+        response.headers[REQUEST_ID_HEADER] = request_id
+    audit_id = request.get(AUDIT_ID_KEY)
+    if audit_id and AUDIT_ID_HEADER not in response.headers:
+        response.headers[AUDIT_ID_HEADER] = audit_id
 
 
 def _access_line(

@@ -28,6 +28,7 @@ from service.middleware import (
     problem_response,
     record_problem,
     request_context_middleware,
+    stamp_context_headers,
 )
 
 SECRET_MESSAGE = "jane.doe@example.com-XYZZY"  # a value that must never reach an answer or log
@@ -373,3 +374,27 @@ async def test_context_alone_still_stamps_http_exceptions(
     resp = await c.get("/missing")
     assert resp.status == 404
     assert resp.headers["X-Request-Id"]
+
+
+async def streamed(request: web.Request) -> web.StreamResponse:
+    request[AUDIT_ID_KEY] = "aud_stream"
+    response = web.StreamResponse()
+    await response.prepare(request)
+    await response.write(b"line\n")
+    await response.write_eof()
+    return response
+
+
+async def test_streamed_responses_get_headers_from_the_prepare_hook(
+    aiohttp_client: Callable[..., Any],
+) -> None:
+    app = make_app()
+    app.router.add_get("/stream", streamed)
+    app.on_response_prepare.append(stamp_context_headers)
+    c: TestClient[Any, Any] = await aiohttp_client(app)
+    resp = await c.get("/stream", headers={"X-Request-Id": "s-1"})
+    assert await resp.read() == b"line\n"
+    assert resp.headers["X-Request-Id"] == "s-1"
+    assert resp.headers["X-Audit-Id"] == "aud_stream"
+    plain = await c.get("/ok", headers={"X-Request-Id": "s-2"})
+    assert plain.headers.getall("X-Request-Id") == ["s-2"]  # stamped once, not twice
