@@ -378,3 +378,78 @@ def test_modes_and_coverage(system: str) -> None:
     assert connector.mode == ("patch" if system == "keycom" else "put")
     assert connector.read_coverage
     assert connector.breaker.state == "closed"
+
+
+# -- what leaves a connector besides its answer ------------------------------------------
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+async def test_logs_carry_no_values_ids_or_secrets(
+    make: Callable[..., Harness],
+    set_faults: Callable[..., None],
+    caplog: pytest.LogCaptureFixture,
+    system: str,
+) -> None:
+    caplog.set_level("DEBUG")
+    h = make(system)
+    case = CASES[system]
+    set_faults(system, status=503, count=1, methods=["GET"])
+    assert await h.connector.fetch(str(case.customer_id))
+    after = await write(h, str(case.customer_id), {case.field: case.new_value})
+    assert after[case.field] == case.new_value
+    set_faults(system, reset=5)
+    with pytest.raises(UpstreamError):
+        await h.connector.fetch(str(case.customer_id))
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "retry" in text  # the retries were logged ...
+    assert str(case.customer_id) not in text  # ... without the customer's id
+    assert str(case.new_value) not in text
+    for secret in h.connector.settings.credentials.values():
+        assert secret.reveal() not in text
+
+
+async def test_a_failing_observe_hook_does_not_break_a_call(cluster: EmulatorCluster) -> None:
+    def broken(*_args: object) -> None:
+        raise RuntimeError("metrics down")
+
+    connector = build_connector(demo_settings("keycom", cluster.urls["keycom"]), observe=broken)
+    try:
+        assert (await connector.fetch("4001"))["id"] == 4001
+    finally:
+        await connector.close()
+
+
+async def test_put_timeout_is_retried(
+    make: Callable[..., Harness], set_faults: Callable[..., None]
+) -> None:
+    h = make("sedona", timeout_seconds=0.3)
+    record = await h.connector.fetch("2001")
+    set_faults("sedona", hang=1, methods=["PUT"])
+    after = await h.connector.apply("2001", {**record, "CustomerName": "Carter, Emma"})
+    assert after["CustomerName"] == "Carter, Emma"
+    assert h.stats("PUT") == 2
+
+
+async def test_cancelled_probe_frees_the_half_open_slot(
+    make: Callable[..., Harness], set_faults: Callable[..., None]
+) -> None:
+    h = make("keycom", breaker_failure_threshold=1, max_retries=0, breaker_reset_seconds=0.1,
+             timeout_seconds=5.0)
+    set_faults("keycom", status=503, count=1)
+    with pytest.raises(UpstreamError):
+        await h.connector.fetch("4001")
+    await asyncio.sleep(0.15)
+    set_faults("keycom", hang=1)
+    probe = asyncio.create_task(h.connector.fetch("4001"))
+    for _ in range(500):  # until the probe has reached the (hanging) upstream
+        if h.stats("GET") >= 2:
+            break
+        await asyncio.sleep(0.01)
+    with pytest.raises(CircuitOpen):  # the probe is in flight: nobody else goes
+        await h.connector.fetch("4001")
+    probe.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await probe
+    assert h.connector.breaker.state == "half_open"
+    assert (await h.connector.fetch("4001"))["id"] == 4001
+    assert h.connector.breaker.state == "closed"
