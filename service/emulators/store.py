@@ -34,15 +34,21 @@ class CustomerStore:
 
     def get(self, customer_id: int) -> Record | None:
         """The full stored record (a deep copy), or ``None`` when there is none."""
-        record = self._lookup(customer_id)
-        return None if record is None else copy.deepcopy(record)
+        stored = self._stored(customer_id)
+        if stored is not None:
+            return copy.deepcopy(stored)
+        return self._generated(customer_id)
 
     def __contains__(self, customer_id: object) -> bool:
-        return isinstance(customer_id, int) and self._lookup(customer_id) is not None
+        if not isinstance(customer_id, int):
+            return False
+        return self._stored(customer_id) is not None or (
+            self._generate is not None and customer_id in self._generated_ids
+        )
 
     def put(self, customer_id: int, record: Mapping[str, Any]) -> None:
         """Store ``record`` (a deep copy) as the whole state of ``customer_id``."""
-        if customer_id not in self._written and self._lookup(customer_id) is None:
+        if customer_id not in self:
             self._ids = None
         self._written[customer_id] = copy.deepcopy(dict(record))
 
@@ -62,13 +68,12 @@ class CustomerStore:
         self._written.clear()
         self._ids = None
 
-    def _lookup(self, customer_id: int) -> Record | None:
+    def _stored(self, customer_id: int) -> Record | None:
         found = self._written.get(customer_id)
-        if found is not None:
-            return found
-        found = self._seed.get(customer_id)
-        if found is not None:
-            return found
+        return found if found is not None else self._seed.get(customer_id)
+
+    def _generated(self, customer_id: int) -> Record | None:
+        """A fresh record built from the id (a new object each time: no copy needed)."""
         if self._generate is not None and customer_id in self._generated_ids:
             return self._generate(customer_id)
         return None

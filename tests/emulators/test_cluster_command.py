@@ -122,15 +122,12 @@ async def test_serve_reports_a_taken_port(capsys: pytest.CaptureFixture[str]) ->
     assert "cannot listen" in capsys.readouterr().err
 
 
-def test_emulate_command_runs_and_stops_on_sigterm() -> None:
-    script = (
-        "import sys; from tests.emulators.test_cluster_command import _parse; "
-        "from service.commands import emulate; "
-        "sys.exit(emulate.run(_parse(['--base-port', '0', '--no-rate-limit'])))"
-    )
+def test_gdpr_gateway_emulate_runs_and_stops_on_sigterm() -> None:
+    argv = [sys.executable, "-m", "service.cli", "emulate", "--base-port", "0",
+            "--no-rate-limit"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(  # noqa: S603 - fixed argv: this interpreter and a literal script
-        [sys.executable, "-c", script], cwd=ROOT, env=env,
+    proc = subprocess.Popen(  # noqa: S603 - fixed argv: this interpreter and our own CLI
+        argv, cwd=ROOT, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
