@@ -121,8 +121,7 @@ async def put_customer(request: web.Request) -> web.Response:
         return refused
     customer_id = int_id(request.match_info["id"])
     store = request.app[STORE_KEY]
-    existing = None if customer_id is None else store.get(customer_id)
-    if customer_id is None or existing is None:
+    if customer_id is None or customer_id not in store:
         return error(404, "Customer not found")
     try:
         body = await json_body(request)
@@ -130,6 +129,10 @@ async def put_customer(request: web.Request) -> web.Response:
         return error(400, f"Invalid request body: {exc}")
     if not isinstance(body, dict):
         return error(400, "Invalid request body: expected a customer object")
+    # read the record only now, after the last await: no write can slip in between
+    existing = store.get(customer_id)
+    if existing is None:
+        return error(404, "Customer not found")
     if existing.get("ArchivedAt"):
         return envelope(None, code=CUSTOMER_ARCHIVED, message=ARCHIVED_MESSAGE, status=400)
     problems = validate(body)

@@ -107,8 +107,8 @@ async def patch_customer(request: web.Request) -> web.Response:
     refused = _guard(request)
     if refused is not None:
         return refused
-    customer_id, record = _customer(request)
-    if customer_id is None or record is None:
+    customer_id, found = _customer(request)
+    if customer_id is None or found is None:
         return error(404, "Not found.")
     try:
         body = await json_body(request)
@@ -120,6 +120,10 @@ async def patch_customer(request: web.Request) -> web.Response:
     problems = validate(body)
     if problems:
         return web.json_response(problems, status=400)
+    # read the record only now, after the last await: no write can slip in between
+    record = request.app[STORE_KEY].get(customer_id)
+    if record is None:
+        return error(404, "Not found.")
     for name, value in body.items():
         if name in FIELDS and FIELDS[name][0] != "read_only":
             record[name] = list(value) if isinstance(value, list) else value

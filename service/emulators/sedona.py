@@ -86,8 +86,7 @@ async def put_customer(request: web.Request) -> web.Response:
         return error(401, "Authorization has been denied for this request.")
     customer_id = int_id(request.match_info["id"])
     store = request.app[STORE_KEY]
-    existing = None if customer_id is None else store.get(customer_id)
-    if customer_id is None or existing is None:
+    if customer_id is None or customer_id not in store:
         return error(404, "Customer not found.")
     try:
         body = await json_body(request)
@@ -98,6 +97,10 @@ async def put_customer(request: web.Request) -> web.Response:
     problems = validate(body)
     if problems:
         return invalid(problems)
+    # read the record only now, after the last await: no write can slip in between
+    existing = store.get(customer_id)
+    if existing is None:
+        return error(404, "Customer not found.")
     record = replace_whole(customer_id, existing, body)
     store.put(customer_id, record)
     return web.json_response(record)

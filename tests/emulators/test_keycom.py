@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -198,3 +199,17 @@ async def test_path_without_trailing_slash_is_404(keycom: Client) -> None:
     resp = await keycom.get("/customers/4001", headers=KEYCOM_AUTH)
     assert resp.status == 404
     assert await resp.json() == {"details": "Not Found"}
+
+
+async def test_concurrent_patches_of_different_fields_all_land(keycom: Client) -> None:
+    patches = [
+        {"note": "n"}, {"phone2": "+358 9 1"}, {"name_extension": "jr"}, {"status_id": 2},
+        {"type_id": 2}, {"language_id": 2}, {"sms_disabled": True}, {"apartment_id": 9},
+    ]
+    responses = await asyncio.gather(*(_patch(keycom, 4001, p) for p in patches))
+    assert [r.status for r in responses] == [200] * len(patches)
+    final = _record(keycom, 4001)
+    for patch in patches:
+        assert final | patch == final
+    stamps = [(await r.json())["modified"] for r in responses]
+    assert len(set(stamps)) == len(patches)
