@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import aiohttp
+from yarl import URL
 
 from service.errors import (
     CircuitOpen,
@@ -106,6 +107,15 @@ class HttpConnector:
             raise ValueError(f"{self.system}: timeouts must be positive")
         if settings.max_retries < 0:
             raise ValueError(f"{self.system}: max_retries must not be negative")
+        if settings.backoff_max_seconds < 0:
+            raise ValueError(f"{self.system}: backoff_max_seconds must not be negative")
+        url = URL(settings.base_url)
+        if url.scheme not in ("http", "https") or not url.host or url.user or url.query_string:
+            # the URL itself is not repeated: it might carry a user name or password
+            raise ValueError(
+                f"{self.system}: base_url must be an http(s) URL with a host and without "
+                "credentials or a query"
+            )
         self.settings = settings
         self._auth()  # refuse unusable credentials now, not at the first call
         self.breaker = CircuitBreaker(
@@ -124,6 +134,11 @@ class HttpConnector:
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
         self._buckets: dict[str, TokenBucket] = {}
+        rate = self._pacing_rate()
+        if rate is not None and not (rate > 0 and settings.rate_limit_burst >= 1):
+            raise ValueError(
+                f"{self.system}: rate_limit_per_second must be > 0 and rate_limit_burst >= 1"
+            )
 
     # -- the interface, per system ----------------------------------------------------
 
@@ -140,8 +155,9 @@ class HttpConnector:
         raise NotImplementedError
 
     def _bucket_key(self, method: str, route: str) -> str | None:
-        """Which pacing bucket a call draws from; ``None``: not paced."""
-        return None
+        """Which pacing bucket a call draws from; ``None``: not paced. By default one
+        bucket for every call when a rate is configured."""
+        return "all" if self._pacing_rate() is not None else None
 
     def _pacing_rate(self) -> float | None:
         """Calls per second a bucket lets through (``None``: no pacing). By default the

@@ -20,6 +20,7 @@ from service.errors import (
 )
 from service.secret import Secret
 from service.upstreams import Connector, build_connector
+from service.upstreams.keycom import KeycomConnector
 from service.upstreams.settings import UpstreamSettings
 from service.upstreams.timelog import WRITE_FIELDS as TIMELOG_WRITE_FIELDS
 from service.upstreams.transport import HttpConnector
@@ -453,3 +454,32 @@ async def test_cancelled_probe_frees_the_half_open_slot(
     assert h.connector.breaker.state == "half_open"
     assert (await h.connector.fetch("4001"))["id"] == 4001
     assert h.connector.breaker.state == "closed"
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://127.0.0.1:1/", "127.0.0.1:8000", "http://user:pw-secret@127.0.0.1:1/",
+            "http://127.0.0.1:1/?token=pw-secret"]
+)
+def test_unusable_base_urls_are_refused_without_echo(url: str) -> None:
+    with pytest.raises(ValueError, match="base_url") as info:
+        build_connector(demo_settings("keycom", url))
+    assert "pw-secret" not in str(info.value)
+
+
+async def test_a_configured_rate_paces_any_system(cluster: EmulatorCluster) -> None:
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    connector = KeycomConnector(
+        demo_settings("keycom", cluster.urls["keycom"], rate_limit_per_second=5.0),
+        sleep=fake_sleep,
+    )
+    try:
+        for _ in range(3):
+            await connector.fetch("4001")
+    finally:
+        await connector.close()
+    assert len(slept) == 2  # the 2nd and 3rd call waited for a token
+    assert all(0 < s <= 0.4 for s in slept)
