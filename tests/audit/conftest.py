@@ -35,7 +35,7 @@ async def _admin_connect() -> tuple[Any, str] | None:
         try:
             conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=user, database=PG_DB,
                                          timeout=5)  # fmt: skip
-        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+        except (TimeoutError, OSError, asyncpg.PostgresError):
             continue
         return conn, user
     return None
@@ -83,9 +83,11 @@ async def _reset_pg(url: str) -> None:
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
     try:
         await conn.execute(
-            "TRUNCATE audit_entry, audit_checkpoint, audit_subject_key, audit_open_intent;"
-            f" UPDATE audit_head SET seq = 0, hash = '{GENESIS}', checkpoint_seq = 0,"
-            " checkpoint_at = NULL"
+            "TRUNCATE audit_entry, audit_checkpoint, audit_subject_key, audit_open_intent"
+        )
+        await conn.execute(
+            "UPDATE audit_head SET seq = 0, hash = $1, checkpoint_seq = 0, checkpoint_at = NULL",
+            GENESIS,
         )
     finally:
         await conn.close()
