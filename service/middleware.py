@@ -144,13 +144,19 @@ def _slug(reason: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", reason.lower()).strip("_") or "error"
 
 
+def request_id_for(offered: str | None) -> str:
+    """The client's id when sane (1-128 of ``[A-Za-z0-9._-]``), else a new uuid4 hex."""
+    if offered and _SANE_REQUEST_ID.fullmatch(offered):
+        return offered
+    return uuid.uuid4().hex
+
+
 @web.middleware
 async def request_context_middleware(
     request: web.Request, handler: Handler
 ) -> web.StreamResponse:
     """Request id in and out, ``X-Audit-Id`` when one was written, one access log line."""
-    offered = request.headers.get(REQUEST_ID_HEADER)
-    request_id = offered if offered and _SANE_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+    request_id = request_id_for(request.headers.get(REQUEST_ID_HEADER))
     request[REQUEST_ID_KEY] = request_id
     started = time.perf_counter()
     response: web.StreamResponse | None = None

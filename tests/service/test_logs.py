@@ -6,8 +6,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from service.logs import REDACTED, configure_logging, is_forbidden, log_event
+from service.logs import (
+    FORBIDDEN_PARTS,
+    REDACTED,
+    JsonFormatter,
+    configure_logging,
+    is_forbidden,
+    log_event,
+)
 
 PERSONAL = "jane.doe@example.com-XYZZY"
 
@@ -136,3 +145,40 @@ def test_long_strings_are_cut(configured: None, capsys: pytest.CaptureFixture[st
     log_event(logging.getLogger("x"), "event", request_id="r" * 1000)
     (line,) = lines(capsys.readouterr().err)
     assert len(line["request_id"]) < 300
+
+
+class _Capture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+        self.setFormatter(JsonFormatter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+_IDENT = st.from_regex(r"[a-z]{1,8}", fullmatch=True)
+
+
+@given(
+    prefix=_IDENT,
+    part=st.sampled_from(sorted(FORBIDDEN_PARTS)),
+    suffix=st.one_of(st.just(""), _IDENT.map(lambda s: "_" + s)),
+    value=st.one_of(st.text(min_size=1), st.integers(), st.lists(st.text())),
+)
+def test_no_value_under_a_forbidden_name_is_ever_written(
+    prefix: str, part: str, suffix: str, value: object
+) -> None:
+    name = f"{prefix}_{part}{suffix}"
+    handler = _Capture()
+    logger = logging.getLogger("gdpr_gateway.property")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        log_event(logger, "event", **{name: value})
+    finally:
+        logger.removeHandler(handler)
+    (line,) = handler.lines
+    redacted = json.loads(line)[name] == REDACTED
+    assert redacted, f"field {name} was written"

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from hypothesis import given
+from hypothesis import strategies as st
 
 from audit.errors import AuditUnavailable
 from service.errors import (
@@ -28,6 +30,7 @@ from service.middleware import (
     problem_response,
     record_problem,
     request_context_middleware,
+    request_id_for,
     stamp_context_headers,
 )
 
@@ -398,3 +401,12 @@ async def test_streamed_responses_get_headers_from_the_prepare_hook(
     assert resp.headers["X-Audit-Id"] == "aud_stream"
     plain = await c.get("/ok", headers={"X-Request-Id": "s-2"})
     assert plain.headers.getall("X-Request-Id") == ["s-2"]  # stamped once, not twice
+
+
+@given(st.one_of(st.none(), st.text(max_size=200)))
+def test_request_id_is_the_offer_or_a_fresh_uuid(offered: str | None) -> None:
+    rid = request_id_for(offered)
+    if offered is not None and re.fullmatch(r"[A-Za-z0-9._-]{1,128}", offered):
+        assert rid == offered
+    else:
+        assert re.fullmatch(r"[0-9a-f]{32}", rid)
