@@ -5,7 +5,7 @@ See docs/upstreams.md for every emulated behaviour and every assumption.
 
 from __future__ import annotations
 
-from service.emulators.app import SYSTEMS, create_emulator, is_loopback_peer
+from service.emulators.app import SYSTEMS, create_emulator, is_loopback_peer, reset_emulator
 from service.emulators.cluster import EmulatorCluster
 from service.emulators.credentials import DEMO_CREDENTIALS
 from service.emulators.faults import FaultPlan, FaultPlanError
@@ -27,4 +27,5 @@ __all__ = [
     "Stats",
     "create_emulator",
     "is_loopback_peer",
+    "reset_emulator",
 ]

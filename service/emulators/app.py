@@ -174,12 +174,17 @@ async def _clear_faults(request: web.Request) -> web.Response:
     return web.json_response(request.app[FAULTS_KEY].plan.to_json())
 
 
-async def _reset(request: web.Request) -> web.Response:
-    app = request.app
+def reset_emulator(app: web.Application) -> None:
+    """Back to the start: seed store, zero counters, the construction-time fault plan
+    (hung requests let go), no rate-limit history."""
     app[STORE_KEY].reset()
     app[STATS_KEY].reset()
     app[FAULTS_KEY].restore()
     app[LIMITER_KEY].reset()
+
+
+async def _reset(request: web.Request) -> web.Response:
+    reset_emulator(request.app)
     return web.json_response({"reset": True})
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from service.emulators.app import SYSTEMS, create_emulator
+from service.emulators.app import SYSTEMS, create_emulator, reset_emulator
 
 #: how long stopping waits for requests still being handled
 SHUTDOWN_TIMEOUT_SECONDS = 2.0
@@ -62,6 +62,11 @@ class EmulatorCluster:
             await runner.cleanup()
         self.urls.clear()
         self.ports.clear()
+
+    def reset(self) -> None:
+        """Reset every emulator in place (as ``POST /_emulator/reset`` on each)."""
+        for app in self.apps.values():
+            reset_emulator(app)
 
     async def __aenter__(self) -> EmulatorCluster:
         await self.start()

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from service.commands import emulate
-from service.emulators import SYSTEMS, EmulatorCluster
+from service.emulators import STATS_KEY, STORE_KEY, SYSTEMS, EmulatorCluster
 
 from .conftest import BILLBEE_AUTH, KEYCOM_AUTH, SEDONA_AUTH, TIMELOG_AUTH
 
@@ -149,3 +149,16 @@ def test_gdpr_gateway_emulate_runs_and_stops_on_sigterm() -> None:
     assert proc.returncode == 0
     assert "stopping" in out
     assert "Traceback" not in err
+
+
+async def test_cluster_reset_restores_every_emulator() -> None:
+    async with EmulatorCluster(rate_limit=False) as cluster, aiohttp.ClientSession() as http:
+        store = cluster.apps["keycom"][STORE_KEY]
+        before = store.get(4001)
+        url = cluster.urls["keycom"] + "/customers/4001/"
+        async with http.patch(url, json={"note": "x"}, headers=KEYCOM_AUTH) as resp:
+            assert resp.status == 200
+        assert store.get(4001) != before
+        cluster.reset()
+        assert store.get(4001) == before
+        assert all(app[STATS_KEY].total == 0 for app in cluster.apps.values())
