@@ -557,12 +557,15 @@ def load_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:
             f"{v.where(('audit', 'url'))}: must start with sqlite+aiosqlite:// "
             "or postgresql+asyncpg://"
         )
+    policies_dir = v.get(("policies_dir",))
+    if policies_dir is not None and not policies_dir.is_dir():
+        errors.append(f"{v.where(('policies_dir',))}: not a directory")
     fields: dict[str, Any] = {
         "host": v.get(("host",), "127.0.0.1"),
         "port": port,
         "body_limit_bytes": v.number(("body_limit_bytes",), 65536, 1),
         "log_level": log_level,
-        "policies_dir": v.get(("policies_dir",)),
+        "policies_dir": policies_dir,
         "audit_url": audit_url,
         "audit_master_key": v.key(("audit", "master_key"), 32, 32),
         "audit_signing_key": v.key(("audit", "signing_key"), 32, 32),

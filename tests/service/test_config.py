@@ -79,6 +79,7 @@ upstreams:
 def write(tmp_path: Path, text: str, name: str = "config.yaml") -> Path:
     path = tmp_path / name
     path.write_text(textwrap.dedent(text), encoding="utf-8")
+    (tmp_path / "policies").mkdir(exist_ok=True)  # FULL names it
     return path
 
 
@@ -219,12 +220,14 @@ def test_every_problem_is_reported_at_once_without_values(tmp_path: Path) -> Non
         "GDPR_GATEWAY_CONFLICT_CHECK": "maybe",
         "GDPR_GATEWAY_LOG_LEVEL": "chatty",
         "GDPR_GATEWAY_PORT": "70000",
+        "GDPR_GATEWAY_POLICIES_DIR": str(tmp_path / "nowhere"),
     }
     with pytest.raises(ConfigError) as err:
         load_settings(write(tmp_path, text), env)
     errors = err.value.errors
     expected = [
         r"^GDPR_GATEWAY_PORT: must be at most 65535",
+        r"^GDPR_GATEWAY_POLICIES_DIR: not a directory",
         r"config\.yaml:\d+: audit\.checkpoint_every: must be an integer",
         r"^GDPR_GATEWAY_UPSTREAMS_SEDONA_TIMEOUT_SECONDS: must be greater than 0",
         r"^GDPR_GATEWAY_UPSTREAMS_SEDONA_MAX_RETRIES: must be at least 0",
