@@ -32,6 +32,9 @@ _SPECS: dict[str, SystemSpec] = {
 }
 
 ADMIN_PREFIX = "/_emulator"
+#: the body of a ``malformed`` fault: JSON cut short
+MALFORMED_BODY = b'{"truncated": '
+
 
 
 def create_emulator(
@@ -100,6 +103,8 @@ async def _emulator_middleware(request: web.Request, handler: Handler) -> web.St
         return _drop_connection(request, rst=False)
     if action.reset:
         return _drop_connection(request, rst=True)
+    if action.malformed:
+        return web.Response(status=200, body=MALFORMED_BODY, content_type="application/json")
     spec = app[SPEC_KEY]
     if action.status is not None:
         response = spec.error(action.status, "Injected fault")

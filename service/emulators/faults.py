@@ -29,8 +29,9 @@ class FaultPlan:
     with ``Retry-After: retry_after`` when that is set. ``reset`` next requests get their
     TCP connection reset (RST, no answer); ``hang`` next requests are never answered
     (until the faults are cleared, the emulator stops, or ``HANG_MAX_SECONDS``).
+    ``malformed`` next requests get a 200 whose JSON body is cut short.
     ``methods`` limits the plan to those HTTP methods (``None``: all).
-    Order per request: latency, then hang, then reset, then status.
+    Order per request: latency, then hang, then reset, then malformed, then status.
     """
 
     latency_ms: int = 0
@@ -40,9 +41,10 @@ class FaultPlan:
     hang: int = 0
     methods: frozenset[str] | None = None
     retry_after: int | None = None
+    malformed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("latency_ms", "count", "reset", "hang"):
+        for name in ("latency_ms", "count", "reset", "hang", "malformed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise FaultPlanError(f"{name} must be an integer >= 0")
@@ -65,7 +67,8 @@ class FaultPlan:
         """Build from the admin endpoint's JSON body; unknown keys are an error."""
         if not isinstance(data, Mapping):
             raise FaultPlanError("the body must be a JSON object")
-        known = {"latency_ms", "status", "count", "reset", "hang", "methods", "retry_after"}
+        known = {"latency_ms", "status", "count", "reset", "hang", "methods", "retry_after",
+                 "malformed"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise FaultPlanError(f"unknown keys: {', '.join(map(str, unknown))}")
@@ -84,6 +87,7 @@ class FaultPlan:
             hang=data.get("hang", 0),
             methods=None if methods is None else frozenset(methods),
             retry_after=data.get("retry_after"),
+            malformed=data.get("malformed", 0),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -95,6 +99,7 @@ class FaultPlan:
             "hang": self.hang,
             "methods": None if self.methods is None else sorted(self.methods),
             "retry_after": self.retry_after,
+            "malformed": self.malformed,
         }
 
 
@@ -105,6 +110,7 @@ class FaultAction:
     latency_s: float = 0.0
     hang: bool = False
     reset: bool = False
+    malformed: bool = False
     status: int | None = None
     retry_after: int | None = None
 
@@ -148,6 +154,9 @@ class FaultState:
         if plan.reset > 0:
             plan.reset -= 1
             return FaultAction(latency_s=latency, reset=True)
+        if plan.malformed > 0:
+            plan.malformed -= 1
+            return FaultAction(latency_s=latency, malformed=True)
         if plan.status is not None and plan.count > 0:
             plan.count -= 1
             return FaultAction(latency_s=latency, status=plan.status, retry_after=plan.retry_after)

@@ -265,3 +265,15 @@ async def test_admin_refused_for_a_non_loopback_peer() -> None:
                 assert r.status == 200
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.parametrize("system", SYSTEMS)
+async def test_malformed_answer(aiohttp_client: ClientFactory, system: str) -> None:
+    client = await aiohttp_client(create_emulator(system, rate_limit=False))
+    path, headers = READ[system]
+    await client.post("/_emulator/faults", json={"malformed": 1})
+    resp = await client.get(path, headers=headers)
+    assert resp.status == 200
+    with pytest.raises(ValueError):
+        await resp.json()
+    assert (await client.get(path, headers=headers)).status == 200
