@@ -36,6 +36,7 @@ WRITE_FIELDS: Final = frozenset(
 )
 
 
+_ACCOUNT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _PATH = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
 _MODEL_STATE_NAME = re.compile(rf"\bThe ({_PATH}) field\b|\bnot valid for ({_PATH})")
 
@@ -64,13 +65,19 @@ class TimelogConnector(HttpConnector):
     def _auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.settings.credentials['token'].reveal()}"}
 
+    def _check_options(self) -> None:
+        self._prefix()
+
     def _prefix(self) -> str:
         account = self.settings.options.get("account", "")
         version = self.settings.options.get("api_version", "v1")
         if not version.startswith("v"):
             version = "v" + version
-        if not account or "/" in account or not version[1:].isdigit():
-            raise ValueError("timelog: options 'account' and 'api_version' are required")
+        if _ACCOUNT.fullmatch(account) is None or not version[1:].isdigit():
+            raise ValueError(
+                "timelog: option 'account' (letters, digits, '-', '_', '.') and option "
+                "'api_version' (e.g. v1) are required"
+            )
         return f"{account}/api/{version}"
 
     def _problems(self, answer: Answer) -> list[FieldProblem]:

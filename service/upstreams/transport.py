@@ -63,6 +63,8 @@ log = logging.getLogger(__name__)
 
 RETRY_STATUSES: frozenset[int] = frozenset({502, 503, 504})
 BACKOFF_BASE_SECONDS = 0.1
+#: the largest answer read from an upstream
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +120,7 @@ class HttpConnector:
             )
         self.settings = settings
         self._auth()  # refuse unusable credentials now, not at the first call
+        self._check_options()
         self.breaker = CircuitBreaker(
             self.system,
             threshold=settings.breaker_failure_threshold,
@@ -153,6 +156,9 @@ class HttpConnector:
     def _auth(self) -> dict[str, str]:
         """Headers carrying this system's credentials (built when the session opens)."""
         raise NotImplementedError
+
+    def _check_options(self) -> None:
+        """Refuse unusable ``settings.options`` with a ``ValueError`` (names, no values)."""
 
     def _bucket_key(self, method: str, route: str) -> str | None:
         """Which pacing bucket a call draws from; ``None``: not paced. By default one
@@ -328,10 +334,18 @@ class HttpConnector:
         status: int | None = None
         started = time.perf_counter()
         try:
-            async with session.request(method, path, json=body) as response:
-                status = response.status
-                raw = await response.read()
+            # Redirects are not followed: the credentials go to the configured host only.
+            async with session.request(
+                method, path, json=body, allow_redirects=False
+            ) as response:
+                raw = await _read_bounded(response)
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                status = response.status  # only once the whole answer is in
+        except _TooLarge:
+            raise _Failed(
+                UpstreamError(f"{self.system}: answer from the upstream is too large"),
+                retryable=False,
+            ) from None
         except aiohttp.ConnectionTimeoutError:
             # The request never left: safe to retry whatever the method.
             raise _Failed(
@@ -362,7 +376,7 @@ class HttpConnector:
         parsed: Any = None
         if raw.strip():
             try:
-                parsed = json.loads(raw)
+                parsed = json.loads(raw, parse_constant=_refuse_constant)
             except ValueError:
                 if 200 <= status < 300:
                     raise _Failed(
@@ -419,6 +433,29 @@ class HttpConnector:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(system={self.system!r}, breaker={self.breaker.state!r})"
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
+    """The body, refusing more than ``MAX_ANSWER_BYTES`` (a customer record is small)."""
+    if response.content_length is not None and response.content_length > MAX_ANSWER_BYTES:
+        raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _refuse_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON: an answer holding them is malformed."""
+    raise ValueError("not a JSON constant")
 
 
 def basic_auth(username: Secret, password: Secret) -> str:

@@ -483,3 +483,12 @@ async def test_a_configured_rate_paces_any_system(cluster: EmulatorCluster) -> N
         await connector.close()
     assert len(slept) == 2  # the 2nd and 3rd call waited for a token
     assert all(0 < s <= 0.4 for s in slept)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"account": "de/mo", "api_version": "v1"}, {"account": "demo", "api_version": "x"}],
+)
+def test_timelog_needs_a_usable_account_and_version(options: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="account"):
+        build_connector(demo_settings("timelog", "http://127.0.0.1:1", options=options))

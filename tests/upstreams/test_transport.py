@@ -91,6 +91,8 @@ async def server(aiohttp_server: Any) -> AsyncIterator[tuple[Script, str]]:
             return web.json_response(body, status=status, headers=headers)
         if kind == "raw":
             return web.Response(status=action[1], body=action[2])
+        if kind == "redirect":
+            raise web.HTTPFound("/elsewhere")
         if kind == "reset":
             return _drop(request)
         if kind == "hang":
@@ -100,6 +102,7 @@ async def server(aiohttp_server: Any) -> AsyncIterator[tuple[Script, str]]:
 
     app = web.Application()
     app.router.add_route("*", "/items/{id}", handle)
+    app.router.add_route("*", "/elsewhere", handle)
     srv = await aiohttp_server(app)
     yield script, str(srv.make_url("/"))
     script.release.set()
@@ -391,3 +394,31 @@ def test_parse_retry_after(value: str | None, expected: float | None) -> None:
 def test_parse_retry_after_http_date() -> None:
     seconds = parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT")
     assert seconds == 0.0  # in the past: no wait
+
+
+async def test_redirects_are_not_followed(probe: Any) -> None:
+    connector, script, _ = probe
+    script.actions.append(("redirect",))
+    with pytest.raises(UpstreamError) as info:
+        await connector.fetch("7")
+    assert info.value.upstream_status == 302
+    assert script.seen == ["GET"]  # the credentials never went to the new location
+
+
+@pytest.mark.parametrize("raw", [b'{"id": NaN}', b'{"id": Infinity}', b"[1, 2"])
+async def test_answers_that_are_not_json_are_malformed(probe: Any, raw: bytes) -> None:
+    connector, script, _ = probe
+    script.actions.extend([("raw", 200, raw)] * 3)
+    with pytest.raises(UpstreamError, match="malformed"):
+        await connector.fetch("7")
+
+
+async def test_oversized_answers_are_refused(
+    probe: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    connector, script, calls = probe
+    monkeypatch.setattr("service.upstreams.transport.MAX_ANSWER_BYTES", 1000)
+    script.actions.extend([("raw", 200, b'{"x": "' + b"a" * 5000 + b'"}')] * 3)
+    with pytest.raises(UpstreamError, match="too large"):
+        await connector.fetch("7")
+    assert [c[2] for c in calls] == [None] * 3
