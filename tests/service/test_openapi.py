@@ -3,8 +3,10 @@
 Routes are compared in both directions with what ``service/app.py`` mounts: the route
 modules it passes to ``add_routes`` (imported; read with ``ast`` when an import fails) and
 the routes it adds on ``app.router`` itself (``GET /metrics``). Problem codes are compared
-with ``service/errors.py``, the route modules, the policy engine's vocabulary and the
-design's API.md.
+with ``service/errors.py``, the middleware, the route modules, the policy engine's
+vocabulary and the design's API.md. The schemas are checked against bodies built as the
+code builds them, and, through the real app (the ``stack`` fixture of conftest.py), every
+route's answers are checked against the responses its operation documents.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import ast
 import copy
 import functools
 import importlib
+import json
 import re
 from collections.abc import Callable
 from importlib import resources
@@ -61,6 +64,11 @@ FIELD_CODES = {
     "required",
     "would_clear_unknown_fields",
     "upstream_rejected",
+    # a policy refusal names each field concerned with its problem code (policies/decide.py)
+    "field_not_editable",
+    "purpose_not_allowed",
+    "record_restricted",
+    "customer_archived",
 }
 
 
@@ -505,6 +513,8 @@ def test_the_policy_engine_vocabulary_is_documented() -> None:
     field_enum = set(spec["components"]["schemas"]["FieldProblem"]["properties"]["code"]["enum"])
     assert set(getattr(model, "FIELD_CODES", ())) <= field_enum
     assert set(getattr(model, "PROBLEMS", ())) <= set(problem_codes(spec))
+    per_field = {"field_not_editable", "purpose_not_allowed", "would_clear_unknown_fields"}
+    assert per_field | set(getattr(model, "RULE_PROBLEMS", ())) <= field_enum
 
 
 # -- each operation answers what it says ----------------------------------------------------
@@ -586,20 +596,23 @@ async def test_the_document_is_served_at_openapi_yaml(aiohttp_client: Any) -> No
 # -- the schemas accept the bodies the code builds ------------------------------------------
 
 
-def schema_validator(spec: dict[str, Any], name: str) -> Draft202012Validator:
-    """A JSON Schema 2020-12 validator for ``#/components/schemas/<name>`` of the document."""
+def pointer_validator(spec: dict[str, Any], pointer: str) -> Draft202012Validator:
+    """A JSON Schema 2020-12 validator for the schema at JSON pointer ``pointer``."""
     registry: Registry[Any] = Registry().with_resource(
         "urn:gdpr-gateway:openapi", DRAFT202012.create_resource(spec)
     )
-    ref = {"$ref": f"urn:gdpr-gateway:openapi#/components/schemas/{name}"}
-    return Draft202012Validator(ref, registry=registry)
+    return Draft202012Validator({"$ref": f"urn:gdpr-gateway:openapi#{pointer}"}, registry=registry)
+
+
+def schema_validator(spec: dict[str, Any], name: str) -> Draft202012Validator:
+    """A validator for ``#/components/schemas/<name>`` of the document."""
+    return pointer_validator(spec, f"/components/schemas/{name}")
 
 
 ENTRY = {
     "audit_id": "01JEXAMPLE",
-    "time": "2026-11-23T19:00:00+00:00",
-    "phase": "intent",
-    "intent_id": None,
+    "seq": 7,
+    "time": "2026-11-23T19:00:00.000000Z",
     "actor": "demo-editor",
     "roles": ["editor"],
     "system": "billbee",
@@ -607,11 +620,20 @@ ENTRY = {
     "purpose": "customer_service",
     "request_id": "r1",
     "action": "update",
+    "phase": "intent",
+    "outcome": None,
+    "problem_code": None,
+    "upstream_status": None,
+    "upstream_latency_ms": None,
+    "intent_id": None,
     "changed": ["Email"],
     "before": {"Email": "***"},
     "after": {"Email": "***"},
     "policy_version": "abc123",
-    "outcome": None,
+    "reason": None,
+    "target_id": None,
+    "prev_hash": "00" * 32,
+    "hash": "ab" * 32,
 }
 
 # Each body is shaped exactly as the handler in service/routes builds it.
@@ -774,3 +796,222 @@ async def test_the_real_middleware_answers_problems_the_schema_accepts(
         assert (body["code"], body["status"]) == (code, status)
         assert catalog(spec)[code] == status
         assert id_pattern.fullmatch(response.headers["X-Request-Id"])
+
+
+def test_the_shipped_policies_answer_what_the_schemas_describe() -> None:
+    policies = pytest.importorskip("policies")
+    loaded = policies.load_policy_set(None)
+    spec = load_spec()
+    listing = {
+        "systems": [
+            {"system": name, "mode": loaded[name].mode, "policy_version": loaded[name].version}
+            for name in loaded.systems
+        ]
+    }
+    schema_validator(spec, "SystemList").validate(listing)
+    assert len(loaded.systems) >= 4
+    for name in loaded.systems:
+        policy = loaded[name]
+        body = {  # as service/routes/systems.py builds it
+            "system": name,
+            "mode": policy.mode,
+            "id_field": policy.id_field,
+            "policy_version": policy.version,
+            "fields": policy.field_table(),
+        }
+        schema_validator(spec, "PolicyTable").validate(body)
+
+
+def test_a_rendered_audit_entry_matches_the_entry_schema() -> None:
+    entries = pytest.importorskip("audit.entries")
+    types = pytest.importorskip("audit.types")
+    body = entries.base_body(
+        "01JEXAMPLE",
+        actor="demo-editor",
+        roles=("editor",),
+        system="billbee",
+        customer_id="1002",
+        purpose="customer_service",
+        request_id="r1",
+        action="update",
+        phase="outcome",
+        outcome=types.Outcome(outcome="applied", upstream_status=200, upstream_latency_ms=3.5),
+        intent_id="01JINTENT",
+        changed=("Email",),
+        before={"Email": "x"},
+        after={"Email": "y"},
+        policy_version="abc123",
+    )
+    rendered = entries.render(3, json.dumps(body), "00" * 32, "ab" * 32)
+    validator = schema_validator(load_spec(), "AuditEntry")
+    validator.validate(rendered)
+    properties = load_spec()["components"]["schemas"]["AuditEntry"]["properties"]
+    assert set(rendered) <= set(properties), "entry members the schema does not describe"
+
+
+# -- the running gateway answers as the document says ---------------------------------------
+
+
+def _escape(part: str) -> str:
+    return part.replace("~", "~0").replace("/", "~1")
+
+
+async def assert_conforms(spec: dict[str, Any], template: str, response: Any) -> str | None:
+    """The answer's status, media type, body and headers are the ones the operation
+    documents; a problem's code is one the operation lists. Returns the problem code."""
+    method = response.method.lower()
+    op = spec["paths"][template][method]
+    status = str(response.status)
+    assert status in op["responses"], (method, template, status)
+    declared = op["responses"][status]
+    base = f"/paths/{_escape(template)}/{method}/responses/{status}"
+    if "$ref" in declared:
+        base = declared["$ref"].removeprefix("#")
+        declared = spec["components"]["responses"][base.rsplit("/", 1)[-1]]
+    assert response.content_type in declared["content"], (method, template, status)
+    for header in declared.get("headers", {}):
+        if header != "X-Audit-Id" or response.status < 400:
+            assert header in response.headers, (method, template, status, header)
+    if not response.content_type.endswith("json"):
+        return None
+    body = await response.json(content_type=None)
+    pointer = f"{base}/content/{_escape(response.content_type)}/schema"
+    pointer_validator(spec, pointer).validate(body)
+    if response.content_type == "application/problem+json":
+        assert body["code"] in op["x-problem-codes"], (method, template, body["code"])
+        return str(body["code"])
+    return None
+
+
+async def test_the_running_gateway_answers_as_documented(stack: Any) -> None:
+    """Every route, its success and its common refusals, through the real app (emulated
+    upstreams, SQLite audit): each answer matches the operation's documented response."""
+    spec = load_spec()
+    client = stack.client
+    editor = {"Authorization": "Bearer demo-editor", "X-Purpose": "customer_service"}
+    auditor = {"Authorization": "Bearer demo-auditor"}
+    officer = {"Authorization": "Bearer demo-privacy"}
+    customer = "/v1/systems/{system}/customers/{customer_id}"
+    seen: list[str | None] = []
+
+    async def check(template: str, method: str, path: str, **kwargs: Any) -> Any:
+        async with client.request(method, path, **kwargs) as response:
+            seen.append(await assert_conforms(spec, template, response))
+            if response.content_type.endswith("json"):
+                return await response.json(content_type=None)
+            return await response.read()
+
+    await check("/v1/systems", "GET", "/v1/systems", headers=auditor)
+    await check("/v1/systems", "GET", "/v1/systems")
+    for system in ("billbee", "sedona", "timelog", "keycom", "nope"):
+        await check(
+            "/v1/systems/{system}/policy", "GET", f"/v1/systems/{system}/policy", headers=auditor
+        )
+    async with client.get("/v1/systems/billbee/customers/1002", headers=editor) as response:
+        await assert_conforms(spec, customer, response)
+        etag = response.headers["ETag"]
+    change = {"Email": "changed@example.org"}
+    await check(
+        customer,
+        "PATCH",
+        "/v1/systems/billbee/customers/1002?dry_run=true",
+        headers=editor,
+        json=change,
+    )
+    await check(
+        customer,
+        "PATCH",
+        "/v1/systems/billbee/customers/1002",
+        headers={**editor, "If-Match": etag},
+        json=change,
+    )
+    await check(
+        customer,
+        "PATCH",
+        "/v1/systems/billbee/customers/1002",
+        headers={**editor, "If-Match": '"stale"'},
+        json=change,
+    )
+    await check(
+        customer, "PATCH", "/v1/systems/billbee/customers/1001", headers=editor, json=change
+    )
+    await check(
+        customer,
+        "PATCH",
+        "/v1/systems/billbee/customers/1002",
+        headers=editor,
+        json={"NoSuchField": 1},
+    )
+    await check(
+        customer,
+        "PATCH",
+        "/v1/systems/billbee/customers/1002",
+        headers={"Authorization": "Bearer demo-editor"},
+        json=change,
+    )
+    await check(
+        customer,
+        "PATCH",
+        "/v1/systems/billbee/customers/1002",
+        headers={**editor, "Content-Type": "text/plain"},
+        data=b"{}",
+    )
+    await check(
+        customer,
+        "PATCH",
+        "/v1/systems/billbee/customers/1002",
+        headers={**editor, "Content-Type": "application/merge-patch+json"},
+        data=b"{",
+    )
+    await check(customer, "GET", "/v1/systems/billbee/customers/999999", headers=editor)
+    await check(customer, "GET", "/v1/systems/billbee/customers/1002")
+    page = await check("/v1/audit", "GET", "/v1/audit?limit=5", headers=auditor)
+    await check("/v1/audit", "GET", "/v1/audit?limit=501", headers=auditor)
+    await check("/v1/audit", "GET", "/v1/audit", headers=editor)
+    await check("/v1/audit/verify", "GET", "/v1/audit/verify", headers=auditor)
+    audit_id = page["entries"][0]["audit_id"]
+    await check("/v1/audit/{audit_id}", "GET", f"/v1/audit/{audit_id}", headers=auditor)
+    await check("/v1/audit/{audit_id}", "GET", "/v1/audit/no-such-entry", headers=auditor)
+    reveal = "/v1/audit/{audit_id}/reveal"
+    await check(
+        reveal,
+        "POST",
+        f"/v1/audit/{audit_id}/reveal",
+        headers=officer,
+        json={"reason": "test of the contract"},
+    )
+    await check(reveal, "POST", f"/v1/audit/{audit_id}/reveal", headers=officer, json={})
+    await check(
+        reveal, "POST", f"/v1/audit/{audit_id}/reveal", headers=auditor, json={"reason": "x"}
+    )
+    export = "/v1/subjects/{system}/{customer_id}/export"
+    erase = "/v1/subjects/{system}/{customer_id}/erase"
+    await check(export, "GET", "/v1/subjects/billbee/1002/export", headers=officer)
+    await check(export, "GET", "/v1/subjects/nope/1002/export", headers=officer)
+    await check(
+        erase,
+        "POST",
+        "/v1/subjects/billbee/1002/erase",
+        headers=officer,
+        json={"reason": "test of the contract"},
+    )
+    await check(
+        erase, "POST", "/v1/subjects/billbee/1002/erase", headers=editor, json={"reason": "x"}
+    )
+    for template in ("/healthz", "/readyz", "/metrics"):
+        await check(template, "GET", template)
+    served = await check("/openapi.yaml", "GET", "/openapi.yaml")
+    assert yaml.safe_load(served) == spec
+    assert {
+        "unauthenticated",
+        "forbidden",
+        "purpose_required",
+        "unknown_system",
+        "customer_not_found",
+        "customer_archived",
+        "precondition_failed",
+        "unsupported_media_type",
+        "malformed_json",
+        "validation_failed",
+        "audit_entry_not_found",
+    } <= set(seen)
