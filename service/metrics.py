@@ -23,6 +23,8 @@ SYSTEMS: Final = ("timelog", "billbee", "sedona", "keycom")
 NO_SYSTEM: Final = "none"
 UNKNOWN_SYSTEM: Final = "unknown"
 OTHER: Final = "other"
+#: route label of a request no route matched (a 404 of the router)
+UNMATCHED: Final = "unmatched"
 OUTCOMES: Final = ("allowed", "denied", "dry_run")
 #: every problem code of API.md's table, plus the middleware's own
 PROBLEM_CODES: Final = (
@@ -143,8 +145,10 @@ class Metrics:
         return system if system in self._system_labels else UNKNOWN_SYSTEM
 
     def _route(self, route: str) -> str:
+        if route == UNMATCHED:
+            return route
         if self._routes is not None:
-            return route if route in self._routes or route == "unmatched" else OTHER
+            return route if route in self._routes else OTHER
         return route if route.startswith("/") and len(route) <= 120 else OTHER
 
     # -- recording ---------------------------------------------------------------------

@@ -172,6 +172,21 @@ async def test_names_and_label_names_follow_conventions(
     ), sorted(names)
 
 
+def test_unmatched_is_kept_without_declared_routes() -> None:
+    m = Metrics(CollectorRegistry())
+    m.request("none", "unmatched", 404, 0.01)
+    m.request("none", "no-template", 200, 0.01)
+    value = m.registry.get_sample_value(
+        "gdpr_gateway_http_requests_total",
+        {"system": "none", "route": "unmatched", "status": "404"},
+    )
+    assert value == 1
+    other = m.registry.get_sample_value(
+        "gdpr_gateway_http_requests_total", {"system": "none", "route": "other", "status": "200"}
+    )
+    assert other == 1
+
+
 def test_unknown_breaker_state_is_a_clear_error(metrics: Metrics) -> None:
     with pytest.raises(ValueError, match="unknown breaker state"):
         metrics.breaker_state("billbee", "melting")
