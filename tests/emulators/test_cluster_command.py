@@ -9,6 +9,7 @@ import random
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import aiohttp
@@ -112,6 +113,19 @@ async def test_serve_prints_urls_and_stops_on_the_event(capsys: pytest.CaptureFi
     assert cluster.urls == {}
 
 
+async def test_serve_stops_on_sigint() -> None:
+    cluster = EmulatorCluster(rate_limit=False)
+    task = asyncio.create_task(emulate.serve(cluster))
+    for _ in range(500):
+        if cluster.urls:
+            break
+        await asyncio.sleep(0.01)
+    assert cluster.urls
+    os.kill(os.getpid(), signal.SIGINT)
+    assert await asyncio.wait_for(task, 10) == 0
+    assert cluster.urls == {}
+
+
 async def test_serve_reports_a_taken_port(capsys: pytest.CaptureFixture[str]) -> None:
     first = await _start_on_some_base()
     try:
@@ -140,6 +154,10 @@ def test_gdpr_gateway_emulate_runs_and_stops_on_sigterm() -> None:
         urls = {p[0]: p[1] for p in (ln.split() for ln in lines) if p and p[0] in SYSTEMS}
         assert list(urls) == list(SYSTEMS)
         assert all(u.startswith("http://127.0.0.1:") for u in urls.values())
+        stats_url = urls["keycom"] + "/_emulator/stats"
+        assert stats_url.startswith("http://")
+        with urllib.request.urlopen(stats_url, timeout=5) as answer:  # noqa: S310 - http only
+            assert answer.status == 200
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=20)
     finally:
@@ -162,3 +180,21 @@ async def test_cluster_reset_restores_every_emulator() -> None:
         cluster.reset()
         assert store.get(4001) == before
         assert all(app[STATS_KEY].total == 0 for app in cluster.apps.values())
+
+
+async def test_cluster_on_ipv6_loopback() -> None:
+    cluster = EmulatorCluster(host="::1")
+    try:
+        await cluster.start()
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    try:
+        assert cluster.urls["sedona"].startswith("http://[::1]:")
+        async with aiohttp.ClientSession() as http:
+            async with http.get(cluster.urls["sedona"] + "/_emulator/stats") as resp:
+                assert resp.status == 200  # ::1 is a loopback peer
+            path, headers = READ["sedona"]
+            async with http.get(cluster.urls["sedona"] + path, headers=headers) as resp:
+                assert resp.status == 200
+    finally:
+        await cluster.stop()
