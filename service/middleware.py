@@ -9,6 +9,7 @@ registered as an ``on_response_prepare`` hook.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import re
@@ -160,11 +161,15 @@ async def request_context_middleware(
     request[REQUEST_ID_KEY] = request_id
     started = time.perf_counter()
     response: web.StreamResponse | None = None
+    cancelled = False
     try:
         response = await handler(request)
         return response
     except web.HTTPException as exc:  # aiohttp answers with the exception itself
         response = exc
+        raise
+    except asyncio.CancelledError:  # the client went away (if cancellation is enabled)
+        cancelled = True
         raise
     finally:
         if response is not None and not response.prepared:
@@ -172,7 +177,7 @@ async def request_context_middleware(
             audit_id = request.get(AUDIT_ID_KEY)
             if audit_id:
                 response.headers[AUDIT_ID_HEADER] = audit_id
-        _access_line(request, response, started)
+        _access_line(request, response, started, cancelled=cancelled)
 
 
 async def stamp_context_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -190,14 +195,19 @@ async def stamp_context_headers(request: web.Request, response: web.StreamRespon
 
 
 def _access_line(
-    request: web.Request, response: web.StreamResponse | None, started: float
+    request: web.Request,
+    response: web.StreamResponse | None,
+    started: float,
+    *,
+    cancelled: bool = False,
 ) -> None:
-    status = response.status if response is not None else 500
+    # 499: nginx's "client closed request" - no answer was sent
+    status = response.status if response is not None else (499 if cancelled else 500)
     code = response.get(PROBLEM_CODE_KEY) if response is not None else None
     if code is None:
         code = request.get(REQUEST_PROBLEM_KEY)
     if code is None and response is None:
-        code = "internal_error"
+        code = "client_closed" if cancelled else "internal_error"
     system = request.match_info.get("system")
     log_event(
         _access,

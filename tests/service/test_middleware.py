@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -410,3 +412,19 @@ def test_request_id_is_the_offer_or_a_fresh_uuid(offered: str | None) -> None:
         assert rid == offered
     else:
         assert re.fullmatch(r"[0-9a-f]{32}", rid)
+
+
+async def cancelled(request: web.Request) -> web.Response:
+    raise asyncio.CancelledError  # what a client hang-up looks like with cancellation on
+
+
+async def test_cancelled_request_is_logged_as_client_closed(
+    aiohttp_client: Callable[..., Any], log_lines: list[str]
+) -> None:
+    app = make_app()
+    app.router.add_get("/cancelled", cancelled)
+    c: TestClient[Any, Any] = await aiohttp_client(app)
+    with pytest.raises(aiohttp.ClientError):
+        await c.get("/cancelled")
+    (line,) = [x for x in access(log_lines) if x["route"] == "/cancelled"]
+    assert (line["status"], line["problem_code"]) == (499, "client_closed")
