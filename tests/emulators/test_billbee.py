@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from service.emulators import DEMO_CREDENTIALS, LIMITER_KEY, STORE_KEY, create_emulator
 from service.emulators.billbee import ARCHIVED_MESSAGE, CUSTOMER_ARCHIVED, RATE_LIMITED
@@ -166,6 +167,15 @@ async def test_bad_paging_is_400(billbee: Client, query: str) -> None:
     assert resp.status == 400
 
 
+def _frozen_billbee(*, rate_limit: bool = True, retry_after: bool = True) -> web.Application:
+    """Billbee whose rate limiter sees time stand still: the limit is hit however slowly
+    the machine answers."""
+    app = create_emulator("billbee")
+    app[LIMITER_KEY] = RateLimiter(enabled=rate_limit, retry_after=retry_after,
+                                   clock=lambda: 1000.0)
+    return app
+
+
 async def _third_request_status(
     client: Client, method: Callable[..., Awaitable[aiohttp.ClientResponse]]
 ) -> aiohttp.ClientResponse:
@@ -175,7 +185,7 @@ async def _third_request_status(
 
 
 async def test_rate_limit_answers_429_with_retry_after(aiohttp_client: ClientFactory) -> None:
-    client = await aiohttp_client(create_emulator("billbee"))
+    client = await aiohttp_client(_frozen_billbee())
     third = await _third_request_status(client, client.get)
     assert third.status == 429
     assert (await third.json())["ErrorCode"] == RATE_LIMITED
@@ -183,14 +193,14 @@ async def test_rate_limit_answers_429_with_retry_after(aiohttp_client: ClientFac
 
 
 async def test_rate_limit_without_retry_after(aiohttp_client: ClientFactory) -> None:
-    client = await aiohttp_client(create_emulator("billbee", retry_after=False))
+    client = await aiohttp_client(_frozen_billbee(retry_after=False))
     third = await _third_request_status(client, client.get)
     assert third.status == 429
     assert "Retry-After" not in third.headers
 
 
 async def test_rate_limit_is_per_endpoint(aiohttp_client: ClientFactory) -> None:
-    client = await aiohttp_client(create_emulator("billbee"))
+    client = await aiohttp_client(_frozen_billbee())
     for _ in range(2):
         assert (await client.get("/api/v1/customers/1002", headers=BILLBEE_AUTH)).status == 200
     resp = await client.get("/api/v1/customers?page=1&pageSize=1", headers=BILLBEE_AUTH)
@@ -198,6 +208,8 @@ async def test_rate_limit_is_per_endpoint(aiohttp_client: ClientFactory) -> None
     record = client.app[STORE_KEY].get(1002)
     resp = await client.put("/api/v1/customers/1002", json=record, headers=BILLBEE_AUTH)
     assert resp.status == 200
+    resp = await client.get("/api/v1/customers/1002", headers=BILLBEE_AUTH)
+    assert resp.status == 429
 
 
 async def test_rate_limit_can_be_switched_off(aiohttp_client: ClientFactory) -> None:
@@ -209,7 +221,7 @@ async def test_rate_limit_can_be_switched_off(aiohttp_client: ClientFactory) -> 
 async def test_rate_limit_switched_through_the_settings_endpoint(
     aiohttp_client: ClientFactory,
 ) -> None:
-    client = await aiohttp_client(create_emulator("billbee", rate_limit=False))
+    client = await aiohttp_client(_frozen_billbee(rate_limit=False))
     resp = await client.post("/_emulator/settings", json={"rate_limit": True, "retry_after": False})
     assert resp.status == 200
     assert await resp.json() == {"rate_limit": True, "retry_after": False}
