@@ -17,6 +17,7 @@ Row = tuple[Any, ...]
 # One statement and the parameter rows to run it with (``executemany``).
 Statement = tuple[str, Sequence[Sequence[Any]]]
 
+INSERT_ENTRY = "INSERT INTO audit_entry (seq, body, prev_hash, hash) VALUES (?, ?, ?, ?)"
 HEAD_SQL = "SELECT seq, hash, checkpoint_seq, checkpoint_at FROM audit_head WHERE id = 1"
 
 

@@ -76,14 +76,20 @@ def unwrap_key(master_key: bytes, wrapped: bytes, key_id: str, system: str, cid:
     return open_sealed(master_key, wrapped, _wrap_aad(key_id, system, cid))
 
 
+_encode_value = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+
+
 def _value_aad(audit_id: str, side: str, path: str) -> bytes:
-    return json.dumps([_VALUE_CONTEXT, audit_id, side, path]).encode()
+    # length-prefixed, so no two (entry, side, path) triples give the same bytes
+    return (
+        f"{_VALUE_CONTEXT}|{len(audit_id)}:{audit_id}|{len(side)}:{side}|{len(path)}:{path}"
+    ).encode()
 
 
 def seal_value(data_key: bytes, value: Any, audit_id: str, side: str, path: str) -> str:
     """Seal one JSON value; returns base64 text (what the entry body stores)."""
     try:
-        plain = json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+        plain = _encode_value(value).encode()
     except (TypeError, ValueError) as exc:
         raise InvalidAuditInput(f"value of field {path!r} is not JSON-serialisable") from exc
     return base64.b64encode(seal(data_key, plain, _value_aad(audit_id, side, path))).decode()

@@ -15,10 +15,12 @@ MASK: Final = "***"
 ERASED: Final = "erased"
 UNREADABLE: Final = "undecryptable"
 _TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%fZ"
+_check_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).strftime(_TIME_FORMAT)
+    # isoformat is the fast path; fixed width: 2026-01-02T03:04:05.123456Z
+    return datetime.now(UTC).isoformat(timespec="microseconds")[:26] + "Z"
 
 
 def iso(moment: datetime) -> str:
@@ -101,13 +103,12 @@ def split_values(
             if intent.protected.get(path) in SEALED_SENSITIVITIES:
                 sealed.append((side, path, value))
             else:
-                try:
-                    json.dumps(value)
-                except (TypeError, ValueError) as exc:
-                    raise InvalidAuditInput(
-                        f"value of field {path!r} is not JSON-serialisable"
-                    ) from exc
                 clear[side][path] = value
+    for side, values in clear.items():
+        try:
+            _check_json(values)
+        except (TypeError, ValueError) as exc:
+            raise InvalidAuditInput(f"a {side} value is not JSON-serialisable") from exc
     return clear["before"], clear["after"], sealed
 
 

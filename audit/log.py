@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from audit import crypto
-from audit.backend import HEAD_SQL, Backend, ChainTx, Statement
+from audit.backend import HEAD_SQL, INSERT_ENTRY, Backend, ChainTx, Statement
 from audit.chain import canonical, entry_hash
 from audit.entries import (
     base_body,
@@ -48,7 +48,6 @@ Subject = tuple[str, str]
 Resolver = Callable[[str, str, Mapping[str, Any]], Awaitable[str]]
 
 _MAX_BATCH = 4096
-_INSERT_ENTRY = "INSERT INTO audit_entry (seq, body, prev_hash, hash) VALUES (?, ?, ?, ?)"
 _INSERT_KEY = (
     "INSERT INTO audit_subject_key (key_id, system, customer_id, wrapped, kek_id, created_at)"
     " VALUES (?, ?, ?, ?, ?, ?)"
@@ -473,7 +472,7 @@ class AuditLog(Review):
                 destroys.append((now, item.subject[0], item.subject[1]))
         statements: list[Statement] = [
             (_INSERT_KEY, key_rows),
-            (_INSERT_ENTRY, rows),
+            (INSERT_ENTRY, rows),
             (_INSERT_OPEN, opens),
             (_DELETE_OPEN, closes),
             (_DESTROY_KEYS, destroys),

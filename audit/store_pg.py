@@ -13,9 +13,21 @@ from typing import Any
 
 import asyncpg
 
-from audit.backend import HEAD_SQL, Row, Statement
+from audit.backend import HEAD_SQL, INSERT_ENTRY, Row, Statement
 
 _PLACEHOLDER = re.compile(r"\?")
+# A batch of entries as one statement over arrays: far fewer round trips than executemany.
+_BULK_ENTRY = (
+    "INSERT INTO audit_entry (seq, body, prev_hash, hash)"
+    " SELECT * FROM unnest($1::bigint[], $2::json[], $3::text[], $4::text[])"
+)
+
+
+async def _run(conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    if sql == INSERT_ENTRY and len(rows) > 1:
+        await conn.execute(_BULK_ENTRY, *(list(column) for column in zip(*rows, strict=True)))
+    elif rows:
+        await conn.executemany(numbered(sql), rows)
 
 
 @lru_cache(maxsize=256)
@@ -37,8 +49,7 @@ class _Tx:
     async def commit(self, statements: Sequence[Statement]) -> None:
         try:
             for sql, rows in statements:
-                if rows:
-                    await self._conn.executemany(numbered(sql), rows)
+                await _run(self._conn, sql, rows)
             await self._tr.commit()
         except BaseException:
             await self._safe_rollback()
@@ -83,8 +94,7 @@ class PgBackend:
     async def run(self, statements: Sequence[Statement]) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
             for sql, rows in statements:
-                if rows:
-                    await conn.executemany(numbered(sql), rows)
+                await _run(conn, sql, rows)
 
     async def chain_tx(self) -> _Tx:
         conn = await self._pool.acquire()
