@@ -228,6 +228,10 @@ class _Raw:
 # -- collecting raw values from the file and the environment ---------------------------
 
 
+# the value of a key whose file could not be read (already reported: not "required" too)
+_UNREADABLE: Final = object()
+
+
 def _read_text(path: Path, where: str, errors: list[str]) -> str | None:
     try:
         return path.read_text(encoding="utf-8").rstrip("\r\n")
@@ -322,8 +326,7 @@ def _walk(
                 errors.append(f"{where}: must be a file path")
                 continue
             text = _read_text(base / value, where, errors)
-            if text is not None:
-                out[path] = _Raw(text, where, True, base)
+            out[path] = _Raw(_UNREADABLE if text is None else text, where, True, base)
         else:
             errors.append(f"{where}: unknown key")
 
@@ -349,8 +352,9 @@ def _from_env(environ: Mapping[str, str], errors: list[str]) -> dict[Path_, _Raw
                     errors.append(f"{name}_FILE: give either {name} or {name}_FILE, not both")
                     continue
                 text = _read_text(Path(environ[name + "_FILE"]), name + "_FILE", errors)
-                if text is not None:
-                    out[path] = _Raw(text, name + "_FILE", True, cwd)
+                out[path] = _Raw(
+                    _UNREADABLE if text is None else text, name + "_FILE", True, cwd
+                )
     for name in sorted(environ):
         if name.startswith(ENV_PREFIX) and name not in known:
             errors.append(f"{name}: unknown variable")
@@ -496,6 +500,8 @@ class _Values:
         self.raw, self.errors, self.label = raw, errors, label
         self.values: dict[Path_, Any] = {}
         for path, item in raw.items():
+            if item.value is _UNREADABLE:
+                continue
             converted = _convert(_LEAVES[path], item, errors)
             if converted is not None:
                 self.values[path] = converted

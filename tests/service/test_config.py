@@ -401,3 +401,21 @@ def test_the_documented_example_loads(tmp_path: Path) -> None:
     assert s.jwt is not None and s.jwt.issuer == "https://login.example.com/"
     assert s.tokens[0].name == "crm"
     assert s.upstreams["billbee"].rate_limit_per_second == 2.0
+
+
+def test_missing_secret_file_is_reported(tmp_path: Path) -> None:
+    env = _env_only()
+    del env["GDPR_GATEWAY_MASKING_HASH_SALT"]
+    env["GDPR_GATEWAY_MASKING_HASH_SALT_FILE"] = str(tmp_path / "absent")
+    with pytest.raises(ConfigError) as err:
+        load_settings(None, env)
+    assert err.value.errors == [
+        f"GDPR_GATEWAY_MASKING_HASH_SALT_FILE: cannot read file {tmp_path / 'absent'} "
+        "(FileNotFoundError)"
+    ]
+
+
+def test_unreadable_config_file_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(tmp_path / "absent.yaml", _env_only())
+    assert err.value.errors == [f"{tmp_path / 'absent.yaml'}: cannot read (FileNotFoundError)"]
