@@ -74,3 +74,8 @@ def test_without_generator_there_is_no_generated_range() -> None:
     store = CustomerStore({7: {"x": 1}})
     assert store.ids() == [7]
     assert store.get(100000) is None
+
+
+def test_unknown_system_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown system"):
+        create_emulator("salesforce")
