@@ -17,11 +17,10 @@ from typing import Any, ClassVar, Final
 from service.errors import FieldProblem, UpstreamError, UpstreamRejected
 from service.upstreams.base import INT64_MAX, parse_customer_id
 from service.upstreams.problems import CODE, problems_for
-from service.upstreams.transport import Answer, HttpConnector, basic_auth
+from service.upstreams.transport import PACING_MARGIN, Answer, HttpConnector, basic_auth
 
 #: the documented limit, per API key + user + endpoint
 DOCUMENTED_LIMIT_PER_SECOND: Final = 2.0
-PACING_MARGIN: Final = 0.9
 #: in the record, not taken by a PUT (archive state is changed by other endpoints)
 NOT_WRITTEN: Final = frozenset({"ArchivedAt", "RestoredAt"})
 ARCHIVED_FIELD: Final = "ArchivedAt"
@@ -49,6 +48,7 @@ class BillbeeConnector(HttpConnector):
         }
 
     def _pacing_rate(self) -> float | None:
+        # Always paced: without a configured limit, the documented one.
         limit = self.settings.rate_limit_per_second or DOCUMENTED_LIMIT_PER_SECOND
         return limit * PACING_MARGIN
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from service.upstreams.breaker import BreakerState, CircuitBreaker
 
@@ -116,3 +118,37 @@ def test_on_change_may_be_set_later() -> None:
 def test_bad_settings_are_refused(threshold: int, reset: float) -> None:
     with pytest.raises(ValueError, match="breaker"):
         CircuitBreaker("x", threshold=threshold, reset_seconds=reset)
+
+
+@given(
+    st.lists(
+        st.sampled_from(["call_ok", "call_fail", "call_cancel", "wait_short", "wait_long"]),
+        max_size=60,
+    )
+)
+def test_breaker_against_a_model(ops: list[str]) -> None:
+    """Any sequence of calls and waits: the breaker matches a plain model of the rules."""
+    clock = Clock()
+    breaker = CircuitBreaker("m", threshold=3, reset_seconds=10.0, clock=clock)
+    state, failures, opened_at = "closed", 0, 0.0
+    for op in ops:
+        if op.startswith("wait"):
+            clock.now += 1.0 if op == "wait_short" else 10.0
+            continue
+        if state == "open" and clock.now - opened_at >= 10.0:
+            state = "half_open"
+        allowed = breaker.allow()
+        assert allowed == (state != "open"), (op, state)
+        if not allowed:
+            continue
+        if op == "call_ok":
+            breaker.record_success()
+            state, failures = "closed", 0
+        elif op == "call_fail":
+            breaker.record_failure()
+            failures += 1
+            if state == "half_open" or failures >= 3:
+                state, opened_at = "open", clock.now
+        else:
+            breaker.release()
+        assert breaker.state == state
