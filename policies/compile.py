@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, cast
 
 from policies.compiled import (
@@ -71,6 +71,9 @@ def compile_policy(data: Mapping[str, Any], source: str = "") -> CompiledPolicy:
         escalate_rules=tuple(escalate),
         masking=masking,
         source=source,
+        clear_candidates=tuple(
+            n for n in fields if n in writable and n != data["id_field"]
+        ),
     )
 
 
@@ -143,6 +146,8 @@ def _shape(fmt: str | None, category: str | None) -> str:
 
 def _conditions(when: Mapping[str, Any]) -> RecordTest:
     tests = [_condition(path.split("."), test) for path, test in when.items()]
+    if len(tests) == 1:
+        return tests[0]
 
     def all_hold(record: Mapping[str, Any]) -> bool:
         return all(t(record) for t in tests)
@@ -151,14 +156,7 @@ def _conditions(when: Mapping[str, Any]) -> RecordTest:
 
 
 def _condition(parts: list[str], test: Any) -> RecordTest:
-    def get(record: Mapping[str, Any]) -> Any:
-        value: Any = record
-        for part in parts:
-            if not isinstance(value, Mapping):
-                return MISSING
-            value = value.get(part, MISSING)
-        return value
-
+    get = _getter(parts)
     if test == "set":
         return lambda r: get(r) not in (MISSING, None)
     if test == "unset":
@@ -168,6 +166,22 @@ def _condition(parts: list[str], test: Any) -> RecordTest:
         return lambda r: _same(get(r), expected)
     options = list(test["in"])
     return lambda r: any(_same(get(r), o) for o in options)
+
+
+def _getter(parts: list[str]) -> Callable[[Mapping[str, Any]], Any]:
+    if len(parts) == 1:
+        name = parts[0]
+        return lambda record: record.get(name, MISSING)
+
+    def get(record: Mapping[str, Any]) -> Any:
+        value: Any = record
+        for part in parts:
+            if not isinstance(value, Mapping):
+                return MISSING
+            value = value.get(part, MISSING)
+        return value
+
+    return get
 
 
 def _same(a: Any, b: Any) -> bool:

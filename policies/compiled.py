@@ -59,7 +59,7 @@ class DenyRule:
     problem: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # hashed by identity (a cache key)
 class EscalateRule:
     name: str
     test: RecordTest
@@ -92,6 +92,10 @@ class CompiledPolicy:
     escalate_rules: tuple[EscalateRule, ...]
     masking: Mapping[str, Mapping[str, StrategyRef]]
     source: str = ""
+    # writable top-level fields a whole-object PUT must know, in policy order
+    clear_candidates: tuple[str, ...] = ()
+    # RecordState per tuple of active escalation rules (filled by policies.state)
+    state_cache: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     @property
     def needs_pre_image(self) -> bool:

@@ -3,99 +3,60 @@
 Order of checks (the gateway relies on it): record-state deny rules -> purpose missing ->
 role per field (record_restricted where a rule raised the field) -> purpose per field ->
 for whole-object systems, fields that a PUT would clear because nobody could read them.
+
+One pass over the patch's leaves gathers everything; the verdict follows that order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from policies.compiled import CompiledPolicy, EscalateRule, FieldSpec
+from policies.compiled import CompiledPolicy, FieldSpec
 from policies.merge import merge_patch, same
-from policies.model import PURPOSES, SENSITIVITY_RANK, UNKNOWN_SENSITIVITY, Decision, FieldError
+from policies.model import PURPOSES, UNKNOWN_SENSITIVITY, Decision, FieldError
 from policies.principal import Principal
+from policies.state import record_state
 
 MISSING: Any = object()
-
-
-@dataclass(frozen=True, slots=True)
-class RecordState:
-    """The rules that hold for one record: how sensitivities rise, and who may then edit."""
-
-    escalate: Mapping[str, str]
-    rules: tuple[EscalateRule, ...]
-
-    def sensitivity(self, static: str) -> str:
-        return self.escalate.get(static, static)
-
-    def raising_rule(self, static: str) -> EscalateRule | None:
-        for rule in self.rules:
-            if static in rule.escalate:
-                return rule
-        return None
-
-
-NO_STATE = RecordState({}, ())
-
-
-def record_state(policy: CompiledPolicy, record: Mapping[str, Any] | None) -> RecordState:
-    """Evaluate the escalation rules on ``record``; an unknown record (None) fails closed:
-    every rule is taken to hold."""
-    if not policy.escalate_rules:
-        return NO_STATE
-    if record is None:
-        active = policy.escalate_rules
-    else:
-        active = tuple(r for r in policy.escalate_rules if r.test(record))
-    if not active:
-        return NO_STATE
-    escalate: dict[str, str] = {}
-    for rule in active:
-        for src, dst in rule.escalate.items():
-            old = escalate.get(src, src)
-            escalate[src] = dst if SENSITIVITY_RANK[dst] > SENSITIVITY_RANK[old] else old
-    return RecordState(escalate, active)
-
-
-@dataclass(frozen=True, slots=True)
-class Trail:
-    """What a patch would change, carried by allowing and denying decisions alike."""
-
-    changed: tuple[str, ...]
-    protection: Mapping[str, str]
-    before: Mapping[str, Any]
-    after: Mapping[str, Any]
-
-    def deny(self, problem: str, detail: str, errors: list[FieldError]) -> Decision:
-        return Decision(False, problem, detail, tuple(errors), self.changed, None,
-                        self.protection, self.before, self.after)
-
+_PLAIN = frozenset({str, int, float, bool})
 
 # (path, spec or None, new value, old value or MISSING)
 Leaf = tuple[str, FieldSpec | None, Any, Any]
 
 
 def _leaves(
-    fields: Mapping[str, FieldSpec] | None,
+    fields: Mapping[str, FieldSpec],
     patch: Mapping[Any, Any],
     pre: Mapping[str, Any] | None,
     prefix: str,
     out: list[Leaf],
 ) -> None:
+    """The paths a merge patch sets: into objects the policy knows, whole values elsewhere."""
     for key, value in patch.items():
-        spec = fields.get(key) if fields is not None and isinstance(key, str) else None
-        path = f"{prefix}{key}"
+        spec = fields.get(key) if type(key) is str else None
+        path = prefix + key if prefix else str(key)
         before = pre.get(key, MISSING) if pre is not None else MISSING
-        if spec is not None and spec.children is not None and isinstance(value, Mapping):
-            sub = before if isinstance(before, Mapping) else None
-            _leaves(spec.children, value, sub, f"{path}.", out)
+        if spec is not None and spec.children is not None and isinstance(value, dict):
+            sub = before if isinstance(before, dict) else None
+            _leaves(spec.children, value, sub, path + ".", out)
         else:
             out.append((path, spec, value, before))
 
 
-def _names(errors: list[FieldError]) -> str:
-    return ", ".join(e.path for e in errors)
+def _unchanged(old: Any, value: Any) -> bool:
+    if old is MISSING:
+        return False  # an old value the gateway did not read is unknown: the change counts
+    if value is None:
+        return old is None
+    kind = type(old)
+    if kind is type(value) and kind is not dict and kind is not list:
+        return bool(old == value)
+    return same(old, value)
+
+
+def _errors(paths: list[str], code: str, message: str) -> list[FieldError]:
+    return [FieldError(p, code, message) for p in paths]
 
 
 def decide(
@@ -108,84 +69,88 @@ def decide(
     # 1. record-state deny rules (an unknown record fails closed)
     for rule in policy.deny_rules:
         if pre_image is None or rule.test(pre_image):
-            return Decision(
-                False,
-                rule.problem,
-                f"the record's state forbids any change (rule {rule.name})",
-            )
+            return Decision(False, rule.problem,
+                            f"the record's state forbids any change (rule {rule.name})")
     leaves: list[Leaf] = []
     _leaves(policy.fields, patch, pre_image, "", leaves)
     state = record_state(policy, pre_image)
-    # what really changes
+    escalate = state.escalate
+    raised_by = state.raised_by
+    roles = principal.roles
     changed: list[str] = []
     protection: dict[str, str] = {}
     before: dict[str, Any] = {}
     after: dict[str, Any] = {}
+    unknown: list[str] = []
+    restricted: list[tuple[str, str]] = []  # (path, rule name)
+    not_editable: list[str] = []
+    wrong_purpose: list[str] = []
     for path, spec, value, old in leaves:
-        # an old value the gateway did not read (MISSING) is unknown: the change counts
-        if old is not MISSING and (
-            (value is None and old is None) or (value is not None and same(old, value))
-        ):
+        if spec is None:
+            unknown.append(path)
+            level = escalate.get(UNKNOWN_SENSITIVITY, UNKNOWN_SENSITIVITY)
+        else:
+            static = spec.sensitivity
+            level = escalate.get(static, static)
+            raiser = raised_by.get(static)
+            if raiser is not None and raiser.edit_roles.isdisjoint(roles):
+                restricted.append((path, raiser.name))
+            elif spec.edit_roles.isdisjoint(roles):
+                not_editable.append(path)
+            if purpose not in spec.purposes:
+                wrong_purpose.append(path)
+        # inline _unchanged() for the common case of two plain values of one type
+        kind = type(old)
+        if kind is type(value) and kind in _PLAIN and old == value:
             continue
-        changed.append(path)
-        static = spec.sensitivity if spec is not None else UNKNOWN_SENSITIVITY
-        protection[path] = state.sensitivity(static)
-        before[path] = None if old is MISSING else old
-        after[path] = value
-    trail = Trail(tuple(changed), protection, before, after)
+        if not _unchanged(old, value):
+            changed.append(path)
+            protection[path] = level
+            before[path] = None if old is MISSING else old
+            after[path] = value
+    changed_t = tuple(changed)
+
+    def deny(problem: str, detail: str, errors: list[FieldError]) -> Decision:
+        return Decision(False, problem, detail, tuple(errors), changed_t, None, protection,
+                        before, after)
+
     # 2. a purpose is stated
     if leaves and not purpose:
-        return trail.deny("purpose_required",
-                          "a purpose (X-Purpose) is required to change a record", [])
+        return deny("purpose_required", "a purpose (X-Purpose) is required to change a record",
+                    [])
     # 3. the principal's roles may change each field
-    roles = principal.roles
-    denied: list[FieldError] = []
-    restricted: list[FieldError] = []
-    for path, spec, _value, _old in leaves:
-        if spec is None:
-            denied.append(FieldError(path, "field_not_editable", "is not a field of this system"))
-            continue
-        raised = state.raising_rule(spec.sensitivity)
-        if raised is not None and not roles & raised.edit_roles:
-            who = ", ".join(sorted(raised.edit_roles))
-            restricted.append(FieldError(
-                path, raised.problem, f"the record is restricted (rule {raised.name}): only {who}"))
-        elif not roles & spec.edit_roles:
-            denied.append(FieldError(path, "field_not_editable", "your roles may not change it"))
     if restricted:
-        return trail.deny(restricted[0].code, "the record's state lets only "
-                          f"{', '.join(sorted(state.rules[0].edit_roles))} change: "
-                          f"{_names(restricted)}", restricted + denied)
-    if denied:
-        return trail.deny("field_not_editable",
-                          f"your roles may not change: {_names(denied)}", denied)
+        problem = state.raised_by[next(iter(state.raised_by))].problem
+        who = ", ".join(sorted(state.rules[0].edit_roles))
+        errors = [FieldError(p, problem, f"the record is restricted (rule {name}): only {who}")
+                  for p, name in restricted]
+        errors += _errors(not_editable + unknown, "field_not_editable",
+                          "your roles may not change it")
+        return deny(problem, f"the record's state lets only {who} change: "
+                    f"{', '.join(p for p, _ in restricted)}", errors)
+    if not_editable or unknown:
+        paths = not_editable + unknown
+        return deny("field_not_editable", f"your roles may not change: {', '.join(paths)}",
+                    _errors(paths, "field_not_editable", "your roles may not change it"))
     # 4. the purpose allows each field
-    wrong = [
-        FieldError(path, "purpose_not_allowed", "the purpose does not allow changing it")
-        for path, spec, _v, _o in leaves
-        if spec is not None and purpose not in spec.purposes
-    ]
-    if wrong:
+    if wrong_purpose:
         what = f"the purpose {purpose!r}" if purpose in PURPOSES else "an unknown purpose"
-        return trail.deny("purpose_not_allowed",
-                          f"{what} does not allow changing: {_names(wrong)}", wrong)
+        return deny("purpose_not_allowed",
+                    f"{what} does not allow changing: {', '.join(wrong_purpose)}",
+                    _errors(wrong_purpose, "purpose_not_allowed",
+                            "the purpose does not allow changing it"))
     # 5. whole-object systems: never clear what the gateway could not read
     merged: dict[str, Any] | None = None
     if policy.mode == "put":
         known = pre_image if pre_image is not None else {}
-        missing = [
-            FieldError(name, "would_clear_unknown_fields",
-                       "could not be read from the upstream; send its value in the patch")
-            for name in policy.fields
-            if name in policy.writable_fields and name != policy.id_field
-            and name not in known and name not in patch
-        ]
+        missing = [n for n in policy.clear_candidates if n not in known and n not in patch]
         if missing:
-            return trail.deny("would_clear_unknown_fields",
-                              f"a whole-object update would clear {len(missing)} fields the "
-                              f"gateway could not read: {_names(missing)}", missing)
+            return deny("would_clear_unknown_fields",
+                        f"a whole-object update would clear {len(missing)} fields the gateway "
+                        f"could not read: {', '.join(missing)}",
+                        _errors(missing, "would_clear_unknown_fields",
+                                "could not be read from the upstream; send its value in the "
+                                "patch"))
         merged = merge_patch(known, patch)
     detail = f"{len(changed)} field(s) change" if changed else "nothing changes"
-    return Decision(True, None, detail, (), trail.changed, merged, trail.protection,
-                    trail.before, trail.after)
-
+    return Decision(True, None, detail, (), changed_t, merged, protection, before, after)

@@ -7,12 +7,12 @@ from typing import Any
 
 from policies.compiled import CompiledPolicy
 from policies.decide import decide as _decide
-from policies.decide import record_state
 from policies.loader import PolicySet
 from policies.masker import PolicyMasks, build_masks, mask_record
 from policies.masking.base import MaskingKeys
 from policies.model import UNKNOWN_SENSITIVITY, Decision, FieldError, MaskResult
 from policies.principal import Principal
+from policies.state import record_state
 from policies.validate import validate_patch
 
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from policies.compiled import CompiledPolicy, FieldSpec
-from policies.decide import record_state
 from policies.masking.base import Masker, MaskingKeys
 from policies.masking.registry import STRATEGIES
 from policies.model import SENSITIVITIES, UNKNOWN_SENSITIVITY, MaskResult
+from policies.state import record_state
 
 # sensitivity -> (strategy name, masker)
 MaskTable = dict[str, tuple[str, Masker]]
@@ -65,12 +65,13 @@ def mask_record(
     policy: CompiledPolicy, masks: PolicyMasks, record: Mapping[str, Any], roles: Iterable[str]
 ) -> MaskResult:
     table = masks.table(frozenset(roles))
-    state = record_state(policy, record)
+    escalate = record_state(policy, record).escalate
+    # sensitivity (static) -> (strategy name, masker), after the record's escalation
+    cells = {s: table[escalate.get(s, s)] for s in SENSITIVITIES}
     counts: dict[str, int] = {}
 
     def leaf(spec: FieldSpec | None, value: Any, path: str) -> Any:
-        static = spec.sensitivity if spec is not None else UNKNOWN_SENSITIVITY
-        name, masker = table[state.sensitivity(static)]
+        name, masker = cells[spec.sensitivity if spec is not None else UNKNOWN_SENSITIVITY]
         if name == "clear":
             return value
         shown = masker(value, spec.shape if spec is not None else "text", path)
@@ -82,14 +83,23 @@ def mask_record(
     def walk(spec: FieldSpec | None, value: Any, path: str) -> Any:
         if value is None:
             return None
-        if spec is not None and spec.children is not None and isinstance(value, Mapping):
-            return {
-                k: walk(spec.children.get(k), v, f"{path}.{k}") for k, v in value.items()
-            }
-        if spec is not None and spec.items is not None and isinstance(value, list):
-            return [walk(spec.items, v, f"{path}[{i}]") for i, v in enumerate(value)]
+        if spec is not None:
+            if spec.children is not None and isinstance(value, dict):
+                children = spec.children
+                return {k: walk(children.get(k), v, f"{path}.{k}") for k, v in value.items()}
+            if spec.items is not None and isinstance(value, list):
+                return [walk(spec.items, v, f"{path}[{i}]") for i, v in enumerate(value)]
         return leaf(spec, value, path)
 
     fields = policy.fields
-    out = {k: walk(fields.get(k), v, k) for k, v in record.items()}
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        spec = fields.get(key)
+        if value is None:
+            out[key] = None
+        elif spec is not None and spec.children is None and spec.items is None:
+            clear = cells[spec.sensitivity][0] == "clear"
+            out[key] = value if clear else leaf(spec, value, key)
+        else:
+            out[key] = walk(spec, value, key)
     return MaskResult(out, counts)

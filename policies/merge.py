@@ -5,17 +5,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+_PLAIN = frozenset({str, int, float, bool, list})
+
 
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7396 MergePatch: null removes a member, objects merge recursively, anything else
     (arrays included) replaces. Returns a new object; unpatched values are shared."""
-    if not isinstance(patch, Mapping):
+    if type(patch) is not dict and not isinstance(patch, Mapping):
         return patch
-    result: dict[str, Any] = dict(target) if isinstance(target, Mapping) else {}
+    result: dict[str, Any] = (
+        dict(target) if type(target) is dict or isinstance(target, Mapping) else {}
+    )
     for key, value in patch.items():
-        if value is None:
+        kind = type(value)
+        if kind in _PLAIN:
+            result[key] = value
+        elif value is None:
             result.pop(key, None)
-        elif isinstance(value, Mapping):
+        elif kind is dict or isinstance(value, Mapping):
             result[key] = merge_patch(result.get(key), value)
         else:
             result[key] = value
