@@ -51,8 +51,34 @@ def _strings(value: object, what: str) -> list[str]:
     return items
 
 
+def _is_text(value: object) -> bool:
+    return type(value) is str and bool(value)
+
+
 def check_intent(intent: Intent) -> None:
     """Reject a malformed intent with a message that names fields, never values."""
+    if (  # the fast path: everything well-formed (the gateway's own intents)
+        type(intent) is Intent
+        and _is_text(intent.actor)
+        and _is_text(intent.system)
+        and _is_text(intent.customer_id)
+        and _is_text(intent.request_id)
+        and (intent.purpose is None or _is_text(intent.purpose))
+        and intent.action in ACTIONS
+        and type(intent.roles) is tuple
+        and all(type(r) is str for r in intent.roles)
+        and type(intent.changed) is tuple
+        and all(type(c) is str for c in intent.changed)
+        and type(intent.before) is dict
+        and type(intent.after) is dict
+        and isinstance(intent.protected, Mapping)
+        and type(intent.policy_version) is str
+    ):
+        return
+    _check_intent_slowly(intent)
+
+
+def _check_intent_slowly(intent: Intent) -> None:
     if not isinstance(intent, Intent):
         raise InvalidAuditInput("expected an audit.Intent")
     _text(intent.actor, "actor")
@@ -65,8 +91,7 @@ def check_intent(intent: Intent) -> None:
         raise InvalidAuditInput(f"action must be one of {sorted(ACTIONS)}")
     _strings(intent.changed, "changed")
     for name in ("before", "after", "protected"):
-        mapping = getattr(intent, name)
-        if not isinstance(mapping, Mapping) or not all(isinstance(k, str) for k in mapping):
+        if not isinstance(getattr(intent, name), Mapping):
             raise InvalidAuditInput(f"{name} must be a mapping of field paths")
     if not isinstance(intent.policy_version, str):
         raise InvalidAuditInput("policy_version must be a string")
@@ -98,9 +123,12 @@ def split_values(
     """(clear before, clear after, [(side, path, value) to seal])."""
     clear: dict[str, dict[str, Any]] = {"before": {}, "after": {}}
     sealed: list[tuple[str, str, Any]] = []
+    protected = intent.protected
     for side, values in (("before", intent.before), ("after", intent.after)):
         for path, value in values.items():
-            if intent.protected.get(path) in SEALED_SENSITIVITIES:
+            if type(path) is not str:
+                raise InvalidAuditInput(f"{side} must be a mapping of field paths")
+            if protected.get(path) in SEALED_SENSITIVITIES:
                 sealed.append((side, path, value))
             else:
                 clear[side][path] = value

@@ -342,7 +342,7 @@ class AuditLog(Review):
         if self._closed or self._writer.done():
             raise AuditUnavailable("the audit log is closed")
         pending.future = asyncio.get_running_loop().create_future()
-        await self._queue.put(pending)
+        self._queue.put_nowait(pending)
         return await pending.future
 
     async def _write_loop(self) -> None:
