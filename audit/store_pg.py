@@ -77,15 +77,26 @@ class _Tx:
 class PgBackend:
     kind = "postgresql"
 
-    def __init__(self, pool: Any) -> None:
+    def __init__(self, pool: Any, lock_pool: Any) -> None:
         self._pool = pool
+        # Advisory locks are held for a whole request, each on its own connection. They
+        # come from a pool of their own: holders of every lock connection must still be
+        # able to append (through ``_pool``), or a burst of requests would deadlock.
+        self._lock_pool = lock_pool
 
     @classmethod
-    async def connect(cls, dsn: str, *, max_size: int = 16) -> PgBackend:
+    async def connect(cls, dsn: str, *, max_size: int = 6, max_locks: int = 24) -> PgBackend:
         pool = await asyncpg.create_pool(
             dsn, min_size=1, max_size=max_size, command_timeout=30, timeout=10
         )
-        return cls(pool)
+        try:
+            lock_pool = await asyncpg.create_pool(
+                dsn, min_size=0, max_size=max_locks, command_timeout=None, timeout=10
+            )
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(pool, lock_pool)
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         async with self._pool.acquire() as conn:
@@ -114,7 +125,7 @@ class PgBackend:
 
     @asynccontextmanager
     async def _advisory(self, key: int) -> AsyncIterator[None]:
-        async with self._pool.acquire() as conn:
+        async with self._lock_pool.acquire() as conn:
             await conn.execute("SELECT pg_advisory_lock($1)", key)
             try:
                 yield
@@ -122,4 +133,5 @@ class PgBackend:
                 await conn.execute("SELECT pg_advisory_unlock($1)", key)
 
     async def close(self) -> None:
+        await self._lock_pool.close()
         await self._pool.close()

@@ -179,3 +179,17 @@ async def test_subject_lock_serialises_across_instances(
 async def _locked(log: AuditLog, order: list[str]) -> None:
     async with log.subject_lock("billbee", "1002"):
         order.append("contender")
+
+
+async def test_many_locked_subjects_can_still_append(audit_log: AuditLog) -> None:
+    """Every request holds its subject's lock while it appends: no pool starvation."""
+
+    async def request(n: int) -> str:
+        async with audit_log.subject_lock("billbee", str(n)):
+            intent_id = await audit_log.begin(make_intent(str(n)))
+            await asyncio.sleep(0.01)
+            return await audit_log.finish(intent_id, Outcome("applied"))
+
+    ids = await asyncio.wait_for(asyncio.gather(*(request(n) for n in range(60))), timeout=60)
+    assert len(set(ids)) == 60
+    assert (await audit_log.verify()).entries == 120
