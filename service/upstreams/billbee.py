@@ -15,9 +15,10 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Final
 
 from service.errors import FieldProblem, UpstreamError, UpstreamRejected
+from service.upstreams.answers import Answer, basic_auth
 from service.upstreams.base import INT64_MAX, parse_customer_id
 from service.upstreams.problems import CODE, problems_for
-from service.upstreams.transport import PACING_MARGIN, Answer, HttpConnector, basic_auth
+from service.upstreams.transport import PACING_MARGIN, HttpConnector
 
 #: the documented limit, per API key + user + endpoint
 DOCUMENTED_LIMIT_PER_SECOND: Final = 2.0

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from service.upstreams.answers import Answer
 from service.upstreams.base import content_tag, parse_customer_id
-from service.upstreams.transport import Answer, HttpConnector
+from service.upstreams.transport import HttpConnector
 
 
 class KeycomConnector(HttpConnector):

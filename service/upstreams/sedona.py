@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar, Final
 
+from service.upstreams.answers import Answer, basic_auth
 from service.upstreams.base import parse_customer_id
-from service.upstreams.transport import Answer, HttpConnector, basic_auth
+from service.upstreams.transport import HttpConnector
 
 #: in the record, never written ("read only; do not set explicitly")
 NOT_WRITTEN: Final = frozenset(

@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Final
 
 from service.errors import CustomerNotFound, FieldProblem, GatewayError, UpstreamError
+from service.upstreams.answers import Answer
 from service.upstreams.base import parse_customer_id
 from service.upstreams.problems import field_problems, problems_for
-from service.upstreams.transport import Answer, HttpConnector
+from service.upstreams.transport import HttpConnector
 
 #: read name -> write name
 READ_TO_WRITE: Final[Mapping[str, str]] = {"No": "CustomerNo", "VATNo": "VatNo"}

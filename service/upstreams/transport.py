@@ -29,13 +29,10 @@ an id or a credential.
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import json
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import aiohttp
@@ -43,16 +40,21 @@ from yarl import URL
 
 from service.errors import (
     CircuitOpen,
-    CustomerNotFound,
     FieldProblem,
     GatewayError,
-    UpstreamAuthFailed,
     UpstreamError,
     UpstreamRateLimited,
-    UpstreamRejected,
     UpstreamTimeout,
 )
-from service.secret import Secret
+from service.upstreams.answers import (
+    REJECTED_STATUSES,
+    Answer,
+    AnswerTooLarge,
+    error_for_status,
+    parse_json,
+    parse_retry_after,
+    read_bounded,
+)
 from service.upstreams.base import Mode, Observe, content_tag
 from service.upstreams.breaker import CircuitBreaker
 from service.upstreams.bucket import TokenBucket
@@ -66,17 +68,6 @@ BACKOFF_BASE_SECONDS = 0.1
 #: pace at this share of an upstream's limit: it counts arrivals, and network jitter can
 #: bring two requests closer together than they were sent
 PACING_MARGIN = 0.9
-#: the largest answer read from an upstream
-MAX_ANSWER_BYTES = 8 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """An upstream's answer: status, the parsed JSON body (``None`` when empty)."""
-
-    status: int
-    body: Any
-    retry_after: float | None = None
 
 
 class _Failed(Exception):
@@ -342,10 +333,10 @@ class HttpConnector:
             async with session.request(
                 method, path, json=body, allow_redirects=False
             ) as response:
-                raw = await _read_bounded(response)
+                raw = await read_bounded(response)
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 status = response.status  # only once the whole answer is in
-        except _TooLarge:
+        except AnswerTooLarge:
             raise _Failed(
                 UpstreamError(f"{self.system}: answer from the upstream is too large"),
                 retryable=False,
@@ -380,7 +371,7 @@ class HttpConnector:
         parsed: Any = None
         if raw.strip():
             try:
-                parsed = json.loads(raw, parse_constant=_refuse_constant)
+                parsed = parse_json(raw)
             except ValueError:
                 if 200 <= status < 300:
                     raise _Failed(
@@ -407,28 +398,8 @@ class HttpConnector:
         special = self._special_error(answer)
         if special is not None:
             return special
-        status = answer.status
-        system = self.system
-        if status == 404:
-            return CustomerNotFound(f"{system}: customer not found upstream")
-        if status in (401, 403):
-            return UpstreamAuthFailed(
-                f"{system}: upstream refused the gateway's credentials", upstream_status=status
-            )
-        if status in (400, 409, 422):
-            return UpstreamRejected(
-                f"{system}: upstream rejected the change",
-                upstream_status=status,
-                errors=self._problems(answer),
-            )
-        if status == 429:
-            return UpstreamRateLimited(
-                f"{system}: upstream rate limit", upstream_status=429,
-                retry_after=answer.retry_after,
-            )
-        if status >= 500:
-            return UpstreamError(f"{system}: upstream failed", upstream_status=status)
-        return UpstreamError(f"{system}: unexpected upstream answer", upstream_status=status)
+        problems = self._problems(answer) if answer.status in REJECTED_STATUSES else []
+        return error_for_status(self.system, answer, problems)
 
     def _malformed(self, status: int = 200) -> UpstreamError:
         return UpstreamError(
@@ -437,51 +408,3 @@ class HttpConnector:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(system={self.system!r}, breaker={self.breaker.state!r})"
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
-    """The body, refusing more than ``MAX_ANSWER_BYTES`` (a customer record is small)."""
-    if response.content_length is not None and response.content_length > MAX_ANSWER_BYTES:
-        raise _TooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > MAX_ANSWER_BYTES:
-            raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _refuse_constant(name: str) -> Any:
-    """NaN and Infinity are not JSON: an answer holding them is malformed."""
-    raise ValueError("not a JSON constant")
-
-
-def basic_auth(username: Secret, password: Secret) -> str:
-    """The ``Authorization`` value for HTTP Basic; ``ValueError`` (naming no value) when
-    the user name cannot be sent."""
-    try:
-        return aiohttp.encode_basic_auth(username.reveal(), password.reveal())
-    except ValueError:
-        raise ValueError("a Basic auth user name must not contain ':'") from None
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds: delta-seconds or an HTTP date; ``None`` if absent or bad."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - time.time())

@@ -1,4 +1,4 @@
-"""The four emulators on loopback, and connector settings that reach them."""
+"""Fixtures: the four emulators on loopback, fault injection, connectors to them."""
 
 from __future__ import annotations
 
@@ -7,19 +7,9 @@ from typing import Any
 
 import pytest
 
-from service.emulators import DEMO_CREDENTIALS, FAULTS_KEY, EmulatorCluster, FaultPlan
-from service.secret import Secret
-from service.upstreams.settings import UpstreamSettings
-
-#: small, so that the whole suite stays quick; the emulators answer in milliseconds
-TEST_LIMITS: dict[str, Any] = {
-    "timeout_seconds": 0.5,
-    "connect_timeout_seconds": 0.5,
-    "max_retries": 2,
-    "backoff_max_seconds": 1.5,
-    "breaker_failure_threshold": 5,
-    "breaker_reset_seconds": 0.3,
-}
+from service.emulators import FAULTS_KEY, EmulatorCluster, FaultPlan
+from service.upstreams.transport import HttpConnector
+from tests.upstreams.harness import Harness, Observed, connector_for
 
 
 @pytest.fixture
@@ -34,22 +24,6 @@ async def cluster() -> AsyncIterator[EmulatorCluster]:
         await emulators.stop()
 
 
-def demo_settings(system: str, base_url: str, **overrides: Any) -> UpstreamSettings:
-    creds = dict(DEMO_CREDENTIALS[system])
-    options: dict[str, str] = {}
-    if system == "timelog":
-        options = {"account": creds.pop("account"), "api_version": "v1"}
-    values: dict[str, Any] = {
-        "system": system,
-        "base_url": base_url,
-        "credentials": {k: Secret(v) for k, v in creds.items()},
-        "options": options,
-        **TEST_LIMITS,
-    }
-    values.update(overrides)
-    return UpstreamSettings(**values)
-
-
 @pytest.fixture
 def set_faults(cluster: EmulatorCluster) -> Callable[..., None]:
     """``set_faults(system, status=503, count=1, methods=["GET"], ...)``."""
@@ -60,3 +34,19 @@ def set_faults(cluster: EmulatorCluster) -> Callable[..., None]:
         cluster.apps[system][FAULTS_KEY].set(FaultPlan(**plan))
 
     return apply
+
+
+@pytest.fixture
+async def make(cluster: EmulatorCluster) -> AsyncIterator[Callable[..., Harness]]:
+    """``make(system, **setting_overrides) -> Harness``; every connector closed after."""
+    made: list[HttpConnector] = []
+
+    def factory(system: str, **overrides: Any) -> Harness:
+        observed: Observed = []
+        connector = connector_for(cluster, system, observed, **overrides)
+        made.append(connector)
+        return Harness(cluster, system, connector, observed)
+
+    yield factory
+    for connector in made:
+        await connector.close()

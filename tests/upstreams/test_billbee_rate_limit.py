@@ -12,7 +12,7 @@ from service.emulators import LIMITER_KEY, STATS_KEY, EmulatorCluster
 from service.errors import UpstreamRateLimited
 from service.upstreams import build_connector
 from service.upstreams.transport import HttpConnector
-from tests.upstreams.conftest import demo_settings
+from tests.upstreams.harness import demo_settings
 
 Observed = list[int | None]
 

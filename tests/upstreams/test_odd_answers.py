@@ -10,7 +10,7 @@ from aiohttp import web
 
 from service.errors import UpstreamError
 from service.upstreams import build_connector
-from tests.upstreams.conftest import demo_settings
+from tests.upstreams.harness import demo_settings
 
 
 async def serve(aiohttp_server: Any, routes: list[web.RouteDef]) -> str:

@@ -24,8 +24,9 @@ from service.errors import (
     UpstreamTimeout,
 )
 from service.secret import Secret
+from service.upstreams.answers import parse_retry_after
 from service.upstreams.settings import UpstreamSettings
-from service.upstreams.transport import HttpConnector, parse_retry_after
+from service.upstreams.transport import HttpConnector
 
 TOKEN = "probe-token-0123456789"
 Calls = list[tuple[str, str, int | None]]
@@ -417,7 +418,7 @@ async def test_oversized_answers_are_refused(
     probe: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     connector, script, calls = probe
-    monkeypatch.setattr("service.upstreams.transport.MAX_ANSWER_BYTES", 1000)
+    monkeypatch.setattr("service.upstreams.answers.MAX_ANSWER_BYTES", 1000)
     script.actions.extend([("raw", 200, b'{"x": "' + b"a" * 5000 + b'"}')] * 3)
     with pytest.raises(UpstreamError, match="too large"):
         await connector.fetch("7")
