@@ -76,6 +76,9 @@ class _Pending:
     exclusive_close: bool = False
     erase: bool = False
     future: asyncio.Future[str] | None = None
+    # Prepared by the caller, outside the append lock, when the subject's key is known:
+    text: str | None = None
+    key_id: str | None = None
 
 
 def lock_key(system: str, customer_id: str) -> int:
@@ -341,9 +344,29 @@ class AuditLog(Review):
     async def _append(self, pending: _Pending) -> str:
         if self._closed or self._writer.done():
             raise AuditUnavailable("the audit log is closed")
+        self._prepare(pending)
         pending.future = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(pending)
         return await pending.future
+
+    def _prepare(self, pending: _Pending) -> None:
+        """Seal and encode in the caller's task, so that the append lock is held only to
+        chain and insert. The writer redoes it if the key changed meanwhile (erasure)."""
+        if pending.to_seal:
+            cached = self._keys.get(pending.subject)
+            if cached is None:
+                return
+            _seal_into(pending, cached)
+            pending.key_id = cached[0]
+        pending.text = canonical(pending.body)
+
+    def _is_current(self, item: _Pending) -> bool:
+        if item.text is None:
+            return False
+        if not item.to_seal:
+            return True
+        cached = self._keys.get(item.subject)
+        return cached is not None and cached[0] == item.key_id
 
     async def _write_loop(self) -> None:
         stop = False
@@ -449,17 +472,13 @@ class AuditLog(Review):
                 ids.append(None)
                 continue
             body = item.body
-            if item.to_seal:
-                key_id, data_key = keys[item.subject]
-                sealed: dict[str, dict[str, str]] = {"before": {}, "after": {}}
-                for side, path, value in item.to_seal:
-                    sealed[side][path] = crypto.seal_value(
-                        data_key, value, body["audit_id"], side, path
-                    )
-                body["sealed"] = sealed
-                body["key_id"] = key_id
+            if item.text is not None and item.subject not in keys:
+                text = item.text
+            else:
+                if item.to_seal:
+                    _seal_into(item, keys[item.subject])
+                text = canonical(body)
             seq += 1
-            text = canonical(body)
             digest = entry_hash(seq, head_hash, text)
             rows.append((seq, text, head_hash, digest))
             head_hash = digest
@@ -497,7 +516,7 @@ class AuditLog(Review):
         new_keys: dict[Subject, tuple[str, bytes]] = {}
         key_rows: list[tuple[Any, ...]] = []
         for item in batch:
-            if not item.to_seal or item.subject in keys:
+            if not item.to_seal or item.subject in keys or self._is_current(item):
                 continue
             cached = self._keys.get(item.subject)
             if cached is not None:
@@ -552,6 +571,16 @@ class AuditLog(Review):
         except BaseException:
             await tx.rollback()
             raise
+
+
+def _seal_into(item: _Pending, key: tuple[str, bytes]) -> None:
+    key_id, data_key = key
+    body = item.body
+    sealed: dict[str, dict[str, str]] = {"before": {}, "after": {}}
+    for side, path, value in item.to_seal:
+        sealed[side][path] = crypto.seal_value(data_key, value, body["audit_id"], side, path)
+    body["sealed"] = sealed
+    body["key_id"] = key_id
 
 
 def _intent_from_entry(entry: Mapping[str, Any]) -> Intent:

@@ -43,8 +43,9 @@ def _intent(n: int) -> Intent:
     )  # fmt: skip
 
 
-async def _appends(url: str, writers: int, seconds: float) -> tuple[float, float]:
-    """(appends per second, mean group-commit size) for ``writers`` concurrent callers."""
+async def _appends(url: str, writers: int, seconds: float) -> tuple[float, float, float]:
+    """(appends per second, mean group-commit size, appends per CPU-second of this
+    process) for ``writers`` concurrent callers."""
     batches: list[int] = []
     log = await AuditLog.open(
         url, master_key=MASTER, signing_key=SIGNING,
@@ -64,12 +65,13 @@ async def _appends(url: str, writers: int, seconds: float) -> tuple[float, float
                 counts[index] += 1
                 n += writers
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(writer(i) for i in range(writers)))
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     finally:
         await log.close()
-    return sum(counts) / elapsed, statistics.fmean(batches) if batches else 0.0
+    mean_batch = statistics.fmean(batches) if batches else 0.0
+    return sum(counts) / elapsed, mean_batch, sum(counts) / max(cpu, 1e-9)
 
 
 async def _verify(url: str) -> tuple[int, float]:
@@ -109,15 +111,17 @@ async def _drop(name: str) -> None:
 async def main(seconds: float) -> None:
     print(f"# audit log bench ({platform.python_version()}, {os.cpu_count()} cores, "
           f"{seconds:g} s per run)\n")  # fmt: skip
-    print("| store | writers | appends/s (durable) | mean batch |")
-    print("|---|---:|---:|---:|")
+    print(f"load average before: {os.getloadavg()[0]:.2f}\n")
+    print("| store | writers | appends/s (durable) | mean batch | appends per CPU-second |")
+    print("|---|---:|---:|---:|---:|")
     verify_rows: list[tuple[str, int, float]] = []
     with tempfile.TemporaryDirectory(prefix="audit-bench-") as tmp:
         url = f"sqlite+aiosqlite:///{Path(tmp) / 'audit.db'}"
         await upgrade(url)
         for writers in WRITERS:
-            rate, batch = await _appends(url, writers, seconds)
-            print(f"| SQLite (WAL, synchronous=FULL) | {writers} | {rate:,.0f} | {batch:.1f} |")
+            rate, batch, per_cpu = await _appends(url, writers, seconds)
+            print(f"| SQLite (WAL, synchronous=FULL) | {writers} | {rate:,.0f} | {batch:.1f}"
+                  f" | {per_cpu:,.0f} |")  # fmt: skip
         verify_rows.append(("SQLite", *await _verify(url)))
     pg = await _pg_database()
     if pg is None:
@@ -127,8 +131,9 @@ async def main(seconds: float) -> None:
         try:
             await upgrade(url)
             for writers in WRITERS:
-                rate, batch = await _appends(url, writers, seconds)
-                print(f"| PostgreSQL 127.0.0.1 | {writers} | {rate:,.0f} | {batch:.1f} |")
+                rate, batch, per_cpu = await _appends(url, writers, seconds)
+                print(f"| PostgreSQL 127.0.0.1 | {writers} | {rate:,.0f} | {batch:.1f}"
+                      f" | {per_cpu:,.0f} |")  # fmt: skip
             verify_rows.append(("PostgreSQL", *await _verify(url)))
         finally:
             await _drop(name)
@@ -136,6 +141,7 @@ async def main(seconds: float) -> None:
     print("|---|---:|---:|")
     for store, entries, rate in verify_rows:
         print(f"| {store} | {entries:,} | {rate:,.0f} |")
+    print(f"\nload average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
