@@ -32,8 +32,14 @@ async def _run(conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
 
 @lru_cache(maxsize=256)
 def numbered(sql: str) -> str:
-    """``?`` placeholders to asyncpg's ``$1, $2, …``."""
+    """``?`` placeholders to asyncpg's ``$1, $2, …``; entry bodies read as ``text``
+    (asyncpg's text codec is about three times faster than its ``json`` one, and the
+    body is only ever wanted as the exact text the hash covers)."""
     counter = iter(range(1, 10_000))
+    if sql.startswith("SELECT "):
+        sql = sql.replace("seq, body, ", "seq, body::text, ").replace(
+            "e.seq, e.body, ", "e.seq, e.body::text, "
+        )
     return _PLACEHOLDER.sub(lambda _m: f"${next(counter)}", sql)
 
 
