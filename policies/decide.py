@@ -55,6 +55,30 @@ def _unchanged(old: Any, value: Any) -> bool:
     return same(old, value)
 
 
+def _unread_members(
+    fields: Mapping[str, FieldSpec],
+    known: Mapping[str, Any],
+    patch: Mapping[str, Any],
+    prefix: str,
+    out: list[str],
+) -> None:
+    """An object the gateway could not read, patched in part, would lose its other members
+    in a whole-object PUT: name every writable member the patch does not give."""
+    for name, value in patch.items():
+        spec = fields.get(name) if type(name) is str else None
+        if spec is None or spec.children is None or type(value) is not dict:
+            continue
+        inner = known.get(name, MISSING)
+        if inner is MISSING:
+            out.extend(
+                f"{prefix}{name}.{sub}"
+                for sub, sub_spec in spec.children.items()
+                if not sub_spec.read_only and sub not in value
+            )
+        elif isinstance(inner, dict):
+            _unread_members(spec.children, inner, value, f"{prefix}{name}.", out)
+
+
 def _errors(paths: list[str], code: str, message: str) -> list[FieldError]:
     return [FieldError(p, code, message) for p in paths]
 
@@ -144,6 +168,7 @@ def decide(
     if policy.mode == "put":
         known = pre_image if pre_image is not None else {}
         missing = [n for n in policy.clear_candidates if n not in known and n not in patch]
+        _unread_members(policy.fields, known, patch, "", missing)
         if missing:
             return deny("would_clear_unknown_fields",
                         f"a whole-object update would clear {len(missing)} fields the gateway "
