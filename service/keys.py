@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from policies.principal import Principal
@@ -10,3 +13,23 @@ from policies.principal import Principal
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
 PRINCIPAL_KEY = web.RequestKey("principal", Principal)
 AUDIT_ID_KEY = web.RequestKey("audit_id", str)
+
+# Application-wide state, each owned by one cleanup context in service.app.
+# Declared with forward-referenced types to keep this module free of import cycles.
+if TYPE_CHECKING:
+    from audit import AuditLog
+    from policies import PolicyEngine
+    from service.auth import Authenticator
+    from service.config import Settings
+    from service.gateway import Gateway
+    from service.metrics import Metrics
+    from service.upstreams import Connector
+
+SETTINGS_KEY: web.AppKey[Settings] = web.AppKey("settings")
+METRICS_KEY: web.AppKey[Metrics] = web.AppKey("metrics")
+AUTH_KEY: web.AppKey[Authenticator] = web.AppKey("authenticator")
+ENGINE_KEY: web.AppKey[PolicyEngine] = web.AppKey("policy_engine")
+AUDIT_KEY: web.AppKey[AuditLog] = web.AppKey("audit_log")
+CONNECTORS_KEY: web.AppKey[Mapping[str, Connector]] = web.AppKey("connectors")
+GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
+OPENAPI_KEY = web.AppKey("openapi_document", bytes)

@@ -1,0 +1,226 @@
+"""The one wiring point: ``create_app(settings)``.
+
+Each resource is owned by one cleanup context (startup and cleanup in one generator):
+the policy engine, one connector (one ClientSession) per upstream, the audit log, and
+the gateway that composes them. Nothing else connects parts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from audit import AuditLog
+from policies import PolicyEngine, PolicySet, load_policy_set
+from service.auth import Authenticator
+from service.config import Settings
+from service.gateway import Gateway
+from service.keys import (
+    AUDIT_KEY,
+    AUTH_KEY,
+    CONNECTORS_KEY,
+    ENGINE_KEY,
+    GATEWAY_KEY,
+    METRICS_KEY,
+    OPENAPI_KEY,
+    SETTINGS_KEY,
+)
+from service.logs import log_event
+from service.metrics import Metrics, metrics_handler
+from service.middleware import (
+    problem_middleware,
+    request_context_middleware,
+    stamp_context_headers,
+)
+from service.routes import audit as audit_routes
+from service.routes import customers, health, systems
+from service.upstreams import Connector, build_connector
+
+log = logging.getLogger("gdpr_gateway.app")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    registry: CollectorRegistry | None = None,
+    migrate: bool = False,
+) -> web.Application:
+    """Build the gateway. ``migrate`` applies the audit schema on start (demo, tests)."""
+    metrics = Metrics(registry if registry is not None else CollectorRegistry())
+    app = web.Application(
+        middlewares=[request_context_middleware, _metrics_middleware, problem_middleware],
+        client_max_size=settings.body_limit_bytes,
+    )
+    app[SETTINGS_KEY] = settings
+    app[METRICS_KEY] = metrics
+    app[AUTH_KEY] = Authenticator(settings.tokens, settings.jwt)
+    app[OPENAPI_KEY] = resources.files("service").joinpath("openapi.yaml").read_bytes()
+
+    app.cleanup_ctx.append(_policies_ctx)
+    app.cleanup_ctx.append(_upstreams_ctx)
+    app.cleanup_ctx.append(_audit_ctx(migrate))
+    app.cleanup_ctx.append(_gateway_ctx)
+
+    app.add_routes(customers.routes)
+    app.add_routes(systems.routes)
+    app.add_routes(audit_routes.routes)
+    app.add_routes(health.routes)
+    app.router.add_get("/metrics", metrics_handler(metrics.registry))
+    # bounded route labels: every template known now, anything else counts as "other"
+    metrics.init_routes(
+        r.canonical for r in app.router.resources() if r.canonical != "/metrics"
+    )
+    # answers a handler streams itself get X-Request-Id / X-Audit-Id too
+    app.on_response_prepare.append(stamp_context_headers)
+    return app
+
+
+async def _policies_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS_KEY]
+    policy_set = await asyncio.to_thread(_load_policies, settings.policies_dir)
+    app[ENGINE_KEY] = PolicyEngine(
+        policy_set,
+        pseudonym_key=settings.pseudonym_key_bytes(),
+        hash_salt=settings.hash_salt_bytes(),
+    )
+    log_event(log, "policies_loaded", systems=",".join(app[ENGINE_KEY].policies.systems))
+    yield
+
+
+def _load_policies(directory: Path | None) -> PolicySet:
+    """The shipped catalog, or every ``*.yaml`` of the configured directory."""
+    if directory is None:
+        return load_policy_set(None)
+    return load_policy_set(sorted(Path(directory).glob("*.yaml")))
+
+
+async def _upstreams_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS_KEY]
+    metrics = app[METRICS_KEY]
+    connectors: dict[str, Connector] = {}
+    try:
+        for system, upstream in settings.upstreams.items():
+            connector = build_connector(upstream, observe=metrics.upstream)
+            connector.breaker.on_change = _breaker_observer(metrics, system)
+            metrics.breaker_state(system, connector.breaker.state)
+            connectors[system] = connector
+        app[CONNECTORS_KEY] = connectors
+        yield
+    finally:
+        for connector in connectors.values():
+            await connector.close()
+
+
+def _breaker_observer(metrics: Metrics, system: str) -> Callable[[str], None]:
+    def observe(state: str) -> None:
+        metrics.breaker_state(system, state)
+
+    return observe
+
+
+def _audit_ctx(
+    migrate: bool,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def audit_ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS_KEY]
+        metrics = app[METRICS_KEY]
+        audit_log = await AuditLog.open(
+            settings.audit_url,
+            master_key=settings.master_key_bytes(),
+            signing_key=settings.signing_key_bytes(),
+            checkpoint_every=settings.audit_checkpoint_every,
+            checkpoint_seconds=settings.audit_checkpoint_seconds,
+            on_batch=metrics.audit_batch,
+            create=migrate,
+        )
+        try:
+            closed = await audit_log.reconcile(_resolver(app[CONNECTORS_KEY]))
+            if closed:
+                log_event(log, "audit_intents_reconciled", count=closed)
+            app[AUDIT_KEY] = audit_log
+            yield
+        finally:
+            await audit_log.close()
+
+    return audit_ctx
+
+
+def _resolver(
+    connectors: Mapping[str, Connector],
+) -> Callable[[str, str, Mapping[str, Any]], Awaitable[str]]:
+    """After a crash: re-read the upstream to learn whether a dangling write landed."""
+
+    async def resolve(system: str, customer_id: str, after: Mapping[str, Any]) -> str:
+        connector = connectors.get(system)
+        if connector is None or not after:
+            return "unknown"
+        try:
+            record = await connector.fetch(customer_id)
+        except Exception:  # any failure to look leaves the outcome unknown, as it was
+            return "unknown"
+        missing = object()
+        for path, value in after.items():
+            found = _lookup(record, path, missing)
+            if found is missing or found != value:
+                return "unknown"
+        return "applied"
+
+    return resolve
+
+
+def _lookup(record: Mapping[str, Any], path: str, missing: object) -> Any:
+    current: Any = record
+    for part in path.replace("[", ".[").split("."):
+        if part.startswith("[") and part.endswith("]") and isinstance(current, list):
+            index = int(part[1:-1])
+            if index >= len(current):
+                return missing
+            current = current[index]
+        elif isinstance(current, Mapping) and part in current:
+            current = current[part]
+        else:
+            return missing
+    return current
+
+
+async def _gateway_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[GATEWAY_KEY] = Gateway(
+        app[ENGINE_KEY],
+        app[AUDIT_KEY],
+        app[CONNECTORS_KEY],
+        app[METRICS_KEY],
+        conflict_check=app[SETTINGS_KEY].conflict_check,
+    )
+    yield
+
+
+@web.middleware
+async def _metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Requests by system, route template and status; labels stay bounded."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        system = request.match_info.get("system", "none")
+        if system != "none" and system not in request.app[SETTINGS_KEY].upstreams:
+            system = "unknown"  # a caller's typo must not become a new label
+        metrics = request.app[METRICS_KEY]
+        metrics.request(system, route, status, time.perf_counter() - started)

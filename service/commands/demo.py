@@ -1,0 +1,112 @@
+"""``gdpr-gateway demo``: the gateway, the four emulated upstreams and SQLite audit, at once."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from aiohttp import web
+
+from audit.statedir import open_demo_state
+from service.app import create_app
+from service.config import DEMO_TOKENS, demo_settings
+from service.emulators import SYSTEMS, EmulatorCluster
+from service.logs import configure_logging
+
+DEFAULT_STATE_DIR = Path(".gdpr-gateway-demo")
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "demo",
+        help="run the gateway with the four emulated upstreams and a local audit log",
+        description="Runs the gateway on --port and the emulators of timelog, billbee, "
+        "sedona and keycom on --port+1 .. --port+4, keeping the audit log and its keys "
+        "under --state-dir, so a second run continues the same log.",
+    )
+    parser.add_argument("--port", type=int, default=8080, help="gateway port (default 8080)")
+    parser.add_argument("--host", default="127.0.0.1", help="listen address (default loopback)")
+    parser.add_argument(
+        "--state-dir", type=Path, default=DEFAULT_STATE_DIR,
+        help=f"audit database and keys (default {DEFAULT_STATE_DIR})",
+    )
+    parser.add_argument("--log-level", default="WARNING", help="log level (default WARNING)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level)
+    try:
+        asyncio.run(serve_demo(args.host, args.port, args.state_dir))
+    except OSError as exc:
+        print(f"demo: cannot listen: {exc.strerror}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def serve_demo(
+    host: str, port: int, state_dir: Path, *, out: TextIO = sys.stdout,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM (or ``stop`` is set), then shut everything down cleanly."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    cluster = EmulatorCluster(host, base_port=port)
+    await cluster.start()
+    runner: web.AppRunner | None = None
+    try:
+        audit_url, master_key, signing_key = open_demo_state(state_dir)
+        settings = demo_settings(
+            port=port,
+            state_dir=state_dir,
+            upstream_urls=cluster.urls,
+            audit_url=audit_url,
+            master_key=master_key,
+            signing_key=signing_key,
+        )
+        runner = web.AppRunner(create_app(settings, migrate=True), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        print_guide(out, f"http://{host}:{port}", cluster.urls, state_dir)
+        await stop.wait()
+        print("demo: stopping", file=out, flush=True)
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        await cluster.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def print_guide(out: TextIO, url: str, upstreams: dict[str, str], state_dir: Path) -> None:
+    lines = [
+        f"gdpr-gateway demo listening on {url}",
+        "",
+        "Upstream emulators:",
+        *[f"  {system:8} {upstreams[system]}" for system in SYSTEMS],
+        f"Audit log and keys: {state_dir}/",
+        "",
+        "Tokens (Authorization: Bearer <token>):",
+        *[
+            f"  {token:14} roles: {', '.join(sorted(roles))}"
+            for token, (_name, roles) in DEMO_TOKENS.items()
+        ],
+        "",
+        "Try:",
+        f"  curl -s {url}/v1/systems -H 'Authorization: Bearer demo-editor'",
+        f"  curl -s -X PATCH {url}/v1/systems/billbee/customers/1002 \\",
+        "       -H 'Authorization: Bearer demo-editor' -H 'X-Purpose: customer_service' \\",
+        "       -H 'Content-Type: application/json' -d '{\"Tel1\": \"+49 30 1234567\"}'",
+        f"  curl -s {url}/v1/audit?limit=5 -H 'Authorization: Bearer demo-auditor'",
+        f"  gdpr-gateway audit verify --state-dir {state_dir}",
+        "",
+        "Ctrl-C stops.",
+    ]
+    print("\n".join(lines), file=out, flush=True)

@@ -1,0 +1,46 @@
+"""``gdpr-gateway serve --config FILE``: the production server."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from service.app import create_app
+from service.config import ConfigError, load_settings
+from service.logs import configure_logging
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "serve",
+        help="run the gateway (production)",
+        description="Run the gateway. Every setting may also come from GDPR_GATEWAY_* "
+        "environment variables (see docs/configuration.md).",
+    )
+    parser.add_argument("--config", type=Path, help="YAML settings file")
+    parser.add_argument("--host", help="override the listen address")
+    parser.add_argument("--port", type=int, help="override the listen port")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.config, os.environ)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(f"config error: {line}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    web.run_app(
+        create_app(settings),
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        access_log=None,  # the request-context middleware writes one JSON line per request
+        print=None,
+    )
+    return 0

@@ -1,0 +1,341 @@
+"""The path of one change (ARCHITECTURE.md, steps 4-10), free of HTTP.
+
+Handlers authenticate, parse and shape answers; this module decides, audits and
+forwards. It raises only domain errors (``service.errors``, ``audit.errors``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from audit import AuditLog, Intent, Outcome
+from audit.errors import AuditUnavailable
+from policies import Decision, PolicyEngine, Principal
+from service.errors import (
+    CustomerNotFound,
+    EditConflict,
+    FieldProblem,
+    Forbidden,
+    GatewayError,
+    PolicyDenied,
+    PreconditionFailed,
+    UnknownSystem,
+    UpstreamError,
+    UpstreamTimeout,
+    ValidationFailed,
+)
+from service.logs import log_event
+from service.metrics import Metrics
+from service.upstreams import Connector
+
+log = logging.getLogger("gdpr_gateway.gateway")
+
+WRITE_ROLES = frozenset({"editor", "privacy_officer"})
+READ_ROLES = frozenset({"editor", "auditor", "privacy_officer"})
+
+
+def record_etag(record: Mapping[str, Any]) -> str:
+    """The ETag of an upstream record as the gateway read it (before masking)."""
+    canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return '"' + hashlib.sha256(canonical.encode()).hexdigest()[:32] + '"'
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What the handler parsed: who asks, about whom, why."""
+
+    system: str
+    customer_id: str
+    principal: Principal
+    purpose: str | None
+    request_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReadResult:
+    customer: dict[str, Any]
+    etag: str
+    policy_version: str
+    audit_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateResult:
+    applied: bool
+    dry_run: bool
+    changed: tuple[str, ...]
+    customer: dict[str, Any]
+    audit_id: str | None
+    policy_version: str
+
+
+class Gateway:
+    """Composes the policy engine, the audit log and the connectors."""
+
+    def __init__(
+        self,
+        engine: PolicyEngine,
+        audit: AuditLog,
+        connectors: Mapping[str, Connector],
+        metrics: Metrics,
+        *,
+        conflict_check: bool = True,
+    ) -> None:
+        self.engine = engine
+        self.audit = audit
+        self.connectors = dict(connectors)
+        self.metrics = metrics
+        self.conflict_check = conflict_check
+
+    # -- the pieces every route needs -------------------------------------------------
+
+    def connector(self, system: str) -> Connector:
+        try:
+            return self.connectors[system]
+        except KeyError:
+            raise UnknownSystem(f"no system named {system!r}") from None
+
+    def authorize(self, req: Request, roles: frozenset[str]) -> Connector:
+        """System known, in the principal's scope, and one of ``roles`` held."""
+        connector = self.connector(req.system)
+        if not req.principal.may_touch(req.system):
+            raise Forbidden(f"this principal may not touch system {req.system!r}")
+        if not roles & req.principal.roles:
+            raise Forbidden("this principal's roles do not allow this operation")
+        return connector
+
+    def _intent(
+        self,
+        req: Request,
+        action: str,
+        decision: Decision | None = None,
+        changed: tuple[str, ...] = (),
+    ) -> Intent:
+        policy = self.engine.policies[req.system]
+        return Intent(
+            actor=req.principal.name,
+            roles=tuple(sorted(req.principal.roles)),
+            system=req.system,
+            customer_id=req.customer_id,
+            purpose=req.purpose,
+            request_id=req.request_id,
+            action=action,
+            changed=decision.changed if decision is not None else changed,
+            before=dict(decision.before) if decision is not None else {},
+            after=dict(decision.after) if decision is not None else {},
+            protected=dict(decision.protection) if decision is not None else {},
+            policy_version=policy.version,
+        )
+
+    async def _record_rejection(
+        self, req: Request, action: str, code: str, changed: tuple[str, ...]
+    ) -> str | None:
+        """Audit a refused request. Nothing was forwarded, so a store outage here does not
+        turn the refusal into a 503: the caller still learns why, and the gap is logged."""
+        try:
+            return await self.audit.record(
+                self._intent(req, action, changed=changed),
+                Outcome(outcome="rejected", problem_code=code),
+            )
+        except AuditUnavailable:
+            log_event(log, "audit_rejection_unrecorded", system=req.system, code=code,
+                      request_id=req.request_id)
+            return None
+
+    # -- GET ---------------------------------------------------------------------------
+
+    async def read(self, req: Request) -> ReadResult:
+        connector = self.authorize(req, READ_ROLES)
+        record = await self._fetch(connector, req.customer_id)
+        audit_id = await self.audit.record(
+            self._intent(req, "read"), Outcome(outcome="applied")
+        )
+        masked = self.engine.mask(req.system, record, req.principal.roles)
+        self.metrics.masked(masked.counts)
+        return ReadResult(
+            customer=masked.record,
+            etag=record_etag(record),
+            policy_version=self.engine.policies[req.system].version,
+            audit_id=audit_id,
+        )
+
+    async def _fetch(self, connector: Connector, customer_id: str) -> dict[str, Any]:
+        return await connector.fetch(customer_id)
+
+    # -- PATCH -------------------------------------------------------------------------
+
+    async def update(
+        self,
+        req: Request,
+        patch: Mapping[str, Any],
+        *,
+        dry_run: bool = False,
+        if_match: str | None = None,
+    ) -> UpdateResult:
+        connector = self.authorize(req, WRITE_ROLES)
+        action = "dry_run" if dry_run else "update"
+        attempted = tuple(sorted(patch))
+
+        errors = self.engine.validate(req.system, patch)
+        if errors:
+            self.metrics.validation_errors(req.system, [e.code for e in errors])
+            self.metrics.decision(req.system, "denied", ValidationFailed.code)
+            audit_id = await self._record_rejection(req, action, ValidationFailed.code, attempted)
+            raise _with_audit(
+                ValidationFailed(
+                    f"{len(errors)} field(s) failed validation",
+                    errors=[FieldProblem(e.path, e.code, e.message) for e in errors],
+                ),
+                audit_id,
+            )
+
+        async with self.audit.subject_lock(req.system, req.customer_id):
+            pre_image = await self._fetch(connector, req.customer_id)
+            if if_match is not None and if_match.strip() != record_etag(pre_image):
+                audit_id = await self._record_rejection(
+                    req, action, PreconditionFailed.code, attempted
+                )
+                self.metrics.decision(req.system, "denied", PreconditionFailed.code)
+                raise _with_audit(
+                    PreconditionFailed("the record changed since the tag was issued"), audit_id
+                )
+
+            decision = self.engine.decide(
+                req.system, pre_image, patch, req.principal, req.purpose
+            )
+            if not decision.allowed:
+                code = decision.problem or "forbidden"
+                self.metrics.decision(req.system, "denied", code)
+                audit_id = await self._record_rejection(req, action, code, attempted)
+                raise _with_audit(
+                    PolicyDenied(
+                        code,
+                        decision.detail,
+                        errors=[FieldProblem(e.path, e.code, e.message) for e in decision.errors],
+                    ),
+                    audit_id,
+                )
+
+            if dry_run or not decision.changed:
+                # Nothing leaves the gateway: the decision itself is what gets audited.
+                audit_id = await self.audit.record(
+                    self._intent(req, action, decision), Outcome(outcome="applied")
+                )
+                self.metrics.decision(req.system, "dry_run" if dry_run else "allowed", None)
+                shown = decision.merged if decision.merged is not None else _apply(
+                    pre_image, patch
+                )
+                return self._answer(req, shown, decision, audit_id, applied=False, dry_run=dry_run)
+
+            body = decision.merged if connector.mode == "put" else dict(patch)
+            assert body is not None  # a put policy always yields the merged object
+            intent_id = await self.audit.begin(self._intent(req, action, decision))
+            # Forward and its audit outcome are one unit: a client hanging up must not
+            # leave a forward without its outcome.
+            result = await asyncio.shield(
+                self._forward(req, connector, pre_image, body, intent_id)
+            )
+            self.metrics.decision(req.system, "allowed", None)
+            return self._answer(req, result, decision, intent_id, applied=True, dry_run=False)
+
+    async def _forward(
+        self,
+        req: Request,
+        connector: Connector,
+        pre_image: Mapping[str, Any],
+        body: dict[str, Any],
+        intent_id: str,
+    ) -> dict[str, Any]:
+        if self.conflict_check:
+            try:
+                current = await connector.fetch(req.customer_id)
+            except GatewayError as exc:
+                await self._finish(intent_id, "upstream_failed", exc.code, None, None)
+                raise
+            if connector.version_tag(current) != connector.version_tag(pre_image):
+                await self._finish(intent_id, "rejected", EditConflict.code, None, None)
+                self.metrics.decision(req.system, "denied", EditConflict.code)
+                raise _with_audit(
+                    EditConflict("the record changed between read and write"), intent_id
+                )
+        started = time.perf_counter()
+        try:
+            result = await connector.apply(req.customer_id, body)
+        except UpstreamTimeout as exc:
+            await self._finish(intent_id, "unknown", exc.code, None, _ms(started))
+            raise _with_audit(exc, intent_id) from None
+        except (UpstreamError, CustomerNotFound) as exc:
+            status = getattr(exc, "upstream_status", None)
+            await self._finish(intent_id, "upstream_failed", exc.code, status, _ms(started))
+            raise _with_audit(exc, intent_id) from None
+        await self._finish(intent_id, "applied", None, 200, _ms(started))
+        return result
+
+    async def _finish(
+        self,
+        intent_id: str,
+        outcome: str,
+        code: str | None,
+        status: int | None,
+        latency_ms: float | None,
+    ) -> None:
+        await self.audit.finish(
+            intent_id,
+            Outcome(
+                outcome=outcome,
+                problem_code=code,
+                upstream_status=status,
+                upstream_latency_ms=latency_ms,
+            ),
+        )
+
+    def _answer(
+        self,
+        req: Request,
+        record: Mapping[str, Any],
+        decision: Decision,
+        audit_id: str | None,
+        *,
+        applied: bool,
+        dry_run: bool,
+    ) -> UpdateResult:
+        masked = self.engine.mask(req.system, record, req.principal.roles)
+        self.metrics.masked(masked.counts)
+        return UpdateResult(
+            applied=applied,
+            dry_run=dry_run,
+            changed=decision.changed,
+            customer=masked.record,
+            audit_id=audit_id,
+            policy_version=self.engine.policies[req.system].version,
+        )
+
+
+def _apply(pre_image: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """RFC 7396 merge, for showing a patch system's would-be record in a dry run."""
+    out = dict(pre_image)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _apply(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000.0, 3)
+
+
+def _with_audit(exc: GatewayError, audit_id: str | None) -> GatewayError:
+    """Attach the audit id of the entry that records this refusal (X-Audit-Id)."""
+    exc.audit_id = audit_id
+    return exc

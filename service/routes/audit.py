@@ -1,0 +1,173 @@
+"""The audit review API (compliance officers) and the data-subject routes (Art. 15, 17)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from audit.errors import EntryNotFound, InvalidAuditInput
+from audit.types import OUTCOMES
+from policies import Principal
+from service.errors import FieldProblem, Forbidden, GatewayError, ValidationFailed
+from service.keys import AUDIT_KEY, GATEWAY_KEY, REQUEST_ID_KEY
+from service.routes.common import answer, json_object, principal, reason
+
+routes = web.RouteTableDef()
+
+REVIEWERS = frozenset({"auditor", "privacy_officer"})
+OFFICERS = frozenset({"privacy_officer"})
+MAX_LIMIT = 500
+
+
+class AuditEntryNotFound(GatewayError):
+    code, status, title = "audit_entry_not_found", 404, "Audit entry not found"
+
+
+def _require(request: web.Request, roles: frozenset[str]) -> Principal:
+    who = principal(request)
+    if not roles & who.roles:
+        raise Forbidden("this principal's roles do not allow this operation")
+    return who
+
+
+def _time(request: web.Request, name: str) -> datetime | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationFailed(
+            f"{name} must be an ISO 8601 date-time",
+            errors=[FieldProblem(name, "invalid_format", "expected ISO 8601")],
+        ) from None
+
+
+def _limit(request: web.Request) -> int:
+    raw = request.query.get("limit", "50")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise ValidationFailed(
+            f"limit must be an integer from 1 to {MAX_LIMIT}",
+            errors=[FieldProblem("limit", "wrong_type", f"1 to {MAX_LIMIT}")],
+        )
+    return int(raw)
+
+
+@routes.get("/v1/audit")
+async def list_entries(request: web.Request) -> web.Response:
+    _require(request, REVIEWERS)
+    q = request.query
+    outcome = q.get("outcome")
+    if outcome is not None and outcome not in OUTCOMES:
+        raise ValidationFailed(
+            "unknown outcome",
+            errors=[FieldProblem("outcome", "not_in_enum", f"one of {sorted(OUTCOMES)}")],
+        )
+    try:
+        page = await request.app[AUDIT_KEY].query(
+            system=q.get("system"),
+            customer_id=q.get("customer_id"),
+            actor=q.get("actor"),
+            outcome=outcome,
+            since=_time(request, "since"),
+            until=_time(request, "until"),
+            limit=_limit(request),
+            cursor=q.get("cursor"),
+        )
+    except InvalidAuditInput:
+        # every other parameter was checked above: what is left is the paging cursor
+        raise ValidationFailed(
+            "the cursor is not one this API issued",
+            errors=[FieldProblem("cursor", "invalid_format", "use next_cursor as given")],
+        ) from None
+    return web.json_response({"entries": page.entries, "next_cursor": page.next_cursor})
+
+
+@routes.get("/v1/audit/verify")
+async def verify(request: web.Request) -> web.Response:
+    _require(request, REVIEWERS)
+    report = await request.app[AUDIT_KEY].verify()
+    return web.json_response(
+        {
+            "ok": report.ok,
+            "entries": report.entries,
+            "head": report.head,
+            "first_bad": report.first_bad,
+        }
+    )
+
+
+@routes.get("/v1/audit/{audit_id}")
+async def get_entry(request: web.Request) -> web.Response:
+    _require(request, REVIEWERS)
+    try:
+        entry = await request.app[AUDIT_KEY].get(request.match_info["audit_id"])
+    except EntryNotFound:
+        raise AuditEntryNotFound("no audit entry with that id") from None
+    return web.json_response(entry)
+
+
+@routes.post("/v1/audit/{audit_id}/reveal")
+async def reveal(request: web.Request) -> web.Response:
+    who = _require(request, OFFICERS)
+    why = reason(await json_object(request))
+    try:
+        entry, reveal_id = await request.app[AUDIT_KEY].reveal(
+            request.match_info["audit_id"],
+            actor=who.name,
+            roles=tuple(sorted(who.roles)),
+            reason=why,
+            request_id=request[REQUEST_ID_KEY],
+        )
+    except EntryNotFound:
+        raise AuditEntryNotFound("no audit entry with that id") from None
+    return answer(request, {"entry": entry, "reveal_audit_id": reveal_id}, audit_id=reveal_id)
+
+
+def _subject(request: web.Request) -> tuple[Principal, str, str]:
+    who = _require(request, OFFICERS)
+    system = request.match_info["system"]
+    request.app[GATEWAY_KEY].connector(system)  # unknown_system
+    if not who.may_touch(system):
+        raise Forbidden(f"this principal may not touch system {system!r}")
+    return who, system, request.match_info["customer_id"]
+
+
+@routes.get("/v1/subjects/{system}/{customer_id}/export")
+async def export_subject(request: web.Request) -> web.Response:
+    who, system, customer_id = _subject(request)
+    entries, export_id = await request.app[AUDIT_KEY].export_subject(
+        system,
+        customer_id,
+        actor=who.name,
+        roles=tuple(sorted(who.roles)),
+        request_id=request[REQUEST_ID_KEY],
+    )
+    body: dict[str, Any] = {
+        "system": system,
+        "customer_id": customer_id,
+        "entries": entries,
+        "export_audit_id": export_id,
+    }
+    return answer(request, body, audit_id=export_id)
+
+
+@routes.post("/v1/subjects/{system}/{customer_id}/erase")
+async def erase_subject(request: web.Request) -> web.Response:
+    who, system, customer_id = _subject(request)
+    why = reason(await json_object(request))
+    erase_id = await request.app[AUDIT_KEY].erase(
+        system,
+        customer_id,
+        actor=who.name,
+        roles=tuple(sorted(who.roles)),
+        reason=why,
+        request_id=request[REQUEST_ID_KEY],
+    )
+    return answer(
+        request,
+        {"system": system, "customer_id": customer_id, "erased": True, "audit_id": erase_id},
+        audit_id=erase_id,
+    )

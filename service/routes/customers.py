@@ -1,0 +1,70 @@
+"""PATCH and GET of one customer record in one system."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from service.errors import GatewayError
+from service.keys import AUDIT_ID_KEY, GATEWAY_KEY
+from service.routes.common import answer, flag, gateway_request, json_object, principal
+
+routes = web.RouteTableDef()
+PATH = "/v1/systems/{system}/customers/{customer_id}"
+
+
+@routes.patch(PATH)
+async def patch_customer(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY_KEY]
+    principal(request)  # 401 before anything about the body is said
+    system = request.match_info["system"]
+    customer_id = request.match_info["customer_id"]
+    gateway.connector(system)  # 404 unknown_system before the body is read
+    req = gateway_request(request, system, customer_id)
+    gateway.authorize(req, frozenset({"editor", "privacy_officer"}))
+    patch = await json_object(request)
+    try:
+        result = await gateway.update(
+            req,
+            patch,
+            dry_run=flag(request, "dry_run"),
+            if_match=request.headers.get("If-Match"),
+        )
+    except GatewayError as exc:
+        if exc.audit_id:
+            request[AUDIT_ID_KEY] = exc.audit_id
+        raise
+    return answer(
+        request,
+        {
+            "system": system,
+            "customer_id": customer_id,
+            "applied": result.applied,
+            "dry_run": result.dry_run,
+            "changed": list(result.changed),
+            "customer": result.customer,
+            "audit_id": result.audit_id,
+            "policy_version": result.policy_version,
+        },
+        audit_id=result.audit_id,
+    )
+
+
+@routes.get(PATH)
+async def get_customer(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY_KEY]
+    principal(request)
+    system = request.match_info["system"]
+    customer_id = request.match_info["customer_id"]
+    req = gateway_request(request, system, customer_id)
+    result = await gateway.read(req)
+    return answer(
+        request,
+        {
+            "system": system,
+            "customer_id": customer_id,
+            "customer": result.customer,
+            "policy_version": result.policy_version,
+        },
+        audit_id=result.audit_id,
+        headers={"ETag": result.etag},
+    )

@@ -1,0 +1,34 @@
+"""Probes, the OpenAPI document and the metrics exposition."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from service.keys import AUDIT_KEY, ENGINE_KEY, OPENAPI_KEY
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    checks = {
+        "policies": ENGINE_KEY in request.app,
+        "audit": AUDIT_KEY in request.app and await request.app[AUDIT_KEY].ping(),
+    }
+    ready = all(checks.values())
+    return web.json_response(
+        {"status": "ready" if ready else "not_ready", "checks": checks},
+        status=200 if ready else 503,
+    )
+
+
+@routes.get("/openapi.yaml")
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(
+        body=request.app[OPENAPI_KEY], content_type="application/yaml", charset="utf-8"
+    )

@@ -1,0 +1,139 @@
+"""Upstream failures, conflicts and an unavailable audit store, through HTTP."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from tests.service.conftest import AUDITOR, EDITOR, Stack
+
+URL = "/v1/systems/billbee/customers/1002"
+
+
+async def outcomes(stack: Stack, system: str = "billbee", customer: str = "1002") -> list[Any]:
+    resp = await stack.client.get(
+        "/v1/audit", params={"system": system, "customer_id": customer}, headers=AUDITOR
+    )
+    body = await resp.json()
+    return [(e["phase"], e["outcome"], e["problem_code"]) for e in body["entries"]]
+
+
+async def test_upstream_5xx_is_502_and_audited_as_upstream_failed(stack: Stack) -> None:
+    await stack.fault("billbee", status=500, count=10, methods=["PUT"])
+    resp = await stack.client.patch(URL, json={"Tel1": "+49 30 3333333"}, headers=EDITOR)
+    assert resp.status == 502
+    body = await resp.json()
+    assert body["code"] == "upstream_error"
+    assert resp.headers["X-Audit-Id"]
+    assert ("outcome", "upstream_failed", "upstream_error") in await outcomes(stack)
+    assert stack.store("billbee").get(1002)["Tel1"] != "+49 30 3333333"
+
+
+async def test_upstream_that_never_answers_is_504_and_the_outcome_unknown(stack: Stack) -> None:
+    await stack.fault("billbee", hang=5, methods=["PUT"])
+    resp = await stack.client.patch(URL, json={"Tel1": "+49 30 4444444"}, headers=EDITOR)
+    assert resp.status == 504
+    assert (await resp.json())["code"] == "upstream_timeout"
+    assert ("outcome", "unknown", "upstream_timeout") in await outcomes(stack)
+
+
+async def test_upstream_rate_limit_is_429_with_retry_after(stack: Stack) -> None:
+    await stack.fault("billbee", status=429, count=20, retry_after=1, methods=["PUT"])
+    resp = await stack.client.patch(URL, json={"Tel1": "+49 30 5555555"}, headers=EDITOR)
+    assert resp.status == 429
+    assert (await resp.json())["code"] == "rate_limited"
+    assert int(resp.headers["Retry-After"]) >= 1
+    assert ("outcome", "upstream_failed", "rate_limited") in await outcomes(stack)
+
+
+async def test_if_match_with_a_stale_tag_is_412_and_nothing_is_forwarded(stack: Stack) -> None:
+    read = await stack.client.get(URL, headers=EDITOR)
+    etag = read.headers["ETag"]
+    # someone changes the record in billbee directly
+    record = stack.store("billbee").get(1002)
+    record["Name"] = "Changed Elsewhere"
+    stack.store("billbee").put(1002, record)
+    resp = await stack.client.patch(
+        URL, json={"Tel1": "+49 30 6666666"}, headers={**EDITOR, "If-Match": etag}
+    )
+    assert resp.status == 412
+    assert (await resp.json())["code"] == "precondition_failed"
+    assert (await stack.stats("billbee")).get("PUT", 0) == 0
+
+
+async def test_if_match_with_the_current_tag_goes_through(stack: Stack) -> None:
+    read = await stack.client.get(URL, headers=EDITOR)
+    resp = await stack.client.patch(
+        URL, json={"Tel1": "+49 30 6666667"}, headers={**EDITOR, "If-Match": read.headers["ETag"]}
+    )
+    assert resp.status == 200
+    assert (await stack.stats("billbee")).get("PUT") == 1
+
+
+async def test_record_changed_between_read_and_write_is_an_edit_conflict(stack: Stack) -> None:
+    store = stack.store("billbee")
+    original_get = store.get
+    calls = {"n": 0}
+
+    def get_then_change(customer_id: int) -> Any:
+        # the first read is the gateway's pre-image; before its re-read, billbee changes
+        calls["n"] += 1
+        if calls["n"] == 2 and customer_id == 1002:
+            record = original_get(customer_id)
+            record["Name"] = "Changed Meanwhile"
+            store.put(customer_id, record)
+        return original_get(customer_id)
+
+    store.get = get_then_change
+    try:
+        resp = await stack.client.patch(URL, json={"Tel1": "+49 30 7777777"}, headers=EDITOR)
+    finally:
+        store.get = original_get
+    assert resp.status == 409
+    assert (await resp.json())["code"] == "edit_conflict"
+    assert (await stack.stats("billbee")).get("PUT", 0) == 0
+    assert ("outcome", "rejected", "edit_conflict") in await outcomes(stack)
+
+
+async def test_keycom_modified_timestamp_detects_a_concurrent_edit(stack: Stack) -> None:
+    store = stack.store("keycom")
+    original_get = store.get
+    calls = {"n": 0}
+
+    def get_then_touch(customer_id: int) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            record = original_get(customer_id)
+            record["modified"] = "2030-01-01T00:00:00.000000Z"
+            store.put(customer_id, record)
+        return original_get(customer_id)
+
+    store.get = get_then_touch
+    try:
+        resp = await stack.client.patch(
+            "/v1/systems/keycom/customers/4001", json={"note": "call back"}, headers=EDITOR
+        )
+    finally:
+        store.get = original_get
+    assert resp.status == 409
+    assert (await resp.json())["code"] == "edit_conflict"
+    assert (await stack.stats("keycom")).get("PATCH", 0) == 0
+
+
+async def test_audit_store_down_is_503_and_nothing_is_forwarded(
+    stack: Stack, tmp_path: Path
+) -> None:
+    # break the store from outside, as a full disk or a lost volume would
+    raw = sqlite3.connect(tmp_path / "audit.db")
+    tables = [r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    for table in tables:
+        if table != "alembic_version":
+            raw.execute(f'ALTER TABLE "{table}" RENAME TO "{table}_gone"')
+    raw.commit()
+    raw.close()
+    resp = await stack.client.patch(URL, json={"Tel1": "+49 30 8888888"}, headers=EDITOR)
+    assert resp.status == 503
+    assert (await resp.json())["code"] == "audit_unavailable"
+    assert (await stack.stats("billbee")).get("PUT", 0) == 0
+    assert stack.store("billbee").get(1002)["Tel1"] != "+49 30 8888888"
