@@ -29,6 +29,7 @@ CASES = _load()
 
 @pytest.mark.parametrize(("system", "case"), CASES)
 def test_golden_case(engine: PolicyEngine, system: str, case: dict[str, Any]) -> None:
+    assert engine.validate(system, case["patch"]) == []  # a golden patch is a valid request
     decision = engine.decide(
         system, case["pre_image"], case["patch"], principal(*case["roles"]), case["purpose"]
     )
