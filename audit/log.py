@@ -68,16 +68,16 @@ _UPDATE_HEAD = (
 
 @dataclass
 class _Pending:
-    body: dict[str, Any]
-    subject: Subject
-    to_seal: list[tuple[str, str, Any]] = field(default_factory=list)
+    body: dict[str, Any] = field(repr=False)
+    subject: Subject = field(repr=False)
+    to_seal: list[tuple[str, str, Any]] = field(default_factory=list, repr=False)
     opens_intent: bool = False
     closes_intent: str | None = None
     exclusive_close: bool = False
     erase: bool = False
     future: asyncio.Future[str] | None = None
     # Prepared by the caller, outside the append lock, when the subject's key is known:
-    text: str | None = None
+    text: str | None = field(default=None, repr=False)
     key_id: str | None = None
 
 

@@ -24,9 +24,10 @@ class Intent:
     request_id: str
     action: str
     changed: tuple[str, ...]
-    before: Mapping[str, Any]
-    after: Mapping[str, Any]
-    protected: Mapping[str, str]
+    # values may be personal: never part of a repr that could reach a log line
+    before: Mapping[str, Any] = field(repr=False)
+    after: Mapping[str, Any] = field(repr=False)
+    protected: Mapping[str, str] = field(repr=False)
     policy_version: str
 
 

@@ -183,3 +183,9 @@ async def test_erase_by_another_replica_is_seen_by_writers(
     clear, _ = await audit_log.reveal(later, reason="x", request_id="r2", **PO)
     assert clear["after"]["Email"] == EMAIL_AFTER  # sealed under a new, live key
     assert (await audit_log.verify()).ok
+
+
+def test_intent_repr_shows_no_values() -> None:
+    text = repr(make_intent())
+    assert "billbee" in text
+    assert [v for v in (EMAIL_BEFORE, EMAIL_AFTER, PHONE_AFTER) if v in text] == []
