@@ -164,3 +164,40 @@ def test_mask_never_shows_a_personal_value_in_clear(
 
 def test_property_fixtures_use_the_shipped_policies(policy_set: PolicySet) -> None:
     assert ENGINE.policies.systems == policy_set.systems
+
+
+def _any_record(spec: FieldSpec) -> st.SearchStrategy[Any]:
+    """Every field set, strings arbitrary (nested objects and arrays included)."""
+    if spec.type == "string":
+        return st.text(min_size=1, max_size=20)
+    if spec.type == "object":
+        assert spec.children is not None
+        return st.fixed_dictionaries({k: _any_record(s) for k, s in spec.children.items()})
+    if spec.type == "array":
+        assert spec.items is not None
+        return st.lists(_any_record(spec.items), min_size=1, max_size=2)
+    return _value(spec)
+
+
+def _pairs(original: Any, masked: Any, path: str) -> list[tuple[str, Any, Any]]:
+    if isinstance(original, dict):
+        return [p for k, v in original.items() for p in _pairs(v, masked[k], f"{path}.{k}")]
+    if isinstance(original, list):
+        return [p for i, v in enumerate(original) for p in _pairs(v, masked[i], f"{path}[{i}]")]
+    return [(path, original, masked)]
+
+
+@SETTINGS
+@given(st.sampled_from(SYSTEMS).flatmap(lambda s: st.tuples(st.just(s), st.fixed_dictionaries(
+    {n: _any_record(spec) for n, spec in ENGINE.policies[s].fields.items()}))),
+       st.sampled_from([("editor",), ("auditor",), ("admin",)]))
+def test_mask_never_shows_a_nested_personal_value_in_clear(
+    case: tuple[str, dict[str, Any]], roles: tuple[str, ...]
+) -> None:
+    system, record = case
+    masked = ENGINE.mask(system, record, roles).record
+    for name, value in record.items():
+        for path, clear, shown in _pairs(value, masked[name], name):
+            level = ENGINE.sensitivity(system, path, record)
+            if SENSITIVITY_RANK[level] >= SENSITIVITY_RANK["personal"] and clear is not None:
+                assert shown != clear, path
