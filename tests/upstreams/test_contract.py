@@ -206,7 +206,7 @@ async def test_whole_object_put_is_retried_after_one_503(
 async def test_patch_is_never_retried_once_sent(
     make: Callable[..., Harness], set_faults: Callable[..., None], fault: dict[str, Any]
 ) -> None:
-    h = make("keycom", max_retries=3)
+    h = make("keycom", max_retries=3, timeout_seconds=0.3)
     set_faults("keycom", methods=["PATCH"], **fault)
     with pytest.raises(UpstreamError) as info:
         await h.connector.apply("4001", {"name": "Virtanen Aino Maria"})
@@ -268,7 +268,7 @@ async def test_latency_over_the_timeout(
 async def test_breaker_opens_after_failures_and_recovers(
     make: Callable[..., Harness], set_faults: Callable[..., None], system: str
 ) -> None:
-    h = make(system, breaker_failure_threshold=3, max_retries=0, breaker_reset_seconds=0.3)
+    h = make(system, breaker_failure_threshold=3, max_retries=0, breaker_reset_seconds=1.0)
     states: list[str] = []
     h.connector.breaker.on_change = states.append
     cid = str(CASES[system].customer_id)
@@ -280,7 +280,7 @@ async def test_breaker_opens_after_failures_and_recovers(
     with pytest.raises(CircuitOpen):
         await h.connector.fetch(cid)
     assert h.stats("GET") == 3  # the refused call never reached the upstream
-    await asyncio.sleep(0.35)
+    await asyncio.sleep(1.05)
     assert h.connector.breaker.state == "half_open"
     assert await h.connector.fetch(cid)
     assert h.connector.breaker.state == "closed"

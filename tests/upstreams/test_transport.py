@@ -114,8 +114,9 @@ def settings(base_url: str, **overrides: Any) -> UpstreamSettings:
         "system": "probe",
         "base_url": base_url,
         "credentials": {"token": Secret(TOKEN)},
-        "timeout_seconds": 0.3,
-        "connect_timeout_seconds": 0.3,
+        # generous: only the hang tests wait for it, and they set their own
+        "timeout_seconds": 2.0,
+        "connect_timeout_seconds": 2.0,
         "max_retries": 2,
         "backoff_max_seconds": 0.05,
         "breaker_failure_threshold": 50,
@@ -194,22 +195,34 @@ async def test_patch_is_not_retried_once_sent(probe: Any, fault: tuple[Any, ...]
     assert_clean(info.value)
 
 
-async def test_hang_gives_timeout_and_get_retries(probe: Any) -> None:
-    connector, script, calls = probe
+async def test_hang_gives_timeout_and_get_retries(server: tuple[Script, str]) -> None:
+    script, url = server
+    calls: list[int | None] = []
+    connector = ProbeConnector(
+        settings(url, timeout_seconds=0.2),
+        observe=lambda _a, _b, status, _s: calls.append(status),
+    )
     script.actions.extend([("hang",)] * 3)
-    with pytest.raises(UpstreamTimeout) as info:
-        await connector.fetch("7")
+    try:
+        with pytest.raises(UpstreamTimeout) as info:
+            await connector.fetch("7")
+    finally:
+        await connector.close()
     assert script.seen == ["GET"] * 3
-    assert [c[2] for c in calls] == [None] * 3
+    assert calls == [None] * 3
     assert_clean(info.value)
 
 
-async def test_patch_timeout_is_not_retried(probe: Any) -> None:
-    connector, script, _ = probe
+async def test_patch_timeout_is_not_retried(server: tuple[Script, str]) -> None:
+    script, url = server
+    connector = ProbeConnector(settings(url, timeout_seconds=0.2))
     connector.mode = "patch"
     script.actions.extend([("hang",)] * 3)
-    with pytest.raises(UpstreamTimeout):
-        await connector.apply("7", {"name": "x"})
+    try:
+        with pytest.raises(UpstreamTimeout):
+            await connector.apply("7", {"name": "x"})
+    finally:
+        await connector.close()
     assert script.seen == ["PATCH"]
 
 
@@ -320,7 +333,7 @@ async def test_breaker_opens_refuses_and_recovers(server: tuple[Script, str]) ->
     script, url = server
     states: list[str] = []
     connector = ProbeConnector(
-        settings(url, breaker_failure_threshold=2, max_retries=0, breaker_reset_seconds=0.2)
+        settings(url, breaker_failure_threshold=2, max_retries=0, breaker_reset_seconds=1.0)
     )
     connector.breaker.on_change = states.append
     try:
@@ -339,7 +352,7 @@ async def test_breaker_opens_refuses_and_recovers(server: tuple[Script, str]) ->
             await connector.fetch("7")
         assert len(script.seen) == before  # not attempted
         assert info.value.retry_after is not None
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(1.05)
         assert connector.breaker.state == "half_open"
         assert await connector.fetch("7") == RECORD
         assert connector.breaker.state == "closed"
