@@ -35,7 +35,7 @@ def _leaves(
     """The paths a merge patch sets: into objects the policy knows, whole values elsewhere."""
     for key, value in patch.items():
         spec = fields.get(key) if type(key) is str else None
-        path = prefix + key if prefix else str(key)
+        path = f"{prefix}{key}"
         before = pre.get(key, MISSING) if pre is not None else MISSING
         if spec is not None and spec.children is not None and isinstance(value, dict):
             sub = before if isinstance(before, dict) else None
