@@ -35,10 +35,12 @@ __all__ = [
     "SealError",
     "check_key",
     "checkpoint_message",
+    "encode_value",
     "kek_id",
     "new_data_key",
     "open_value",
     "public_key_of",
+    "seal_plain",
     "seal_value",
     "sign_checkpoint",
     "unwrap_key",
@@ -86,13 +88,22 @@ def _value_aad(audit_id: str, side: str, path: str) -> bytes:
     ).encode()
 
 
-def seal_value(data_key: bytes, value: Any, audit_id: str, side: str, path: str) -> str:
-    """Seal one JSON value; returns base64 text (what the entry body stores)."""
+def encode_value(value: Any, path: str) -> bytes:
+    """The plaintext of a value: its JSON. Raises a clear error for a non-JSON value."""
     try:
-        plain = _encode_value(value).encode()
+        return _encode_value(value).encode()
     except (TypeError, ValueError) as exc:
         raise InvalidAuditInput(f"value of field {path!r} is not JSON-serialisable") from exc
+
+
+def seal_plain(data_key: bytes, plain: bytes, audit_id: str, side: str, path: str) -> str:
+    """Seal an encoded value; returns base64 text (what the entry body stores)."""
     return base64.b64encode(seal(data_key, plain, _value_aad(audit_id, side, path))).decode()
+
+
+def seal_value(data_key: bytes, value: Any, audit_id: str, side: str, path: str) -> str:
+    """Seal one JSON value; returns base64 text (what the entry body stores)."""
+    return seal_plain(data_key, encode_value(value, path), audit_id, side, path)
 
 
 def open_value(data_key: bytes, sealed: str, audit_id: str, side: str, path: str) -> Any:

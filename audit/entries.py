@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from audit.crypto import SealError, open_value
+from audit.crypto import SealError, encode_value, open_value
 from audit.errors import InvalidAuditInput
 from audit.types import ACTIONS, OUTCOMES, SEALED_SENSITIVITIES, Intent, Outcome
 
@@ -15,7 +15,6 @@ MASK: Final = "***"
 ERASED: Final = "erased"
 UNREADABLE: Final = "undecryptable"
 _TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%fZ"
-_check_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def now_iso() -> str:
@@ -119,24 +118,21 @@ def check_reason(reason: object) -> str:
 
 def split_values(
     intent: Intent,
-) -> tuple[dict[str, Any], dict[str, Any], list[tuple[str, str, Any]]]:
-    """(clear before, clear after, [(side, path, value) to seal])."""
+) -> tuple[dict[str, Any], dict[str, Any], list[tuple[str, str, bytes]]]:
+    """(clear before, clear after, [(side, path, encoded value) to seal]). Clear values
+    are checked when the caller encodes the entry; values to seal are encoded here, so
+    the writer never meets a value it cannot encode."""
     clear: dict[str, dict[str, Any]] = {"before": {}, "after": {}}
-    sealed: list[tuple[str, str, Any]] = []
+    sealed: list[tuple[str, str, bytes]] = []
     protected = intent.protected
     for side, values in (("before", intent.before), ("after", intent.after)):
         for path, value in values.items():
             if type(path) is not str:
                 raise InvalidAuditInput(f"{side} must be a mapping of field paths")
             if protected.get(path) in SEALED_SENSITIVITIES:
-                sealed.append((side, path, value))
+                sealed.append((side, path, encode_value(value, path)))
             else:
                 clear[side][path] = value
-    for side, values in clear.items():
-        try:
-            _check_json(values)
-        except (TypeError, ValueError) as exc:
-            raise InvalidAuditInput(f"a {side} value is not JSON-serialisable") from exc
     return clear["before"], clear["after"], sealed
 
 

@@ -70,7 +70,7 @@ _UPDATE_HEAD = (
 class _Pending:
     body: dict[str, Any] = field(repr=False)
     subject: Subject = field(repr=False)
-    to_seal: list[tuple[str, str, Any]] = field(default_factory=list, repr=False)
+    to_seal: list[tuple[str, str, bytes]] = field(default_factory=list, repr=False)
     opens_intent: bool = False
     closes_intent: str | None = None
     exclusive_close: bool = False
@@ -354,11 +354,13 @@ class AuditLog(Review):
         chain and insert. The writer redoes it if the key changed meanwhile (erasure)."""
         if pending.to_seal:
             cached = self._keys.get(pending.subject)
-            if cached is None:
-                return
-            _seal_into(pending, cached)
-            pending.key_id = cached[0]
-        pending.text = canonical(pending.body)
+            if cached is not None:  # else the writer seals, once it has the key
+                _seal_into(pending, cached)
+                pending.key_id = cached[0]
+        try:  # always here: a value that cannot be encoded is this caller's error alone
+            pending.text = canonical(pending.body)
+        except (TypeError, ValueError) as exc:
+            raise InvalidAuditInput("a before/after value is not JSON-serialisable") from exc
 
     def _is_current(self, item: _Pending) -> bool:
         if item.text is None:
@@ -472,7 +474,7 @@ class AuditLog(Review):
                 ids.append(None)
                 continue
             body = item.body
-            if item.text is not None and item.subject not in keys:
+            if item.text is not None and self._is_current(item) and item.subject not in keys:
                 text = item.text
             else:
                 if item.to_seal:
@@ -577,8 +579,8 @@ def _seal_into(item: _Pending, key: tuple[str, bytes]) -> None:
     key_id, data_key = key
     body = item.body
     sealed: dict[str, dict[str, str]] = {"before": {}, "after": {}}
-    for side, path, value in item.to_seal:
-        sealed[side][path] = crypto.seal_value(data_key, value, body["audit_id"], side, path)
+    for side, path, plain in item.to_seal:
+        sealed[side][path] = crypto.seal_plain(data_key, plain, body["audit_id"], side, path)
     body["sealed"] = sealed
     body["key_id"] = key_id
 

@@ -78,6 +78,15 @@ async def test_bad_input_gets_a_clear_error(audit_log: AuditLog) -> None:
         await audit_log.query(cursor="abc")
     with pytest.raises(EntryNotFound):
         await audit_log.get("01900000-0000-7000-8000-000000000000")
+    from dataclasses import replace
+
+    good = make_intent()
+    for bad in (
+        replace(good, after={**good.after, "Note": object()}),  # a clear value
+        replace(good, after={**good.after, "Email": {1, 2}}),  # a value to seal
+    ):
+        with pytest.raises(InvalidAuditInput, match="JSON"):
+            await audit_log.record(bad, Outcome("applied"))
     assert (await audit_log.verify()).entries == 0  # nothing was written
 
 
