@@ -247,11 +247,13 @@ class Review:
     # ------------------------------------------------------------------ verification
     async def verify(self, *, progress: bool = False) -> VerifyReport:
         """Recompute the chain up to the head and check every signed checkpoint."""
-        head = (await self._backend.fetchall(HEAD_SQL))[0]
-        head_seq, head_hash = int(head[0]), head[1]
+        # checkpoints first, then the head: appends meanwhile cannot make a checkpoint
+        # look as if it lay beyond the end of the chain
         checkpoints = await self._backend.fetchall(
             "SELECT seq, hash, time, public_key, signature FROM audit_checkpoint ORDER BY seq"
         )
+        head = (await self._backend.fetchall(HEAD_SQL))[0]
+        head_seq, head_hash = int(head[0]), head[1]
         marks = {int(cp[0]): cp[1] for cp in checkpoints}
         seen: dict[int, str] = {}
         state = ChainState()

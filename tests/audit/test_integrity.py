@@ -145,3 +145,19 @@ async def test_moved_ciphertext_does_not_open(audit_log: AuditLog, store_url: st
     clear, _ = await audit_log.reveal(ids[1], reason="inspect", request_id="r", **PO)
     assert clear["after"]["Email"] == "undecryptable"
     assert not (await audit_log.verify()).ok
+
+
+async def test_verify_while_appending(store_url: str, keys: dict[str, bytes]) -> None:
+    log = await AuditLog.open(store_url, checkpoint_every=7, **keys)
+    try:
+        writes = asyncio.gather(*(
+            log.record(make_intent(str(i % 9), request_id=f"r{i}"), Outcome("applied"))
+            for i in range(400)
+        ))  # fmt: skip
+        reports = [await log.verify() for _ in range(3)]
+        await writes
+        reports.append(await log.verify())
+        assert [r.ok for r in reports] == [True] * 4
+        assert reports[-1].entries == 400
+    finally:
+        await log.close()
