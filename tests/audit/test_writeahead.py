@@ -239,3 +239,27 @@ async def test_an_awaited_append_is_already_committed(audit_log: AuditLog, store
             store_url, "SELECT count(*) FROM audit_entry WHERE audit_id = $1", audit_id
         )
         assert int(rows[0][0]) == 1
+
+
+async def test_store_connections_killed_fail_closed_then_recover(
+    audit_log: AuditLog, store_url: str
+) -> None:
+    if not store_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only: a server that drops its connections")
+    await audit_log.record(make_intent(), Outcome("applied"))
+    await sql(
+        store_url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    results: list[str] = []
+    for _ in range(4):
+        try:
+            await audit_log.record(make_intent(), Outcome("applied"))
+            results.append("ok")
+        except AuditUnavailable:
+            results.append("unavailable")
+    assert results[-1] == "ok"  # the pool reconnects
+    assert set(results) <= {"ok", "unavailable"}
+    report = await audit_log.verify()
+    assert report.ok and report.entries == 1 + results.count("ok")
