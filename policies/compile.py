@@ -74,6 +74,7 @@ def compile_policy(data: Mapping[str, Any], source: str = "") -> CompiledPolicy:
         clear_candidates=tuple(
             n for n in fields if n in writable and n != data["id_field"]
         ),
+        object_fields=tuple(n for n, s in fields.items() if s.children is not None),
     )
 
 

@@ -94,6 +94,8 @@ class CompiledPolicy:
     source: str = ""
     # writable top-level fields a whole-object PUT must know, in policy order
     clear_candidates: tuple[str, ...] = ()
+    # top-level object fields (a patch may give them in part)
+    object_fields: tuple[str, ...] = ()
     # RecordState per tuple of active escalation rules (filled by policies.state)
     state_cache: dict[Any, Any] = field(default_factory=dict, repr=False)
 

@@ -112,26 +112,30 @@ def decide(
     for path, spec, value, old in leaves:
         if spec is None:
             unknown.append(path)
-            level = escalate.get(UNKNOWN_SENSITIVITY, UNKNOWN_SENSITIVITY)
+            static = UNKNOWN_SENSITIVITY
         else:
             static = spec.sensitivity
-            level = escalate.get(static, static)
-            raiser = raised_by.get(static)
+            raiser = raised_by.get(static) if raised_by else None
             if raiser is not None and raiser.edit_roles.isdisjoint(roles):
                 restricted.append((path, raiser.name))
             elif spec.edit_roles.isdisjoint(roles):
                 not_editable.append(path)
             if purpose not in spec.purposes:
                 wrong_purpose.append(path)
-        # inline _unchanged() for the common case of two plain values of one type
-        kind = type(old)
-        if kind is type(value) and kind in _PLAIN and old == value:
-            continue
-        if not _unchanged(old, value):
-            changed.append(path)
-            protection[path] = level
-            before[path] = None if old is MISSING else old
-            after[path] = value
+        if old is MISSING:
+            before[path] = None
+        else:
+            # two plain values of one type: compared here, without a call
+            kind = type(old)
+            if kind is type(value) and kind in _PLAIN:
+                if old == value:
+                    continue
+            elif _unchanged(old, value):
+                continue
+            before[path] = old
+        changed.append(path)
+        protection[path] = escalate.get(static, static) if escalate else static
+        after[path] = value
     changed_t = tuple(changed)
 
     def deny(problem: str, detail: str, errors: list[FieldError]) -> Decision:
@@ -168,7 +172,8 @@ def decide(
     if policy.mode == "put":
         known = pre_image if pre_image is not None else {}
         missing = [n for n in policy.clear_candidates if n not in known and n not in patch]
-        _unread_members(policy.fields, known, patch, "", missing)
+        if any(name in patch for name in policy.object_fields):
+            _unread_members(policy.fields, known, patch, "", missing)
         if missing:
             return deny("would_clear_unknown_fields",
                         f"a whole-object update would clear {len(missing)} fields the gateway "
