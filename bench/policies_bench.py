@@ -1,6 +1,6 @@
 """Micro-benchmark of the policy engine: validate(), decide() and mask() on a 10-field patch.
 
-    python -m bench.policies_bench [--number 20000] [--repeat 5]
+    python -m bench.policies_bench [--number 5000] [--repeat 15]
 
 Prints the best per-call time (µs) of each, for timelog (whole-object PUT: the decision
 also merges a 35-field record) and keycom (native patch with a record-state rule).
@@ -57,8 +57,8 @@ def best_us(fn: Callable[[], object], number: int, repeat: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.policies_bench")
-    parser.add_argument("--number", type=int, default=20000, help="calls per timing")
-    parser.add_argument("--repeat", type=int, default=5, help="timings; the best is kept")
+    parser.add_argument("--number", type=int, default=5000, help="calls per timing")
+    parser.add_argument("--repeat", type=int, default=15, help="timings; the best is kept")
     args = parser.parse_args(argv)
     engine = PolicyEngine(
         load_policy_set(), pseudonym_key=b"bench-pseudonym-key-0123456789", hash_salt=b"salt"
