@@ -1,8 +1,9 @@
 """The baseline of the throughput target: a bare aiohttp pass-through proxy.
 
-It accepts the gateway's PATCH route and makes the same upstream calls a read-merge-write
-needs - GET the record, then PUT the merged whole object (billbee) or PATCH the patch
-(keycom) - with no authentication, policy, audit or masking. The gateway's throughput is
+It accepts the gateway's PATCH route and makes the same upstream calls as the gateway -
+GET the record, with ``--reread`` GET it once more (the gateway's edit-conflict check),
+then PUT the merged whole object (billbee) or PATCH the patch (keycom) - with no
+authentication, policy, audit or masking. The gateway's throughput is
 measured against this one's (docs/performance.md).
 
     python -m bench.bare_proxy --port 8200 --billbee URL --keycom URL
@@ -24,6 +25,7 @@ BILLBEE_HEADERS = {
 KEYCOM_HEADERS = {"Authorization": "Token 0123456789abcdef0123456789abcdef01234567"}
 
 SESSIONS = web.AppKey("sessions", dict)
+REREAD = web.AppKey("reread", bool)
 
 
 def merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -47,12 +49,18 @@ async def patch_customer(request: web.Request) -> web.Response:
         path = f"/api/v1/customers/{customer_id}"
         async with session.get(path, headers=BILLBEE_HEADERS) as resp:
             record = (await resp.json())["Data"]
+        if request.app[REREAD]:
+            async with session.get(path, headers=BILLBEE_HEADERS) as resp:
+                await resp.json()
         async with session.put(path, json=merge(record, patch), headers=BILLBEE_HEADERS) as resp:
             result = (await resp.json())["Data"]
     elif system == "keycom":
         path = f"/customers/{customer_id}/"
         async with session.get(path, headers=KEYCOM_HEADERS) as resp:
             await resp.json()
+        if request.app[REREAD]:
+            async with session.get(path, headers=KEYCOM_HEADERS) as resp:
+                await resp.json()
         async with session.patch(path, json=patch, headers=KEYCOM_HEADERS) as resp:
             result = await resp.json()
     else:
@@ -60,8 +68,9 @@ async def patch_customer(request: web.Request) -> web.Response:
     return web.json_response({"applied": True, "customer": result})
 
 
-def create_app(upstreams: dict[str, str]) -> web.Application:
+def create_app(upstreams: dict[str, str], *, reread: bool = False) -> web.Application:
     app = web.Application()
+    app[REREAD] = reread
 
     async def sessions(app: web.Application) -> AsyncIterator[None]:
         app[SESSIONS] = {
@@ -86,9 +95,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--billbee", required=True)
     parser.add_argument("--keycom", required=True)
+    parser.add_argument("--reread", action="store_true", help="GET twice before the write")
     args = parser.parse_args()
     web.run_app(
-        create_app({"billbee": args.billbee, "keycom": args.keycom}),
+        create_app({"billbee": args.billbee, "keycom": args.keycom}, reread=args.reread),
         host="127.0.0.1",
         port=args.port,
         access_log=None,

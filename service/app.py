@@ -200,6 +200,7 @@ async def _gateway_ctx(app: web.Application) -> AsyncIterator[None]:
         app[CONNECTORS_KEY],
         app[METRICS_KEY],
         conflict_check=app[SETTINGS_KEY].conflict_check,
+        read_purpose_required=app[SETTINGS_KEY].upstream_read_purpose_required,
     )
     yield
 

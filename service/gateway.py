@@ -18,6 +18,7 @@ from typing import Any
 from audit import AuditLog, Intent, Outcome
 from audit.errors import AuditUnavailable
 from policies import Decision, PolicyEngine, Principal
+from policies.model import PURPOSES
 from service.errors import (
     CustomerNotFound,
     EditConflict,
@@ -87,12 +88,14 @@ class Gateway:
         metrics: Metrics,
         *,
         conflict_check: bool = True,
+        read_purpose_required: bool = True,
     ) -> None:
         self.engine = engine
         self.audit = audit
         self.connectors = dict(connectors)
         self.metrics = metrics
         self.conflict_check = conflict_check
+        self.read_purpose_required = read_purpose_required
 
     # -- the pieces every route needs -------------------------------------------------
 
@@ -153,6 +156,13 @@ class Gateway:
 
     async def read(self, req: Request) -> ReadResult:
         connector = self.authorize(req, READ_ROLES)
+        # A read shows personal data (masked or not): it names why (Art. 5(1)(b)).
+        if req.purpose is None and self.read_purpose_required:
+            raise PolicyDenied("purpose_required", "a read of a customer names its X-Purpose")
+        if req.purpose is not None and req.purpose not in PURPOSES:
+            raise PolicyDenied(
+                "purpose_not_allowed", f"purpose must be one of {', '.join(PURPOSES)}"
+            )
         record = await self._fetch(connector, req.customer_id)
         audit_id = await self.audit.record(
             self._intent(req, "read"), Outcome(outcome="applied")
