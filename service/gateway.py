@@ -18,6 +18,7 @@ from typing import Any
 from audit import AuditLog, Intent, Outcome
 from audit.errors import AuditUnavailable
 from policies import Decision, PolicyEngine, Principal
+from policies.merge import merge_patch
 from policies.model import PURPOSES
 from service.errors import (
     CustomerNotFound,
@@ -239,8 +240,10 @@ class Gateway:
                     self._intent(req, action, decision), Outcome(outcome="applied")
                 )
                 self.metrics.decision(req.system, "dry_run" if dry_run else "allowed", None)
-                shown = decision.merged if decision.merged is not None else _apply(
-                    pre_image, patch
+                shown = (
+                    decision.merged
+                    if decision.merged is not None
+                    else merge_patch(pre_image, patch)
                 )
                 return self._answer(req, shown, decision, audit_id, applied=False, dry_run=dry_run)
 
@@ -326,19 +329,6 @@ class Gateway:
             audit_id=audit_id,
             policy_version=self.engine.policies[req.system].version,
         )
-
-
-def _apply(pre_image: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    """RFC 7396 merge, for showing a patch system's would-be record in a dry run."""
-    out = dict(pre_image)
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _apply(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def _ms(started: float) -> float:

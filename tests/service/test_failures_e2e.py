@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,25 +73,36 @@ async def test_if_match_with_the_current_tag_goes_through(stack: Stack) -> None:
     assert (await stack.stats("billbee")).get("PUT") == 1
 
 
-async def test_record_changed_between_read_and_write_is_an_edit_conflict(stack: Stack) -> None:
-    store = stack.store("billbee")
+@contextlib.contextmanager
+def changed_before_second_read(
+    stack: Stack, system: str, change: Callable[[dict[str, Any]], None]
+) -> Iterator[None]:
+    """Instrument the emulator's store: right before the gateway's second read of a
+    record (its edit-conflict check), someone else changes the record upstream."""
+    store = stack.store(system)
     original_get = store.get
     calls = {"n": 0}
 
-    def get_then_change(customer_id: int) -> Any:
-        # the first read is the gateway's pre-image; before its re-read, billbee changes
+    def get(customer_id: int) -> Any:
         calls["n"] += 1
-        if calls["n"] == 2 and customer_id == 1002:
+        if calls["n"] == 2:
             record = original_get(customer_id)
-            record["Name"] = "Changed Meanwhile"
+            change(record)
             store.put(customer_id, record)
         return original_get(customer_id)
 
-    store.get = get_then_change
+    store.get = get
     try:
-        resp = await stack.client.patch(URL, json={"Tel1": "+49 30 7777777"}, headers=EDITOR)
+        yield
     finally:
         store.get = original_get
+
+
+async def test_record_changed_between_read_and_write_is_an_edit_conflict(stack: Stack) -> None:
+    with changed_before_second_read(
+        stack, "billbee", lambda r: r.update(Name="Changed Meanwhile")
+    ):
+        resp = await stack.client.patch(URL, json={"Tel1": "+49 30 7777777"}, headers=EDITOR)
     assert resp.status == 409
     assert (await resp.json())["code"] == "edit_conflict"
     assert (await stack.stats("billbee")).get("PUT", 0) == 0
@@ -97,25 +110,12 @@ async def test_record_changed_between_read_and_write_is_an_edit_conflict(stack: 
 
 
 async def test_keycom_modified_timestamp_detects_a_concurrent_edit(stack: Stack) -> None:
-    store = stack.store("keycom")
-    original_get = store.get
-    calls = {"n": 0}
-
-    def get_then_touch(customer_id: int) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 2:
-            record = original_get(customer_id)
-            record["modified"] = "2030-01-01T00:00:00.000000Z"
-            store.put(customer_id, record)
-        return original_get(customer_id)
-
-    store.get = get_then_touch
-    try:
+    with changed_before_second_read(
+        stack, "keycom", lambda r: r.update(modified="2030-01-01T00:00:00.000000Z")
+    ):
         resp = await stack.client.patch(
             "/v1/systems/keycom/customers/4001", json={"note": "call back"}, headers=EDITOR
         )
-    finally:
-        store.get = original_get
     assert resp.status == 409
     assert (await resp.json())["code"] == "edit_conflict"
     assert (await stack.stats("keycom")).get("PATCH", 0) == 0
