@@ -1,0 +1,176 @@
+"""The production path: ``db upgrade --config`` then ``serve --config``, as an operator runs it."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from service.cli import main as cli_main
+from service.emulators import DEMO_CREDENTIALS, SYSTEMS
+from tests.service.test_demo_command import free_block
+
+TOKEN = "ops-test-token-1234567890"
+
+
+def wait_port(port: int, proc: subprocess.Popen[str], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        if proc.poll() is not None:
+            _, err = proc.communicate()
+            last = err.strip().splitlines()[-3:] if err else []
+            raise AssertionError(f"{what} exited early: {last}")
+        assert time.monotonic() < deadline, f"{what} did not start"
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def upstream_urls() -> Iterator[dict[str, str]]:
+    """The four emulators in a process of their own, as real upstreams would be."""
+    base = free_block()
+    proc = subprocess.Popen(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "service.cli", "emulate", "--base-port", str(base),
+         "--no-rate-limit"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        for i in range(1, 5):
+            wait_port(base + i, proc, "emulate")
+        yield {system: f"http://127.0.0.1:{base + i}" for i, system in enumerate(SYSTEMS, 1)}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+
+
+def write_config(tmp_path: Path, urls: dict[str, str], port: int) -> Path:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    for name in ("master-key", "signing-key", "pseudonym-key"):
+        (secrets / name).write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+    (secrets / "hash-salt").write_text(base64.b64encode(os.urandom(16)).decode())
+    creds = DEMO_CREDENTIALS
+    config = {
+        "host": "127.0.0.1",
+        "port": port,
+        "audit": {
+            "url": f"sqlite+aiosqlite:///{tmp_path}/audit.db",
+            "master_key_file": "secrets/master-key",
+            "signing_key_file": "secrets/signing-key",
+        },
+        "masking": {
+            "pseudonym_key_file": "secrets/pseudonym-key",
+            "hash_salt_file": "secrets/hash-salt",
+        },
+        "auth": {
+            "tokens": [
+                {
+                    "name": "crm-backend",
+                    "sha256": hashlib.sha256(TOKEN.encode()).hexdigest(),
+                    "roles": ["editor"],
+                    "systems": ["keycom"],
+                }
+            ]
+        },
+        "upstreams": {
+            "timelog": {
+                "base_url": urls["timelog"],
+                "credentials": {"token": creds["timelog"]["token"]},
+                "options": {"account": creds["timelog"]["account"]},
+            },
+            "billbee": {
+                "base_url": urls["billbee"],
+                "credentials": {
+                    "api_key": creds["billbee"]["api_key"],
+                    "username": creds["billbee"]["username"],
+                    "password": creds["billbee"]["password"],
+                },
+            },
+            "sedona": {
+                "base_url": urls["sedona"],
+                "credentials": {
+                    "username": creds["sedona"]["username"],
+                    "password": creds["sedona"]["password"],
+                },
+            },
+            "keycom": {
+                "base_url": urls["keycom"],
+                "credentials": {"token": creds["keycom"]["token"]},
+            },
+        },
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def patch(port: int, path: str, body: dict[str, object]) -> tuple[int, dict[str, object]]:
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        method="PATCH",
+        data=json.dumps(body).encode(),
+        headers={
+            "Authorization": f"Bearer {TOKEN}",
+            "X-Purpose": "customer_service",
+            "Content-Type": "application/json",
+        },
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_db_upgrade_then_serve_with_a_config_file(
+    upstream_urls: dict[str, str], tmp_path: Path
+) -> None:
+    port = free_block()
+    config = write_config(tmp_path, upstream_urls, port)
+    assert cli_main(["db", "upgrade", "--config", str(config)]) == 0
+
+    proc = subprocess.Popen(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "service.cli", "serve", "--config", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_port(port, proc, "serve")
+        status, body = patch(port, "/v1/systems/keycom/customers/4001", {"note": "via serve"})
+        assert status == 200 and body["applied"] is True
+        # the token's scope is keycom only
+        status, body = patch(port, "/v1/systems/billbee/customers/1002", {"Tel1": "+49 30 1"})
+        assert status == 403 and body["code"] == "forbidden"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    # the logs are JSON lines and carry neither the token nor the value written
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert lines and all(json.loads(ln) for ln in lines)
+    assert TOKEN not in err and "via serve" not in err
+    assert cli_main(["audit", "verify", "--config", str(config)]) == 0
+
+
+def test_serve_with_a_bad_config_lists_the_problems(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "config.yaml"
+    bad.write_text("port: eighty\naudit: {}\n")
+    assert cli_main(["serve", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "port" in err and "audit.url" in err
