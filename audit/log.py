@@ -102,7 +102,14 @@ class AuditLog(Review):
         if create:
             from audit.migrate import upgrade
 
-            await upgrade(url)
+            try:
+                await upgrade(url)
+            except AuditError:
+                raise
+            except Exception as exc:  # an unreachable store: say which kind, not the URL
+                raise AuditUnavailable(
+                    f"cannot migrate the audit store ({type(exc).__name__})"
+                ) from exc
         backend = await connect_backend(url)
         try:
             head = await _head(backend)

@@ -98,8 +98,11 @@ async def test_store_that_cannot_take_the_intent_raises_audit_unavailable(
 
 
 async def test_unreachable_store_raises_audit_unavailable(keys: dict[str, bytes]) -> None:
-    with pytest.raises(AuditUnavailable):
-        await AuditLog.open("postgresql+asyncpg://postgres@127.0.0.1:1/test", **keys)
+    for create in (False, True):
+        with pytest.raises(AuditUnavailable):
+            await AuditLog.open(
+                "postgresql+asyncpg://postgres@127.0.0.1:1/test", create=create, **keys
+            )
 
 
 async def test_closed_log_refuses_and_is_not_ready(audit_log: AuditLog) -> None:
