@@ -21,11 +21,13 @@ from prometheus_client import CollectorRegistry
 from audit import AuditLog
 from policies import PolicyEngine, PolicySet, load_policy_set
 from service.auth import Authenticator
+from service.caller_limits import CallerLimiter
 from service.config import Settings
 from service.gateway import Gateway
 from service.keys import (
     AUDIT_KEY,
     AUTH_KEY,
+    CALLER_LIMITER_KEY,
     CONNECTORS_KEY,
     ENGINE_KEY,
     GATEWAY_KEY,
@@ -41,7 +43,7 @@ from service.middleware import (
     stamp_context_headers,
 )
 from service.routes import audit as audit_routes
-from service.routes import customers, health, systems
+from service.routes import customers, health, systems, ui
 from service.upstreams import Connector, build_connector
 
 log = logging.getLogger("gdpr_gateway.app")
@@ -64,6 +66,9 @@ def create_app(
     app[SETTINGS_KEY] = settings
     app[METRICS_KEY] = metrics
     app[AUTH_KEY] = Authenticator(settings.tokens, settings.jwt)
+    app[CALLER_LIMITER_KEY] = CallerLimiter(
+        settings.caller_rate_limit_per_second, settings.caller_rate_limit_burst
+    )
     app[OPENAPI_KEY] = resources.files("service").joinpath("openapi.yaml").read_bytes()
 
     app.cleanup_ctx.append(_policies_ctx)
@@ -75,6 +80,7 @@ def create_app(
     app.add_routes(systems.routes)
     app.add_routes(audit_routes.routes)
     app.add_routes(health.routes)
+    app.add_routes(ui.routes)
     app.router.add_get("/metrics", metrics_handler(metrics.registry))
     # bounded route labels: every template known now, anything else counts as "other"
     metrics.init_routes(

@@ -110,6 +110,8 @@ class Settings:
     upstreams: Mapping[str, UpstreamSettings]
     conflict_check: bool = True
     upstream_read_purpose_required: bool = True
+    caller_rate_limit_per_second: float | None = None  # None: no per-caller limit
+    caller_rate_limit_burst: int = 20
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tokens", tuple(self.tokens))
@@ -172,6 +174,8 @@ _SCHEMA: Final[dict[str, Any]] = {
     "policies_dir": _Leaf("path"),
     "conflict_check": _BOOL,
     "upstream_read_purpose_required": _BOOL,
+    "caller_rate_limit_per_second": _Leaf("optfloat"),
+    "caller_rate_limit_burst": _INT,
     "audit": {
         "url": _Leaf("str", file_ok=True),  # not a Secret (the interface is str) but never echoed
         "master_key": _SECRET,
@@ -584,6 +588,10 @@ def load_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:
         "upstreams": {system: _upstream(v, system) for system in SYSTEMS},
         "conflict_check": v.get(("conflict_check",), True),
         "upstream_read_purpose_required": v.get(("upstream_read_purpose_required",), True),
+        "caller_rate_limit_per_second": v.number(
+            ("caller_rate_limit_per_second",), None, 0, strict=True
+        ),
+        "caller_rate_limit_burst": v.number(("caller_rate_limit_burst",), 20, 1),
     }
     if errors:
         raise ConfigError(errors)

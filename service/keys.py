@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from audit import AuditLog
     from policies import PolicyEngine
     from service.auth import Authenticator
+    from service.caller_limits import CallerLimiter
     from service.config import Settings
     from service.gateway import Gateway
     from service.metrics import Metrics
@@ -32,4 +33,5 @@ ENGINE_KEY: web.AppKey[PolicyEngine] = web.AppKey("policy_engine")
 AUDIT_KEY: web.AppKey[AuditLog] = web.AppKey("audit_log")
 CONNECTORS_KEY: web.AppKey[Mapping[str, Connector]] = web.AppKey("connectors")
 GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
+CALLER_LIMITER_KEY: web.AppKey[CallerLimiter] = web.AppKey("caller_limiter")
 OPENAPI_KEY = web.AppKey("openapi_document", bytes)

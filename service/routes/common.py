@@ -17,17 +17,26 @@ from service.errors import (
     ValidationFailed,
 )
 from service.gateway import Request
-from service.keys import AUDIT_ID_KEY, AUTH_KEY, PRINCIPAL_KEY, REQUEST_ID_KEY, SETTINGS_KEY
+from service.keys import (
+    AUDIT_ID_KEY,
+    AUTH_KEY,
+    CALLER_LIMITER_KEY,
+    PRINCIPAL_KEY,
+    REQUEST_ID_KEY,
+    SETTINGS_KEY,
+)
 
 JSON_TYPES = frozenset({"application/json", "application/merge-patch+json"})
 PURPOSE_HEADER = "X-Purpose"
 
 
 def principal(request: web.Request) -> Principal:
-    """Authenticate once per request (401 on failure) and remember the principal."""
+    """Authenticate once per request (401 on failure), count it against the caller's
+    rate limit (429), and remember the principal."""
     found = request.get(PRINCIPAL_KEY)
     if found is None:
         found = request.app[AUTH_KEY].authenticate(request.headers.get("Authorization"))
+        request.app[CALLER_LIMITER_KEY].check(found.name)
         request[PRINCIPAL_KEY] = found
     return found
 

@@ -137,3 +137,31 @@ async def test_audit_store_down_is_503_and_nothing_is_forwarded(
     assert (await resp.json())["code"] == "audit_unavailable"
     assert (await stack.stats("billbee")).get("PUT", 0) == 0
     assert stack.store("billbee").get(1002)["Tel1"] != "+49 30 8888888"
+
+
+async def test_a_caller_over_its_rate_is_429_before_anything_is_read(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    from tests.service.conftest import make_stack
+
+    async for stack in make_stack(
+        aiohttp_client, tmp_path,
+        tweak=lambda s: dataclasses.replace(
+            s, caller_rate_limit_per_second=0.5, caller_rate_limit_burst=2
+        ),
+    ):
+        statuses = []
+        for i in range(3):
+            resp = await stack.client.patch(
+                URL, json={"Tel1": f"+49 30 111222{i}"}, headers=EDITOR
+            )
+            statuses.append(resp.status)
+        assert statuses == [200, 200, 429]
+        assert (await resp.json())["code"] == "rate_limited"
+        assert int(resp.headers["Retry-After"]) >= 1
+        assert (await stack.stats("billbee")).get("PUT") == 2
+        # another caller has a budget of its own
+        other = await stack.client.get(URL, headers=AUDITOR)
+        assert other.status == 200
