@@ -14,7 +14,7 @@ from audit import crypto
 from audit.backend import HEAD_SQL, Backend
 from audit.chain import ChainState, check_rows
 from audit.entries import base_body, check_reason, iso, render
-from audit.errors import EntryNotFound, InvalidAuditInput
+from audit.errors import EntryNotFound, InvalidAuditInput, KeyMismatch
 from audit.ids import uuid7
 from audit.types import OUTCOMES, Outcome, Page, VerifyReport
 
@@ -48,8 +48,11 @@ class Review:
         wrapped, system, cid = rows[0]
         try:
             return crypto.unwrap_key(self._master_key, bytes(wrapped), key_id, system, cid)
-        except crypto.SealError:
-            return None
+        except crypto.SealError as exc:  # never report a live value as erased
+            raise KeyMismatch(
+                "a subject key does not open under this master key (rotated? restart with"
+                " the current key)"
+            ) from exc
 
     async def _clear_entry(
         self,

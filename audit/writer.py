@@ -302,6 +302,8 @@ class ChainWriter:
                 except crypto.SealError as exc:
                     raise KeyMismatch("a subject key does not open under the master key") from exc
             else:
+                if not key_rows:
+                    await self._check_not_rotated(tx)
                 key_id, data_key = uuid7(), crypto.new_data_key()
                 wrapped = crypto.wrap_key(self._master_key, data_key, key_id, system, cid)
                 key_rows.append(
@@ -309,6 +311,19 @@ class ChainWriter:
                 )
             keys[item.subject] = new_keys[item.subject] = (key_id, data_key)
         return keys, new_keys, key_rows
+
+    async def _check_not_rotated(self, tx: ChainTx) -> None:
+        """Before wrapping a new key: refuse if the store's keys were re-wrapped under
+        another master key since this process started (it would mix master keys)."""
+        other = await tx.fetchall(
+            "SELECT key_id FROM audit_subject_key WHERE wrapped IS NOT NULL AND kek_id <> ?"
+            " LIMIT 1",
+            [crypto.kek_id(self._master_key)],
+        )
+        if other:
+            raise AuditUnavailable(
+                "the master key was rotated: restart this process with the current key"
+            )
 
     def _checkpoint_row(self, seq: int, head_hash: str, now: str) -> tuple[Any, ...]:
         signature = crypto.sign_checkpoint(self._signing_key, seq, head_hash, now)

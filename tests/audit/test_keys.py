@@ -114,3 +114,22 @@ async def test_rotation_rewraps_keys_and_leaves_entries(
         await log.close()
     with pytest.raises(KeyMismatch):
         await rotate_master_key(store_url, os.urandom(32), os.urandom(32))
+
+
+async def test_a_process_with_the_old_master_key_stops_after_rotation(
+    store_url: str, keys: dict[str, bytes]
+) -> None:
+    log = await AuditLog.open(store_url, **keys)
+    try:
+        audit_id = await log.record(make_intent("1"), Outcome("applied"))
+        await rotate_master_key(store_url, keys["master_key"], os.urandom(32))
+        with pytest.raises(KeyMismatch):  # not "erased": the value lives on
+            await log.reveal(audit_id, actor="o", roles=("privacy_officer",), reason="r",
+                             request_id="r")  # fmt: skip
+        from audit import AuditUnavailable
+
+        with pytest.raises(AuditUnavailable):  # a new subject would mix master keys
+            await log.record(make_intent("2"), Outcome("applied"))
+        await log.record(make_intent("1"), Outcome("applied"))  # its key is unchanged
+    finally:
+        await log.close()
