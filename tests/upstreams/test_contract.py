@@ -261,6 +261,26 @@ async def test_latency_over_the_timeout(
     assert await fast.connector.fetch("2001")  # the same latency within the timeout
 
 
+@pytest.mark.parametrize("system", SYSTEMS)
+async def test_malformed_answer_to_a_get_is_retried(
+    make: Callable[..., Harness], set_faults: Callable[..., None], system: str
+) -> None:
+    h = make(system)
+    set_faults(system, malformed=1, methods=["GET"])
+    assert await h.connector.fetch(str(CASES[system].customer_id))
+    assert h.stats("GET") == 2
+
+
+async def test_malformed_answer_to_a_patch_is_not_retried(
+    make: Callable[..., Harness], set_faults: Callable[..., None]
+) -> None:
+    h = make("keycom")
+    set_faults("keycom", malformed=1, methods=["PATCH"])
+    with pytest.raises(UpstreamError, match="malformed"):
+        await h.connector.apply("4001", {"note": "x"})
+    assert h.stats("PATCH") == 1
+
+
 # -- the circuit breaker ---------------------------------------------------------------
 
 
