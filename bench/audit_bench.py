@@ -6,6 +6,7 @@ append has returned from ``AuditLog.record``, i.e. is committed (SQLite WAL with
 ``synchronous=FULL``; PostgreSQL with ``synchronous_commit=on``). Each entry seals two
 personal values (AES-256-GCM) and carries one clear value, as a typical contact edit.
 PostgreSQL is the server at 127.0.0.1:5432; a scratch database is created and dropped.
+A last run per store has two processes (replicas) append to one chain at once.
 """
 
 from __future__ import annotations
