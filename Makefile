@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck pytest postgres bench clean
+.PHONY: install demo test lint typecheck pytest postgres browser bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,13 +25,18 @@ postgres:
 	   pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -n1) main start && \
 	   sleep 2) || true
 
+# The review page's browser test drives Debian's headless Chromium: install it when missing.
+browser:
+	@test -x /usr/bin/chromium || \
+	  (apt-get update -qq && apt-get install -y -qq chromium)
+
 lint: install
 	$(BIN)/ruff check .
 
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install postgres
+pytest: install postgres browser
 	$(BIN)/pytest
 
 test: lint typecheck pytest
