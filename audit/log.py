@@ -18,6 +18,8 @@ from typing import Any
 from audit import crypto
 from audit.backend import HEAD_SQL, Backend
 from audit.entries import (
+    ERASED,
+    UNREADABLE,
     base_body,
     check_intent,
     check_outcome,
@@ -235,7 +237,8 @@ class AuditLog(Review):
             result = "unknown"
             if resolver is not None:
                 clear = await self._clear_entry(seq, body_text, prev, hash_)
-                after = {k: v for k, v in clear["after"].items() if v not in ("erased",)}
+                unreadable = (ERASED, UNREADABLE)  # not values the upstream could hold
+                after = {k: v for k, v in clear["after"].items() if v not in unreadable}
                 try:
                     answer = await resolver(entry["system"], entry["customer_id"], after)
                     result = answer if answer in OUTCOMES else "unknown"
