@@ -79,7 +79,7 @@ def pg_base_url() -> Iterator[str | None]:
     asyncio.run(drop())
 
 
-async def _reset_pg(url: str) -> None:
+async def reset_pg(url: str) -> None:
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
     try:
         await conn.execute(
@@ -113,7 +113,7 @@ async def store_url(
             "!!! POSTGRESQL AT 127.0.0.1:5432 IS NOT REACHABLE: the PostgreSQL audit tests are"
             " SKIPPED (start it with `make postgres`) !!!"
         )
-    await _reset_pg(pg_base_url)
+    await reset_pg(pg_base_url)
     yield pg_base_url
 
 

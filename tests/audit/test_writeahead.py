@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from audit import AuditLog, AuditUnavailable, Outcome
-from tests.audit.conftest import EMAIL_AFTER, make_intent, sql
+from tests.audit.conftest import EMAIL_AFTER, make_intent, reset_pg, sql
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -244,25 +244,32 @@ async def test_an_awaited_append_is_already_committed(audit_log: AuditLog, store
         assert int(rows[0][0]) == 1
 
 
+@pytest.mark.postgres
 async def test_store_connections_killed_fail_closed_then_recover(
-    audit_log: AuditLog, store_url: str
+    pg_base_url: str | None, keys: dict[str, bytes]
 ) -> None:
-    if not store_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL only: a server that drops its connections")
-    await audit_log.record(make_intent(), Outcome("applied"))
-    await sql(
-        store_url,
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-        " WHERE datname = current_database() AND pid <> pg_backend_pid()",
-    )
-    results: list[str] = []
-    for _ in range(4):
-        try:
-            await audit_log.record(make_intent(), Outcome("applied"))
-            results.append("ok")
-        except AuditUnavailable:
-            results.append("unavailable")
-    assert results[-1] == "ok"  # the pool reconnects
-    assert set(results) <= {"ok", "unavailable"}
-    report = await audit_log.verify()
-    assert report.ok and report.entries == 1 + results.count("ok")
+    """PostgreSQL drops every connection of the gateway: fail closed, then recover."""
+    if pg_base_url is None:
+        pytest.skip("!!! POSTGRESQL AT 127.0.0.1:5432 IS NOT REACHABLE !!!")
+    await reset_pg(pg_base_url)
+    audit_log = await AuditLog.open(pg_base_url, **keys)
+    try:
+        await audit_log.record(make_intent(), Outcome("applied"))
+        await sql(
+            pg_base_url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        results: list[str] = []
+        for _ in range(4):
+            try:
+                await audit_log.record(make_intent(), Outcome("applied"))
+                results.append("ok")
+            except AuditUnavailable:
+                results.append("unavailable")
+        assert results[-1] == "ok"  # the pool reconnects
+        assert set(results) <= {"ok", "unavailable"}
+        report = await audit_log.verify()
+        assert report.ok and report.entries == 1 + results.count("ok")
+    finally:
+        await audit_log.close()
