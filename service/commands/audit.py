@@ -104,6 +104,10 @@ def _export(args: argparse.Namespace) -> int:
 
     try:
         return _run(args, job)
+    except BrokenPipeError:  # `… | head`: the reader left; stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     finally:
         if out is not sys.stdout:
             out.close()
