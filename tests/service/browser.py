@@ -137,6 +137,11 @@ class Browser:
         self._session = aiohttp.ClientSession()
         self._sockets: list[aiohttp.ClientWebSocketResponse] = []
 
+    @property
+    def pid(self) -> int:
+        """The browser's process id (also its process group id)."""
+        return self._process.pid
+
     @classmethod
     @asynccontextmanager
     async def launch(cls, tmp_dir: Path, *, seconds: float = 10.0) -> AsyncIterator[Browser]:
@@ -175,8 +180,15 @@ class Browser:
         return page
 
     async def _disconnect(self) -> None:
+        """Ask the browser to quit (it then ends and reaps its own children), close up."""
         for ws in self._sockets:
             with suppress(Exception):
+                await ws.close()
+        with suppress(Exception):
+            async with asyncio.timeout(self._seconds):
+                ws = await self._session.ws_connect(self.endpoint)
+                await ws.send_json({"id": 1, "method": "Browser.close"})
+                await ws.receive()
                 await ws.close()
         await self._session.close()
 
@@ -211,15 +223,20 @@ async def _endpoint(process: subprocess.Popen[bytes], log_path: Path, seconds: f
 
 
 def _end(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the browser's process group, SIGKILL if it lingers; reap it."""
-    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+    """Wait for the browser to exit after ``Browser.close``; else SIGTERM it, then SIGKILL
+    its whole process group. The leader goes first and alone on purpose: Chromium reaps
+    its own children on a clean exit, while children orphaned by a killed leader are left
+    to PID 1, which in some containers never reaps them (zombies)."""
+    with suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=5.0)
+    if process.poll() is None:
+        process.terminate()
+        with suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=5.0)
+    if process.poll() is None:
         with suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        try:
-            process.wait(timeout=wait)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    # children of the group that outlived the leader
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5.0)
+    # anything of the group still running after its leader is gone: end it
     with suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)

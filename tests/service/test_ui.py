@@ -3,7 +3,9 @@ itself in a real headless Chromium against the real gateway (emulators, SQLite a
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 import pytest
 
 from service.routes.ui import ASSETS, asset_bytes
+from tests.service import browser as browser_module
 from tests.service.browser import MISSING_MESSAGE, Browser, Page, chromium_present
 from tests.service.conftest import AUDITOR, EDITOR
 
@@ -175,8 +178,7 @@ async def value_cells(page: Page, body_id: str) -> dict[str, list[str]]:
 
 
 async def test_review_in_a_real_browser(stack: Any, tmp_path: Path) -> None:
-    if not chromium_present():
-        pytest.fail(MISSING_MESSAGE)
+    require_chromium()
     patch = await stack.client.patch(
         "/v1/systems/billbee/customers/1002", headers=EDITOR, json={"Name": MARKUP_NAME}
     )
@@ -292,3 +294,43 @@ async def test_review_in_a_real_browser(stack: Any, tmp_path: Path) -> None:
         expected = ("status of 401", "status of 403", "status of 422", "/favicon.ico]")
         problems = [p for p in page.problems() if not any(e in p for e in expected)]
         assert problems == []
+
+
+async def group_gone(pgid: int, *, seconds: float) -> bool:
+    """Whether process group ``pgid`` has no member left, waiting up to ``seconds``."""
+    for _ in range(int(seconds / 0.1)):
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+def require_chromium() -> None:
+    if not chromium_present():
+        pytest.fail(MISSING_MESSAGE)
+
+
+async def test_a_missing_chromium_fails_naming_make_browser(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(browser_module, "CHROMIUM", str(tmp_path / "no-chromium"))
+    assert chromium_present() is False
+    with pytest.raises(FileNotFoundError, match="make browser"):
+        async with Browser.launch(tmp_path):
+            pass
+    assert "make browser" in MISSING_MESSAGE
+
+
+async def test_the_browser_and_its_children_are_ended(tmp_path: Path) -> None:
+    require_chromium()
+    async with Browser.launch(tmp_path) as browser:
+        page = await browser.new_page()
+        assert await page.evaluate("6 * 7") == 42
+        pid = browser.pid
+        os.killpg(pid, 0)  # the group exists while the browser runs
+    # nothing of it is left: no renderer, no zombie (a child the browser did not reap
+    # itself is reaped by PID 1, which may take a moment)
+    assert await group_gone(pid, seconds=10.0) is True
+    assert not (tmp_path / "chromium-profile").exists()
