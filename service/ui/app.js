@@ -204,7 +204,7 @@
 
   function readFilters() {
     const filters = {};
-    for (const name of ["system", "customer_id", "actor", "outcome", "since", "until"]) {
+    for (const name of ["system", "customer_id", "actor", "outcome", "since", "until", "limit"]) {
       const value = $("filters").elements[name].value.trim();
       if (value) filters[name] = value;
     }
@@ -213,7 +213,7 @@
 
   function listPath(cursor) {
     const query = new URLSearchParams(state.filters);
-    query.set("limit", String(PAGE_SIZE));
+    if (!query.has("limit")) query.set("limit", String(PAGE_SIZE));
     if (cursor) query.set("cursor", cursor);
     return "/v1/audit?" + query.toString();
   }

@@ -179,6 +179,13 @@ async def value_cells(page: Page, body_id: str) -> dict[str, list[str]]:
 
 async def test_review_in_a_real_browser(stack: Any, tmp_path: Path) -> None:
     require_chromium()
+    for n in range(5):  # enough entries for two pages of ten
+        earlier = await stack.client.patch(
+            "/v1/systems/sedona/customers/2001",
+            headers=EDITOR,
+            json={"CustomerName2": f"Page Test {n}"},
+        )
+        assert earlier.status == 200
     patch = await stack.client.patch(
         "/v1/systems/billbee/customers/1002", headers=EDITOR, json={"Name": MARKUP_NAME}
     )
@@ -207,7 +214,7 @@ async def test_review_in_a_real_browser(stack: Any, tmp_path: Path) -> None:
         assert await page.evaluate("document.cookie") == ""
         assert "demo-privacy" not in await page.evaluate("location.href")
         rows = await page.evaluate(rows_expression())
-        updates = [r for r in rows if r[2] == "update" and r[5] == "billbee" and r[6] == "1002"]
+        updates = [r for r in rows if r[2] == "update" and r[6] == "1002" and r[7] == "Name"]
         assert [r[3] for r in updates] == ["outcome", "intent"]  # newest first
         assert updates[0][4].startswith("applied")
         assert updates[0][7] == "Name"
@@ -275,6 +282,26 @@ async def test_review_in_a_real_browser(stack: Any, tmp_path: Path) -> None:
         assert "Forbidden" in message and "(forbidden)" in message
         assert await page.evaluate("document.getElementById('revealed').hidden") is True
         assert await page.evaluate("!document.getElementById('review').hidden") is True
+
+        # paging through next_cursor, and back to the first page
+        ids = "Array.from(document.querySelectorAll('#entries-body tr'), r => r.dataset.auditId)"
+        await page.evaluate(
+            "document.getElementById('f-limit').value = '10';"
+            "document.getElementById('apply').click(); true"
+        )
+        await page.wait_for(
+            "document.querySelectorAll('#entries-body tr').length === 10"
+            " && !document.getElementById('next-page').hidden"
+        )
+        first = await page.evaluate(ids)
+        await page.evaluate("document.getElementById('next-page').click(); true")
+        await page.wait_for("!document.getElementById('first-page').hidden")
+        second = await page.evaluate(ids)
+        assert len(second) >= 3 and not set(first) & set(second)
+        assert await page.evaluate("document.getElementById('next-page').hidden") is True
+        await page.evaluate("document.getElementById('first-page').click(); true")
+        await page.wait_for("document.getElementById('first-page').hidden")
+        assert await page.evaluate(ids) == first
 
         # a bad filter: the 422 problem names the field
         await page.evaluate(
