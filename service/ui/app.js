@@ -273,7 +273,7 @@
   function shortTime(value) {
     if (typeof value !== "string") return display(value);
     const match = value.match(/^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)/);
-    return match ? match[1] + " " + match[2] : value;
+    return match ? match[1] + "\n" + match[2] : value;
   }
 
   // -- one entry --------------------------------------------------------------------------
@@ -287,6 +287,8 @@
     ["intent_id", "Intent"], ["request_id", "Request id"], ["policy_version", "Policy version"],
     ["prev_hash", "Previous hash"], ["hash", "Hash"],
   ];
+
+  const LINKS = ["intent_id", "target_id"];
 
   function renderValues(body, entry) {
     clear(body);
@@ -321,11 +323,24 @@
       if (!(key in entry)) continue;
       const value = Array.isArray(entry[key]) ? entry[key].map(String).join(", ") : display(entry[key]);
       meta.appendChild(el("dt", label));
-      meta.appendChild(el("dd", value, key.endsWith("hash") ? "hash" : ""));
+      const dd = el("dd", null, key.endsWith("hash") ? "hash" : "");
+      if (LINKS.includes(key) && typeof entry[key] === "string" && entry[key]) {
+        // the intent an outcome closes, the entry a reveal was about: one click away
+        const target = entry[key];
+        const go = el("button", target, "link");
+        go.type = "button";
+        go.setAttribute("aria-label", "Open entry " + target);
+        go.addEventListener("click", () => openEntry(target));
+        dd.appendChild(go);
+      } else {
+        dd.textContent = value;
+      }
+      meta.appendChild(dd);
     }
     const count = renderValues($("d-values-body"), entry);
     show($("d-values"), count > 0);
     show($("d-no-values"), count === 0);
+    show($("reveal-form"), count > 0);
     show($("revealed"), false);
     $("reason").value = "";
     show($("detail"), true);

@@ -270,7 +270,19 @@ async def test_review_in_a_real_browser(stack: Any, tmp_path: Path) -> None:
         await page.wait_for(
             f"document.querySelector('#entries-body tr[data-audit-id={js(update_id)}]') !== null"
         )
-        await open_entry(page, update_id)
+        # the outcome entry links to the intent it closes, which holds the values
+        outcome_id = await page.evaluate(
+            "Array.from(document.querySelectorAll('#entries-body tr')).find(r =>"
+            " r.cells[3].textContent === 'outcome' && r.cells[7].textContent === 'Name')"
+            ".dataset.auditId"
+        )
+        await open_entry(page, outcome_id)
+        assert await page.evaluate("document.getElementById('reveal-form').hidden") is True
+        await page.evaluate(
+            "document.querySelector('#d-meta button[aria-label^=\"Open entry\"]').click(); true"
+        )
+        await page.wait_for(f"document.getElementById('d-id').textContent === {js(update_id)}")
+        assert await page.evaluate("document.getElementById('reveal-form').hidden") is False
         await page.evaluate(
             "document.getElementById('reason').value = 'curious';"
             "document.getElementById('reveal').click(); true"
