@@ -17,7 +17,7 @@ from tests.service import browser as browser_module
 from tests.service.browser import MISSING_MESSAGE, Browser, Page, chromium_present
 from tests.service.conftest import AUDITOR, EDITOR
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(30)  # every wait inside is bounded well below this
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -325,6 +325,17 @@ async def test_review_in_a_real_browser(stack: Any, tmp_path: Path) -> None:
             " && document.getElementById('message').textContent"
         )
         assert "since" in message
+
+        # a 401 in the middle of a session (a revoked token) sends back to sign-in
+        await page.evaluate(
+            "sessionStorage.setItem('gdpr-gateway.review-token', 'revoked');"
+            "document.getElementById('verify').click(); true"
+        )
+        await page.wait_for("!document.getElementById('signin').hidden")
+        message = await page.wait_for("document.getElementById('message').textContent")
+        assert "Unauthenticated" in message
+        assert await page.evaluate("sessionStorage.length") == 0
+        assert await page.evaluate("document.getElementById('review').hidden") is True
 
         await page.evaluate("1")  # collect the events that arrived meanwhile
         # refused loads (a CSP violation among them) or script errors; the expected
