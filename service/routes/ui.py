@@ -15,8 +15,8 @@ from typing import Final
 
 from aiohttp import web
 
+from service.keys import AUTH_KEY
 from service.middleware import problem_response
-from service.routes.common import principal
 
 routes = web.RouteTableDef()
 
@@ -70,9 +70,11 @@ def asset_bytes(name: str) -> bytes:
 
 
 def _check_presented_token(request: web.Request) -> None:
-    """No token is needed to load the page; one that is presented must be valid (401)."""
-    if "Authorization" in request.headers:
-        principal(request)
+    """No token is needed to load the page; one that is presented must be valid (401).
+    The static files do not count against the caller's rate limit (the API calls do)."""
+    presented = request.headers.get("Authorization")
+    if presented is not None:
+        request.app[AUTH_KEY].authenticate(presented)
 
 
 def _serve(name: str) -> web.Response:

@@ -205,6 +205,16 @@ async def test_review_in_a_real_browser(stack: Any, tmp_path: Path) -> None:
         assert await page.evaluate("!document.getElementById('signin').hidden") is True
         assert await page.evaluate("sessionStorage.length") == 0
 
+        # a token whose roles may not review the log: refused with the 403 problem
+        await sign_in(page, "demo-editor")
+        message = await page.wait_for(
+            "document.getElementById('message').textContent.includes('forbidden')"
+            " && document.getElementById('message').textContent"
+        )
+        assert "Forbidden" in message
+        assert await page.evaluate("document.getElementById('review').hidden") is True
+        assert await page.evaluate("sessionStorage.length") == 0
+
         # a privacy officer: the update's entries, newest first
         await sign_in(page, "demo-privacy")
         await page.wait_for("document.querySelectorAll('#entries-body tr').length >= 2")
