@@ -66,7 +66,7 @@ _MOVED_PAGE: Final = (
 def asset_bytes(name: str) -> bytes:
     """The packaged file for one of the known names (read once, then kept)."""
     packaged, _ = ASSETS[name]
-    return resources.files("service").joinpath("ui", packaged).read_bytes()
+    return resources.files("service").joinpath("ui").joinpath(packaged).read_bytes()
 
 
 def _check_presented_token(request: web.Request) -> None:
