@@ -16,6 +16,7 @@ from service.routes.ui import ASSETS, asset_bytes
 from tests.service import browser as browser_module
 from tests.service.browser import MISSING_MESSAGE, Browser, Page, chromium_present
 from tests.service.conftest import AUDITOR, EDITOR
+from tests.service.test_openapi import assert_conforms, load_spec
 
 pytestmark = pytest.mark.timeout(30)  # every wait inside is bounded well below this
 
@@ -133,6 +134,21 @@ async def test_the_directory_is_not_listed_and_post_is_refused(stack: Any) -> No
     response = await stack.client.post("/ui/")
     assert response.status == 405
     assert response.content_type == "application/problem+json"
+
+
+async def test_the_ui_answers_as_openapi_yaml_documents(stack: Any) -> None:
+    spec = load_spec()
+    cases = [
+        ("/ui", "/ui", {}, None),
+        ("/ui/", "/ui/", {}, None),
+        ("/ui/{asset}", "/ui/app.js", {}, None),
+        ("/ui/{asset}", "/ui/style.css", {}, None),
+        ("/ui/{asset}", "/ui/nothing.js", {}, "not_found"),
+        ("/ui/", "/ui/", {"Authorization": "Bearer nope"}, "unauthenticated"),
+    ]
+    for template, path, headers, code in cases:
+        async with stack.client.get(path, headers=headers, allow_redirects=False) as response:
+            assert await assert_conforms(spec, template, response) == code, path
 
 
 # -- a real browser --------------------------------------------------------------------------
