@@ -8,6 +8,7 @@ the gateway that composes them. Nothing else connects parts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -18,7 +19,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from audit import AuditLog
+from audit import AuditLog, AuditUnavailable
 from policies import PolicyEngine, PolicySet, load_policy_set
 from service.auth import Authenticator
 from service.caller_limits import CallerLimiter
@@ -149,16 +150,65 @@ def _audit_ctx(
             on_batch=metrics.audit_batch,
             create=migrate,
         )
+        resolver = _resolver(app[CONNECTORS_KEY])
+        bound = forward_bound(settings)
+        shared = settings.audit_url.startswith("postgresql")
+        reconciler: asyncio.Task[None] | None = None
         try:
-            closed = await audit_log.reconcile(_resolver(app[CONNECTORS_KEY]))
-            if closed:
-                log_event(log, "audit_intents_reconciled", count=closed)
+            # At start-up: this process has nothing in flight yet. On a shared PostgreSQL
+            # other replicas may, so only intents older than any forward can be are closed.
+            await _reconcile(audit_log, resolver, bound if shared else 0.0)
+            reconciler = asyncio.create_task(
+                _reconcile_forever(audit_log, resolver, bound), name="audit-reconciler"
+            )
             app[AUDIT_KEY] = audit_log
             yield
         finally:
+            if reconciler is not None:
+                reconciler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reconciler
             await audit_log.close()
 
     return audit_ctx
+
+
+RECONCILE_EVERY_SECONDS = 60.0
+
+
+def forward_bound(settings: Settings) -> float:
+    """The longest one forward can take (conflict re-read and write, every attempt and
+    backoff of the slowest upstream), with a margin: an intent older than this whose
+    outcome is missing belongs to a process that died."""
+    per_call = max(
+        (u.timeout_seconds + u.backoff_max_seconds) * (u.max_retries + 1)
+        for u in settings.upstreams.values()
+    )
+    return 2 * per_call + 30.0
+
+
+async def _reconcile(
+    audit_log: AuditLog,
+    resolver: Callable[[str, str, Mapping[str, Any]], Awaitable[str]],
+    min_age: float,
+) -> None:
+    closed = await audit_log.reconcile(resolver, min_age_seconds=min_age)
+    if closed:
+        log_event(log, "audit_intents_reconciled", count=closed)
+
+
+async def _reconcile_forever(
+    audit_log: AuditLog,
+    resolver: Callable[[str, str, Mapping[str, Any]], Awaitable[str]],
+    min_age: float,
+) -> None:
+    """Close what a crashed process (this one earlier, or another replica) left open."""
+    while True:
+        await asyncio.sleep(RECONCILE_EVERY_SECONDS)
+        try:
+            await _reconcile(audit_log, resolver, min_age)
+        except AuditUnavailable:
+            log_event(log, "audit_reconcile_skipped", reason="store_unavailable")
 
 
 def _resolver(

@@ -1,0 +1,76 @@
+"""A crash between the audit intent and its outcome is closed on the next start."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from audit import AuditLog, Intent
+from service.app import create_app, forward_bound
+from service.config import demo_settings
+from service.emulators import STORE_KEY, SYSTEMS, EmulatorCluster
+from tests.service.conftest import AUDITOR
+
+LANDED_PHONE = "+49 30 2468024"
+
+
+def intent(customer: str, phone: str) -> Intent:
+    return Intent(
+        actor="demo-editor", roles=("editor",), system="billbee", customer_id=customer,
+        purpose="customer_service", request_id=f"crash-{customer}", action="update",
+        changed=("Tel1",), before={"Tel1": "+49 30 0000000"}, after={"Tel1": phone},
+        protected={"Tel1": "personal"}, policy_version="v-test",
+    )
+
+
+async def test_dangling_intents_are_closed_by_re_reading_the_upstream(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/audit.db"
+    master, signing = os.urandom(32), os.urandom(32)
+    # a process wrote two intents, forwarded the first, and died before any outcome
+    crashed = await AuditLog.open(url, master_key=master, signing_key=signing, create=True)
+    landed = await crashed.begin(intent("1002", LANDED_PHONE))
+    lost = await crashed.begin(intent("100001", "+49 30 1357135"))
+    await crashed.close()
+
+    cluster = EmulatorCluster(base_port=0, rate_limit=False)
+    await cluster.start()
+    try:
+        store = cluster.apps["billbee"][STORE_KEY]
+        record = store.get(1002)
+        record["Tel1"] = LANDED_PHONE  # the first forward did reach billbee
+        store.put(1002, record)
+        settings = demo_settings(
+            port=0, state_dir=tmp_path, upstream_urls=cluster.urls, audit_url=url,
+            master_key=master, signing_key=signing,
+        )
+        settings = dataclasses.replace(settings, upstreams={
+            name: dataclasses.replace(up, rate_limit_per_second=None)
+            for name, up in settings.upstreams.items()
+        })
+        client = await aiohttp_client(
+            create_app(settings, registry=CollectorRegistry(), migrate=True)
+        )
+        resp = await client.get("/v1/audit", params={"system": "billbee"}, headers=AUDITOR)
+        entries = (await resp.json())["entries"]
+        outcomes = {e["intent_id"]: e["outcome"] for e in entries if e["phase"] == "outcome"}
+        assert outcomes == {landed: "applied", lost: "unknown"}
+        verify = await (await client.get("/v1/audit/verify", headers=AUDITOR)).json()
+        assert verify["ok"] is True
+    finally:
+        await cluster.stop()
+
+
+def test_forward_bound_covers_every_attempt_of_the_slowest_upstream(tmp_path: Path) -> None:
+    settings = demo_settings(
+        port=0, state_dir=tmp_path, upstream_urls=dict.fromkeys(SYSTEMS, "http://127.0.0.1:1"),
+        audit_url="sqlite+aiosqlite:///x.db", master_key=os.urandom(32),
+        signing_key=os.urandom(32),
+    )
+    slowest = max(settings.upstreams.values(), key=lambda u: u.timeout_seconds)
+    assert forward_bound(settings) >= 2 * slowest.timeout_seconds * (slowest.max_retries + 1)
