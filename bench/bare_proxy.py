@@ -12,6 +12,7 @@ measured against this one's (docs/performance.md).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 from collections.abc import AsyncIterator
 from typing import Any
@@ -96,7 +97,12 @@ def main() -> None:
     parser.add_argument("--billbee", required=True)
     parser.add_argument("--keycom", required=True)
     parser.add_argument("--reread", action="store_true", help="GET twice before the write")
+    parser.add_argument("--uvloop", action="store_true", help="run on uvloop's event loop")
     args = parser.parse_args()
+    if args.uvloop:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     web.run_app(
         create_app({"billbee": args.billbee, "keycom": args.keycom}, reread=args.reread),
         host="127.0.0.1",

@@ -98,6 +98,10 @@ def main() -> int:
     parser.add_argument("--system", choices=sorted(FIELDS), default="keycom")
     parser.add_argument("--store", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--no-conflict-check", action="store_true")
+    parser.add_argument(
+        "--loop", choices=["uvloop", "asyncio"], default="uvloop",
+        help="event loop of the gateway AND the baseline (serve uses uvloop)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
@@ -116,16 +120,20 @@ def main() -> int:
         # the baseline makes the same upstream calls as the gateway: with the
         # edit-conflict check on, that is GET, GET, write
         reread = [] if args.no_conflict_check else ["--reread"]
+        loop = ["--uvloop"] if args.loop == "uvloop" else []
         with process(py, "-m", "bench.bare_proxy", "--port", str(bare_port),
-                     "--billbee", urls["billbee"], "--keycom", urls["keycom"], *reread):
+                     "--billbee", urls["billbee"], "--keycom", urls["keycom"], *reread, *loop):
             wait_port(bare_port)
             wrk(bare_port, argparse.Namespace(**{**vars(args), "duration": 2}))  # warm-up
             bare = wrk(bare_port, args)
+        print(f"event loop: {args.loop}; connections: {args.connections}; "
+              f"duration: {args.duration} s; conflict check: {not args.no_conflict_check}")
         print(f"bare proxy      {args.system}: {bare['rps']:8.1f} req/s  "
               f"p50 {bare['p50_ms']:.2f} ms  p99 {bare['p99_ms']:.2f} ms  "
               f"non-2xx {bare['non2xx']:.0f}")
         for store in stores:
             extra = ["--no-conflict-check"] if args.no_conflict_check else []
+            extra += loop
             with contextlib.ExitStack() as stack:
                 if store == "sqlite":
                     url = f"sqlite+aiosqlite:///{tmp}/audit-{uuid.uuid4().hex}.db"

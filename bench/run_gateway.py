@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import os
 from pathlib import Path
@@ -25,7 +26,13 @@ def main() -> None:
     parser.add_argument("--audit-url", required=True)
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--no-conflict-check", action="store_true")
+    parser.add_argument("--uvloop", action="store_true", help="run on uvloop's event loop")
+    parser.add_argument("--reuse-port", action="store_true", help="share the port (workers)")
     args = parser.parse_args()
+    if args.uvloop:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     urls = {
         system: f"http://127.0.0.1:{args.emulator_base_port + i}"
         for i, system in enumerate(SYSTEMS, start=1)
@@ -51,6 +58,7 @@ def main() -> None:
         port=args.port,
         access_log=None,
         print=None,
+        reuse_port=args.reuse_port or None,
     )
 
 

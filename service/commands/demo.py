@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+import uvloop
 from aiohttp import web
 
 from audit.statedir import open_demo_state
@@ -41,7 +42,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     try:
-        asyncio.run(serve_demo(args.host, args.port, args.state_dir))
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(serve_demo(args.host, args.port, args.state_dir))
     except OSError as exc:
         print(f"demo: cannot listen: {exc.strerror}", file=sys.stderr)
         return 1

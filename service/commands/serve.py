@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import uvloop
 from aiohttp import web
 
 from service.app import create_app
@@ -38,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level)
     web.run_app(
         create_app(settings),
+        loop=uvloop.new_event_loop(),  # measured: 18 % less CPU per change (docs/performance.md)
         host=args.host or settings.host,
         port=args.port or settings.port,
         access_log=None,  # the request-context middleware writes one JSON line per request
