@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import yaml
 
 from service.cli import main as cli_main
 from service.emulators import DEMO_CREDENTIALS, SYSTEMS
-from tests.service.test_demo_command import free_block
+from tests.service.test_demo_command import free_block, request
 
 TOKEN = "ops-test-token-1234567890"
 
@@ -120,21 +119,7 @@ def write_config(tmp_path: Path, urls: dict[str, str], port: int) -> Path:
 
 
 def patch(port: int, path: str, body: dict[str, object]) -> tuple[int, dict[str, object]]:
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}",
-        method="PATCH",
-        data=json.dumps(body).encode(),
-        headers={
-            "Authorization": f"Bearer {TOKEN}",
-            "X-Purpose": "customer_service",
-            "Content-Type": "application/json",
-        },
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
+    return request(port, "PATCH", path, body, TOKEN)
 
 
 def test_db_upgrade_then_serve_with_a_config_file(
