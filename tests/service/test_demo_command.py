@@ -16,9 +16,12 @@ from service.cli import main as cli_main
 
 
 def free_block() -> int:
-    """A port P with P..P+4 all free (the gateway and its four emulators)."""
+    """A port P with P..P+4 all free (the gateway and its four emulators).
+
+    Chosen below Linux's ephemeral range (32768 and up), so that no outgoing connection
+    can take one of them between this check and the server's bind."""
     for _ in range(200):
-        base = random.randint(20000, 60000)
+        base = random.randint(20000, 32000)
         sockets = []
         try:
             for port in range(base, base + 5):
