@@ -67,6 +67,10 @@ class CustomerNotFound(GatewayError):
     code, status, title = "customer_not_found", 404, "Customer not found"
 
 
+class AuditEntryNotFound(GatewayError):
+    code, status, title = "audit_entry_not_found", 404, "Audit entry not found"
+
+
 class PayloadTooLarge(GatewayError):
     code, status, title = "payload_too_large", 413, "Payload too large"
 

@@ -164,7 +164,7 @@ class Gateway:
             raise PolicyDenied(
                 "purpose_not_allowed", f"purpose must be one of {', '.join(PURPOSES)}"
             )
-        record = await self._fetch(connector, req.customer_id)
+        record = await connector.fetch(req.customer_id)
         audit_id = await self.audit.record(
             self._intent(req, "read"), Outcome(outcome="applied")
         )
@@ -176,9 +176,6 @@ class Gateway:
             policy_version=self.engine.policies[req.system].version,
             audit_id=audit_id,
         )
-
-    async def _fetch(self, connector: Connector, customer_id: str) -> dict[str, Any]:
-        return await connector.fetch(customer_id)
 
     # -- PATCH -------------------------------------------------------------------------
 
@@ -208,7 +205,7 @@ class Gateway:
             )
 
         async with self.audit.subject_lock(req.system, req.customer_id):
-            pre_image = await self._fetch(connector, req.customer_id)
+            pre_image = await connector.fetch(req.customer_id)
             if if_match is not None and if_match.strip() != record_etag(pre_image):
                 audit_id = await self._record_rejection(
                     req, action, PreconditionFailed.code, attempted

@@ -10,7 +10,7 @@ from aiohttp import web
 from audit.errors import EntryNotFound, InvalidAuditInput
 from audit.types import OUTCOMES
 from policies import Principal
-from service.errors import FieldProblem, Forbidden, GatewayError, ValidationFailed
+from service.errors import AuditEntryNotFound, FieldProblem, Forbidden, ValidationFailed
 from service.keys import AUDIT_KEY, GATEWAY_KEY, REQUEST_ID_KEY
 from service.routes.common import answer, json_object, principal, reason
 
@@ -19,10 +19,6 @@ routes = web.RouteTableDef()
 REVIEWERS = frozenset({"auditor", "privacy_officer"})
 OFFICERS = frozenset({"privacy_officer"})
 MAX_LIMIT = 500
-
-
-class AuditEntryNotFound(GatewayError):
-    code, status, title = "audit_entry_not_found", 404, "Audit entry not found"
 
 
 def _require(request: web.Request, roles: frozenset[str]) -> Principal:

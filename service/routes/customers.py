@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from service.errors import GatewayError
+from service.gateway import WRITE_ROLES
 from service.keys import AUDIT_ID_KEY, GATEWAY_KEY
 from service.routes.common import answer, flag, gateway_request, json_object, principal
 
@@ -18,9 +19,9 @@ async def patch_customer(request: web.Request) -> web.Response:
     principal(request)  # 401 before anything about the body is said
     system = request.match_info["system"]
     customer_id = request.match_info["customer_id"]
-    gateway.connector(system)  # 404 unknown_system before the body is read
     req = gateway_request(request, system, customer_id)
-    gateway.authorize(req, frozenset({"editor", "privacy_officer"}))
+    # 404 unknown_system and 403 forbidden before the body is read
+    gateway.authorize(req, WRITE_ROLES)
     patch = await json_object(request)
     try:
         result = await gateway.update(
