@@ -20,11 +20,11 @@ from audit.errors import AuditUnavailable
 from policies import Decision, PolicyEngine, Principal
 from policies.merge import merge_patch
 from policies.model import PURPOSES
+from service.access import authorize
 from service.errors import (
     CustomerNotFound,
     EditConflict,
     FieldProblem,
-    Forbidden,
     GatewayError,
     PolicyDenied,
     PreconditionFailed,
@@ -107,13 +107,9 @@ class Gateway:
             raise UnknownSystem(f"no system named {system!r}") from None
 
     def authorize(self, req: Request, roles: frozenset[str]) -> Connector:
-        """System known, in the principal's scope, and one of ``roles`` held."""
-        connector = self.connector(req.system)
-        if not req.principal.may_touch(req.system):
-            raise Forbidden(f"this principal may not touch system {req.system!r}")
-        if not roles & req.principal.roles:
-            raise Forbidden("this principal's roles do not allow this operation")
-        return connector
+        """One of ``roles`` held, the system known and in the principal's scope."""
+        authorize(req.principal, roles, req.system, known=self.connectors)
+        return self.connectors[req.system]
 
     def _intent(
         self,
