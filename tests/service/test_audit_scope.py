@@ -108,6 +108,20 @@ async def test_a_scoped_reviewer_cannot_open_or_reveal_an_entry_of_another_syste
     assert "X-Audit-Id" not in refused.headers
     assert await _reveals(stack) == reveals_before  # nothing revealed, nothing recorded
 
+    # every entry of another system (intent, outcome, and the admin reveal entry), by
+    # every route that opens one: refused, nothing revealed
+    others = [e["audit_id"] for e in await _walk(stack, AUDITOR, limit="500")
+              if e["system"] != "billbee"]
+    assert len(others) >= 3
+    for audit_id in others:
+        for headers in (SCOPED_AUDITOR, SCOPED_PRIVACY):
+            assert (await stack.client.get(f"/v1/audit/{audit_id}", headers=headers)).status == 403
+        revealed = await stack.client.post(
+            f"/v1/audit/{audit_id}/reveal", json={"reason": "x"}, headers=SCOPED_PRIVACY
+        )
+        assert revealed.status == 403
+    assert await _reveals(stack) == reveals_before
+
     allowed = await stack.client.post(
         f"/v1/audit/{billbee}/reveal", json={"reason": "complaint"}, headers=SCOPED_PRIVACY
     )
