@@ -18,6 +18,10 @@ class EntryNotFound(AuditError):
     """No entry with that id."""
 
 
+class OutOfScope(AuditError):
+    """The entry exists but belongs to a system outside the reader's scope."""
+
+
 class InvalidAuditInput(AuditError, ValueError):
     """A malformed intent, filter, cursor or reason: the caller's mistake, answer 400."""
 

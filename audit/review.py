@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from datetime import datetime
 from typing import Any, Final
 
@@ -14,7 +15,7 @@ from audit import crypto
 from audit.backend import HEAD_SQL, Backend
 from audit.chain import ChainState, check_rows
 from audit.entries import base_body, check_reason, iso, render
-from audit.errors import EntryNotFound, InvalidAuditInput, KeyMismatch
+from audit.errors import EntryNotFound, InvalidAuditInput, KeyMismatch, OutOfScope
 from audit.ids import uuid7
 from audit.types import OUTCOMES, Outcome, Page, VerifyReport
 
@@ -23,7 +24,14 @@ MAX_LIMIT: Final = 1000
 
 
 class Review:
-    """The read side; :class:`audit.log.AuditLog` adds the write side."""
+    """The read side; :class:`audit.log.AuditLog` adds the write side.
+
+    ``systems`` (queries, ``get``, ``reveal``, ``verify``) is the reader's scope: only
+    entries of those systems are listed, opened or revealed (``OutOfScope`` for another
+    system's entry), and ``verify`` names a bad entry only within it. ``None``: every
+    system. Every entry carries a system: the admin entries (reveal, export, erase)
+    that of the subject they concern.
+    """
 
     def __init__(self, backend: Backend, *, master_key: bytes, public_key: bytes) -> None:
         self._backend = backend
@@ -119,14 +127,22 @@ class Review:
         until: datetime | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        systems: Collection[str] | None = None,
     ) -> Page:
-        """Entries newest first, masked; ``since`` inclusive, ``until`` exclusive."""
+        """Entries newest first, masked; ``since`` inclusive, ``until`` exclusive; only
+        entries of ``systems`` when given (in the query, so pages stay full)."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
             raise InvalidAuditInput(f"limit must be an integer from 1 to {MAX_LIMIT}")
         if outcome is not None and outcome not in OUTCOMES:
             raise InvalidAuditInput(f"outcome must be one of {sorted(OUTCOMES)}")
         where: list[str] = []
         params: list[Any] = []
+        if systems is not None:
+            allowed = sorted(set(systems))
+            if not allowed:
+                return Page(entries=[], next_cursor=None)
+            where.append(f"system IN ({', '.join('?' * len(allowed))})")
+            params.extend(allowed)
         for column, value in (
             ("system", system),
             ("customer_id", customer_id),
@@ -157,27 +173,41 @@ class Review:
         next_cursor = str(rows[limit - 1][0]) if len(rows) > limit else None
         return Page(entries=entries, next_cursor=next_cursor)
 
-    async def _row(self, audit_id: str) -> tuple[Any, ...]:
+    async def _row(
+        self, audit_id: str, systems: Collection[str] | None
+    ) -> tuple[Any, ...]:
         if not isinstance(audit_id, str) or not audit_id:
             raise EntryNotFound("no such audit entry")
         rows = await self._backend.fetchall(
-            "SELECT seq, body, prev_hash, hash FROM audit_entry WHERE audit_id = ?",
+            "SELECT seq, body, prev_hash, hash, system FROM audit_entry WHERE audit_id = ?",
             [audit_id],
         )
         if not rows:
             raise EntryNotFound(f"no audit entry {audit_id[:64]}")
-        return rows[0]
+        if systems is not None and rows[0][4] not in systems:
+            raise OutOfScope("the entry lies outside the reader's system scope")
+        return tuple(rows[0][:4])
 
-    async def get(self, audit_id: str) -> dict[str, Any]:
-        seq, body, prev, hash_ = await self._row(audit_id)
+    async def get(
+        self, audit_id: str, *, systems: Collection[str] | None = None
+    ) -> dict[str, Any]:
+        seq, body, prev, hash_ = await self._row(audit_id, systems)
         return render(int(seq), body, prev, hash_)
 
     async def reveal(
-        self, audit_id: str, *, actor: str, roles: tuple[str, ...], reason: str, request_id: str
+        self,
+        audit_id: str,
+        *,
+        actor: str,
+        roles: tuple[str, ...],
+        reason: str,
+        request_id: str,
+        systems: Collection[str] | None = None,
     ) -> tuple[dict[str, Any], str]:
-        """The entry in clear; first writes (durably) a ``reveal`` entry naming the reason."""
+        """The entry in clear; first writes (durably) a ``reveal`` entry naming the reason.
+        An entry outside ``systems`` is refused before anything is written."""
         reason = check_reason(reason)
-        seq, body, prev, hash_ = await self._row(audit_id)
+        seq, body, prev, hash_ = await self._row(audit_id, systems)
         masked = render(int(seq), body, prev, hash_)
         reveal_id = await self._write_admin(
             self._admin_body(
@@ -248,8 +278,25 @@ class Review:
         return int(row[0]), str(row[1])
 
     # ------------------------------------------------------------------ verification
-    async def verify(self, *, progress: bool = False) -> VerifyReport:
-        """Recompute the chain up to the head and check every signed checkpoint."""
+    async def verify(
+        self, *, progress: bool = False, systems: Collection[str] | None = None
+    ) -> VerifyReport:
+        """Recompute the chain up to the head and check every signed checkpoint.
+
+        The verdict is always the whole chain's; ``first_bad`` is named only when that
+        entry's system lies within ``systems`` (else ``None``: its id would point a
+        scoped reader at another system's entry)."""
+        report = await self._verify(progress)
+        if report.first_bad is None or systems is None:
+            return report
+        rows = await self._backend.fetchall(
+            "SELECT system FROM audit_entry WHERE audit_id = ?", [report.first_bad]
+        )
+        if rows and rows[0][0] in systems:
+            return report
+        return dataclasses.replace(report, first_bad=None)
+
+    async def _verify(self, progress: bool) -> VerifyReport:
         # checkpoints first, then the head: appends meanwhile cannot make a checkpoint
         # look as if it lay beyond the end of the chain
         checkpoints = await self._backend.fetchall(

@@ -45,7 +45,7 @@ from service.middleware import (
 )
 from service.routes import audit as audit_routes
 from service.routes import customers, health, systems, ui
-from service.upstreams import Connector, build_connector
+from service.upstreams import Connector, build_connector, record_shows
 
 log = logging.getLogger("gdpr_gateway.app")
 
@@ -177,14 +177,15 @@ RECONCILE_EVERY_SECONDS = 60.0
 
 
 def forward_bound(settings: Settings) -> float:
-    """The longest one forward can take (conflict re-read and write, every attempt and
-    backoff of the slowest upstream), with a margin: an intent older than this whose
-    outcome is missing belongs to a process that died."""
+    """The longest one forward can take (conflict re-read, write, and the read-back of a
+    write whose answer was lost; every attempt and backoff of the slowest upstream), with
+    a margin: an intent older than this whose outcome is missing belongs to a process
+    that died."""
     per_call = max(
         (u.timeout_seconds + u.backoff_max_seconds) * (u.max_retries + 1)
         for u in settings.upstreams.values()
     )
-    return 2 * per_call + 30.0
+    return 3 * per_call + 30.0
 
 
 async def _reconcile(
@@ -224,29 +225,9 @@ def _resolver(
             record = await connector.fetch(customer_id)
         except Exception:  # any failure to look leaves the outcome unknown, as it was
             return "unknown"
-        missing = object()
-        for path, value in after.items():
-            found = _lookup(record, path, missing)
-            if found is missing or found != value:
-                return "unknown"
-        return "applied"
+        return "applied" if record_shows(record, after) else "unknown"
 
     return resolve
-
-
-def _lookup(record: Mapping[str, Any], path: str, missing: object) -> Any:
-    current: Any = record
-    for part in path.replace("[", ".[").split("."):
-        if part.startswith("[") and part.endswith("]") and isinstance(current, list):
-            index = int(part[1:-1])
-            if index >= len(current):
-                return missing
-            current = current[index]
-        elif isinstance(current, Mapping) and part in current:
-            current = current[part]
-        else:
-            return missing
-    return current
 
 
 async def _gateway_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -152,7 +152,18 @@ class CircuitOpen(UpstreamError):
     """The circuit breaker for this upstream is open: the call was not attempted."""
 
 
-class UpstreamTimeout(UpstreamError):
-    """The upstream did not answer in time: whether a write took effect is unknown."""
+class UpstreamUnreachable(UpstreamError):
+    """No connection could be made (refused, DNS, connect timeout): the request never
+    left the gateway, so nothing changed upstream."""
+
+
+class UpstreamOutcomeUnknown(UpstreamError):
+    """A write was sent (or may have been) and no usable answer came back: a reset or a
+    timeout after the request was handed to the connection, an answer cut short, a
+    2xx that cannot be read, a proxy's 502/504. Whether it took effect is unknown."""
 
     code, status, title = "upstream_timeout", 504, "Upstream timeout"
+
+
+class UpstreamTimeout(UpstreamOutcomeUnknown):
+    """The upstream did not answer in time: whether a write took effect is unknown."""

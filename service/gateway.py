@@ -20,22 +20,22 @@ from audit.errors import AuditUnavailable
 from policies import Decision, PolicyEngine, Principal
 from policies.merge import merge_patch
 from policies.model import PURPOSES
+from service.access import authorize
 from service.errors import (
     CustomerNotFound,
     EditConflict,
     FieldProblem,
-    Forbidden,
     GatewayError,
     PolicyDenied,
     PreconditionFailed,
     UnknownSystem,
     UpstreamError,
-    UpstreamTimeout,
+    UpstreamOutcomeUnknown,
     ValidationFailed,
 )
 from service.logs import log_event
 from service.metrics import Metrics
-from service.upstreams import Connector
+from service.upstreams import Connector, record_shows
 
 log = logging.getLogger("gdpr_gateway.gateway")
 
@@ -107,13 +107,9 @@ class Gateway:
             raise UnknownSystem(f"no system named {system!r}") from None
 
     def authorize(self, req: Request, roles: frozenset[str]) -> Connector:
-        """System known, in the principal's scope, and one of ``roles`` held."""
-        connector = self.connector(req.system)
-        if not req.principal.may_touch(req.system):
-            raise Forbidden(f"this principal may not touch system {req.system!r}")
-        if not roles & req.principal.roles:
-            raise Forbidden("this principal's roles do not allow this operation")
-        return connector
+        """One of ``roles`` held, the system known and in the principal's scope."""
+        authorize(req.principal, roles, req.system, known=self.connectors)
+        return self.connectors[req.system]
 
     def _intent(
         self,
@@ -205,7 +201,10 @@ class Gateway:
             )
 
         async with self.audit.subject_lock(req.system, req.customer_id):
-            pre_image = await connector.fetch(req.customer_id)
+            try:
+                pre_image = await connector.fetch(req.customer_id)
+            except UpstreamOutcomeUnknown as exc:
+                raise _read_failed(exc) from None
             if if_match is not None and if_match.strip() != record_etag(pre_image):
                 audit_id = await self._record_rejection(
                     req, action, PreconditionFailed.code, attempted
@@ -250,7 +249,7 @@ class Gateway:
             # Forward and its audit outcome are one unit: a client hanging up must not
             # leave a forward without its outcome.
             result = await asyncio.shield(
-                self._forward(req, connector, pre_image, body, intent_id)
+                self._forward(req, connector, pre_image, body, intent_id, decision.after)
             )
             self.metrics.decision(req.system, "allowed", None)
             return self._answer(req, result, decision, intent_id, applied=True, dry_run=False)
@@ -262,13 +261,16 @@ class Gateway:
         pre_image: Mapping[str, Any],
         body: dict[str, Any],
         intent_id: str,
+        expected: Mapping[str, Any],
     ) -> dict[str, Any]:
         if self.conflict_check:
             try:
                 current = await connector.fetch(req.customer_id)
             except GatewayError as exc:
-                await self._finish(intent_id, "upstream_failed", exc.code, None, None)
-                raise
+                # a read: nothing was written, whatever its answer
+                failed = _read_failed(exc) if isinstance(exc, UpstreamOutcomeUnknown) else exc
+                await self._finish(intent_id, "upstream_failed", failed.code, None, None)
+                raise _with_audit(failed, intent_id) from None
             if connector.version_tag(current) != connector.version_tag(pre_image):
                 await self._finish(intent_id, "rejected", EditConflict.code, None, None)
                 self.metrics.decision(req.system, "denied", EditConflict.code)
@@ -278,15 +280,33 @@ class Gateway:
         started = time.perf_counter()
         try:
             result = await connector.apply(req.customer_id, body)
-        except UpstreamTimeout as exc:
-            await self._finish(intent_id, "unknown", exc.code, None, _ms(started))
-            raise _with_audit(exc, intent_id) from None
+        except UpstreamOutcomeUnknown as exc:
+            # Sent, no usable answer: never re-sent (docs/upstreams.md); a read tells
+            # whether it landed. If it did not (yet), the outcome stays unknown: 504.
+            landed = await self._read_back(connector, req.customer_id, expected)
+            status = exc.upstream_status
+            if landed is None:
+                await self._finish(intent_id, "unknown", exc.code, status, _ms(started))
+                raise _with_audit(exc, intent_id) from None
+            await self._finish(intent_id, "applied", exc.code, None, _ms(started))
+            return landed
         except (UpstreamError, CustomerNotFound) as exc:
             status = getattr(exc, "upstream_status", None)
             await self._finish(intent_id, "upstream_failed", exc.code, status, _ms(started))
             raise _with_audit(exc, intent_id) from None
         await self._finish(intent_id, "applied", None, 200, _ms(started))
         return result
+
+    @staticmethod
+    async def _read_back(
+        connector: Connector, customer_id: str, expected: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """The record, if a read shows every changed path with its new value; else None."""
+        try:
+            record = await connector.fetch(customer_id)
+        except GatewayError:
+            return None
+        return record if record_shows(record, expected) else None
 
     async def _finish(
         self,
@@ -330,6 +350,14 @@ class Gateway:
 
 def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000.0, 3)
+
+
+def _read_failed(exc: UpstreamOutcomeUnknown) -> UpstreamError:
+    """A read before the write went unanswered: nothing was written, so the answer is
+    502 ("nothing changed"), never the 504 that means "the change may have landed"."""
+    return UpstreamError(
+        f"{exc.detail}; nothing was written", upstream_status=exc.upstream_status
+    )
 
 
 def _with_audit(exc: GatewayError, audit_id: str | None) -> GatewayError:

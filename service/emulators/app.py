@@ -96,6 +96,10 @@ async def _emulator_middleware(request: web.Request, handler: Handler) -> web.St
     action = app[FAULTS_KEY].take(request.method)
     if action.latency_s:
         await asyncio.sleep(action.latency_s)
+    if action.after_write and (action.hang or action.reset or action.malformed):
+        # the upstream did the work; only its answer is lost or cut short
+        with contextlib.suppress(web.HTTPException):
+            await handler(request)
     if action.hang:
         event = app[FAULTS_KEY].release_event()
         with contextlib.suppress(TimeoutError):

@@ -1,4 +1,5 @@
-"""Fault injection: latency, a status for the next N requests, connection resets, hangs.
+"""Fault injection: latency, a status for the next N requests, connection resets, hangs,
+cut-short answers - before the request is processed, or (``after_write``) after it.
 
 A ``FaultPlan`` is set at construction (``create_emulator(..., faults=...)``) or through
 ``POST /_emulator/faults``; a ``FaultState`` holds the live, counting copy.
@@ -30,6 +31,9 @@ class FaultPlan:
     TCP connection reset (RST, no answer); ``hang`` next requests are never answered
     (until the faults are cleared, the emulator stops, or ``HANG_MAX_SECONDS``).
     ``malformed`` next requests get a 200 whose JSON body is cut short.
+    ``after_write``: a hang, reset or malformed answer strikes only after the request was
+    processed (a write is applied, its answer lost or cut short); by default it strikes
+    before (nothing is applied).
     ``methods`` limits the plan to those HTTP methods (``None``: all).
     Order per request: latency, then hang, then reset, then malformed, then status.
     """
@@ -42,6 +46,7 @@ class FaultPlan:
     methods: frozenset[str] | None = None
     retry_after: int | None = None
     malformed: int = 0
+    after_write: bool = False
 
     def __post_init__(self) -> None:
         for name in ("latency_ms", "count", "reset", "hang", "malformed"):
@@ -59,6 +64,8 @@ class FaultPlan:
             or self.retry_after < 0
         ):
             raise FaultPlanError("retry_after must be an integer >= 0")
+        if not isinstance(self.after_write, bool):
+            raise FaultPlanError("after_write must be true or false")
         if self.methods is not None:
             self.methods = frozenset(m.upper() for m in self.methods)
 
@@ -68,7 +75,7 @@ class FaultPlan:
         if not isinstance(data, Mapping):
             raise FaultPlanError("the body must be a JSON object")
         known = {"latency_ms", "status", "count", "reset", "hang", "methods", "retry_after",
-                 "malformed"}
+                 "malformed", "after_write"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise FaultPlanError(f"unknown keys: {', '.join(map(str, unknown))}")
@@ -88,6 +95,7 @@ class FaultPlan:
             methods=None if methods is None else frozenset(methods),
             retry_after=data.get("retry_after"),
             malformed=data.get("malformed", 0),
+            after_write=data.get("after_write", False),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -100,6 +108,7 @@ class FaultPlan:
             "methods": None if self.methods is None else sorted(self.methods),
             "retry_after": self.retry_after,
             "malformed": self.malformed,
+            "after_write": self.after_write,
         }
 
 
@@ -113,6 +122,8 @@ class FaultAction:
     malformed: bool = False
     status: int | None = None
     retry_after: int | None = None
+    #: the request is processed first (hang, reset, malformed strike its answer)
+    after_write: bool = False
 
 
 NO_FAULT = FaultAction()
@@ -150,13 +161,13 @@ class FaultState:
         latency = plan.latency_ms / 1000.0
         if plan.hang > 0:
             plan.hang -= 1
-            return FaultAction(latency_s=latency, hang=True)
+            return FaultAction(latency_s=latency, hang=True, after_write=plan.after_write)
         if plan.reset > 0:
             plan.reset -= 1
-            return FaultAction(latency_s=latency, reset=True)
+            return FaultAction(latency_s=latency, reset=True, after_write=plan.after_write)
         if plan.malformed > 0:
             plan.malformed -= 1
-            return FaultAction(latency_s=latency, malformed=True)
+            return FaultAction(latency_s=latency, malformed=True, after_write=plan.after_write)
         if plan.status is not None and plan.count > 0:
             plan.count -= 1
             return FaultAction(latency_s=latency, status=plan.status, retry_after=plan.retry_after)

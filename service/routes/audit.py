@@ -1,4 +1,10 @@
-"""The audit review API (compliance officers) and the data-subject routes (Art. 15, 17)."""
+"""The audit review API (compliance officers) and the data-subject routes (Art. 15, 17).
+
+Every route applies the principal's roles and its system scope (``service.access``):
+lists cover only the systems in scope (in the query, so paging stays exact), a
+``system`` filter outside it is 403, and an entry, a reveal, an export or an erasure
+of another system is 403 ``forbidden`` - never naming that system.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,10 @@ from typing import Any
 
 from aiohttp import web
 
-from audit.errors import EntryNotFound, InvalidAuditInput
+from audit.errors import EntryNotFound, InvalidAuditInput, OutOfScope
 from audit.types import OUTCOMES
 from policies import Principal
+from service.access import authorize, scope
 from service.errors import AuditEntryNotFound, FieldProblem, Forbidden, ValidationFailed
 from service.keys import AUDIT_KEY, GATEWAY_KEY, REQUEST_ID_KEY
 from service.routes.common import answer, json_object, principal, reason
@@ -21,11 +28,15 @@ OFFICERS = frozenset({"privacy_officer"})
 MAX_LIMIT = 500
 
 
-def _require(request: web.Request, roles: frozenset[str]) -> Principal:
+def _require(request: web.Request, roles: frozenset[str], system: str | None = None) -> Principal:
     who = principal(request)
-    if not roles & who.roles:
-        raise Forbidden("this principal's roles do not allow this operation")
+    authorize(who, roles, system)
     return who
+
+
+def _out_of_scope() -> Forbidden:
+    # the same answer whatever lies behind the id: no system, no customer
+    return Forbidden("this entry lies outside the principal's system scope")
 
 
 def _time(request: web.Request, name: str) -> datetime | None:
@@ -53,8 +64,8 @@ def _limit(request: web.Request) -> int:
 
 @routes.get("/v1/audit")
 async def list_entries(request: web.Request) -> web.Response:
-    _require(request, REVIEWERS)
     q = request.query
+    who = _require(request, REVIEWERS, q.get("system"))
     outcome = q.get("outcome")
     if outcome is not None and outcome not in OUTCOMES:
         raise ValidationFailed(
@@ -71,6 +82,7 @@ async def list_entries(request: web.Request) -> web.Response:
             until=_time(request, "until"),
             limit=_limit(request),
             cursor=q.get("cursor"),
+            systems=scope(who),
         )
     except InvalidAuditInput:
         # every other parameter was checked above: what is left is the paging cursor
@@ -83,8 +95,9 @@ async def list_entries(request: web.Request) -> web.Response:
 
 @routes.get("/v1/audit/verify")
 async def verify(request: web.Request) -> web.Response:
-    _require(request, REVIEWERS)
-    report = await request.app[AUDIT_KEY].verify()
+    who = _require(request, REVIEWERS)
+    # the verdict is the whole chain's; a bad entry is named only within the scope
+    report = await request.app[AUDIT_KEY].verify(systems=scope(who))
     return web.json_response(
         {
             "ok": report.ok,
@@ -97,11 +110,15 @@ async def verify(request: web.Request) -> web.Response:
 
 @routes.get("/v1/audit/{audit_id}")
 async def get_entry(request: web.Request) -> web.Response:
-    _require(request, REVIEWERS)
+    who = _require(request, REVIEWERS)
     try:
-        entry = await request.app[AUDIT_KEY].get(request.match_info["audit_id"])
+        entry = await request.app[AUDIT_KEY].get(
+            request.match_info["audit_id"], systems=scope(who)
+        )
     except EntryNotFound:
         raise AuditEntryNotFound("no audit entry with that id") from None
+    except OutOfScope:
+        raise _out_of_scope() from None
     return web.json_response(entry)
 
 
@@ -116,18 +133,19 @@ async def reveal(request: web.Request) -> web.Response:
             roles=tuple(sorted(who.roles)),
             reason=why,
             request_id=request[REQUEST_ID_KEY],
+            systems=scope(who),
         )
     except EntryNotFound:
         raise AuditEntryNotFound("no audit entry with that id") from None
+    except OutOfScope:
+        raise _out_of_scope() from None
     return answer(request, {"entry": entry, "reveal_audit_id": reveal_id}, audit_id=reveal_id)
 
 
 def _subject(request: web.Request) -> tuple[Principal, str, str]:
-    who = _require(request, OFFICERS)
+    who = principal(request)
     system = request.match_info["system"]
-    request.app[GATEWAY_KEY].connector(system)  # unknown_system
-    if not who.may_touch(system):
-        raise Forbidden(f"this principal may not touch system {system!r}")
+    authorize(who, OFFICERS, system, known=request.app[GATEWAY_KEY].connectors)
     return who, system, request.match_info["customer_id"]
 
 

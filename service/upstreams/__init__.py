@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from service.upstreams.base import Connector, Mode, Observe, content_tag, parse_customer_id
+from service.upstreams.base import (
+    Connector,
+    Mode,
+    Observe,
+    content_tag,
+    parse_customer_id,
+    record_shows,
+)
 from service.upstreams.breaker import BreakerState, CircuitBreaker
 from service.upstreams.bucket import TokenBucket
 from service.upstreams.factory import CONNECTOR_CLASSES, build_connector
@@ -20,4 +27,5 @@ __all__ = [
     "build_connector",
     "content_tag",
     "parse_customer_id",
+    "record_shows",
 ]

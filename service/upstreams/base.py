@@ -81,3 +81,30 @@ def canonical_json(record: Mapping[str, Any]) -> bytes:
 def content_tag(record: Mapping[str, Any]) -> str:
     """SHA-256 (hex) of the record's canonical JSON."""
     return hashlib.sha256(canonical_json(record)).hexdigest()
+
+
+_MISSING: Final = object()
+
+
+def record_shows(record: Mapping[str, Any], values: Mapping[str, Any]) -> bool:
+    """Whether ``record`` (as a fetch returns it) holds every ``values`` path (``A``,
+    ``A.B``, ``A[0].B``, as a policy decision names them) with that value: how a read
+    tells that a write whose answer was lost did land. Nothing to compare: ``False``."""
+    if not values:
+        return False
+    return all(_lookup(record, path) == value for path, value in values.items())
+
+
+def _lookup(record: Mapping[str, Any], path: str) -> Any:
+    current: Any = record
+    for part in path.replace("[", ".[").split("."):
+        if part.startswith("[") and part.endswith("]") and isinstance(current, list):
+            index = int(part[1:-1])
+            if index >= len(current):
+                return _MISSING
+            current = current[index]
+        elif isinstance(current, Mapping) and part in current:
+            current = current[part]
+        else:
+            return _MISSING
+    return current

@@ -111,7 +111,7 @@ class BillbeeConnector(HttpConnector):
         answer = await self._call(
             "PUT", f"api/v1/customers/{cid}", route="customers/{id}", body=payload
         )
-        return self._data(answer)
+        return self._written(answer, self._data)
 
 
 def _mentions_archive(body: Any) -> bool:

@@ -50,8 +50,5 @@ class KeycomConnector(HttpConnector):
 
     async def apply(self, customer_id: str, body: dict[str, Any]) -> dict[str, Any]:
         cid = parse_customer_id(self.system, customer_id)
-        answer = await self._call(
-            "PATCH", f"customers/{cid}/", route="customers/{id}/", body=body,
-            retry_unsent_only=True,
-        )
-        return self._record(answer)
+        answer = await self._call("PATCH", f"customers/{cid}/", route="customers/{id}/", body=body)
+        return self._written(answer, self._record)

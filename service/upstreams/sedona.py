@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar, Final
 
+from service.errors import GatewayError, UpstreamOutcomeUnknown
 from service.upstreams.answers import Answer, basic_auth
 from service.upstreams.base import parse_customer_id
 from service.upstreams.transport import HttpConnector
@@ -60,6 +61,14 @@ class SedonaConnector(HttpConnector):
         )
         if answer.body is None:
             # The vendor documents no answer body for the PUT: read the result back
-            # (a GET, safe to send).
-            return await self.fetch(customer_id)
-        return self._record(answer)
+            # (a GET, safe to send). The upstream took the write: if that read fails,
+            # its outcome is unknown, not failed.
+            try:
+                return await self.fetch(customer_id)
+            except GatewayError as exc:
+                raise UpstreamOutcomeUnknown(
+                    f"{self.system}: the write was taken but could not be read back"
+                    f" ({exc.code}); outcome unknown",
+                    upstream_status=answer.status,
+                ) from None
+        return self._written(answer, self._record)

@@ -135,6 +135,9 @@ class TimelogConnector(HttpConnector):
         answer = await self._call(
             "PUT", f"{self._prefix()}/customer/update", route="customer/update", body=payload
         )
+        return self._written(answer, lambda a: self._own_record(a, cid))
+
+    def _own_record(self, answer: Answer, cid: int) -> dict[str, Any]:
         record = self._record(answer)
         if record.get("CustomerID") != cid:
             raise UpstreamError(

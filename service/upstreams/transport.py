@@ -1,29 +1,11 @@
 """What every HTTP connector shares: the session, attempts, retries, pacing, the breaker,
 and the mapping of upstream answers to the domain's exceptions.
 
-Retry policy (one place, so it can be reviewed):
-
-* A request that never left (connection refused, connect timeout) is retried for every
-  method: nothing reached the upstream.
-* A GET is retried after a timeout, a reset connection, a malformed answer or a 502,
-  503 or 504; so is a whole-object PUT: sending the same whole object twice leaves the
-  same record (HTTP idempotent), so a retry cannot do more than the first try meant to.
-* A PATCH is NOT retried once it may have been sent. A partial update is not shown to
-  be idempotent here: KeyCom's ``modified`` changes on every write (a second send is a
-  second, different write), and between a lost answer and a re-send another client may
-  have changed a field the patch names, which the re-send would then silently overwrite.
-  The caller gets ``UpstreamTimeout``/``UpstreamError`` (outcome unknown) and the audit
-  entry says so.
-* A 429 is retried for every method: the upstream refused before doing anything. The
-  wait honours ``Retry-After`` when present; when it asks for longer than
-  ``backoff_max_seconds``, the connector gives up at once with ``UpstreamRateLimited``
-  carrying that ``retry_after``.
-* A 500 is not retried (TimeLog uses it for "could not be updated": deterministic).
-
-Each connector makes at most ``1 + max_retries`` attempts per call. Nothing of aiohttp
-leaves this module: every failure becomes a ``service.errors`` exception raised
-``from None``, whose message names the system and the kind of failure, never a value,
-an id or a credential.
+The retry policy (what is sent again after which failure, and why a write that may have
+reached the upstream never is) is :mod:`service.upstreams.retry`. Each connector makes
+at most ``1 + max_retries`` attempts per call. Nothing of aiohttp leaves this module:
+every failure becomes a ``service.errors`` exception raised ``from None``, whose message
+names the system and the kind of failure, never a value, an id or a credential.
 """
 
 from __future__ import annotations
@@ -33,7 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import aiohttp
 from yarl import URL
@@ -43,8 +25,10 @@ from service.errors import (
     FieldProblem,
     GatewayError,
     UpstreamError,
+    UpstreamOutcomeUnknown,
     UpstreamRateLimited,
     UpstreamTimeout,
+    UpstreamUnreachable,
 )
 from service.upstreams.answers import (
     REJECTED_STATUSES,
@@ -59,24 +43,25 @@ from service.upstreams.base import Mode, Observe, content_tag
 from service.upstreams.breaker import CircuitBreaker
 from service.upstreams.bucket import TokenBucket
 from service.upstreams.problems import field_problems
+from service.upstreams.retry import STATUS_FATES, Attempt, Fate, may_retry, sent_tracing
 from service.upstreams.settings import UpstreamSettings
 
 log = logging.getLogger(__name__)
 
-RETRY_STATUSES: frozenset[int] = frozenset({502, 503, 504})
 BACKOFF_BASE_SECONDS = 0.1
 #: pace at this share of an upstream's limit: it counts arrivals, and network jitter can
 #: bring two requests closer together than they were sent
 PACING_MARGIN = 0.9
+T = TypeVar("T")
 
 
 class _Failed(Exception):
-    """One failed attempt, carrying the domain error it would become."""
+    """One failed attempt, carrying the domain error it would become and its fate."""
 
-    def __init__(self, error: UpstreamError, *, retryable: bool) -> None:
+    def __init__(self, error: UpstreamError, fate: Fate) -> None:
         super().__init__(error.detail)
         self.error = error
-        self.retryable = retryable
+        self.fate = fate
 
 
 class HttpConnector:
@@ -200,6 +185,7 @@ class HttpConnector:
                 timeout=self._timeout,
                 headers=headers,
                 raise_for_status=False,
+                trace_configs=[sent_tracing()],
             )
             # aiohttp silently re-sends a GET/PUT once after a reset connection. The
             # retry policy lives in one place (here) and every attempt is observed, so
@@ -231,12 +217,10 @@ class HttpConnector:
         *,
         route: str,
         body: Any = None,
-        retry_unsent_only: bool = False,
     ) -> Answer:
         """Send one logical request with the retry policy above; return a 2xx answer or
         raise a domain error. ``path`` is relative to ``base_url``; ``route`` is its
-        template (no ids) for logs and pacing. ``retry_unsent_only``: a non-idempotent
-        call (PATCH), retried only when it cannot have reached the upstream."""
+        template (no ids) for logs and pacing."""
         attempt = 0
         rate_waits = 0
         last: GatewayError | None = None
@@ -256,8 +240,7 @@ class HttpConnector:
             except _Failed as failed:
                 self.breaker.record_failure()
                 last = failed.error
-                may_retry = failed.retryable or not retry_unsent_only
-                if may_retry and attempt < self.settings.max_retries:
+                if may_retry(failed.fate, method) and attempt < self.settings.max_retries:
                     delay = self._backoff(attempt)
                     log.warning(
                         "upstream %s %s %s failed (%s), retry %d in %.2fs",
@@ -277,12 +260,15 @@ class HttpConnector:
                 # A server failure (not a domain answer some upstreams send as a 500,
                 # such as TimeLog's "customer not found").
                 self.breaker.record_failure()
+                fate = STATUS_FATES.get(answer.status, Fate.FAILED)
+                if fate is Fate.MAYBE_APPLIED and method != "GET":
+                    error = UpstreamOutcomeUnknown(
+                        f"{self.system}: a gateway in front of the upstream answered"
+                        f" {answer.status}; outcome unknown",
+                        upstream_status=answer.status,
+                    )
                 last = error
-                if (
-                    answer.status in RETRY_STATUSES
-                    and not retry_unsent_only
-                    and attempt < self.settings.max_retries
-                ):
+                if may_retry(fate, method) and attempt < self.settings.max_retries:
                     delay = self._backoff(attempt)
                     log.warning(
                         "upstream %s %s %s answered %d, retry %d in %.2fs",
@@ -324,48 +310,45 @@ class HttpConnector:
             return answer
 
     async def _attempt(self, method: str, path: str, body: Any) -> Answer:
-        """One HTTP exchange. Raises ``_Failed`` for a transport failure."""
+        """One HTTP exchange. Raises ``_Failed`` (with the attempt's fate) for a transport
+        failure or a 2xx answer that cannot be read."""
         session = self._get_session()
+        state = Attempt()
         status: int | None = None
+        answered: int | None = None
         started = time.perf_counter()
         try:
             # Redirects are not followed: the credentials go to the configured host only.
             async with session.request(
-                method, path, json=body, allow_redirects=False
+                method, path, json=body, allow_redirects=False, trace_request_ctx=state
             ) as response:
+                answered = response.status
                 raw = await read_bounded(response)
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 status = response.status  # only once the whole answer is in
         except AnswerTooLarge:
-            raise _Failed(
-                UpstreamError(f"{self.system}: answer from the upstream is too large"),
-                retryable=False,
-            ) from None
-        except aiohttp.ConnectionTimeoutError:
-            # The request never left: safe to retry whatever the method.
-            raise _Failed(
-                UpstreamTimeout(f"{self.system}: could not connect to the upstream in time"),
-                retryable=True,
-            ) from None
-        except aiohttp.ClientConnectorError:
-            raise _Failed(
-                UpstreamError(f"{self.system}: could not connect to the upstream"),
-                retryable=True,
-            ) from None
-        except TimeoutError:
-            raise _Failed(
-                UpstreamTimeout(
-                    f"{self.system}: upstream did not answer in time; outcome unknown"
-                ),
-                retryable=False,
-            ) from None
-        except aiohttp.ClientError:
-            raise _Failed(
-                UpstreamError(
-                    f"{self.system}: connection to the upstream failed; outcome unknown"
-                ),
-                retryable=False,
-            ) from None
+            too_large = "answer from the upstream is too large"
+            if method == "GET" or (answered is not None and 200 <= answered < 300):
+                raise self._lost(method, too_large, answered) from None
+            raise _Failed(UpstreamError(f"{self.system}: {too_large}"), Fate.FAILED) from None
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            if not state.sent:
+                # No request line reached a connection: provably nothing was sent.
+                timed_out = isinstance(exc, TimeoutError)
+                raise _Failed(
+                    UpstreamUnreachable(
+                        f"{self.system}: could not connect to the upstream"
+                        + (" in time" if timed_out else "") + "; nothing was sent"
+                    ),
+                    Fate.UNSENT,
+                ) from None
+            if isinstance(exc, TimeoutError):
+                outcome = "" if method == "GET" else "; outcome unknown"
+                raise _Failed(
+                    UpstreamTimeout(f"{self.system}: upstream did not answer in time{outcome}"),
+                    Fate.MAYBE_APPLIED,
+                ) from None
+            raise self._lost(method, "connection to the upstream failed", answered) from None
         finally:
             self._report(method, status, time.perf_counter() - started)
         parsed: Any = None
@@ -374,15 +357,37 @@ class HttpConnector:
                 parsed = parse_json(raw)
             except ValueError:
                 if 200 <= status < 300:
-                    raise _Failed(
-                        UpstreamError(
-                            f"{self.system}: malformed answer from the upstream",
-                            upstream_status=status,
-                        ),
-                        retryable=False,
-                    ) from None
+                    raise self._lost(method, "malformed answer from the upstream", status) from None
                 parsed = None  # an error page that is not JSON: the status says enough
         return Answer(status, parsed, retry_after)
+
+    def _lost(self, method: str, what: str, status: int | None) -> _Failed:
+        """The request was sent and its answer is lost or unreadable: a GET may be sent
+        again; for a write the outcome is unknown."""
+        if method == "GET":
+            return _Failed(
+                UpstreamError(f"{self.system}: {what}", upstream_status=status),
+                Fate.MAYBE_APPLIED,
+            )
+        return _Failed(
+            UpstreamOutcomeUnknown(
+                f"{self.system}: {what} after the request was sent; outcome unknown",
+                upstream_status=status,
+            ),
+            Fate.MAYBE_APPLIED,
+        )
+
+    def _written(self, answer: Answer, read: Callable[[Answer], T]) -> T:
+        """Read a write's 2xx answer with ``read``; an answer that cannot be read (wrong
+        shape, an error code inside a success, another customer's record) leaves the
+        write's outcome unknown rather than failed."""
+        try:
+            return read(answer)
+        except UpstreamError as exc:
+            raise UpstreamOutcomeUnknown(
+                f"{exc.detail}; the upstream accepted the write, outcome unknown",
+                upstream_status=answer.status,
+            ) from None
 
     def _report(self, method: str, status: int | None, seconds: float) -> None:
         observe = self._observe

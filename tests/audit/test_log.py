@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from audit import AuditLog, EntryNotFound, InvalidAuditInput, Outcome
+from audit.errors import OutOfScope
 from tests.audit.conftest import EMAIL_AFTER, EMAIL_BEFORE, PHONE_AFTER, make_intent, sql
 
 PO = {"actor": "olga", "roles": ("privacy_officer",)}
@@ -131,6 +132,24 @@ async def test_query_filters_and_pages_newest_first(audit_log: AuditLog) -> None
     assert len((await audit_log.query(since=now - timedelta(minutes=5))).entries) == 7
     assert (await audit_log.query(until=now - timedelta(minutes=5))).entries == []
     assert (await audit_log.query(since=now + timedelta(minutes=5))).entries == []
+
+
+async def test_a_scope_limits_queries_entries_reveals_and_verify(audit_log: AuditLog) -> None:
+    billbee = await audit_log.record(make_intent(), Outcome("applied"))
+    keycom = await audit_log.record(make_intent("4001", system="keycom"), Outcome("applied"))
+    page = await audit_log.query(systems={"billbee"})
+    assert [e["audit_id"] for e in page.entries] == [billbee]
+    assert (await audit_log.query(systems=set())).entries == []  # no system: nothing
+    assert (await audit_log.query(systems={"billbee", "keycom"}, limit=1)).next_cursor
+    assert (await audit_log.get(billbee, systems={"billbee"}))["system"] == "billbee"
+    with pytest.raises(OutOfScope):
+        await audit_log.get(keycom, systems={"billbee"})
+    with pytest.raises(EntryNotFound):  # not found stays not found
+        await audit_log.get("0190f0e0-0000-7000-8000-000000000000", systems={"billbee"})
+    with pytest.raises(OutOfScope):
+        await audit_log.reveal(keycom, reason="r", request_id="r3", systems=(), **PO)
+    assert [e["action"] for e in (await audit_log.query()).entries] == ["update", "update"]
+    assert (await audit_log.verify(systems={"billbee"})).ok
 
 
 async def test_export_subject_decrypts_and_writes_an_export_entry(audit_log: AuditLog) -> None:

@@ -277,3 +277,34 @@ async def test_malformed_answer(aiohttp_client: ClientFactory, system: str) -> N
     with pytest.raises(ValueError):
         await resp.json()
     assert (await client.get(path, headers=headers)).status == 200
+
+
+@pytest.mark.parametrize("fault", ["reset", "hang", "malformed"])
+async def test_after_write_applies_the_write_then_loses_its_answer(
+    aiohttp_client: ClientFactory, fresh_http: aiohttp.ClientSession, fault: str
+) -> None:
+    client = await aiohttp_client(create_emulator("keycom"))
+    await client.post(
+        "/_emulator/faults", json={fault: 1, "after_write": True, "methods": ["PATCH"]}
+    )
+    assert (await (await client.get("/_emulator/faults")).json())["after_write"] is True
+    path, body = KEYCOM_PATCH
+    url = str(client.make_url(path))
+    timeout = aiohttp.ClientTimeout(total=0.3)
+    if fault == "malformed":
+        async with fresh_http.patch(url, json=body, headers=KEYCOM_AUTH) as resp:
+            assert resp.status == 200
+            with pytest.raises(ValueError):
+                await resp.json()
+    else:
+        with pytest.raises((aiohttp.ClientOSError, aiohttp.ServerDisconnectedError,
+                            TimeoutError)):
+            await fresh_http.patch(url, json=body, headers=KEYCOM_AUTH, timeout=timeout)
+    stored = client.app[STORE_KEY].get(4001)
+    assert stored is not None and stored["note"] == body["note"]  # applied all the same
+    await client.delete("/_emulator/faults")
+
+
+def test_after_write_must_be_a_boolean() -> None:
+    with pytest.raises(FaultPlanError, match="after_write"):
+        FaultPlan.from_json({"reset": 1, "after_write": "yes"})

@@ -53,17 +53,28 @@ class Stack:
         return self.client.app[AUDIT_KEY]  # type: ignore[index]
 
 
+#: principals that may touch billbee only, one per role (for the scope cases)
+SCOPED_EDITOR = {"Authorization": "Bearer scoped-editor-token", "X-Purpose": "customer_service"}
+SCOPED_AUDITOR = {"Authorization": "Bearer scoped-auditor-token"}
+SCOPED_PRIVACY = {"Authorization": "Bearer scoped-privacy-token"}
+
+
 def scoped_token_settings(settings: Settings) -> Settings:
-    """Add a token whose principal may touch billbee only (for the forbidden cases)."""
+    """Add tokens whose principals may touch billbee only (for the forbidden cases)."""
     import hashlib
 
-    extra = TokenEntry(
-        name="scoped-editor",
-        roles=frozenset({"editor"}),
-        systems=frozenset({"billbee"}),
-        sha256=hashlib.sha256(b"scoped-editor-token").hexdigest(),
+    extra = tuple(
+        TokenEntry(
+            name=f"scoped-{role}",
+            roles=frozenset({role}),
+            systems=frozenset({"billbee"}),
+            sha256=hashlib.sha256(f"scoped-{name}-token".encode()).hexdigest(),
+        )
+        for name, role in (
+            ("editor", "editor"), ("auditor", "auditor"), ("privacy", "privacy_officer")
+        )
     )
-    return dataclasses.replace(settings, tokens=(*settings.tokens, extra))
+    return dataclasses.replace(settings, tokens=(*settings.tokens, *extra))
 
 
 async def make_stack(

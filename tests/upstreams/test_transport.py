@@ -19,9 +19,11 @@ from service.errors import (
     CustomerNotFound,
     UpstreamAuthFailed,
     UpstreamError,
+    UpstreamOutcomeUnknown,
     UpstreamRateLimited,
     UpstreamRejected,
     UpstreamTimeout,
+    UpstreamUnreachable,
 )
 from service.secret import Secret
 from service.upstreams.answers import parse_retry_after
@@ -49,8 +51,7 @@ class ProbeConnector(HttpConnector):
 
     async def apply(self, customer_id: str, body: dict[str, Any]) -> dict[str, Any]:
         answer = await self._call(
-            self.mode.upper(), f"items/{int(customer_id)}", route="items/{id}", body=body,
-            retry_unsent_only=self.mode == "patch",
+            self.mode.upper(), f"items/{int(customer_id)}", route="items/{id}", body=body
         )
         return dict(answer.body)
 
@@ -175,13 +176,40 @@ async def test_500_is_not_retried(probe: Any) -> None:
     assert script.seen == ["GET"]
 
 
-async def test_put_is_retried_after_reset(probe: Any) -> None:
+@pytest.mark.parametrize("fault", [("reset",), ("raw", 200, b'{"id": 7, "na'),
+                                   ("status", 502, {}, {}), ("status", 504, {}, {})])
+async def test_a_put_that_was_sent_is_not_resent_and_its_outcome_is_unknown(
+    probe: Any, fault: tuple[Any, ...]
+) -> None:
+    """Sent, no usable answer: a re-sent whole object could land after a change made in
+    between and undo it (issue 8, items 6 and 14)."""
+    connector, script, _ = probe
+    connector.mode = "put"
+    script.actions.append(fault)
+    with pytest.raises(UpstreamOutcomeUnknown, match="outcome unknown") as info:
+        await connector.apply("7", dict(RECORD))
+    assert script.seen == ["PUT"]
+    assert info.value.status == 504 and info.value.code == "upstream_timeout"
+    assert_clean(info.value)
+
+
+async def test_a_put_refused_with_503_is_sent_again(probe: Any) -> None:
     connector, script, calls = probe
     connector.mode = "put"
-    script.actions.append(("reset",))
+    script.actions.append(("status", 503, {}, {}))
     assert await connector.apply("7", dict(RECORD)) == RECORD
     assert script.seen == ["PUT", "PUT"]
-    assert [c[2] for c in calls] == [None, 200]
+    assert [c[2] for c in calls] == [503, 200]
+
+
+@pytest.mark.parametrize("fault", [("reset",), ("raw", 200, b"[1, 2")])
+async def test_a_get_whose_answer_was_lost_is_sent_again(
+    probe: Any, fault: tuple[Any, ...]
+) -> None:
+    connector, script, _ = probe
+    script.actions.append(fault)
+    assert await connector.fetch("7") == RECORD
+    assert script.seen == ["GET", "GET"]
 
 
 @pytest.mark.parametrize("fault", [("status", 503, {}, {}), ("reset",)])
@@ -237,12 +265,32 @@ async def test_unreachable_upstream_retries_even_a_patch() -> None:
     )
     connector.mode = "patch"
     try:
-        with pytest.raises(UpstreamError) as info:
+        with pytest.raises(UpstreamUnreachable, match="nothing was sent") as info:
             await connector.apply("7", {"name": "x"})
     finally:
         await connector.close()
     assert calls == [None, None, None]  # never sent, so safe to try again
+    # provably nothing changed: 502, never the "outcome unknown" 504
+    assert not isinstance(info.value, UpstreamOutcomeUnknown)
+    assert info.value.status == 502
     assert_clean(info.value)
+
+
+@pytest.mark.parametrize("fault", [("reset",), ("hang",), ("raw", 200, b'{"id": 7'),
+                                   ("status", 504, {}, {})])
+async def test_a_patch_that_was_sent_has_an_unknown_outcome(
+    server: tuple[Script, str], fault: tuple[Any, ...]
+) -> None:
+    script, url = server
+    connector = ProbeConnector(settings(url, timeout_seconds=0.2))
+    connector.mode = "patch"
+    script.actions.append(fault)
+    try:
+        with pytest.raises(UpstreamOutcomeUnknown, match="outcome unknown"):
+            await connector.apply("7", {"name": "x"})
+    finally:
+        await connector.close()
+    assert script.seen == ["PATCH"]
 
 
 async def test_429_with_retry_after_is_honoured(probe: Any) -> None:
