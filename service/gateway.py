@@ -273,6 +273,8 @@ class Gateway:
                 # cancelled (a shutdown past its grace): the customer stays locked, and
                 # the change counted, until the forward has its outcome
                 await asyncio.wait([forward])
+                if not forward.cancelled():
+                    forward.exception()  # seen here; the caller is gone, the audit has it
                 raise
             self.metrics.decision(req.system, "allowed", None)
             return self._answer(

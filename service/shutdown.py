@@ -42,7 +42,7 @@ from service.logs import log_event
 log = logging.getLogger("gdpr_gateway.shutdown")
 
 #: after the grace, how long aiohttp gives a cancelled handler before dropping it
-CANCEL_SECONDS = 1.0
+CANCEL_SECONDS = 0.25
 
 
 class Lifecycle:
