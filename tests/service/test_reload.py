@@ -52,10 +52,11 @@ def reloads(stack: Stack, result: str) -> float:
 
 
 async def until(check: Callable[[], Any], what: str, seconds: float = 5.0) -> None:
-    async with asyncio.timeout(seconds):
-        while not await check():
-            await asyncio.sleep(0.02)
-    assert await check(), what
+    for _ in range(int(seconds / 0.02)):
+        if await check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(what)
 
 
 async def test_a_swapped_configmap_is_put_in_force_without_a_restart(mounted: Stack) -> None:
