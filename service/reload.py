@@ -63,7 +63,9 @@ class ReloadRefused(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class MaskingKeys:
+class EngineKeys:
+    """The keys every policy set is built with (they do not change on a reload)."""
+
     pseudonym_key: bytes
     hash_salt: bytes
 
@@ -88,7 +90,7 @@ def fingerprint(directory: Path) -> Fingerprint | None:
 
 
 def load_engine(
-    directory: Path | None, keys: MaskingKeys, required: frozenset[str] = frozenset()
+    directory: Path | None, keys: EngineKeys, required: frozenset[str] = frozenset()
 ) -> PolicyEngine:
     """Load, compile and check a whole set; ReloadRefused (or PolicyLoadError) if bad."""
     try:
@@ -109,7 +111,7 @@ class PolicyReloader:
     """Holds the engine in force and replaces it with a checked new one, or refuses."""
 
     def __init__(
-        self, directory: Path | None, keys: MaskingKeys, metrics: Metrics, engine: PolicyEngine
+        self, directory: Path | None, keys: EngineKeys, metrics: Metrics, engine: PolicyEngine
     ) -> None:
         self.directory = directory
         self._keys = keys
@@ -122,7 +124,7 @@ class PolicyReloader:
 
     @classmethod
     async def start(
-        cls, directory: Path | None, keys: MaskingKeys, metrics: Metrics
+        cls, directory: Path | None, keys: EngineKeys, metrics: Metrics
     ) -> PolicyReloader:
         """The first load: a bad set stops the start (PolicyLoadError, ReloadRefused)."""
         engine = await asyncio.to_thread(load_engine, directory, keys)
@@ -206,7 +208,7 @@ def _position(error: str) -> str:
 async def policies_ctx(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: the first load, then the watcher while the app runs."""
     settings = app[SETTINGS_KEY]
-    keys = MaskingKeys(settings.pseudonym_key_bytes(), settings.hash_salt_bytes())
+    keys = EngineKeys(settings.pseudonym_key_bytes(), settings.hash_salt_bytes())
     reloader = await PolicyReloader.start(settings.policies_dir, keys, app[METRICS_KEY])
     app[POLICIES_KEY] = reloader
     log_event(log, "policies_loaded", systems=list(reloader.engine.policies.systems),

@@ -14,7 +14,7 @@ import pytest
 
 from service.config import Settings
 from service.keys import POLICIES_KEY
-from service.reload import MaskingKeys, PolicyReloader, fingerprint, source_dir
+from service.reload import EngineKeys, PolicyReloader, fingerprint, source_dir
 from tests.service.configmap import catalog, note_read_only, write_configmap
 from tests.service.conftest import AUDITOR, EDITOR, Stack, make_stack
 
@@ -193,7 +193,7 @@ async def test_a_load_reads_one_generation_through_data(tmp_path: Path) -> None:
     first = fingerprint(directory)
     assert source_dir(directory).name.startswith("..2026_")
     reloader = await PolicyReloader.start(
-        directory, MaskingKeys(b"k" * 32, b"s" * 16), Metrics(CollectorRegistry())
+        directory, EngineKeys(b"k" * 32, b"s" * 16), Metrics(CollectorRegistry())
     )
     old = reloader.engine
     write_configmap(directory, catalog(**{"timelog.yaml": catalog()["timelog.yaml"] + "\n"}))
