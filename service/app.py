@@ -13,14 +13,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from audit import AuditLog, AuditUnavailable
-from policies import PolicyEngine, PolicySet, load_policy_set
 from service.auth import Authenticator
 from service.caller_limits import CallerLimiter
 from service.config import Settings
@@ -30,10 +28,11 @@ from service.keys import (
     AUTH_KEY,
     CALLER_LIMITER_KEY,
     CONNECTORS_KEY,
-    ENGINE_KEY,
     GATEWAY_KEY,
+    LIFECYCLE_KEY,
     METRICS_KEY,
     OPENAPI_KEY,
+    POLICIES_KEY,
     SETTINGS_KEY,
 )
 from service.logs import log_event
@@ -43,8 +42,10 @@ from service.middleware import (
     request_context_middleware,
     stamp_context_headers,
 )
+from service.reload import policies_ctx
 from service.routes import audit as audit_routes
 from service.routes import customers, health, systems, ui
+from service.shutdown import Lifecycle, lifecycle_middleware
 from service.upstreams import Connector, build_connector, record_shows
 
 log = logging.getLogger("gdpr_gateway.app")
@@ -61,18 +62,24 @@ def create_app(
     """Build the gateway. ``migrate`` applies the audit schema on start (demo, tests)."""
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
     app = web.Application(
-        middlewares=[request_context_middleware, _metrics_middleware, problem_middleware],
+        middlewares=[
+            lifecycle_middleware,
+            request_context_middleware,
+            _metrics_middleware,
+            problem_middleware,
+        ],
         client_max_size=settings.body_limit_bytes,
     )
     app[SETTINGS_KEY] = settings
     app[METRICS_KEY] = metrics
+    app[LIFECYCLE_KEY] = Lifecycle()
     app[AUTH_KEY] = Authenticator(settings.tokens, settings.jwt)
     app[CALLER_LIMITER_KEY] = CallerLimiter(
         settings.caller_rate_limit_per_second, settings.caller_rate_limit_burst
     )
     app[OPENAPI_KEY] = resources.files("service").joinpath("openapi.yaml").read_bytes()
 
-    app.cleanup_ctx.append(_policies_ctx)
+    app.cleanup_ctx.append(policies_ctx)
     app.cleanup_ctx.append(_upstreams_ctx)
     app.cleanup_ctx.append(_audit_ctx(migrate))
     app.cleanup_ctx.append(_gateway_ctx)
@@ -90,25 +97,6 @@ def create_app(
     # answers a handler streams itself get X-Request-Id / X-Audit-Id too
     app.on_response_prepare.append(stamp_context_headers)
     return app
-
-
-async def _policies_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS_KEY]
-    policy_set = await asyncio.to_thread(_load_policies, settings.policies_dir)
-    app[ENGINE_KEY] = PolicyEngine(
-        policy_set,
-        pseudonym_key=settings.pseudonym_key_bytes(),
-        hash_salt=settings.hash_salt_bytes(),
-    )
-    log_event(log, "policies_loaded", systems=",".join(app[ENGINE_KEY].policies.systems))
-    yield
-
-
-def _load_policies(directory: Path | None) -> PolicySet:
-    """The shipped catalog, or every ``*.yaml`` of the configured directory."""
-    if directory is None:
-        return load_policy_set(None)
-    return load_policy_set(sorted(Path(directory).glob("*.yaml")))
 
 
 async def _upstreams_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -151,7 +139,7 @@ def _audit_ctx(
             create=migrate,
         )
         resolver = _resolver(app[CONNECTORS_KEY])
-        bound = forward_bound(settings)
+        bound = reconcile_min_age(settings)
         shared = settings.audit_url.startswith("postgresql")
         reconciler: asyncio.Task[None] | None = None
         try:
@@ -159,7 +147,8 @@ def _audit_ctx(
             # other replicas may, so only intents older than any forward can be are closed.
             await _reconcile(audit_log, resolver, bound if shared else 0.0)
             reconciler = asyncio.create_task(
-                _reconcile_forever(audit_log, resolver, bound), name="audit-reconciler"
+                _reconcile_forever(audit_log, resolver, bound, settings.audit_reconcile_seconds),
+                name="audit-reconciler",
             )
             app[AUDIT_KEY] = audit_log
             yield
@@ -173,7 +162,11 @@ def _audit_ctx(
     return audit_ctx
 
 
-RECONCILE_EVERY_SECONDS = 60.0
+def reconcile_min_age(settings: Settings) -> float:
+    """How old a dangling intent must be before a replica closes it: the setting, or by
+    default the longest a forward can take (an older one belongs to a dead process)."""
+    configured = settings.audit_reconcile_min_age_seconds
+    return configured if configured is not None else forward_bound(settings)
 
 
 def forward_bound(settings: Settings) -> float:
@@ -202,10 +195,11 @@ async def _reconcile_forever(
     audit_log: AuditLog,
     resolver: Callable[[str, str, Mapping[str, Any]], Awaitable[str]],
     min_age: float,
+    every: float,
 ) -> None:
     """Close what a crashed process (this one earlier, or another replica) left open."""
     while True:
-        await asyncio.sleep(RECONCILE_EVERY_SECONDS)
+        await asyncio.sleep(every)
         try:
             await _reconcile(audit_log, resolver, min_age)
         except AuditUnavailable:
@@ -231,8 +225,9 @@ def _resolver(
 
 
 async def _gateway_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[GATEWAY_KEY] = Gateway(
-        app[ENGINE_KEY],
+    policies = app[POLICIES_KEY]
+    app[GATEWAY_KEY] = gateway = Gateway(
+        lambda: policies.engine,
         app[AUDIT_KEY],
         app[CONNECTORS_KEY],
         app[METRICS_KEY],
@@ -240,6 +235,8 @@ async def _gateway_ctx(app: web.Application) -> AsyncIterator[None]:
         read_purpose_required=app[SETTINGS_KEY].upstream_read_purpose_required,
     )
     yield
+    # before the audit log closes: every change under way gets its outcome
+    await gateway.writes.wait_idle()
 
 
 @web.middleware

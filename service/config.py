@@ -98,11 +98,14 @@ class Settings:
     body_limit_bytes: int = 65536
     log_level: str = "INFO"
     policies_dir: Path | None = None  # None: the shipped catalog
+    policies_reload_seconds: float = 5.0  # 0: no watching (SIGHUP still reloads)
     audit_url: str = field(repr=False)  # may carry a database password
     audit_master_key: Secret
     audit_signing_key: Secret
     audit_checkpoint_every: int = 1000
     audit_checkpoint_seconds: float = 60.0
+    audit_reconcile_seconds: float = 60.0
+    audit_reconcile_min_age_seconds: float | None = None  # None: derived (app.forward_bound)
     pseudonym_key: Secret
     hash_salt: Secret
     tokens: tuple[TokenEntry, ...] = ()
@@ -112,6 +115,8 @@ class Settings:
     upstream_read_purpose_required: bool = True
     caller_rate_limit_per_second: float | None = None  # None: no per-caller limit
     caller_rate_limit_burst: int = 20
+    shutdown_drain_seconds: float = 5.0
+    shutdown_grace_seconds: float = 20.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tokens", tuple(self.tokens))
@@ -172,6 +177,7 @@ _SCHEMA: Final[dict[str, Any]] = {
     "body_limit_bytes": _INT,
     "log_level": _STR,
     "policies_dir": _Leaf("path"),
+    "policies_reload_seconds": _FLOAT,
     "conflict_check": _BOOL,
     "upstream_read_purpose_required": _BOOL,
     "caller_rate_limit_per_second": _Leaf("optfloat"),
@@ -182,7 +188,10 @@ _SCHEMA: Final[dict[str, Any]] = {
         "signing_key": _SECRET,
         "checkpoint_every": _INT,
         "checkpoint_seconds": _FLOAT,
+        "reconcile_seconds": _FLOAT,
+        "reconcile_min_age_seconds": _Leaf("optfloat"),
     },
+    "shutdown": {"drain_seconds": _FLOAT, "grace_seconds": _FLOAT},
     "masking": {"pseudonym_key": _SECRET, "hash_salt": _SECRET},
     "auth": {
         "tokens": _Leaf("tokens", file_ok=True),
@@ -576,11 +585,16 @@ def load_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:
         "body_limit_bytes": v.number(("body_limit_bytes",), 65536, 1),
         "log_level": log_level,
         "policies_dir": policies_dir,
+        "policies_reload_seconds": v.number(("policies_reload_seconds",), 5.0, 0),
         "audit_url": audit_url,
         "audit_master_key": v.key(("audit", "master_key"), 32, 32),
         "audit_signing_key": v.key(("audit", "signing_key"), 32, 32),
         "audit_checkpoint_every": v.number(("audit", "checkpoint_every"), 1000, 1),
         "audit_checkpoint_seconds": v.number(("audit", "checkpoint_seconds"), 60.0, 0, strict=True),
+        "audit_reconcile_seconds": v.number(("audit", "reconcile_seconds"), 60.0, 0, strict=True),
+        "audit_reconcile_min_age_seconds": v.number(
+            ("audit", "reconcile_min_age_seconds"), None, 0
+        ),
         "pseudonym_key": v.key(("masking", "pseudonym_key"), 32),
         "hash_salt": v.key(("masking", "hash_salt"), 16),
         "tokens": v.get(("auth", "tokens"), ()),
@@ -592,6 +606,8 @@ def load_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:
             ("caller_rate_limit_per_second",), None, 0, strict=True
         ),
         "caller_rate_limit_burst": v.number(("caller_rate_limit_burst",), 20, 1),
+        "shutdown_drain_seconds": v.number(("shutdown", "drain_seconds"), 5.0, 0),
+        "shutdown_grace_seconds": v.number(("shutdown", "grace_seconds"), 20.0, 0, strict=True),
     }
     if errors:
         raise ConfigError(errors)

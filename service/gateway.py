@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ from service.errors import (
     UpstreamOutcomeUnknown,
     ValidationFailed,
 )
+from service.inflight import InFlight
 from service.logs import log_event
 from service.metrics import Metrics
 from service.upstreams import Connector, record_shows
@@ -79,11 +80,16 @@ class UpdateResult:
 
 
 class Gateway:
-    """Composes the policy engine, the audit log and the connectors."""
+    """Composes the policy engine, the audit log and the connectors.
+
+    ``engines()`` returns the policy engine in force; it may change while the gateway
+    runs (service/reload.py), so each request reads it once, at its start, and decides,
+    masks and audits with that one. ``writes`` counts changes holding a customer's lock.
+    """
 
     def __init__(
         self,
-        engine: PolicyEngine,
+        engines: Callable[[], PolicyEngine],
         audit: AuditLog,
         connectors: Mapping[str, Connector],
         metrics: Metrics,
@@ -91,7 +97,8 @@ class Gateway:
         conflict_check: bool = True,
         read_purpose_required: bool = True,
     ) -> None:
-        self.engine = engine
+        self.engines = engines
+        self.writes = InFlight()
         self.audit = audit
         self.connectors = dict(connectors)
         self.metrics = metrics
@@ -113,12 +120,13 @@ class Gateway:
 
     def _intent(
         self,
+        engine: PolicyEngine,
         req: Request,
         action: str,
         decision: Decision | None = None,
         changed: tuple[str, ...] = (),
     ) -> Intent:
-        policy = self.engine.policies[req.system]
+        policy = engine.policies[req.system]
         return Intent(
             actor=req.principal.name,
             roles=tuple(sorted(req.principal.roles)),
@@ -135,13 +143,14 @@ class Gateway:
         )
 
     async def _record_rejection(
-        self, req: Request, action: str, code: str, changed: tuple[str, ...]
+        self, engine: PolicyEngine, req: Request, action: str, code: str,
+        changed: tuple[str, ...],
     ) -> str | None:
         """Audit a refused request. Nothing was forwarded, so a store outage here does not
         turn the refusal into a 503: the caller still learns why, and the gap is logged."""
         try:
             return await self.audit.record(
-                self._intent(req, action, changed=changed),
+                self._intent(engine, req, action, changed=changed),
                 Outcome(outcome="rejected", problem_code=code),
             )
         except AuditUnavailable:
@@ -152,6 +161,7 @@ class Gateway:
     # -- GET ---------------------------------------------------------------------------
 
     async def read(self, req: Request) -> ReadResult:
+        engine = self.engines()
         connector = self.authorize(req, READ_ROLES)
         # A read shows personal data (masked or not): it names why (Art. 5(1)(b)).
         if req.purpose is None and self.read_purpose_required:
@@ -162,14 +172,14 @@ class Gateway:
             )
         record = await connector.fetch(req.customer_id)
         audit_id = await self.audit.record(
-            self._intent(req, "read"), Outcome(outcome="applied")
+            self._intent(engine, req, "read"), Outcome(outcome="applied")
         )
-        masked = self.engine.mask(req.system, record, req.principal.roles)
+        masked = engine.mask(req.system, record, req.principal.roles)
         self.metrics.masked(masked.counts)
         return ReadResult(
             customer=masked.record,
             etag=record_etag(record),
-            policy_version=self.engine.policies[req.system].version,
+            policy_version=engine.policies[req.system].version,
             audit_id=audit_id,
         )
 
@@ -183,15 +193,18 @@ class Gateway:
         dry_run: bool = False,
         if_match: str | None = None,
     ) -> UpdateResult:
+        engine = self.engines()
         connector = self.authorize(req, WRITE_ROLES)
         action = "dry_run" if dry_run else "update"
         attempted = tuple(sorted(patch))
 
-        errors = self.engine.validate(req.system, patch)
+        errors = engine.validate(req.system, patch)
         if errors:
             self.metrics.validation_errors(req.system, [e.code for e in errors])
             self.metrics.decision(req.system, "denied", ValidationFailed.code)
-            audit_id = await self._record_rejection(req, action, ValidationFailed.code, attempted)
+            audit_id = await self._record_rejection(
+                engine, req, action, ValidationFailed.code, attempted
+            )
             raise _with_audit(
                 ValidationFailed(
                     f"{len(errors)} field(s) failed validation",
@@ -200,27 +213,27 @@ class Gateway:
                 audit_id,
             )
 
-        async with self.audit.subject_lock(req.system, req.customer_id):
+        async with self.writes.hold(), self.audit.subject_lock(req.system, req.customer_id):
             try:
                 pre_image = await connector.fetch(req.customer_id)
             except UpstreamOutcomeUnknown as exc:
                 raise _read_failed(exc) from None
             if if_match is not None and if_match.strip() != record_etag(pre_image):
                 audit_id = await self._record_rejection(
-                    req, action, PreconditionFailed.code, attempted
+                    engine, req, action, PreconditionFailed.code, attempted
                 )
                 self.metrics.decision(req.system, "denied", PreconditionFailed.code)
                 raise _with_audit(
                     PreconditionFailed("the record changed since the tag was issued"), audit_id
                 )
 
-            decision = self.engine.decide(
+            decision = engine.decide(
                 req.system, pre_image, patch, req.principal, req.purpose
             )
             if not decision.allowed:
                 code = decision.problem or "forbidden"
                 self.metrics.decision(req.system, "denied", code)
-                audit_id = await self._record_rejection(req, action, code, attempted)
+                audit_id = await self._record_rejection(engine, req, action, code, attempted)
                 raise _with_audit(
                     PolicyDenied(
                         code,
@@ -233,7 +246,7 @@ class Gateway:
             if dry_run or not decision.changed:
                 # Nothing leaves the gateway: the decision itself is what gets audited.
                 audit_id = await self.audit.record(
-                    self._intent(req, action, decision), Outcome(outcome="applied")
+                    self._intent(engine, req, action, decision), Outcome(outcome="applied")
                 )
                 self.metrics.decision(req.system, "dry_run" if dry_run else "allowed", None)
                 shown = (
@@ -241,18 +254,31 @@ class Gateway:
                     if decision.merged is not None
                     else merge_patch(pre_image, patch)
                 )
-                return self._answer(req, shown, decision, audit_id, applied=False, dry_run=dry_run)
+                return self._answer(
+                    engine, req, shown, decision, audit_id, applied=False, dry_run=dry_run
+                )
 
             body = decision.merged if connector.mode == "put" else dict(patch)
             assert body is not None  # a put policy always yields the merged object
-            intent_id = await self.audit.begin(self._intent(req, action, decision))
+            intent_id = await self.audit.begin(self._intent(engine, req, action, decision))
             # Forward and its audit outcome are one unit: a client hanging up must not
             # leave a forward without its outcome.
-            result = await asyncio.shield(
+            forward = asyncio.ensure_future(
                 self._forward(req, connector, pre_image, body, intent_id, decision.after)
             )
+            try:
+                result = await asyncio.shield(forward)
+            except asyncio.CancelledError:
+                # cancelled (a shutdown past its grace): the customer stays locked, and
+                # the change counted, until the forward has its outcome
+                await asyncio.wait([forward])
+                if not forward.cancelled():
+                    forward.exception()  # seen here; the caller is gone, the audit has it
+                raise
             self.metrics.decision(req.system, "allowed", None)
-            return self._answer(req, result, decision, intent_id, applied=True, dry_run=False)
+            return self._answer(
+                engine, req, result, decision, intent_id, applied=True, dry_run=False
+            )
 
     async def _forward(
         self,
@@ -328,6 +354,7 @@ class Gateway:
 
     def _answer(
         self,
+        engine: PolicyEngine,
         req: Request,
         record: Mapping[str, Any],
         decision: Decision,
@@ -336,7 +363,7 @@ class Gateway:
         applied: bool,
         dry_run: bool,
     ) -> UpdateResult:
-        masked = self.engine.mask(req.system, record, req.principal.roles)
+        masked = engine.mask(req.system, record, req.principal.roles)
         self.metrics.masked(masked.counts)
         return UpdateResult(
             applied=applied,
@@ -344,7 +371,7 @@ class Gateway:
             changed=decision.changed,
             customer=masked.record,
             audit_id=audit_id,
-            policy_version=self.engine.policies[req.system].version,
+            policy_version=engine.policies[req.system].version,
         )
 
 

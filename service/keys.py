@@ -18,18 +18,21 @@ AUDIT_ID_KEY = web.RequestKey("audit_id", str)
 # Declared with forward-referenced types to keep this module free of import cycles.
 if TYPE_CHECKING:
     from audit import AuditLog
-    from policies import PolicyEngine
     from service.auth import Authenticator
     from service.caller_limits import CallerLimiter
     from service.config import Settings
     from service.gateway import Gateway
     from service.metrics import Metrics
+    from service.reload import PolicyReloader
+    from service.shutdown import Lifecycle
     from service.upstreams import Connector
 
 SETTINGS_KEY: web.AppKey[Settings] = web.AppKey("settings")
 METRICS_KEY: web.AppKey[Metrics] = web.AppKey("metrics")
 AUTH_KEY: web.AppKey[Authenticator] = web.AppKey("authenticator")
-ENGINE_KEY: web.AppKey[PolicyEngine] = web.AppKey("policy_engine")
+# the policy set in force: read ``.engine`` once per request (it may be swapped)
+POLICIES_KEY: web.AppKey[PolicyReloader] = web.AppKey("policies")
+LIFECYCLE_KEY: web.AppKey[Lifecycle] = web.AppKey("lifecycle")
 AUDIT_KEY: web.AppKey[AuditLog] = web.AppKey("audit_log")
 CONNECTORS_KEY: web.AppKey[Mapping[str, Connector]] = web.AppKey("connectors")
 GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")

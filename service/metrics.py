@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
 from aiohttp.typedefs import Handler
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 PREFIX: Final = "gdpr_gateway_"
@@ -45,6 +45,8 @@ STRATEGIES: Final = ("clear", "redact", "null", "partial", "hash", "pseudonym", 
 UPSTREAM_METHODS: Final = ("GET", "PUT", "PATCH", "POST", "DELETE")
 #: upstream status label when no HTTP answer came (timeout, connection refused)
 NO_RESPONSE: Final = "no_response"
+#: results of a policy (re)load (service/reload.py)
+RELOAD_RESULTS: Final = ("success", "failure")
 BREAKER_STATES: Final[Mapping[str, int]] = {"closed": 0, "half_open": 1, "open": 2}
 
 _LATENCY_BUCKETS: Final = (
@@ -111,6 +113,18 @@ class Metrics:
             f"{PREFIX}upstream_circuit_state", "Circuit breaker per upstream: "
             "0 closed, 1 half_open, 2 open", ["system"], registry=r,
         )  # fmt: skip
+        self.policy_reloads_total = Counter(
+            f"{PREFIX}policy_reload", "Policy set reloads by result: a refused set leaves "
+            "the one in force unchanged", ["result"], registry=r,
+        )  # fmt: skip
+        self.policy_last_reload_successful = Gauge(
+            f"{PREFIX}policy_last_reload_successful", "1 if the last policy load succeeded, "
+            "0 while the files on disk are a set that was refused", registry=r,
+        )  # fmt: skip
+        self.policy_info = Info(
+            f"{PREFIX}policy", "The policy version in force, per system (one series each)",
+            ["system"], registry=r,
+        )  # fmt: skip
         self._preinitialise()
 
     def _preinitialise(self) -> None:
@@ -127,6 +141,8 @@ class Metrics:
             self.breaker.labels(system).set(0)
         for strategy in STRATEGIES:
             self.masked_total.labels(strategy)
+        for result in RELOAD_RESULTS:
+            self.policy_reloads_total.labels(result)
 
     def init_routes(self, routes: Iterable[str]) -> None:
         """Declare the route templates: their series start at 0 and any other route is
@@ -196,6 +212,16 @@ class Metrics:
 
     def audit_append(self, seconds: float) -> None:
         self.audit_append_seconds.observe(max(0.0, seconds))
+
+    def policy_reload(self, succeeded: bool) -> None:
+        """One attempt to load a policy set (at start, on a file change, on SIGHUP)."""
+        self.policy_reloads_total.labels(RELOAD_RESULTS[0 if succeeded else 1]).inc()
+        self.policy_last_reload_successful.set(1 if succeeded else 0)
+
+    def policy_versions(self, versions: Mapping[str, str]) -> None:
+        """The versions now in force: one series per system, replaced on every swap."""
+        for system, version in versions.items():
+            self.policy_info.labels(self._system(system)).info({"version": version})
 
     def breaker_state(self, system: str, state: str) -> None:
         """The breaker's state: closed=0, half_open=1, open=2 (``half-open`` accepted)."""

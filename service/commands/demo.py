@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 from pathlib import Path
 from typing import Any, TextIO
 
 import uvloop
-from aiohttp import web
 
 from audit.statedir import open_demo_state
 from service.app import create_app
 from service.config import DEMO_TOKENS, demo_settings
 from service.emulators import SYSTEMS, EmulatorCluster
 from service.logs import configure_logging
+from service.shutdown import run_server
 
 DEFAULT_STATE_DIR = Path(".gdpr-gateway-demo")
 
@@ -36,6 +35,11 @@ def register(subparsers: Any) -> None:
         help=f"audit database and keys (default {DEFAULT_STATE_DIR})",
     )
     parser.add_argument("--log-level", default="WARNING", help="log level (default WARNING)")
+    parser.add_argument(
+        "--drain-seconds", type=float, default=0.0,
+        help="on SIGTERM, keep serving this long with /readyz at 503 before stopping, "
+        "as serve does with shutdown.drain_seconds (default 0: no load balancer in front)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -43,7 +47,10 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(serve_demo(args.host, args.port, args.state_dir))
+            runner.run(
+                serve_demo(args.host, args.port, args.state_dir,
+                           drain_seconds=max(0.0, args.drain_seconds))
+            )
     except OSError as exc:
         print(f"demo: cannot listen: {exc.strerror}", file=sys.stderr)
         return 1
@@ -52,17 +59,13 @@ def run(args: argparse.Namespace) -> int:
 
 async def serve_demo(
     host: str, port: int, state_dir: Path, *, out: TextIO = sys.stdout,
-    stop: asyncio.Event | None = None,
+    stop: asyncio.Event | None = None, drain_seconds: float = 0.0,
 ) -> None:
-    """Run until SIGINT/SIGTERM (or ``stop`` is set), then shut everything down cleanly."""
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-
+    """Run until SIGINT/SIGTERM (or ``stop`` is set), then shut down as ``serve`` does
+    (service/shutdown.py: drain, finish what is under way, flush and sign the audit
+    log), and stop the emulators last."""
     cluster = EmulatorCluster(host, base_port=port)
     await cluster.start()
-    runner: web.AppRunner | None = None
     try:
         audit_url, master_key, signing_key = open_demo_state(state_dir)
         settings = demo_settings(
@@ -73,18 +76,21 @@ async def serve_demo(
             master_key=master_key,
             signing_key=signing_key,
         )
-        runner = web.AppRunner(create_app(settings, migrate=True), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, host, port).start()
-        print_guide(out, f"http://{host}:{port}", cluster.urls, state_dir)
-        await stop.wait()
-        print("demo: stopping", file=out, flush=True)
+        await run_server(
+            create_app(settings, migrate=True),
+            host=host,
+            port=port,
+            drain_seconds=drain_seconds,
+            grace_seconds=settings.shutdown_grace_seconds,
+            stop=stop,
+            on_started=lambda _runner: print_guide(
+                out, f"http://{host}:{port}", cluster.urls, state_dir
+            ),
+            access_log=None,
+        )
+        print("demo: stopped", file=out, flush=True)
     finally:
-        if runner is not None:
-            await runner.cleanup()
         await cluster.stop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
 
 
 def print_guide(out: TextIO, url: str, upstreams: dict[str, str], state_dir: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from service.keys import ENGINE_KEY, GATEWAY_KEY
+from service.keys import GATEWAY_KEY, POLICIES_KEY
 from service.routes.common import principal
 
 routes = web.RouteTableDef()
@@ -13,7 +13,7 @@ routes = web.RouteTableDef()
 @routes.get("/v1/systems")
 async def list_systems(request: web.Request) -> web.Response:
     principal(request)
-    policies = request.app[ENGINE_KEY].policies
+    policies = request.app[POLICIES_KEY].engine.policies
     return web.json_response(
         {
             "systems": [
@@ -33,7 +33,7 @@ async def system_policy(request: web.Request) -> web.Response:
     principal(request)
     system = request.match_info["system"]
     request.app[GATEWAY_KEY].connector(system)  # unknown_system
-    policy = request.app[ENGINE_KEY].policies[system]
+    policy = request.app[POLICIES_KEY].engine.policies[system]
     return web.json_response(
         {
             "system": system,

@@ -172,6 +172,6 @@ async def test_probes(stack: Stack) -> None:
     assert (await stack.client.get("/healthz")).status == 200
     ready = await stack.client.get("/readyz")
     assert ready.status == 200
-    assert (await ready.json())["checks"] == {"policies": True, "audit": True}
+    assert (await ready.json())["checks"] == {"accepting": True, "policies": True, "audit": True}
     doc = await stack.client.get("/openapi.yaml")
     assert doc.status == 200 and (await doc.text()).startswith("openapi: 3.1")

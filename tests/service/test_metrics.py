@@ -21,7 +21,10 @@ from service.metrics import (
     metrics_handler,
 )
 
-ALLOWED_LABELS = {"system", "route", "status", "outcome", "code", "strategy", "method", "le"}
+ALLOWED_LABELS = {
+    "system", "route", "status", "outcome", "code", "strategy", "method", "le", "result",
+    "version",  # only on gdpr_gateway_policy_info, one series per system
+}  # fmt: skip
 CUSTOMER_ROUTE = "/v1/systems/{system}/customers/{customer_id}"
 
 
@@ -155,6 +158,7 @@ async def test_names_and_label_names_follow_conventions(
     aiohttp_client: Callable[..., Any], metrics: Metrics
 ) -> None:
     metrics.request("billbee", CUSTOMER_ROUTE, 200, 0.01)
+    metrics.policy_versions({"billbee": "a" * 64})
     s = await scrape(aiohttp_client, metrics)
     names = {re.sub(r"\{.*", "", k) for k in s}
     assert names and all(n.startswith("gdpr_gateway_") for n in names)
@@ -167,7 +171,8 @@ async def test_names_and_label_names_follow_conventions(
     assert "gdpr_gateway_decisions_total" in counters
     assert all(
         n.endswith(("_total", "_created", "_seconds_bucket", "_seconds_sum", "_seconds_count",
-                    "_entries_bucket", "_entries_sum", "_entries_count", "_state"))
+                    "_entries_bucket", "_entries_sum", "_entries_count", "_state", "_info",
+                    "_successful"))
         for n in names
     ), sorted(names)
 
@@ -195,3 +200,24 @@ def test_unknown_breaker_state_is_a_clear_error(metrics: Metrics) -> None:
 def test_two_instances_on_fresh_registries_do_not_clash() -> None:
     Metrics(CollectorRegistry())
     Metrics(CollectorRegistry())  # no global default registry involved
+
+
+def test_policy_reloads_are_pre_initialised_and_versions_stay_bounded(metrics: Metrics) -> None:
+    get = metrics.registry.get_sample_value
+    for result in ("success", "failure"):
+        assert get("gdpr_gateway_policy_reload_total", {"result": result}) == 0
+    metrics.policy_versions({"billbee": "1" * 64, "keycom": "2" * 64})
+    metrics.policy_reload(succeeded=True)
+    metrics.policy_versions({"billbee": "3" * 64, "keycom": "2" * 64})
+    metrics.policy_reload(succeeded=False)
+    assert get("gdpr_gateway_policy_reload_total", {"result": "success"}) == 1
+    assert get("gdpr_gateway_policy_reload_total", {"result": "failure"}) == 1
+    assert get("gdpr_gateway_policy_last_reload_successful") == 0
+    series = [
+        s.labels for m in metrics.registry.collect() if m.name == "gdpr_gateway_policy"
+        for s in m.samples
+    ]
+    # only the versions in force: the replaced one is gone
+    assert sorted((s["system"], s["version"][0]) for s in series) == [
+        ("billbee", "3"), ("keycom", "2")
+    ]

@@ -67,6 +67,7 @@ def write_config(tmp_path: Path, urls: dict[str, str], port: int) -> Path:
     config = {
         "host": "127.0.0.1",
         "port": port,
+        "shutdown": {"drain_seconds": 0},  # nothing routes to it: stop at once on SIGTERM
         "audit": {
             "url": f"sqlite+aiosqlite:///{tmp_path}/audit.db",
             "master_key_file": "secrets/master-key",

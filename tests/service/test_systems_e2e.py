@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from policies.masking.base import REDACTED
-from service.keys import ENGINE_KEY
+from service.keys import POLICIES_KEY
 from service.upstreams import build_connector
 from tests.service.conftest import AUDITOR, EDITOR, PRIVACY, Stack
 
@@ -120,7 +120,7 @@ async def test_billbee_nested_contact_object_merges(stack: Stack) -> None:
 
 
 def timelog_unread(stack: Stack) -> set[str]:
-    policy = stack.client.app[ENGINE_KEY].policies["timelog"]  # type: ignore[index]
+    policy = stack.client.app[POLICIES_KEY].engine.policies["timelog"]  # type: ignore[index]
     connector = build_connector(stack.settings.upstreams["timelog"])
     return set(policy.writable_fields) - set(connector.read_coverage) - {policy.id_field}
 
