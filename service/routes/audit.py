@@ -11,7 +11,7 @@ from audit.errors import EntryNotFound, InvalidAuditInput
 from audit.types import OUTCOMES
 from policies import Principal
 from service.errors import AuditEntryNotFound, FieldProblem, Forbidden, ValidationFailed
-from service.keys import AUDIT_KEY, GATEWAY_KEY, REQUEST_ID_KEY
+from service.keys import AUDIT_KEY, GATEWAY_KEY, METRICS_KEY, REQUEST_ID_KEY
 from service.routes.common import answer, json_object, principal, reason
 
 routes = web.RouteTableDef()
@@ -85,6 +85,7 @@ async def list_entries(request: web.Request) -> web.Response:
 async def verify(request: web.Request) -> web.Response:
     _require(request, REVIEWERS)
     report = await request.app[AUDIT_KEY].verify()
+    request.app[METRICS_KEY].audit_verified(report.ok)
     return web.json_response(
         {
             "ok": report.ok,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from service.keys import AUDIT_KEY, ENGINE_KEY, OPENAPI_KEY
+from service.keys import AUDIT_KEY, ENGINE_KEY, METRICS_KEY, OPENAPI_KEY
 
 routes = web.RouteTableDef()
 
@@ -16,10 +16,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    checks = {
-        "policies": ENGINE_KEY in request.app,
-        "audit": AUDIT_KEY in request.app and await request.app[AUDIT_KEY].ping(),
-    }
+    audit_up = AUDIT_KEY in request.app and await request.app[AUDIT_KEY].ping()
+    if AUDIT_KEY in request.app:
+        request.app[METRICS_KEY].audit_store(audit_up)
+    checks = {"policies": ENGINE_KEY in request.app, "audit": audit_up}
     ready = all(checks.values())
     return web.json_response(
         {"status": "ready" if ready else "not_ready", "checks": checks},

@@ -21,7 +21,9 @@ from service.metrics import (
     metrics_handler,
 )
 
-ALLOWED_LABELS = {"system", "route", "status", "outcome", "code", "strategy", "method", "le"}
+ALLOWED_LABELS = {
+    "system", "route", "status", "outcome", "code", "strategy", "method", "result", "le",
+}  # fmt: skip
 CUSTOMER_ROUTE = "/v1/systems/{system}/customers/{customer_id}"
 
 
@@ -167,7 +169,7 @@ async def test_names_and_label_names_follow_conventions(
     assert "gdpr_gateway_decisions_total" in counters
     assert all(
         n.endswith(("_total", "_created", "_seconds_bucket", "_seconds_sum", "_seconds_count",
-                    "_entries_bucket", "_entries_sum", "_entries_count", "_state"))
+                    "_entries_bucket", "_entries_sum", "_entries_count", "_state", "_up"))
         for n in names
     ), sorted(names)
 
@@ -195,3 +197,21 @@ def test_unknown_breaker_state_is_a_clear_error(metrics: Metrics) -> None:
 def test_two_instances_on_fresh_registries_do_not_clash() -> None:
     Metrics(CollectorRegistry())
     Metrics(CollectorRegistry())  # no global default registry involved
+
+
+def test_audit_store_verifications_and_reconciled_intents() -> None:
+    m = Metrics(CollectorRegistry())
+    value = m.registry.get_sample_value
+    assert value("gdpr_gateway_audit_verifications_total", {"result": "broken"}) == 0
+    m.audit_store(True)
+    assert value("gdpr_gateway_audit_store_up") == 1
+    m.audit_store(False)
+    assert value("gdpr_gateway_audit_store_up") == 0
+    m.audit_verified(True)
+    m.audit_verified(False)
+    m.audit_verified(False)
+    assert value("gdpr_gateway_audit_verifications_total", {"result": "ok"}) == 1
+    assert value("gdpr_gateway_audit_verifications_total", {"result": "broken"}) == 2
+    m.intents_reconciled(0)
+    m.intents_reconciled(3)
+    assert value("gdpr_gateway_audit_intents_reconciled_total") == 3
