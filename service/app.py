@@ -145,9 +145,12 @@ def _audit_ctx(
         try:
             # At start-up: this process has nothing in flight yet. On a shared PostgreSQL
             # other replicas may, so only intents older than any forward can be are closed.
-            await _reconcile(audit_log, resolver, bound if shared else 0.0)
+            metrics.audit_store(True)  # it opened: it answered
+            await _reconcile(audit_log, resolver, bound if shared else 0.0, metrics)
             reconciler = asyncio.create_task(
-                _reconcile_forever(audit_log, resolver, bound, settings.audit_reconcile_seconds),
+                _reconcile_forever(
+                    audit_log, resolver, bound, settings.audit_reconcile_seconds, metrics
+                ),
                 name="audit-reconciler",
             )
             app[AUDIT_KEY] = audit_log
@@ -185,8 +188,10 @@ async def _reconcile(
     audit_log: AuditLog,
     resolver: Callable[[str, str, Mapping[str, Any]], Awaitable[str]],
     min_age: float,
+    metrics: Metrics,
 ) -> None:
     closed = await audit_log.reconcile(resolver, min_age_seconds=min_age)
+    metrics.intents_reconciled(closed)
     if closed:
         log_event(log, "audit_intents_reconciled", count=closed)
 
@@ -196,12 +201,13 @@ async def _reconcile_forever(
     resolver: Callable[[str, str, Mapping[str, Any]], Awaitable[str]],
     min_age: float,
     every: float,
+    metrics: Metrics,
 ) -> None:
     """Close what a crashed process (this one earlier, or another replica) left open."""
     while True:
         await asyncio.sleep(every)
         try:
-            await _reconcile(audit_log, resolver, min_age)
+            await _reconcile(audit_log, resolver, min_age, metrics)
         except AuditUnavailable:
             log_event(log, "audit_reconcile_skipped", reason="store_unavailable")
 

@@ -48,6 +48,8 @@ NO_RESPONSE: Final = "no_response"
 #: results of a policy (re)load (service/reload.py)
 RELOAD_RESULTS: Final = ("success", "failure")
 BREAKER_STATES: Final[Mapping[str, int]] = {"closed": 0, "half_open": 1, "open": 2}
+#: the result label of a chain verification
+VERIFY_RESULTS: Final = ("ok", "broken")
 
 _LATENCY_BUCKETS: Final = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -125,6 +127,18 @@ class Metrics:
             f"{PREFIX}policy", "The policy version in force, per system (one series each)",
             ["system"], registry=r,
         )  # fmt: skip
+        self.audit_store_up = Gauge(
+            f"{PREFIX}audit_store_up", "1 when the audit store answered its last check "
+            "(start-up, /readyz), 0 when it did not", registry=r,
+        )  # fmt: skip
+        self.audit_verifications_total = Counter(
+            f"{PREFIX}audit_verifications", "Chain verifications run by this process, by "
+            "result (ok, broken)", ["result"], registry=r,
+        )  # fmt: skip
+        self.intents_reconciled_total = Counter(
+            f"{PREFIX}audit_intents_reconciled", "Audit intents found without an outcome "
+            "(left dangling by a process that died) and closed by reconciliation", registry=r,
+        )  # fmt: skip
         self._preinitialise()
 
     def _preinitialise(self) -> None:
@@ -143,6 +157,8 @@ class Metrics:
             self.masked_total.labels(strategy)
         for result in RELOAD_RESULTS:
             self.policy_reloads_total.labels(result)
+        for result in VERIFY_RESULTS:
+            self.audit_verifications_total.labels(result)
 
     def init_routes(self, routes: Iterable[str]) -> None:
         """Declare the route templates: their series start at 0 and any other route is
@@ -222,6 +238,19 @@ class Metrics:
         """The versions now in force: one series per system, replaced on every swap."""
         for system, version in versions.items():
             self.policy_info.labels(self._system(system)).info({"version": version})
+
+    def audit_store(self, up: bool) -> None:
+        """The store answered a check (``True``) or did not."""
+        self.audit_store_up.set(1 if up else 0)
+
+    def audit_verified(self, ok: bool) -> None:
+        """One chain verification finished: intact, or broken."""
+        self.audit_verifications_total.labels("ok" if ok else "broken").inc()
+
+    def intents_reconciled(self, count: int) -> None:
+        """Dangling intents closed by one reconciliation pass."""
+        if count > 0:
+            self.intents_reconciled_total.inc(count)
 
     def breaker_state(self, system: str, state: str) -> None:
         """The breaker's state: closed=0, half_open=1, open=2 (``half-open`` accepted)."""

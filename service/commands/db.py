@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from audit import AuditError, upgrade
-from audit.statedir import resolve_settings
+from audit.statedir import resolve_settings, store_url
 
 
 def add_store_options(parser: argparse.ArgumentParser) -> None:
@@ -22,8 +22,13 @@ def add_store_options(parser: argparse.ArgumentParser) -> None:
 
 def _upgrade(args: argparse.Namespace) -> int:
     try:
-        settings = resolve_settings(args.state_dir, args.config)
-        asyncio.run(upgrade(settings.url))
+        # a deployment's config: the URL only (a migration job is given no keys)
+        url = (
+            store_url(args.config)
+            if args.config is not None
+            else resolve_settings(args.state_dir, None).url
+        )
+        asyncio.run(upgrade(url))
     except AuditError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

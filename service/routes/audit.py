@@ -18,7 +18,7 @@ from audit.types import OUTCOMES
 from policies import Principal
 from service.access import authorize, scope
 from service.errors import AuditEntryNotFound, FieldProblem, Forbidden, ValidationFailed
-from service.keys import AUDIT_KEY, GATEWAY_KEY, REQUEST_ID_KEY
+from service.keys import AUDIT_KEY, GATEWAY_KEY, METRICS_KEY, REQUEST_ID_KEY
 from service.routes.common import answer, json_object, principal, reason
 
 routes = web.RouteTableDef()
@@ -98,6 +98,7 @@ async def verify(request: web.Request) -> web.Response:
     who = _require(request, REVIEWERS)
     # the verdict is the whole chain's; a bad entry is named only within the scope
     report = await request.app[AUDIT_KEY].verify(systems=scope(who))
+    request.app[METRICS_KEY].audit_verified(report.ok)
     return web.json_response(
         {
             "ok": report.ok,

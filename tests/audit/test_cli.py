@@ -128,3 +128,20 @@ def test_rotate_master_key_in_the_demo(state: Path, capsys: pytest.CaptureFixtur
 
     assert asyncio.run(reveal()) == EMAIL_AFTER
     assert main(["audit", "verify", "--state-dir", str(state)]) == 0
+
+
+def test_db_upgrade_with_a_config_needs_only_the_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The chart's migration hook mounts the store URL as a file and no keys."""
+    db = tmp_path / "audit.db"
+    (tmp_path / "audit-url").write_text(f"sqlite+aiosqlite:///{db}\n")
+    config = tmp_path / "gateway.yaml"
+    config.write_text("port: 8080\n")
+    monkeypatch.setenv("GDPR_GATEWAY_AUDIT_URL_FILE", str(tmp_path / "audit-url"))
+    for name in ("GDPR_GATEWAY_AUDIT_MASTER_KEY", "GDPR_GATEWAY_AUDIT_SIGNING_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["db", "upgrade", "--config", str(config)]) == 0
+    assert "up to date" in capsys.readouterr().out
+    tables = {r[0] for r in sqlite3.connect(db).execute("SELECT name FROM sqlite_master")}
+    assert "audit_entry" in tables

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from audit import InvalidAuditInput, load_config, open_demo_state
+from audit.statedir import store_url
 
 
 def test_demo_state_is_created_once_with_private_key_files(tmp_path: Path) -> None:
@@ -76,3 +77,55 @@ def test_bad_key_in_environment_is_refused(tmp_path: Path) -> None:
         load_config(config, env={"GDPR_GATEWAY_AUDIT_MASTER_KEY": "not base64 !"})
     with pytest.raises(InvalidAuditInput, match="32 bytes"):
         load_config(config, env={"GDPR_GATEWAY_AUDIT_MASTER_KEY": base64.b64encode(b"x").decode()})
+
+
+def test_file_variables_give_the_url_and_keys_as_kubernetes_mounts_them(tmp_path: Path) -> None:
+    """The chart mounts the URL and keys as files and names them in ``*_FILE`` variables
+    (the gateway's config reads the same): ``db upgrade`` and ``audit verify`` read them."""
+    master, signing = os.urandom(32), os.urandom(32)
+    url = "postgresql+asyncpg://gateway:pw@db:5432/gateway"
+    (tmp_path / "url").write_text(url + "\n")
+    (tmp_path / "m").write_text(base64.b64encode(master).decode() + "\n")
+    (tmp_path / "s").write_text(base64.b64encode(signing).decode())
+    config = tmp_path / "gateway.yaml"
+    config.write_text("port: 8080\n")
+    env = {
+        "GDPR_GATEWAY_AUDIT_URL_FILE": str(tmp_path / "url"),
+        "GDPR_GATEWAY_AUDIT_MASTER_KEY_FILE": str(tmp_path / "m"),
+        "GDPR_GATEWAY_AUDIT_SIGNING_KEY_FILE": str(tmp_path / "s"),
+    }
+    settings = load_config(config, env=env)
+    assert (settings.url, settings.master_key, settings.signing_key) == (url, master, signing)
+    assert store_url(config, env={"GDPR_GATEWAY_AUDIT_URL_FILE": str(tmp_path / "url")}) == url
+
+
+def test_url_file_in_the_config_is_read_relative_to_it(tmp_path: Path) -> None:
+    (tmp_path / "url").write_text("sqlite+aiosqlite:///a.db\n")
+    config = tmp_path / "gateway.yaml"
+    config.write_text("audit:\n  url_file: url\n")
+    assert store_url(config, env={}) == "sqlite+aiosqlite:///a.db"
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "message"),
+    [
+        ("audit: {url: x, url_file: u}\n", {}, "not both"),
+        ("", {"GDPR_GATEWAY_AUDIT_URL": "x", "GDPR_GATEWAY_AUDIT_URL_FILE": "u"}, "not both"),
+        ("", {"GDPR_GATEWAY_AUDIT_URL_FILE": "/nonexistent/url"}, "does not exist"),
+        ("", {}, "audit.url"),
+    ],
+)
+def test_url_sources_that_clash_or_are_missing_are_refused(
+    tmp_path: Path, text: str, env: dict[str, str], message: str
+) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text(text)
+    with pytest.raises(InvalidAuditInput, match=message):
+        store_url(config, env=env)
+
+
+def test_migrating_needs_the_url_only(tmp_path: Path) -> None:
+    """``db upgrade`` gets no keys: the chart's migration hook is given none."""
+    config = tmp_path / "gateway.yaml"
+    config.write_text("audit:\n  url: sqlite+aiosqlite:///x.db\n")
+    assert store_url(config, env={}) == "sqlite+aiosqlite:///x.db"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
+from service.keys import AUDIT_KEY
 from tests.service.conftest import AUDITOR, EDITOR, PRIVACY, Stack
 
 NEW_PHONE = "+49 30 9090909"
@@ -173,5 +175,37 @@ async def test_probes(stack: Stack) -> None:
     ready = await stack.client.get("/readyz")
     assert ready.status == 200
     assert (await ready.json())["checks"] == {"accepting": True, "policies": True, "audit": True}
+    assert stack.registry.get_sample_value("gdpr_gateway_audit_store_up") == 1.0
     doc = await stack.client.get("/openapi.yaml")
     assert doc.status == 200 and (await doc.text()).startswith("openapi: 3.1")
+
+
+async def test_readiness_and_the_store_gauge_fall_when_the_store_stops_answering(
+    stack: Stack,
+) -> None:
+    """What the AuditStoreUnavailable alert of the chart reads."""
+    assert (await stack.client.get("/readyz")).status == 200
+    await stack.client.app[AUDIT_KEY].close()  # as a lost connection pool would
+    ready = await stack.client.get("/readyz")
+    assert ready.status == 503
+    assert (await ready.json())["checks"]["audit"] is False
+    assert stack.registry.get_sample_value("gdpr_gateway_audit_store_up") == 0.0
+
+
+async def test_each_verification_is_counted_by_result(stack: Stack) -> None:
+    """What the AuditChainBroken alert of the chart reads."""
+    await make_change(stack)
+    counted = stack.registry.get_sample_value
+    ok = {"result": "ok"}
+    broken = {"result": "broken"}
+    assert counted("gdpr_gateway_audit_verifications_total", ok) == 0.0
+    assert (await stack.client.get("/v1/audit/verify", headers=AUDITOR)).status == 200
+    assert counted("gdpr_gateway_audit_verifications_total", ok) == 1.0
+    raw = sqlite3.connect(stack.settings.audit_url.removeprefix("sqlite+aiosqlite:///"))
+    raw.execute("UPDATE audit_entry SET hash = 'tampered' WHERE seq = 1")
+    raw.commit()
+    raw.close()
+    report = await (await stack.client.get("/v1/audit/verify", headers=AUDITOR)).json()
+    assert report["ok"] is False
+    assert counted("gdpr_gateway_audit_verifications_total", broken) == 1.0
+    assert counted("gdpr_gateway_audit_verifications_total", ok) == 1.0

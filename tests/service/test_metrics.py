@@ -172,7 +172,7 @@ async def test_names_and_label_names_follow_conventions(
     assert all(
         n.endswith(("_total", "_created", "_seconds_bucket", "_seconds_sum", "_seconds_count",
                     "_entries_bucket", "_entries_sum", "_entries_count", "_state", "_info",
-                    "_successful"))
+                    "_successful", "_up"))
         for n in names
     ), sorted(names)
 
@@ -221,3 +221,21 @@ def test_policy_reloads_are_pre_initialised_and_versions_stay_bounded(metrics: M
     assert sorted((s["system"], s["version"][0]) for s in series) == [
         ("billbee", "3"), ("keycom", "2")
     ]
+
+
+def test_audit_store_verifications_and_reconciled_intents() -> None:
+    m = Metrics(CollectorRegistry())
+    value = m.registry.get_sample_value
+    assert value("gdpr_gateway_audit_verifications_total", {"result": "broken"}) == 0
+    m.audit_store(True)
+    assert value("gdpr_gateway_audit_store_up") == 1
+    m.audit_store(False)
+    assert value("gdpr_gateway_audit_store_up") == 0
+    m.audit_verified(True)
+    m.audit_verified(False)
+    m.audit_verified(False)
+    assert value("gdpr_gateway_audit_verifications_total", {"result": "ok"}) == 1
+    assert value("gdpr_gateway_audit_verifications_total", {"result": "broken"}) == 2
+    m.intents_reconciled(0)
+    m.intents_reconciled(3)
+    assert value("gdpr_gateway_audit_intents_reconciled_total") == 3

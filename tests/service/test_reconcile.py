@@ -53,15 +53,17 @@ async def test_dangling_intents_are_closed_by_re_reading_the_upstream(
             name: dataclasses.replace(up, rate_limit_per_second=None)
             for name, up in settings.upstreams.items()
         })
-        client = await aiohttp_client(
-            create_app(settings, registry=CollectorRegistry(), migrate=True)
-        )
+        registry = CollectorRegistry()
+        client = await aiohttp_client(create_app(settings, registry=registry, migrate=True))
         resp = await client.get("/v1/audit", params={"system": "billbee"}, headers=AUDITOR)
         entries = (await resp.json())["entries"]
         outcomes = {e["intent_id"]: e["outcome"] for e in entries if e["phase"] == "outcome"}
         assert outcomes == {landed: "applied", lost: "unknown"}
         verify = await (await client.get("/v1/audit/verify", headers=AUDITOR)).json()
         assert verify["ok"] is True
+        # what the chart's AuditIntentsLeftDangling alert reads
+        reconciled = registry.get_sample_value("gdpr_gateway_audit_intents_reconciled_total")
+        assert reconciled == 2.0
     finally:
         await cluster.stop()
 
