@@ -103,6 +103,8 @@ class Settings:
     audit_signing_key: Secret
     audit_checkpoint_every: int = 1000
     audit_checkpoint_seconds: float = 60.0
+    audit_lock_wait_seconds: float = 10.0  # then 503 audit_unavailable, nothing forwarded
+    audit_lock_connections: int = 24  # PostgreSQL: one per write in flight
     pseudonym_key: Secret
     hash_salt: Secret
     tokens: tuple[TokenEntry, ...] = ()
@@ -182,6 +184,8 @@ _SCHEMA: Final[dict[str, Any]] = {
         "signing_key": _SECRET,
         "checkpoint_every": _INT,
         "checkpoint_seconds": _FLOAT,
+        "lock_wait_seconds": _FLOAT,
+        "lock_connections": _INT,
     },
     "masking": {"pseudonym_key": _SECRET, "hash_salt": _SECRET},
     "auth": {
@@ -581,6 +585,8 @@ def load_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:
         "audit_signing_key": v.key(("audit", "signing_key"), 32, 32),
         "audit_checkpoint_every": v.number(("audit", "checkpoint_every"), 1000, 1),
         "audit_checkpoint_seconds": v.number(("audit", "checkpoint_seconds"), 60.0, 0, strict=True),
+        "audit_lock_wait_seconds": v.number(("audit", "lock_wait_seconds"), 10.0, 0, strict=True),
+        "audit_lock_connections": v.number(("audit", "lock_connections"), 24, 1),
         "pseudonym_key": v.key(("masking", "pseudonym_key"), 32),
         "hash_salt": v.key(("masking", "hash_salt"), 16),
         "tokens": v.get(("auth", "tokens"), ()),

@@ -20,6 +20,7 @@ from audit.errors import LockTimeout, LockWait
 from tests.audit.conftest import make_intent, reset_pg, sql
 from tests.faultproxy import FaultProxy
 
+
 @pytest.fixture
 async def proxy(pg_base_url: str | None) -> AsyncIterator[FaultProxy]:
     if pg_base_url is None:
@@ -51,8 +52,10 @@ async def test_every_store_failure_is_audit_unavailable(
             "get": log.get(intent_id),
             "verify": log.verify(),
             "reconcile": log.reconcile(),
-            "erase": log.erase("billbee", "1002", actor="o", roles=("privacy_officer",),
-                               reason="asked", request_id="r"),  # fmt: skip
+            "erase": log.erase(
+                "billbee", "1002", actor="o", roles=("privacy_officer",), reason="asked",
+                request_id="r",
+            ),
         }
         raised = {}
         for name, call in calls.items():
@@ -177,18 +180,16 @@ async def test_more_writers_than_lock_connections_wait_a_bounded_time(
         on_lock_timeout=timeouts.append, **keys,
     )  # fmt: skip
     release = asyncio.Event()
-    held = 0
+    holding = [asyncio.Event(), asyncio.Event()]
 
-    async def hung_write(customer: str) -> None:
-        nonlocal held
+    async def hung_write(customer: str, holds: asyncio.Event) -> None:
         async with log.subject_lock("billbee", customer):
-            held += 1
+            holds.set()
             await release.wait()
 
     try:
-        hung = [asyncio.create_task(hung_write(c)) for c in ("1", "2")]
-        while held < 2:
-            await asyncio.sleep(0.01)
+        hung = [asyncio.create_task(hung_write(c, e)) for c, e in zip("12", holding, strict=True)]
+        await asyncio.gather(*(e.wait() for e in holding))
         assert log.lock_use() == (2, 2)
         with pytest.raises(LockTimeout) as caught:
             async with log.subject_lock("billbee", "3"):

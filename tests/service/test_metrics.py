@@ -21,7 +21,9 @@ from service.metrics import (
     metrics_handler,
 )
 
-ALLOWED_LABELS = {"system", "route", "status", "outcome", "code", "strategy", "method", "le"}
+ALLOWED_LABELS = {
+    "system", "route", "status", "outcome", "code", "strategy", "method", "le", "state", "wait",
+}  # fmt: skip
 CUSTOMER_ROUTE = "/v1/systems/{system}/customers/{customer_id}"
 
 
@@ -167,7 +169,8 @@ async def test_names_and_label_names_follow_conventions(
     assert "gdpr_gateway_decisions_total" in counters
     assert all(
         n.endswith(("_total", "_created", "_seconds_bucket", "_seconds_sum", "_seconds_count",
-                    "_entries_bucket", "_entries_sum", "_entries_count", "_state"))
+                    "_entries_bucket", "_entries_sum", "_entries_count", "_state",
+                    "_connections"))
         for n in names
     ), sorted(names)
 
@@ -195,3 +198,24 @@ def test_unknown_breaker_state_is_a_clear_error(metrics: Metrics) -> None:
 def test_two_instances_on_fresh_registries_do_not_clash() -> None:
     Metrics(CollectorRegistry())
     Metrics(CollectorRegistry())  # no global default registry involved
+
+
+async def test_audit_lock_metrics_read_the_pool_at_scrape_and_stay_bounded(
+    aiohttp_client: Callable[..., Any], metrics: Metrics
+) -> None:
+    s = await scrape(aiohttp_client, metrics)
+    assert s[key("gdpr_gateway_audit_lock_connections", state="in_use")] == 0
+    assert s[key("gdpr_gateway_audit_lock_timeouts_total", wait="subject")] == 0
+    assert s[key("gdpr_gateway_audit_lock_timeouts_total", wait="connection")] == 0
+    use = [(3, 24)]
+    metrics.watch_audit_locks(lambda: use[0])
+    metrics.audit_lock_timeout("connection")
+    metrics.audit_lock_timeout("no-such-wait")
+    s = await scrape(aiohttp_client, metrics)
+    assert s[key("gdpr_gateway_audit_lock_connections", state="in_use")] == 3
+    assert s[key("gdpr_gateway_audit_lock_connections", state="max")] == 24
+    assert s[key("gdpr_gateway_audit_lock_timeouts_total", wait="connection")] == 1
+    assert s[key("gdpr_gateway_audit_lock_timeouts_total", wait="other")] == 1
+    use[0] = (0, 24)  # read live, at each scrape
+    s = await scrape(aiohttp_client, metrics)
+    assert s[key("gdpr_gateway_audit_lock_connections", state="in_use")] == 0
