@@ -5,6 +5,9 @@ The chain transaction holds the database-wide append lock from ``chain_tx()`` to
 ``commit``/``rollback``: SQLite's write lock (``BEGIN IMMEDIATE``), or PostgreSQL's row
 lock on the head row (``SELECT … FOR UPDATE``). Every process appends under it, so the
 chain stays one chain whatever the number of replicas.
+
+Every method raises audit errors only: ``ValueRefused`` for a value the store refuses,
+``AuditUnavailable`` for any other failure of the store.
 """
 
 from __future__ import annotations
@@ -40,6 +43,12 @@ class Backend(Protocol):
 
     async def chain_tx(self) -> ChainTx: ...
 
-    def subject_lock(self, key: int) -> AbstractAsyncContextManager[None]: ...
+    def subject_lock(self, key: int, timeout: float) -> AbstractAsyncContextManager[None]:
+        """Hold the lock ``key`` across processes (LockTimeout after ``timeout`` s)."""
+        ...
+
+    def lock_use(self) -> tuple[int, int]:
+        """(lock connections held now, the most there can be); (0, 0) without any."""
+        ...
 
     async def close(self) -> None: ...

@@ -16,7 +16,10 @@ from typing import Any, Final
 
 GENESIS: Final = "0" * 64
 
-_encode = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode
+# NaN and infinities are not JSON: neither store's JSON functions read them
+_encode = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+).encode
 
 
 def canonical(entry: Mapping[str, Any]) -> str:

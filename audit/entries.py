@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -15,6 +16,14 @@ MASK: Final = "***"
 ERASED: Final = "erased"
 UNREADABLE: Final = "undecryptable"
 _TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%fZ"
+#: the longest system, customer id or actor in UTF-8 bytes: each is an indexed column, and
+#: a PostgreSQL btree row holds at most 2,704 bytes (system, customer id and seq share one)
+MAX_KEY_BYTES: Final = 1024
+_KEYS: Final = ("system", "customer_id", "actor")
+# NUL, and surrogates (unpaired: a Python str holds a non-BMP character as one code point).
+# PostgreSQL's json refuses both (``\u0000`` cannot become text, a lone surrogate is not
+# valid input); SQLite would take them. Refused here, so both stores behave the same.
+_UNSTORABLE: Final = re.compile("[\x00\ud800-\udfff]")
 
 
 def now_iso() -> str:
@@ -94,6 +103,45 @@ def _check_intent_slowly(intent: Intent) -> None:
             raise InvalidAuditInput(f"{name} must be a mapping of field paths")
     if not isinstance(intent.policy_version, str):
         raise InvalidAuditInput("policy_version must be a string")
+
+
+def check_key(value: object, what: str) -> None:
+    """An indexed text (system, customer id, actor): no NUL or surrogate, and at most
+    :data:`MAX_KEY_BYTES` of UTF-8. Raises InvalidAuditInput naming ``what``, never the
+    value."""
+    if not isinstance(value, str):
+        return  # types are checked where the value comes in
+    if _UNSTORABLE.search(value):
+        raise InvalidAuditInput(
+            f"{what} holds a character the audit store cannot hold (NUL or a surrogate)"
+        )
+    if len(value) > MAX_KEY_BYTES // 4 and len(value.encode()) > MAX_KEY_BYTES:
+        raise InvalidAuditInput(f"{what} is longer than {MAX_KEY_BYTES} bytes")
+
+
+def check_storable(body: Mapping[str, Any], text: str) -> None:
+    """Refuse an entry the store cannot hold, before it joins a group commit: the same
+    on SQLite and PostgreSQL. ``text`` is the body's canonical (ASCII) JSON: only when it
+    holds a ``\\u0000`` or ``\\ud…`` escape are the values themselves looked at."""
+    for key in _KEYS:
+        check_key(body.get(key), key)
+    if "\\u0000" not in text and "\\ud" not in text:
+        return
+    for key, value in body.items():
+        if _holds_unstorable(value):
+            raise InvalidAuditInput(
+                f"{key} holds a character the audit store cannot hold (NUL or a surrogate)"
+            )
+
+
+def _holds_unstorable(value: object) -> bool:
+    if isinstance(value, str):
+        return _UNSTORABLE.search(value) is not None
+    if isinstance(value, Mapping):
+        return any(_holds_unstorable(k) or _holds_unstorable(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_unstorable(v) for v in value)
+    return False
 
 
 def check_outcome(outcome: Outcome) -> None:

@@ -3,16 +3,17 @@
 read side (queries, reveal, export, verify) comes from :mod:`audit.review`.
 
 Every awaited ``begin``/``finish``/``record`` returns once its own entry is durable.
+Every failure of the store surfaces as ``AuditUnavailable`` (a value it refuses as
+``InvalidAuditInput``); an intent whose outcome could not be written is closed by the
+next ``reconcile``; the wait for a customer's lock is bounded (``LockTimeout``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from audit import crypto
@@ -33,23 +34,22 @@ from audit.errors import (
     EntryNotFound,
     InvalidAuditInput,
     KeyMismatch,
+    LockWait,
     StoreNotInitialised,
 )
 from audit.ids import uuid7
+from audit.locks import SubjectLocks, lock_key
 from audit.review import Review
 from audit.types import OUTCOMES, Intent, Outcome, Page, VerifyReport
 from audit.urls import parse_url
-from audit.writer import ChainWriter, Pending, Subject
+from audit.writer import ChainWriter, Pending
 
 log = logging.getLogger(__name__)
 
 Resolver = Callable[[str, str, Mapping[str, Any]], Awaitable[str]]
 
-
-def lock_key(system: str, customer_id: str) -> int:
-    """A signed 64-bit advisory-lock key for one data subject."""
-    digest = hashlib.sha256(f"{system}\x1f{customer_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+_RESTARTED = "reconciled: no outcome was recorded (restart)"
+_UNRECORDED = "reconciled: the outcome could not be recorded (audit store unavailable)"
 
 
 class AuditLog(Review):
@@ -65,13 +65,19 @@ class AuditLog(Review):
         checkpoint_seconds: float,
         on_batch: Callable[[int, float], None] | None,
         head_seq: int,
+        lock_wait_seconds: float = 10.0,
+        on_lock_timeout: Callable[[LockWait], None] | None = None,
     ) -> None:
         super().__init__(
             backend, master_key=master_key, public_key=crypto.public_key_of(signing_key)
         )
-        self._open: dict[str, Intent] = {}
+        self._open: dict[str, Intent] = {}  # intents in flight in this process
+        # intents whose outcome this process could not write: no longer in flight
+        self._unrecorded: set[str] = set()
         self._closed = False
-        self._locks: dict[Subject, tuple[asyncio.Lock, int]] = {}
+        self._locks = SubjectLocks(
+            backend, wait_seconds=lock_wait_seconds, on_timeout=on_lock_timeout
+        )
         self._chain = ChainWriter(
             backend,
             master_key=master_key,
@@ -95,11 +101,19 @@ class AuditLog(Review):
         checkpoint_seconds: float = 60.0,
         on_batch: Callable[[int, float], None] | None = None,
         create: bool = False,
+        lock_wait_seconds: float = 10.0,
+        lock_connections: int = 24,
+        on_lock_timeout: Callable[[LockWait], None] | None = None,
     ) -> AuditLog:
+        """Open the log at ``url``. ``lock_wait_seconds`` bounds the wait for a customer's
+        lock; ``lock_connections`` is the size of PostgreSQL's lock pool (one connection
+        per write in flight); ``on_lock_timeout(wait)`` observes each wait given up."""
         master_key = crypto.check_key(master_key, "master key")
         signing_key = crypto.check_key(signing_key, "signing key")
         if checkpoint_every < 1 or checkpoint_seconds <= 0:
             raise InvalidAuditInput("checkpoint_every and checkpoint_seconds must be positive")
+        if lock_wait_seconds <= 0 or lock_connections < 1:
+            raise InvalidAuditInput("lock_wait_seconds and lock_connections must be positive")
         store = parse_url(url)
         if create:
             from audit.migrate import upgrade
@@ -112,7 +126,7 @@ class AuditLog(Review):
                 raise AuditUnavailable(
                     f"cannot migrate the audit store ({type(exc).__name__})"
                 ) from exc
-        backend = await connect_backend(url)
+        backend = await connect_backend(url, max_locks=lock_connections)
         try:
             head = await _head(backend)
             keks = await backend.fetchall(
@@ -132,6 +146,8 @@ class AuditLog(Review):
             checkpoint_seconds=checkpoint_seconds,
             on_batch=on_batch,
             head_seq=int(head[0]),
+            lock_wait_seconds=lock_wait_seconds,
+            on_lock_timeout=on_lock_timeout,
         )
 
     async def close(self) -> None:
@@ -153,6 +169,11 @@ class AuditLog(Review):
     def public_key(self) -> bytes:
         return self._public_key
 
+    def lock_use(self) -> tuple[int, int]:
+        """(PostgreSQL lock connections held by writes now, the pool's size); (0, 0) on
+        SQLite, which needs none."""
+        return self._backend.lock_use()
+
     # ------------------------------------------------------------------ writing
     async def begin(self, intent: Intent) -> str:
         check_intent(intent)
@@ -173,9 +194,14 @@ class AuditLog(Review):
         intent = self._open.get(intent_id) or await self._load_intent(intent_id)
         body = self._intent_body(uuid7(), intent, "outcome", outcome, intent_id)
         pending = Pending(body, (intent.system, intent.customer_id), closes_intent=intent_id)
-        audit_id = await self._append(pending)
-        self._open.pop(intent_id, None)
-        return audit_id
+        try:
+            return await self._append(pending)
+        except BaseException:
+            # no longer in flight either way: the next reconcile closes it, whatever its age
+            self._unrecorded.add(intent_id)
+            raise
+        finally:
+            self._open.pop(intent_id, None)
 
     async def record(self, intent: Intent, outcome: Outcome) -> str:
         check_intent(intent)
@@ -220,19 +246,24 @@ class AuditLog(Review):
         With a ``resolver(system, customer_id, after)`` the upstream is re-read to tell
         whether the change took effect (it returns an outcome); otherwise, or when it
         fails, the outcome is ``unknown``. Intents still in flight in this process, and
-        those younger than ``min_age_seconds`` (other replicas' in-flight writes), stay.
+        those younger than ``min_age_seconds`` (other replicas' in-flight writes), stay;
+        those whose outcome this process failed to write are closed whatever their age.
         """
+        unrecorded = set(self._unrecorded)
         rows = await self._backend.fetchall(
             "SELECT e.seq, e.body, e.prev_hash, e.hash, o.created_at FROM audit_open_intent o"
             " JOIN audit_entry e ON e.audit_id = o.audit_id ORDER BY o.seq"
         )
         now = time.time()
         closed = 0
+        still_open: set[str] = set()
         for seq, body_text, prev, hash_, created_at in rows:
             entry = self._render(seq, body_text, prev, hash_, clear=False)
+            still_open.add(entry["audit_id"])
             if entry["audit_id"] in self._open:
                 continue
-            if now - parse_iso(created_at).timestamp() < min_age_seconds:
+            orphan = entry["audit_id"] in unrecorded
+            if not orphan and now - parse_iso(created_at).timestamp() < min_age_seconds:
                 continue
             result = "unknown"
             if resolver is not None:
@@ -246,7 +277,7 @@ class AuditLog(Review):
                     log.warning("audit reconcile: resolver failed for entry %s", entry["audit_id"])
             intent = _intent_from_entry(entry)
             body = self._intent_body(uuid7(), intent, "outcome", Outcome(result), entry["audit_id"])
-            body["reason"] = "reconciled: no outcome was recorded (restart)"
+            body["reason"] = _UNRECORDED if orphan else _RESTARTED
             pending = Pending(
                 body,
                 (intent.system, intent.customer_id),
@@ -256,24 +287,20 @@ class AuditLog(Review):
             try:
                 await self._append(pending)
             except InvalidAuditInput:  # another replica closed it first
+                self._unrecorded.discard(entry["audit_id"])
                 continue
+            self._unrecorded.discard(entry["audit_id"])
             closed += 1
+        # closed meanwhile (the outcome did reach the store, or another replica closed it)
+        self._unrecorded -= unrecorded - still_open
         return closed
 
-    @contextlib.asynccontextmanager
-    async def subject_lock(self, system: str, customer_id: str) -> AsyncIterator[None]:
-        subject = (system, customer_id)
-        lock, users = self._locks.get(subject, (asyncio.Lock(), 0))
-        self._locks[subject] = (lock, users + 1)
-        try:
-            async with lock, self._backend.subject_lock(lock_key(system, customer_id)):
-                yield
-        finally:
-            lock, users = self._locks[subject]
-            if users <= 1:
-                del self._locks[subject]
-            else:
-                self._locks[subject] = (lock, users - 1)
+    def subject_lock(
+        self, system: str, customer_id: str
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """Serialise writes to one customer (:mod:`audit.locks`); LockTimeout, an
+        AuditUnavailable, after ``lock_wait_seconds``."""
+        return self._locks.hold(system, customer_id)
 
     # ------------------------------------------------------------------ internals
     def _intent_body(
@@ -345,7 +372,7 @@ async def _head(backend: Backend) -> tuple[Any, ...]:
     return rows[0]
 
 
-async def connect_backend(url: str) -> Backend:
+async def connect_backend(url: str, *, max_locks: int = 24) -> Backend:
     store = parse_url(url)
     try:
         if store.kind == "sqlite":
@@ -360,7 +387,7 @@ async def connect_backend(url: str) -> Backend:
         from audit.store_pg import PgBackend
 
         assert store.dsn is not None
-        return await PgBackend.connect(store.dsn)
+        return await PgBackend.connect(store.dsn, max_locks=max_locks)
     except AuditError:
         raise
     except Exception as exc:

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from audit import crypto
 from audit.backend import HEAD_SQL, Backend
 from audit.chain import ChainState, check_rows
-from audit.entries import base_body, check_reason, iso, render
+from audit.entries import base_body, check_key, check_reason, iso, render
 from audit.errors import EntryNotFound, InvalidAuditInput, KeyMismatch, OutOfScope
 from audit.ids import uuid7
 from audit.types import OUTCOMES, Outcome, Page, VerifyReport
@@ -100,6 +100,7 @@ class Review:
         ):
             if not isinstance(value, str) or not value:
                 raise InvalidAuditInput(f"{what} must be a non-empty string")
+            check_key(value, what)
         return base_body(
             uuid7(),
             actor=actor,
@@ -150,6 +151,7 @@ class Review:
             ("outcome", outcome),
         ):
             if value is not None:
+                check_key(value, column)  # a value no entry can hold: refused, both stores
                 where.append(f"{column} = ?")
                 params.append(value)
         for op, moment in ((">=", since), ("<", until)):
@@ -178,6 +180,10 @@ class Review:
     ) -> tuple[Any, ...]:
         if not isinstance(audit_id, str) or not audit_id:
             raise EntryNotFound("no such audit entry")
+        try:
+            check_key(audit_id, "audit_id")
+        except InvalidAuditInput:
+            raise EntryNotFound("no such audit entry") from None
         rows = await self._backend.fetchall(
             "SELECT seq, body, prev_hash, hash, system FROM audit_entry WHERE audit_id = ?",
             [audit_id],

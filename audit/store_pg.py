@@ -1,19 +1,27 @@
 """The PostgreSQL backend (asyncpg). The chain append is serialised on the head row
 (``SELECT … FOR UPDATE``) so any number of replicas on one database keep one chain;
 writes to one customer are serialised with a session advisory lock.
+
+Every failure of the store surfaces as an audit error, never as a driver's or a socket's:
+a value the server refuses (a data error, an index row too large) is the caller's
+:class:`ValueRefused`; anything else (refused or cut connections, a server going away) is
+:class:`AuditUnavailable`. Releasing a customer's lock never raises: the lock belongs to
+the session, and a session that died took its locks with it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, suppress
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
 from audit.backend import HEAD_SQL, INSERT_ENTRY, Row, Statement
+from audit.errors import AuditError, AuditUnavailable, LockTimeout, LockWait, ValueRefused
 
 _PLACEHOLDER = re.compile(r"\?")
 # A batch of entries as one statement over arrays: far fewer round trips than executemany.
@@ -21,6 +29,35 @@ _BULK_ENTRY = (
     "INSERT INTO audit_entry (seq, body, prev_hash, hash)"
     " SELECT * FROM unnest($1::bigint[], $2::json[], $3::text[], $4::text[])"
 )
+# What the server says about a value (class 22 data exception, class 54 program limit
+# exceeded: an index row over 2,704 bytes), and a text the driver cannot encode.
+_REFUSED = (asyncpg.DataError, asyncpg.ProgramLimitExceededError, UnicodeEncodeError)
+# Everything else a store can throw at us; a bug of ours (TypeError, …) is not among them.
+_UNAVAILABLE = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
+_UNLOCK_SECONDS = 5.0
+
+T = TypeVar("T")
+
+
+@contextmanager
+def _store_errors() -> Iterator[None]:
+    """Driver and socket errors as audit errors; the message names the kind, no values."""
+    try:
+        yield
+    except AuditError:
+        raise
+    except _REFUSED as exc:
+        raise ValueRefused(
+            f"the audit store refuses a value of this entry ({type(exc).__name__})"
+        ) from exc
+    except _UNAVAILABLE as exc:
+        raise AuditUnavailable(f"the audit store failed ({type(exc).__name__})") from exc
 
 
 async def _run(conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -50,13 +87,15 @@ class _Tx:
         self._done = False
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        return [tuple(r) for r in await self._conn.fetch(numbered(sql), *params)]
+        with _store_errors():
+            return [tuple(r) for r in await self._conn.fetch(numbered(sql), *params)]
 
     async def commit(self, statements: Sequence[Statement]) -> None:
         try:
-            for sql, rows in statements:
-                await _run(self._conn, sql, rows)
-            await self._tr.commit()
+            with _store_errors():
+                for sql, rows in statements:
+                    await _run(self._conn, sql, rows)
+                await self._tr.commit()
         except BaseException:
             await self._safe_rollback()
             raise
@@ -71,24 +110,26 @@ class _Tx:
 
     async def _safe_rollback(self) -> None:
         if not self._done:
-            with suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            with suppress(*_UNAVAILABLE):
                 await self._tr.rollback()
 
     async def _release(self) -> None:
         if not self._done:
             self._done = True
-            await self._pool.release(self._conn)
+            await _release(self._pool, self._conn)
 
 
 class PgBackend:
     kind = "postgresql"
 
-    def __init__(self, pool: Any, lock_pool: Any) -> None:
+    def __init__(self, pool: Any, lock_pool: Any, max_locks: int) -> None:
         self._pool = pool
         # Advisory locks are held for a whole request, each on its own connection. They
         # come from a pool of their own: holders of every lock connection must still be
         # able to append (through ``_pool``), or a burst of requests would deadlock.
         self._lock_pool = lock_pool
+        self._max_locks = max_locks
+        self._locks_held = 0
 
     @classmethod
     async def connect(cls, dsn: str, *, max_size: int = 6, max_locks: int = 24) -> PgBackend:
@@ -102,42 +143,99 @@ class PgBackend:
         except BaseException:
             await pool.close()
             raise
-        return cls(pool, lock_pool)
+        return cls(pool, lock_pool, max_locks)
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        async with self._pool.acquire() as conn:
-            return [tuple(r) for r in await conn.fetch(numbered(sql), *params)]
+        with _store_errors():
+            async with self._pool.acquire() as conn:
+                return [tuple(r) for r in await conn.fetch(numbered(sql), *params)]
 
     async def run(self, statements: Sequence[Statement]) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            for sql, rows in statements:
-                await _run(conn, sql, rows)
+        with _store_errors():
+            async with self._pool.acquire() as conn, conn.transaction():
+                for sql, rows in statements:
+                    await _run(conn, sql, rows)
 
     async def chain_tx(self) -> _Tx:
-        conn = await self._pool.acquire()
+        with _store_errors():
+            conn = await self._pool.acquire()
         try:
-            tr = conn.transaction()
-            await tr.start()
-            head = await conn.fetchrow(HEAD_SQL + " FOR UPDATE")
+            with _store_errors():
+                tr = conn.transaction()
+                await tr.start()
+                head = await conn.fetchrow(HEAD_SQL + " FOR UPDATE")
             if head is None:
-                raise asyncpg.PostgresError("audit_head row missing")
+                raise AuditUnavailable("the audit_head row is missing")
         except BaseException:
-            await self._pool.release(conn)
+            await _release(self._pool, conn)
             raise
         return _Tx(self._pool, conn, tr, tuple(head))
 
-    def subject_lock(self, key: int) -> AbstractAsyncContextManager[None]:
-        return self._advisory(key)
+    def subject_lock(self, key: int, timeout: float) -> AbstractAsyncContextManager[None]:
+        return self._advisory(key, timeout)
+
+    def lock_use(self) -> tuple[int, int]:
+        """(lock connections held by writes now, the most there can be)."""
+        return self._locks_held, self._max_locks
 
     @asynccontextmanager
-    async def _advisory(self, key: int) -> AsyncIterator[None]:
-        async with self._lock_pool.acquire() as conn:
-            await conn.execute("SELECT pg_advisory_lock($1)", key)
+    async def _advisory(self, key: int, seconds: float) -> AsyncIterator[None]:
+        """The customer's session advisory lock, on a connection of the lock pool; the
+        two waits together are bounded by ``seconds`` (then LockTimeout)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        conn = await _bounded(
+            self._lock_pool.acquire(timeout=seconds), LockWait.CONNECTION, seconds
+        )
+        self._locks_held += 1
+        try:
+            left = max(0.001, deadline - loop.time())
+            await _bounded(
+                conn.execute("SELECT pg_advisory_lock($1)", key, timeout=left),
+                LockWait.SUBJECT,
+                seconds,
+            )
             try:
                 yield
             finally:
-                await conn.execute("SELECT pg_advisory_unlock($1)", key)
+                await _unlock(conn, key)
+        finally:
+            self._locks_held -= 1
+            await _release(self._lock_pool, conn)
 
     async def close(self) -> None:
-        await self._lock_pool.close()
-        await self._pool.close()
+        with suppress(*_UNAVAILABLE):
+            await self._lock_pool.close()
+        with suppress(*_UNAVAILABLE):
+            await self._pool.close()
+
+
+async def _bounded(wait: Awaitable[T], what: LockWait, seconds: float) -> T:
+    """Await a lock wait that carries its own timeout: TimeoutError becomes LockTimeout,
+    any other store failure AuditUnavailable."""
+    try:
+        return await wait
+    except TimeoutError:
+        raise LockTimeout(what, seconds) from None
+    except _UNAVAILABLE as exc:
+        raise AuditUnavailable(f"the audit store failed ({type(exc).__name__})") from exc
+
+
+async def _unlock(conn: Any, key: int) -> None:
+    """Release one advisory lock; a store failure here is not raised. A connection on
+    which the unlock fails is terminated: it cannot go back to the pool holding the lock
+    (the server drops a session's locks with the session)."""
+    try:
+        await conn.execute("SELECT pg_advisory_unlock($1)", key, timeout=_UNLOCK_SECONDS)
+    except BaseException as exc:
+        with suppress(Exception):
+            conn.terminate()
+        if not isinstance(exc, _UNAVAILABLE):
+            raise
+
+
+async def _release(pool: Any, conn: Any) -> None:
+    """Give a connection back; never raises (asyncpg terminates one whose reset fails,
+    and resetting unlocks every advisory lock of the session)."""
+    with suppress(*_UNAVAILABLE):
+        await pool.release(conn)

@@ -3,6 +3,8 @@ thread, in WAL mode with ``synchronous=FULL`` (see docs/audit.md for why).
 
 A group commit is one ``BEGIN IMMEDIATE … COMMIT`` on the writer thread; the write lock
 it takes is database-wide, so separate processes on one file still form one chain.
+Errors come out as audit errors: ``sqlite3.DataError`` (a value too big) as the caller's
+:class:`ValueRefused`, any other database or file error as :class:`AuditUnavailable`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from audit.backend import HEAD_SQL, Row, Statement
+from audit.errors import AuditUnavailable, ValueRefused
 
 T = TypeVar("T")
 
@@ -78,10 +81,10 @@ class SqliteBackend:
         return backend
 
     async def _on_writer(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+        return await _translated(self._writer, fn, *args)
 
     async def _on_reader(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._reader, fn, *args)
+        return await _translated(self._reader, fn, *args)
 
     def _wcon(self) -> sqlite3.Connection:
         if self._w is None:
@@ -147,8 +150,11 @@ class SqliteBackend:
             raise
         return _Tx(self, head)
 
-    def subject_lock(self, key: int) -> AbstractAsyncContextManager[None]:
-        return _no_lock()
+    def subject_lock(self, key: int, timeout: float) -> AbstractAsyncContextManager[None]:
+        return _no_lock()  # one process is the deployment: the in-process lock suffices
+
+    def lock_use(self) -> tuple[int, int]:
+        return 0, 0  # no lock connections
 
     async def close(self) -> None:
         for con, pool in ((self._w, self._writer), (self._r, self._reader)):
@@ -156,6 +162,17 @@ class SqliteBackend:
                 await asyncio.get_running_loop().run_in_executor(pool, con.close)
             pool.shutdown(wait=True)
         self._w = self._r = None
+
+
+async def _translated(pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
+    try:
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+    except sqlite3.DataError as exc:
+        raise ValueRefused(
+            f"the audit store refuses a value of this entry ({type(exc).__name__})"
+        ) from exc
+    except (sqlite3.Error, OSError) as exc:
+        raise AuditUnavailable(f"the audit store failed ({type(exc).__name__})") from exc
 
 
 @asynccontextmanager

@@ -5,6 +5,12 @@ future. The writer takes everything queued, and in one transaction under the dat
 append lock assigns ``seq``, hashes, inserts, updates the head (and signs a checkpoint
 when due), commits, and only then resolves each future: an awaited append is durable,
 and a burst of requests costs one disk flush, not one each.
+
+One caller's entry cannot fail the others. What the store is known not to hold is refused
+in the caller's task (:func:`audit.entries.check_storable`); should the store still refuse
+a value (:class:`ValueRefused`), the batch is split in halves until the refused entries
+are alone: they fail, every other entry commits, in the order it was queued. Any other
+failure (the store unreachable) fails the whole batch with AuditUnavailable.
 """
 
 from __future__ import annotations
@@ -20,8 +26,14 @@ from typing import Any
 from audit import crypto
 from audit.backend import INSERT_ENTRY, Backend, ChainTx, Statement
 from audit.chain import canonical, entry_hash
-from audit.entries import now_iso, parse_iso
-from audit.errors import AuditError, AuditUnavailable, InvalidAuditInput, KeyMismatch
+from audit.entries import check_storable, now_iso, parse_iso
+from audit.errors import (
+    AuditError,
+    AuditUnavailable,
+    InvalidAuditInput,
+    KeyMismatch,
+    ValueRefused,
+)
 from audit.ids import uuid7
 
 log = logging.getLogger(__name__)
@@ -124,6 +136,7 @@ class ChainWriter:
             pending.text = canonical(pending.body)
         except (TypeError, ValueError) as exc:
             raise InvalidAuditInput("a before/after value is not JSON-serialisable") from exc
+        check_storable(pending.body, pending.text)
 
     def _is_current(self, item: Pending) -> bool:
         if item.text is None:
@@ -160,19 +173,7 @@ class ChainWriter:
                         break
                     batch.append(item)
             started = time.perf_counter()
-            try:
-                await self._commit(batch)
-            except AuditError as exc:
-                for item in batch:
-                    if item.future is not None and not item.future.done():
-                        item.future.set_exception(exc)
-            except Exception as exc:
-                log.error("audit store append failed: %s", type(exc).__name__)
-                for item in batch:
-                    if item.future is not None and not item.future.done():
-                        item.future.set_exception(
-                            AuditUnavailable("the audit store cannot take the entry")
-                        )
+            await self._commit_isolating(batch)
             if self._on_batch is not None:
                 with contextlib.suppress(Exception):
                     self._on_batch(len(batch), time.perf_counter() - started)
@@ -182,6 +183,32 @@ class ChainWriter:
             item = self._queue.get_nowait()
             if item is not None and item.future is not None and not item.future.done():
                 item.future.set_exception(AuditUnavailable("the audit log is closed"))
+
+    async def _commit_isolating(self, batch: list[Pending]) -> None:
+        """Commit ``batch``; when the store refuses a value, halve until the refused
+        entries are alone (they fail, the rest commit in order). Resolves every future."""
+        parts = [batch]
+        while parts:
+            part = parts.pop(0)
+            try:
+                await self._commit(part)
+            except ValueRefused as exc:
+                if len(part) == 1:
+                    log.warning("audit store refused an entry: %s", exc)
+                    _fail(part, exc)
+                else:
+                    half = len(part) // 2
+                    parts[:0] = [part[:half], part[half:]]
+            except AuditError as exc:
+                if isinstance(exc, AuditUnavailable):
+                    log.error("audit store append failed: %s", exc)
+                _fail([item for rest in (part, *parts) for item in rest], exc)
+                return
+            except Exception as exc:
+                log.error("audit store append failed: %s", type(exc).__name__)
+                unavailable = AuditUnavailable("the audit store cannot take the entry")
+                _fail([item for rest in (part, *parts) for item in rest], unavailable)
+                return
 
     async def _commit(self, batch: list[Pending]) -> None:
         tx = await self._backend.chain_tx()
@@ -351,6 +378,12 @@ class ChainWriter:
         except BaseException:
             await tx.rollback()
             raise
+
+
+def _fail(items: list[Pending], exc: BaseException) -> None:
+    for item in items:
+        if item.future is not None and not item.future.done():
+            item.future.set_exception(exc)
 
 
 def _seal_into(item: Pending, key: tuple[str, bytes]) -> None:

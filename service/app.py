@@ -8,7 +8,6 @@ the gateway that composes them. Nothing else connects parts.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -137,7 +136,11 @@ def _audit_ctx(
             checkpoint_seconds=settings.audit_checkpoint_seconds,
             on_batch=metrics.audit_batch,
             create=migrate,
+            lock_wait_seconds=settings.audit_lock_wait_seconds,
+            lock_connections=settings.audit_lock_connections,
+            on_lock_timeout=metrics.audit_lock_timeout,
         )
+        metrics.watch_audit_locks(audit_log.lock_use)
         resolver = _resolver(app[CONNECTORS_KEY])
         bound = reconcile_min_age(settings)
         shared = settings.audit_url.startswith("postgresql")
@@ -156,11 +159,12 @@ def _audit_ctx(
             app[AUDIT_KEY] = audit_log
             yield
         finally:
-            if reconciler is not None:
-                reconciler.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reconciler
-            await audit_log.close()
+            try:
+                if reconciler is not None:
+                    reconciler.cancel()
+                    await asyncio.gather(reconciler, return_exceptions=True)
+            finally:
+                await audit_log.close()
 
     return audit_ctx
 
@@ -203,13 +207,19 @@ async def _reconcile_forever(
     every: float,
     metrics: Metrics,
 ) -> None:
-    """Close what a crashed process (this one earlier, or another replica) left open."""
+    """Close what a crashed process (this one earlier, or another replica) left open,
+    and what this one could not record. No failure of one tick ends the loop."""
     while True:
         await asyncio.sleep(every)
         try:
             await _reconcile(audit_log, resolver, min_age, metrics)
         except AuditUnavailable:
             log_event(log, "audit_reconcile_skipped", reason="store_unavailable")
+        except Exception as exc:  # the next tick tries again; the type only, no values
+            log_event(
+                log, "audit_reconcile_failed", level=logging.WARNING,
+                error_type=type(exc).__name__,
+            )  # fmt: skip
 
 
 def _resolver(

@@ -106,6 +106,8 @@ class Settings:
     audit_checkpoint_seconds: float = 60.0
     audit_reconcile_seconds: float = 60.0
     audit_reconcile_min_age_seconds: float | None = None  # None: derived (app.forward_bound)
+    audit_lock_wait_seconds: float = 10.0  # then 503 audit_unavailable, nothing forwarded
+    audit_lock_connections: int = 24  # PostgreSQL: one per write in flight
     pseudonym_key: Secret
     hash_salt: Secret
     tokens: tuple[TokenEntry, ...] = ()
@@ -190,6 +192,8 @@ _SCHEMA: Final[dict[str, Any]] = {
         "checkpoint_seconds": _FLOAT,
         "reconcile_seconds": _FLOAT,
         "reconcile_min_age_seconds": _Leaf("optfloat"),
+        "lock_wait_seconds": _FLOAT,
+        "lock_connections": _INT,
     },
     "shutdown": {"drain_seconds": _FLOAT, "grace_seconds": _FLOAT},
     "masking": {"pseudonym_key": _SECRET, "hash_salt": _SECRET},
@@ -595,6 +599,8 @@ def load_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:
         "audit_reconcile_min_age_seconds": v.number(
             ("audit", "reconcile_min_age_seconds"), None, 0
         ),
+        "audit_lock_wait_seconds": v.number(("audit", "lock_wait_seconds"), 10.0, 0, strict=True),
+        "audit_lock_connections": v.number(("audit", "lock_connections"), 24, 1),
         "pseudonym_key": v.key(("masking", "pseudonym_key"), 32),
         "hash_salt": v.key(("masking", "hash_salt"), 16),
         "tokens": v.get(("auth", "tokens"), ()),

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from audit import AuditLog, Intent, Outcome
-from audit.errors import AuditUnavailable
+from audit.errors import AuditUnavailable, InvalidAuditInput
 from policies import Decision, PolicyEngine, Principal
 from policies.merge import merge_patch
 from policies.model import PURPOSES
@@ -153,7 +153,7 @@ class Gateway:
                 self._intent(engine, req, action, changed=changed),
                 Outcome(outcome="rejected", problem_code=code),
             )
-        except AuditUnavailable:
+        except (AuditUnavailable, InvalidAuditInput):  # down, or a value it cannot hold
             log_event(log, "audit_rejection_unrecorded", system=req.system, code=code,
                       request_id=req.request_id)
             return None
@@ -342,15 +342,29 @@ class Gateway:
         status: int | None,
         latency_ms: float | None,
     ) -> None:
-        await self.audit.finish(
-            intent_id,
-            Outcome(
-                outcome=outcome,
-                problem_code=code,
-                upstream_status=status,
-                upstream_latency_ms=latency_ms,
-            ),
-        )
+        """Record the outcome of a begun intent. Should that fail, the change may have
+        happened and the audit log does not know: only a 504 may be answered (the
+        reconciler closes the intent, re-reading the upstream, once the store is back)."""
+        try:
+            await self.audit.finish(
+                intent_id,
+                Outcome(
+                    outcome=outcome,
+                    problem_code=code,
+                    upstream_status=status,
+                    upstream_latency_ms=latency_ms,
+                ),
+            )
+        except Exception as exc:
+            log_event(log, "audit_outcome_unrecorded", level=logging.WARNING,
+                      error_type=type(exc).__name__, audit_id=intent_id)  # fmt: skip
+            raise _with_audit(
+                UpstreamOutcomeUnknown(
+                    "the audit log could not record the outcome of this change, so it is"
+                    " unknown; it is reconciled from the upstream once the store is back"
+                ),
+                intent_id,
+            ) from None
 
     def _answer(
         self,

@@ -10,12 +10,14 @@ No label ever carries a customer id, a field value or a user name.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Final
 
 from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.aiohttp import make_aiohttp_handler
+
+from audit.errors import LockWait
 
 PREFIX: Final = "gdpr_gateway_"
 SYSTEMS: Final = ("timelog", "billbee", "sedona", "keycom")
@@ -50,6 +52,9 @@ RELOAD_RESULTS: Final = ("success", "failure")
 BREAKER_STATES: Final[Mapping[str, int]] = {"closed": 0, "half_open": 1, "open": 2}
 #: the result label of a chain verification
 VERIFY_RESULTS: Final = ("ok", "broken")
+#: the PostgreSQL lock pool's connections: held by writes in flight, and the pool's size
+LOCK_POOL_STATES: Final = ("in_use", "max")
+LOCK_WAITS: Final = tuple(wait.value for wait in LockWait)
 
 _LATENCY_BUCKETS: Final = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -111,6 +116,16 @@ class Metrics:
             f"{PREFIX}audit_batch_duration_seconds", "Time to commit one audit batch",
             buckets=_AUDIT_BUCKETS, registry=r,
         )  # fmt: skip
+        self.audit_lock_connections = Gauge(
+            f"{PREFIX}audit_lock_connections", "PostgreSQL lock-pool connections: 'in_use' "
+            "(each held by a write in flight) and 'max' (0 and 0 on SQLite)", ["state"],
+            registry=r,
+        )  # fmt: skip
+        self.audit_lock_timeouts_total = Counter(
+            f"{PREFIX}audit_lock_timeouts", "Writes answered 503 because a customer's lock "
+            "could not be had in time, by what they waited for ('subject': another write "
+            "to the customer; 'connection': a free lock connection)", ["wait"], registry=r,
+        )  # fmt: skip
         self.breaker = Gauge(
             f"{PREFIX}upstream_circuit_state", "Circuit breaker per upstream: "
             "0 closed, 1 half_open, 2 open", ["system"], registry=r,
@@ -159,6 +174,10 @@ class Metrics:
             self.policy_reloads_total.labels(result)
         for result in VERIFY_RESULTS:
             self.audit_verifications_total.labels(result)
+        for state in LOCK_POOL_STATES:
+            self.audit_lock_connections.labels(state).set(0)
+        for wait in LOCK_WAITS:
+            self.audit_lock_timeouts_total.labels(wait)
 
     def init_routes(self, routes: Iterable[str]) -> None:
         """Declare the route templates: their series start at 0 and any other route is
@@ -251,6 +270,16 @@ class Metrics:
         """Dangling intents closed by one reconciliation pass."""
         if count > 0:
             self.intents_reconciled_total.inc(count)
+
+    def watch_audit_locks(self, lock_use: Callable[[], tuple[int, int]]) -> None:
+        """Read the lock pool's use at each scrape: ``lock_use() -> (in use, max)``."""
+        self.audit_lock_connections.labels("in_use").set_function(lambda: lock_use()[0])
+        self.audit_lock_connections.labels("max").set_function(lambda: lock_use()[1])
+
+    def audit_lock_timeout(self, wait: str) -> None:
+        """A customer's lock given up; fits the audit log's ``on_lock_timeout`` callback."""
+        label = wait if wait in LOCK_WAITS else OTHER
+        self.audit_lock_timeouts_total.labels(label).inc()
 
     def breaker_state(self, system: str, state: str) -> None:
         """The breaker's state: closed=0, half_open=1, open=2 (``half-open`` accepted)."""

@@ -22,9 +22,9 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from audit.errors import AuditUnavailable
+from audit.errors import AuditUnavailable, InvalidAuditInput, LockTimeout
 from service.config import SYSTEMS
-from service.errors import FieldProblem, GatewayError
+from service.errors import FieldProblem, GatewayError, ValidationFailed
 from service.keys import AUDIT_ID_KEY, REQUEST_ID_KEY
 from service.logs import log_event
 
@@ -109,13 +109,24 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return problem_response(
             exc.code, exc.status, exc.title, exc.detail, errors=exc.errors, headers=headers
         )
-    except AuditUnavailable:
+    except AuditUnavailable as exc:
+        detail = (
+            "the customer's lock could not be had in time; nothing was forwarded"
+            if isinstance(exc, LockTimeout)
+            else "the audit log cannot record this request now; nothing was forwarded"
+        )
         return problem_response(
             "audit_unavailable",
             503,
             "Audit unavailable",
-            "the audit log cannot record this request now; nothing was forwarded",
+            detail,
+            headers={"Retry-After": retry_after_header(exc.retry_after)},
         )
+    except InvalidAuditInput:  # a value the audit store cannot hold: the caller's input
+        refused = ValidationFailed(
+            "a value of this request cannot be recorded in the audit log; nothing was forwarded"
+        )
+        return problem_response(refused.code, refused.status, refused.title, refused.detail)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise  # redirects and the like are answers, not errors

@@ -48,6 +48,13 @@ class Stack:
         ) as resp:
             assert resp.status in (200, 201, 204)
 
+    async def clear_faults(self, system: str) -> None:
+        """No more faults; requests held by a ``hang`` are let go (dropped)."""
+        async with ClientSession() as session, session.delete(
+            f"{self.cluster.urls[system]}/_emulator/faults"
+        ) as resp:
+            assert resp.status == 200
+
     @property
     def audit(self) -> Any:
         return self.client.app[AUDIT_KEY]  # type: ignore[index]

@@ -419,3 +419,18 @@ def test_unreadable_config_file_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings(tmp_path / "absent.yaml", _env_only())
     assert err.value.errors == [f"{tmp_path / 'absent.yaml'}: cannot read (FileNotFoundError)"]
+
+
+def test_audit_lock_settings_are_read_and_bounded() -> None:
+    s = load_settings(None, _env_only())
+    assert (s.audit_lock_wait_seconds, s.audit_lock_connections) == (10.0, 24)  # defaults
+    env = {**_env_only(), "GDPR_GATEWAY_AUDIT_LOCK_WAIT_SECONDS": "2.5",
+           "GDPR_GATEWAY_AUDIT_LOCK_CONNECTIONS": "8"}  # fmt: skip
+    s = load_settings(None, env)
+    assert (s.audit_lock_wait_seconds, s.audit_lock_connections) == (2.5, 8)
+    env = {**_env_only(), "GDPR_GATEWAY_AUDIT_LOCK_WAIT_SECONDS": "0",
+           "GDPR_GATEWAY_AUDIT_LOCK_CONNECTIONS": "0"}  # fmt: skip
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, env)
+    assert "GDPR_GATEWAY_AUDIT_LOCK_WAIT_SECONDS: must be greater than 0" in caught.value.errors
+    assert "GDPR_GATEWAY_AUDIT_LOCK_CONNECTIONS: must be at least 1" in caught.value.errors

@@ -23,6 +23,7 @@ from service.metrics import (
 
 ALLOWED_LABELS = {
     "system", "route", "status", "outcome", "code", "strategy", "method", "le", "result",
+    "state", "wait",
     "version",  # only on gdpr_gateway_policy_info, one series per system
 }  # fmt: skip
 CUSTOMER_ROUTE = "/v1/systems/{system}/customers/{customer_id}"
@@ -172,7 +173,7 @@ async def test_names_and_label_names_follow_conventions(
     assert all(
         n.endswith(("_total", "_created", "_seconds_bucket", "_seconds_sum", "_seconds_count",
                     "_entries_bucket", "_entries_sum", "_entries_count", "_state", "_info",
-                    "_successful", "_up"))
+                    "_successful", "_up", "_connections"))
         for n in names
     ), sorted(names)
 
@@ -239,3 +240,24 @@ def test_audit_store_verifications_and_reconciled_intents() -> None:
     m.intents_reconciled(0)
     m.intents_reconciled(3)
     assert value("gdpr_gateway_audit_intents_reconciled_total") == 3
+
+
+async def test_audit_lock_metrics_read_the_pool_at_scrape_and_stay_bounded(
+    aiohttp_client: Callable[..., Any], metrics: Metrics
+) -> None:
+    s = await scrape(aiohttp_client, metrics)
+    assert s[key("gdpr_gateway_audit_lock_connections", state="in_use")] == 0
+    assert s[key("gdpr_gateway_audit_lock_timeouts_total", wait="subject")] == 0
+    assert s[key("gdpr_gateway_audit_lock_timeouts_total", wait="connection")] == 0
+    use = [(3, 24)]
+    metrics.watch_audit_locks(lambda: use[0])
+    metrics.audit_lock_timeout("connection")
+    metrics.audit_lock_timeout("no-such-wait")
+    s = await scrape(aiohttp_client, metrics)
+    assert s[key("gdpr_gateway_audit_lock_connections", state="in_use")] == 3
+    assert s[key("gdpr_gateway_audit_lock_connections", state="max")] == 24
+    assert s[key("gdpr_gateway_audit_lock_timeouts_total", wait="connection")] == 1
+    assert s[key("gdpr_gateway_audit_lock_timeouts_total", wait="other")] == 1
+    use[0] = (0, 24)  # read live, at each scrape
+    s = await scrape(aiohttp_client, metrics)
+    assert s[key("gdpr_gateway_audit_lock_connections", state="in_use")] == 0

@@ -1,0 +1,78 @@
+"""Per-customer write locks: one write to a customer at a time, with a bounded wait.
+
+In this process an ``asyncio.Lock`` per customer; across processes on PostgreSQL also a
+session advisory lock (``Backend.subject_lock``), held on a connection of a pool of its
+own for the whole write. Waiting longer than ``wait_seconds`` for the two together
+raises :class:`LockTimeout` (an ``AuditUnavailable``: the caller forwards nothing and
+answers 503 with ``Retry-After``), so a write behind a hung one, or behind a lock pool
+every connection of which is held, gives up instead of queueing without end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator, Callable
+
+from audit.backend import Backend
+from audit.errors import LockTimeout, LockWait
+
+Subject = tuple[str, str]
+
+
+def lock_key(system: str, customer_id: str) -> int:
+    """A signed 64-bit advisory-lock key for one data subject."""
+    digest = hashlib.sha256(f"{system}\x1f{customer_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class SubjectLocks:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        wait_seconds: float,
+        on_timeout: Callable[[LockWait], None] | None = None,
+    ) -> None:
+        self._backend = backend
+        self._wait = wait_seconds
+        self._on_timeout = on_timeout
+        self._locks: dict[Subject, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, system: str, customer_id: str) -> AsyncIterator[None]:
+        subject = (system, customer_id)
+        lock, users = self._locks.get(subject, (asyncio.Lock(), 0))
+        self._locks[subject] = (lock, users + 1)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._wait
+        try:
+            try:
+                async with asyncio.timeout(self._wait):
+                    await lock.acquire()
+            except TimeoutError:
+                raise self._gave_up(LockWait.SUBJECT) from None
+            try:
+                async with contextlib.AsyncExitStack() as stack:
+                    left = max(0.001, deadline - loop.time())
+                    key = lock_key(system, customer_id)
+                    try:
+                        await stack.enter_async_context(self._backend.subject_lock(key, left))
+                    except LockTimeout as exc:
+                        raise self._gave_up(exc.wait) from None
+                    yield
+            finally:
+                lock.release()
+        finally:
+            lock, users = self._locks[subject]
+            if users <= 1:
+                del self._locks[subject]
+            else:
+                self._locks[subject] = (lock, users - 1)
+
+    def _gave_up(self, wait: LockWait) -> LockTimeout:
+        if self._on_timeout is not None:
+            with contextlib.suppress(Exception):
+                self._on_timeout(wait)
+        return LockTimeout(wait, self._wait)
