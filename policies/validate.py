@@ -14,6 +14,7 @@ from policies.model import FieldError
 EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 PHONE: Final = re.compile(r"\+?[0-9 ()./\-]{4,32}")
 COUNTRY: Final = re.compile(r"[A-Z]{2,3}")
+_REFUSED_MESSAGE: Final = "contains a control character or an unpaired surrogate"
 MAX_ERRORS: Final = 200  # a patch of thousands of bad fields does not get thousands of lines
 
 
@@ -137,6 +138,9 @@ def _value(spec: FieldSpec, value: Any, path: str, errors: list[FieldError], mer
 def _string(spec: FieldSpec, value: Any, path: str, errors: list[FieldError]) -> None:
     if not isinstance(value, str):
         errors.append(FieldError(path, "wrong_type", "expected a string"))
+        return
+    if spec.refused.search(value) is not None:
+        errors.append(FieldError(path, "invalid_format", _REFUSED_MESSAGE))
         return
     n = len(value)
     if spec.max_length is not None and n > spec.max_length:
