@@ -189,7 +189,10 @@ class Gateway:
     ) -> UpdateResult:
         connector = self.authorize(req, WRITE_ROLES)
         action = "dry_run" if dry_run else "update"
-        attempted = tuple(sorted(patch))
+        # a refusal records the fields tried; a member name the policy does not know is
+        # the caller's free text (it may be anything) and is left out
+        fields = self.engine.policies[req.system].fields
+        attempted = tuple(sorted(name for name in patch if name in fields))
 
         errors = self.engine.validate(req.system, patch)
         if errors:

@@ -82,7 +82,9 @@ def test_the_walk_finds_nested_and_array_strings() -> None:
     assert len(STRINGS) > 60
 
 
-@pytest.mark.parametrize(("system", "path", "spec"), STRINGS, ids=[f"{s}:{p}" for s, p, _ in STRINGS])
+@pytest.mark.parametrize(
+    ("system", "path", "spec"), STRINGS, ids=[f"{s}:{p}" for s, p, _ in STRINGS]
+)
 def test_every_string_field_refuses_nul_and_escape(
     engine: PolicyEngine, system: str, path: str, spec: FieldSpec
 ) -> None:
