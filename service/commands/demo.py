@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import uvloop
-from aiohttp import web
 
 from audit.statedir import open_demo_state
+from service import server
 from service.app import create_app
 from service.config import DEMO_TOKENS, demo_settings
 from service.emulators import SYSTEMS, EmulatorCluster
@@ -62,7 +62,7 @@ async def serve_demo(
 
     cluster = EmulatorCluster(host, base_port=port)
     await cluster.start()
-    runner: web.AppRunner | None = None
+    runner: server.GatewayRunner | None = None
     try:
         audit_url, master_key, signing_key = open_demo_state(state_dir)
         settings = demo_settings(
@@ -73,9 +73,9 @@ async def serve_demo(
             master_key=master_key,
             signing_key=signing_key,
         )
-        runner = web.AppRunner(create_app(settings, migrate=True), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, host, port).start()
+        # the same server as `serve` (keep-alive, limits, answers): service/server.py
+        runner = server.GatewayRunner(create_app(settings, migrate=True), settings)
+        await server.start(runner, host, port)
         print_guide(out, f"http://{host}:{port}", cluster.urls, state_dir)
         await stop.wait()
         print("demo: stopping", file=out, flush=True)

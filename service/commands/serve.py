@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import uvloop
-from aiohttp import web
 
+from service import server
 from service.app import create_app
 from service.config import ConfigError, load_settings
 from service.logs import configure_logging
@@ -37,12 +38,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"config error: {line}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
-    web.run_app(
-        create_app(settings),
-        loop=uvloop.new_event_loop(),  # measured: 18 % less CPU per change (docs/performance.md)
-        host=args.host or settings.host,
-        port=args.port or settings.port,
-        access_log=None,  # the request-context middleware writes one JSON line per request
-        print=None,
-    )
+    # uvloop, measured: 18 % less CPU per change (docs/performance.md)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(
+            server.run(
+                create_app(settings),
+                settings,
+                args.host or settings.host,
+                args.port or settings.port,
+            )
+        )
     return 0

@@ -8,6 +8,7 @@ either has a known, bounded shape or is refused with its problem (docs/api.md
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any, Final, NoReturn
@@ -22,8 +23,10 @@ from service.errors import (
     BadRequest,
     CustomerNotFound,
     FieldProblem,
+    MalformedRequest,
     NotAnObject,
     PayloadTooLarge,
+    RequestTimeout,
     UnsupportedMediaType,
     ValidationFailed,
 )
@@ -161,18 +164,27 @@ def parse_json(raw: bytes) -> Any:
 
 
 async def json_object(request: web.Request, *, media_type_required: bool = True) -> dict[str, Any]:
-    """The body as a JSON object: media type, size limit, syntax, shape - in that order."""
+    """The body as a JSON object: media type, size limit, arrival in time, syntax, shape -
+    in that order."""
     if media_type_required and request.content_type not in JSON_TYPES:
         raise UnsupportedMediaType(
             "send application/json or application/merge-patch+json"
         )
-    limit = request.app[SETTINGS_KEY].body_limit_bytes
+    settings = request.app[SETTINGS_KEY]
+    limit = settings.body_limit_bytes
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"the body is larger than {limit} bytes")
     try:
-        raw = await request.read()
+        # the whole body, however it trickles in, within the configured time
+        async with asyncio.timeout(settings.body_timeout_seconds):
+            raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"the body is larger than {limit} bytes") from None
+    except TimeoutError:
+        raise RequestTimeout("the body did not arrive within the configured time") from None
+    except (web.RequestPayloadError, ConnectionError):
+        # bad chunk framing or compression after the head, or the body cut short
+        raise MalformedRequest("the request body could not be read") from None
     if len(raw) > limit:
         raise PayloadTooLarge(f"the body is larger than {limit} bytes")
     data = parse_json(raw)
