@@ -104,7 +104,7 @@ class Gateway:
         try:
             return self.connectors[system]
         except KeyError:
-            raise UnknownSystem(f"no system named {system!r}") from None
+            raise UnknownSystem("no system of that name is configured") from None
 
     def authorize(self, req: Request, roles: frozenset[str]) -> Connector:
         """System known, in the principal's scope, and one of ``roles`` held."""

@@ -143,3 +143,18 @@ async def test_poison_ids_beside_ordinary_reads_leave_the_reads_alone(
     )
     assert statuses.count(200) == 40
     assert statuses.count(404) == 40
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/systems/{s}/policy",
+        "/v1/systems/{s}/customers/1002",
+        "/v1/subjects/{s}/1002/export",
+    ],
+)
+async def test_an_unknown_system_is_not_echoed(stack: Stack, path: str) -> None:
+    name = "Jane-Doe-1970" * 10
+    resp = await stack.client.get(path.format(s=name), headers=PRIVACY)
+    assert (resp.status, await problem_code(resp)) == (404, "unknown_system")
+    assert "Jane" not in await resp.text()
