@@ -18,7 +18,9 @@ What the protocol does instead: answer ``400 bad_request`` as problem+json with 
 detail (no request bytes), ``Server: gdpr-gateway``, a fresh ``X-Request-Id`` and
 ``Connection: close``; and log one WARNING line (the error's type, never its message,
 which quotes the request) through a :class:`~service.logs.LogLimiter`, so a client that
-sends garbage in a loop cannot flood the logs.
+sends garbage in a loop cannot flood the logs. The server's request handler does the same
+for aiohttp's own errors raised before the middlewares run (its ``Expect`` check, whose
+417 quoted the header).
 
 What cannot be answered: a request head that never completes is closed without an answer
 when the keep-alive timer fires (``keepalive_timeout_seconds`` after the connection
@@ -31,6 +33,7 @@ import asyncio
 import logging
 import signal
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from aiohttp import web
@@ -48,6 +51,7 @@ PROTOCOL_LOG_BURST: Final = 10
 PROTOCOL_LOG_INTERVAL_SECONDS: Final = 60.0
 
 _log = logging.getLogger("gdpr_gateway.http")
+_Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 
 def server_kwargs(settings: Settings) -> dict[str, Any]:
@@ -88,18 +92,7 @@ class GatewayProtocol(web.RequestHandler):
         self._warn(status, exc)
         if request.writer.output_size > 0:  # an answer is on its way: nothing to add
             raise ConnectionError("an answer was sent already")
-        if status == 400:
-            response = problem_response(
-                "bad_request", 400, "Bad request", "the HTTP request could not be read"
-            )
-        else:
-            response = problem_response(
-                "internal_error", 500, "Internal error", "an unexpected error occurred"
-            )
-        response.headers["Server"] = SERVER_NAME
-        response.headers[REQUEST_ID_HEADER] = uuid.uuid4().hex
-        response.force_close()
-        return response
+        return _edge_problem(status)
 
     def log_exception(self, *args: Any, **kw: Any) -> None:
         """aiohttp's other error lines (a body that broke while it was being drained)."""
@@ -112,6 +105,37 @@ class GatewayProtocol(web.RequestHandler):
             status=status,
             error_type=type(exc).__name__ if exc is not None else None,
         )
+
+
+def _edge_problem(status: int) -> web.Response:
+    """The answer to what never reached the middlewares: no request bytes, connection closed."""
+    if 400 <= status < 500:
+        response = problem_response(
+            "bad_request", 400, "Bad request", "the HTTP request could not be read"
+        )
+    else:
+        response = problem_response(
+            "internal_error", 500, "Internal error", "an unexpected error occurred"
+        )
+    response.headers["Server"] = SERVER_NAME
+    response.headers[REQUEST_ID_HEADER] = uuid.uuid4().hex
+    response.force_close()
+    return response
+
+
+def _outermost(handler: _Handler) -> _Handler:
+    """The app's handler, with aiohttp's own errors that bypass the middlewares - its
+    ``Expect`` check runs before them, and its 417 quotes the header - as problems."""
+
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return _edge_problem(exc.status)
+
+    return handle
 
 
 class _GatewayServer(web.Server):
@@ -137,7 +161,7 @@ class GatewayRunner(web.AppRunner):
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()  # starts the app, as AppRunner does
         return _GatewayServer(
-            plain.request_handler,
+            _outermost(plain.request_handler),
             request_factory=plain.request_factory,
             handler_cancellation=plain.handler_cancellation,
             loop=asyncio.get_running_loop(),
