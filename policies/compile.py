@@ -17,6 +17,7 @@ from policies.compiled import (
     StrategyRef,
     max_sensitivity,
 )
+from policies.controls import refused_characters
 
 MISSING: Any = object()
 EMAIL_CATEGORIES = ("user.contact.email",)
@@ -101,6 +102,7 @@ def _field(
     pattern = spec.get("pattern")
     category = spec.get("category")
     fmt = spec.get("format")
+    allow_controls = tuple(sorted(spec.get("allow_controls", ())))
     out = FieldSpec(
         name=name,
         path=path,
@@ -120,6 +122,8 @@ def _field(
         edit_roles=roles,
         purposes=purposes,
         shape=_shape(fmt, category),
+        allow_controls=allow_controls,
+        refused=refused_characters(allow_controls),
     )
     by_path[path] = out
     children: list[FieldSpec] = []

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from policies.controls import STRICT
 from policies.model import ROLES, SENSITIVITY_RANK, UNKNOWN_SENSITIVITY
 
 RecordTest = Callable[[Mapping[str, Any]], bool]
@@ -38,6 +39,10 @@ class FieldSpec:
     children: dict[str, FieldSpec] | None = None
     items: FieldSpec | None = None
     shape: str = "text"
+    #: the control characters this string field accepts (``allow_controls``), and the
+    #: pattern that finds any other one (policies.controls)
+    allow_controls: tuple[str, ...] = ()
+    refused: re.Pattern[str] = STRICT
 
     def constraints(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -49,6 +54,8 @@ class FieldSpec:
             out["enum"] = list(self.enum)
         if self.pattern_text is not None:
             out["pattern"] = self.pattern_text
+        if self.allow_controls:
+            out["allow_controls"] = list(self.allow_controls)
         return out
 
 

@@ -11,6 +11,9 @@ SENSITIVITIES: Final = ("public", "internal", "personal", "restricted")
 SENSITIVITY_RANK: Final[Mapping[str, int]] = {s: i for i, s in enumerate(SENSITIVITIES)}
 ROLES: Final = ("editor", "auditor", "privacy_officer", "admin")
 PURPOSES: Final = ("customer_service", "billing", "contract", "legal_obligation")
+# What is recorded for a stated purpose outside PURPOSES: the caller's text is never kept
+# (it may be anything, a name and a birth date included). Never a valid purpose itself.
+UNKNOWN_PURPOSE: Final = "unknown"
 FORMATS: Final = ("email", "phone", "country_code", "date")
 MODES: Final = ("put", "patch")
 

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from policies.controls import CONTROLS
 from policies.masking.registry import STRATEGIES, strategy_names
 from policies.model import (
     FORMATS,
@@ -30,10 +31,10 @@ TOP_KEYS = {"system", "title", "description", "mode", "id_field", "edit_profiles
 TOP_REQUIRED = ("system", "mode", "id_field", "masking", "fields")
 FIELD_KEYS = {"type", "description", "read_only", "required", "min_length", "max_length",
               "min_items", "max_items", "enum", "pattern", "format", "category", "sensitivity",
-              "edit", "fields", "items"}
+              "edit", "fields", "items", "allow_controls"}
 EDIT_KEYS = {"roles", "purposes"}
 RULE_KEYS = {"name", "description", "when", "deny", "escalate", "edit_roles", "problem"}
-STRING_ONLY = ("min_length", "max_length", "pattern", "format")
+STRING_ONLY = ("min_length", "max_length", "pattern", "format", "allow_controls")
 ARRAY_ONLY = ("min_items", "max_items")
 CONDITION_WORDS = ("set", "unset")
 CONDITION_OPS = ("equals", "in")
@@ -230,6 +231,8 @@ def _check_constraints(c: Checker, key: Key, spec: Mapping[str, Any], ftype: str
             c.err((*key, "pattern"), f"not a valid regular expression: {exc}")
     if "format" in spec:
         c.choice((*key, "format"), spec["format"], FORMATS, "format")
+    if "allow_controls" in spec and ftype == "string":
+        c.choices((*key, "allow_controls"), spec["allow_controls"], tuple(CONTROLS), "control")
     for low, high in (("min_length", "max_length"), ("min_items", "max_items")):
         lo, hi = spec.get(low), spec.get(high)
         if isinstance(lo, int) and isinstance(hi, int) and lo > hi:

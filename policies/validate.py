@@ -14,6 +14,10 @@ from policies.model import FieldError
 EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 PHONE: Final = re.compile(r"\+?[0-9 ()./\-]{4,32}")
 COUNTRY: Final = re.compile(r"[A-Z]{2,3}")
+_REFUSED_MESSAGE: Final = "contains a control character or an unpaired surrogate"
+# RFC 7493 (I-JSON) 2.2: beyond this an integer is not interoperable; an upstream would
+# refuse it or read another number
+MAX_SAFE_INTEGER: Final = 2**53 - 1
 MAX_ERRORS: Final = 200  # a patch of thousands of bad fields does not get thousands of lines
 
 
@@ -107,6 +111,8 @@ def _value(spec: FieldSpec, value: Any, path: str, errors: list[FieldError], mer
     elif t == "integer":
         if type(value) is not int:
             errors.append(FieldError(path, "wrong_type", "expected an integer"))
+        elif not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            errors.append(FieldError(path, "wrong_type", "expected an integer within ±(2^53-1)"))
         elif spec.enum is not None and value not in spec.enum:
             errors.append(FieldError(path, "not_in_enum", f"expected one of {list(spec.enum)}"))
     elif t == "number":
@@ -137,6 +143,10 @@ def _value(spec: FieldSpec, value: Any, path: str, errors: list[FieldError], mer
 def _string(spec: FieldSpec, value: Any, path: str, errors: list[FieldError]) -> None:
     if not isinstance(value, str):
         errors.append(FieldError(path, "wrong_type", "expected a string"))
+        return
+    # printable ASCII holds no control character: the common case skips the pattern
+    if not (value.isascii() and value.isprintable()) and spec.refused.search(value):
+        errors.append(FieldError(path, "invalid_format", _REFUSED_MESSAGE))
         return
     n = len(value)
     if spec.max_length is not None and n > spec.max_length:

@@ -35,7 +35,7 @@ def authorize(
     if system is None:
         return
     if known is not None and system not in known:
-        raise UnknownSystem(f"no system named {system!r}")
+        raise UnknownSystem("no system of that name is configured")
     if not who.may_touch(system):
         raise Forbidden("this lies outside the principal's system scope")
 

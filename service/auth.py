@@ -30,15 +30,19 @@ import jwt as pyjwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from policies.controls import has_refused_character
 from policies.principal import Principal
 from service.config import JWT_ALGORITHMS, ROLES, SYSTEMS, JwtSettings, TokenEntry
 from service.errors import Forbidden, Unauthenticated
 from service.secret import Secret
 
-_BEARER = re.compile(r"Bearer[ \t]+(\S+)[ \t]*", re.IGNORECASE)
+# the token: visible ASCII only (RFC 6750's b64token is a subset); anything else - a
+# non-UTF-8 byte, a control character - is a malformed header, not an unknown token
+_BEARER = re.compile(r"Bearer[ \t]+([\x21-\x7e]+)[ \t]*", re.IGNORECASE)
 _JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _KNOWN_SYSTEMS = frozenset({*SYSTEMS, "*"})
 _MAX_TOKEN_CHARS = 8192
+_MAX_NAME_CHARS = 256
 
 
 def hash_token(token: str) -> str:
@@ -118,7 +122,13 @@ class Authenticator:
         if claims is None:
             raise Unauthenticated("token expired" if expired else "token not accepted")
         name = claims.get(settings.name_claim)
-        if not isinstance(name, str) or not name.strip():
+        # the name becomes the audit actor: bounded, and without control characters
+        if (
+            not isinstance(name, str)
+            or not name.strip()
+            or len(name) > _MAX_NAME_CHARS
+            or has_refused_character(name)
+        ):
             raise Unauthenticated(f"token has no usable {settings.name_claim!r} claim")
         return Principal(
             name=name.strip(),

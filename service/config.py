@@ -96,6 +96,10 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     body_limit_bytes: int = 65536
+    body_timeout_seconds: float = 30.0
+    keepalive_timeout_seconds: float = 75.0
+    header_limit_bytes: int = 8190
+    header_count_limit: int = 100
     log_level: str = "INFO"
     policies_dir: Path | None = None  # None: the shipped catalog
     policies_reload_seconds: float = 5.0  # 0: no watching (SIGHUP still reloads)
@@ -177,6 +181,10 @@ _SCHEMA: Final[dict[str, Any]] = {
     "host": _STR,
     "port": _INT,
     "body_limit_bytes": _INT,
+    "body_timeout_seconds": _FLOAT,
+    "keepalive_timeout_seconds": _FLOAT,
+    "header_limit_bytes": _INT,
+    "header_count_limit": _INT,
     "log_level": _STR,
     "policies_dir": _Leaf("path"),
     "policies_reload_seconds": _FLOAT,
@@ -587,6 +595,12 @@ def load_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:
         "host": v.get(("host",), "127.0.0.1"),
         "port": port,
         "body_limit_bytes": v.number(("body_limit_bytes",), 65536, 1),
+        "body_timeout_seconds": v.number(("body_timeout_seconds",), 30.0, 0, strict=True),
+        "keepalive_timeout_seconds": v.number(
+            ("keepalive_timeout_seconds",), 75.0, 0, strict=True
+        ),
+        "header_limit_bytes": v.number(("header_limit_bytes",), 8190, 1024),
+        "header_count_limit": v.number(("header_count_limit",), 100, 16),
         "log_level": log_level,
         "policies_dir": policies_dir,
         "policies_reload_seconds": v.number(("policies_reload_seconds",), 5.0, 0),

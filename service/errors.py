@@ -27,6 +27,8 @@ class GatewayError(Exception):
     code: str = "internal_error"
     status: int = 500
     title: str = "Internal error"
+    #: the answer closes the connection (the request's bytes cannot be trusted to end)
+    close_connection: ClassVar[bool] = False
     #: the audit entry that records this refusal or failure, when one was written
     audit_id: str | None = None
 
@@ -45,6 +47,20 @@ class GatewayError(Exception):
 
 class BadRequest(GatewayError):
     code, status, title = "malformed_json", 400, "Malformed JSON"
+
+
+class MalformedRequest(GatewayError):
+    """The HTTP request itself could not be read (a broken chunked or compressed body)."""
+
+    code, status, title = "bad_request", 400, "Bad request"
+    close_connection = True
+
+
+class RequestTimeout(GatewayError):
+    """The body did not arrive within the configured time."""
+
+    code, status, title = "request_timeout", 408, "Request timeout"
+    close_connection = True
 
 
 class NotAnObject(GatewayError):

@@ -111,7 +111,7 @@ class Gateway:
         try:
             return self.connectors[system]
         except KeyError:
-            raise UnknownSystem(f"no system named {system!r}") from None
+            raise UnknownSystem("no system of that name is configured") from None
 
     def authorize(self, req: Request, roles: frozenset[str]) -> Connector:
         """One of ``roles`` held, the system known and in the principal's scope."""
@@ -196,7 +196,10 @@ class Gateway:
         engine = self.engines()
         connector = self.authorize(req, WRITE_ROLES)
         action = "dry_run" if dry_run else "update"
-        attempted = tuple(sorted(patch))
+        # a refusal records the fields tried; a member name the policy does not know is
+        # the caller's free text (it may be anything) and is left out
+        fields = engine.policies[req.system].fields
+        attempted = tuple(sorted(name for name in patch if name in fields))
 
         errors = engine.validate(req.system, patch)
         if errors:

@@ -21,7 +21,9 @@ import json
 import logging
 import re
 import sys
+import time
 import traceback
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 
@@ -78,6 +80,41 @@ def log_event(
         return
     clean = {name: _clean(name, value) for name, value in fields.items()}
     logger.log(level, event, extra={_FIELDS_ATTR: clean})
+
+
+class LogLimiter:
+    """At most ``burst`` lines of one event per ``interval`` seconds; what is held back is
+    counted and reported once, as ``log_lines_suppressed``, when the next window opens.
+
+    For lines a client can cause at will (a malformed request costs it nothing): without
+    a limit each would be a cheap way to flood the logs. One limiter per event name.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        *,
+        burst: int = 10,
+        interval: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.logger, self.burst, self.interval, self._clock = logger, burst, interval, clock
+        self._windows: dict[str, tuple[float, int, int]] = {}  # event: (start, shown, held)
+
+    def log(self, event: str, *, level: int = logging.WARNING, **fields: object) -> None:
+        now = self._clock()
+        start, shown, held = self._windows.get(event, (now, 0, 0))
+        if now - start >= self.interval:
+            if held:
+                log_event(self.logger, "log_lines_suppressed", level=level,
+                          suppressed_event=event, count=held, seconds=self.interval)
+            start, shown, held = now, 0, 0
+        if shown < self.burst:
+            shown += 1
+            log_event(self.logger, event, level=level, **fields)
+        else:
+            held += 1
+        self._windows[event] = (start, shown, held)
 
 
 class JsonFormatter(logging.Formatter):

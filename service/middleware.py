@@ -32,6 +32,9 @@ PROBLEM_TYPE_BASE: Final = "https://gdpr-gateway.dev/problems/"
 PROBLEM_CONTENT_TYPE: Final = "application/problem+json"
 REQUEST_ID_HEADER: Final = "X-Request-Id"
 AUDIT_ID_HEADER: Final = "X-Audit-Id"
+#: the ``Server`` header of every answer: no framework, no versions (aiohttp's default
+#: would name Python's and aiohttp's)
+SERVER_NAME: Final = "gdpr-gateway"
 #: the problem code of this request's answer, for the access log (set by record_problem)
 REQUEST_PROBLEM_KEY = web.RequestKey("problem_code", str)
 #: the problem code a problem_response carries, for the access log
@@ -106,9 +109,12 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         audit_id = getattr(exc, "audit_id", None)
         if audit_id:
             request[AUDIT_ID_KEY] = audit_id
-        return problem_response(
+        response = problem_response(
             exc.code, exc.status, exc.title, exc.detail, errors=exc.errors, headers=headers
         )
+        if exc.close_connection:
+            response.force_close()
+        return response
     except AuditUnavailable as exc:
         detail = (
             "the customer's lock could not be had in time; nothing was forwarded"
@@ -193,10 +199,12 @@ async def request_context_middleware(
 
 async def stamp_context_headers(request: web.Request, response: web.StreamResponse) -> None:
     """``on_response_prepare`` hook: the same headers on responses a handler streams itself
-    (``await response.prepare(request)`` before the middleware sees them).
+    (``await response.prepare(request)`` before the middleware sees them), and the fixed
+    ``Server`` header on every answer.
 
     Register with ``app.on_response_prepare.append(stamp_context_headers)``.
     """
+    response.headers["Server"] = SERVER_NAME
     request_id = request.get(REQUEST_ID_KEY)
     if request_id and REQUEST_ID_HEADER not in response.headers:
         response.headers[REQUEST_ID_HEADER] = request_id

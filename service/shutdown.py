@@ -30,14 +30,15 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable
-from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from service.config import Settings
 from service.inflight import InFlight
 from service.keys import LIFECYCLE_KEY, POLICIES_KEY
 from service.logs import log_event
+from service.server import GatewayRunner
 
 log = logging.getLogger("gdpr_gateway.shutdown")
 
@@ -67,18 +68,20 @@ async def lifecycle_middleware(request: web.Request, handler: Handler) -> web.St
 
 async def run_server(
     app: web.Application,
+    settings: Settings,
     *,
     host: str,
     port: int,
-    drain_seconds: float,
-    grace_seconds: float,
+    drain_seconds: float | None = None,
     stop: asyncio.Event | None = None,
     on_started: Callable[[web.AppRunner], None] | None = None,
-    **runner_kwargs: Any,
 ) -> None:
     """Serve ``app`` until SIGTERM/SIGINT (or ``stop`` is set), then shut down as above.
 
-    ``runner_kwargs`` go to ``web.AppRunner`` (e.g. ``keepalive_timeout``)."""
+    The server is :class:`service.server.GatewayRunner` (keep-alive, head limits, edge
+    answers from ``settings``); ``drain_seconds`` overrides ``shutdown.drain_seconds``
+    (the demo drains 0 s by default)."""
+    drain = settings.shutdown_drain_seconds if drain_seconds is None else drain_seconds
     stop = stop if stop is not None else asyncio.Event()
     hurry = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -95,8 +98,8 @@ async def run_server(
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 
-    runner = web.AppRunner(
-        app, handle_signals=False, shutdown_timeout=CANCEL_SECONDS, **runner_kwargs
+    runner = GatewayRunner(
+        app, settings, handle_signals=False, shutdown_timeout=CANCEL_SECONDS
     )
     handled: list[signal.Signals] = []
     try:
@@ -111,7 +114,7 @@ async def run_server(
         if on_started is not None:
             on_started(runner)
         await stop.wait()
-        await _drain(app, runner, drain_seconds, grace_seconds, hurry)
+        await _drain(app, runner, drain, settings.shutdown_grace_seconds, hurry)
     finally:
         for sig in handled:
             loop.remove_signal_handler(sig)

@@ -78,15 +78,14 @@ async def serve_demo(
         )
         await run_server(
             create_app(settings, migrate=True),
+            settings,
             host=host,
             port=port,
             drain_seconds=drain_seconds,
-            grace_seconds=settings.shutdown_grace_seconds,
             stop=stop,
             on_started=lambda _runner: print_guide(
                 out, f"http://{host}:{port}", cluster.urls, state_dir
             ),
-            access_log=None,
         )
         print("demo: stopped", file=out, flush=True)
     finally:

@@ -46,11 +46,9 @@ def run(args: argparse.Namespace) -> int:
         runner.run(
             run_server(
                 create_app(settings),
+                settings,
                 host=args.host or settings.host,
                 port=args.port or settings.port,
-                drain_seconds=settings.shutdown_drain_seconds,
-                grace_seconds=settings.shutdown_grace_seconds,
-                access_log=None,  # the request-context middleware writes the access line
             )
         )
     return 0

@@ -19,7 +19,16 @@ from policies import Principal
 from service.access import authorize, scope
 from service.errors import AuditEntryNotFound, FieldProblem, Forbidden, ValidationFailed
 from service.keys import AUDIT_KEY, GATEWAY_KEY, METRICS_KEY, REQUEST_ID_KEY
-from service.routes.common import answer, json_object, principal, reason
+from service.routes.common import (
+    answer,
+    audit_id,
+    customer_id,
+    json_object,
+    principal,
+    query_id,
+    query_text,
+    reason,
+)
 
 routes = web.RouteTableDef()
 
@@ -74,14 +83,14 @@ async def list_entries(request: web.Request) -> web.Response:
         )
     try:
         page = await request.app[AUDIT_KEY].query(
-            system=q.get("system"),
-            customer_id=q.get("customer_id"),
-            actor=q.get("actor"),
+            system=query_text(request, "system"),
+            customer_id=query_id(request, "customer_id"),
+            actor=query_text(request, "actor"),
             outcome=outcome,
             since=_time(request, "since"),
             until=_time(request, "until"),
             limit=_limit(request),
-            cursor=q.get("cursor"),
+            cursor=query_text(request, "cursor"),
             systems=scope(who),
         )
     except InvalidAuditInput:
@@ -113,9 +122,7 @@ async def verify(request: web.Request) -> web.Response:
 async def get_entry(request: web.Request) -> web.Response:
     who = _require(request, REVIEWERS)
     try:
-        entry = await request.app[AUDIT_KEY].get(
-            request.match_info["audit_id"], systems=scope(who)
-        )
+        entry = await request.app[AUDIT_KEY].get(audit_id(request), systems=scope(who))
     except EntryNotFound:
         raise AuditEntryNotFound("no audit entry with that id") from None
     except OutOfScope:
@@ -126,10 +133,11 @@ async def get_entry(request: web.Request) -> web.Response:
 @routes.post("/v1/audit/{audit_id}/reveal")
 async def reveal(request: web.Request) -> web.Response:
     who = _require(request, OFFICERS)
+    entry_id = audit_id(request)
     why = reason(await json_object(request))
     try:
         entry, reveal_id = await request.app[AUDIT_KEY].reveal(
-            request.match_info["audit_id"],
+            entry_id,
             actor=who.name,
             roles=tuple(sorted(who.roles)),
             reason=why,
@@ -147,7 +155,7 @@ def _subject(request: web.Request) -> tuple[Principal, str, str]:
     who = principal(request)
     system = request.match_info["system"]
     authorize(who, OFFICERS, system, known=request.app[GATEWAY_KEY].connectors)
-    return who, system, request.match_info["customer_id"]
+    return who, system, customer_id(request)
 
 
 @routes.get("/v1/subjects/{system}/{customer_id}/export")

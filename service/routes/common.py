@@ -1,18 +1,32 @@
-"""What every handler does first: who is asking, what did they send, why."""
+"""What every handler does first: who is asking, about whom, what did they send, why.
+
+Everything here runs before anything is read, audited or forwarded, so that a value a
+client can choose freely - an id in the path, a header, a query parameter, a JSON body -
+either has a known, bounded shape or is refused with its problem (docs/api.md
+"Identifiers" and "Problems").
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Any, NoReturn
+import re
+from typing import Any, Final, NoReturn
 
 from aiohttp import web
 
 from policies import Principal
+from policies.controls import has_refused_character, refused_characters
+from policies.model import PURPOSES, UNKNOWN_PURPOSE
 from service.errors import (
+    AuditEntryNotFound,
     BadRequest,
+    CustomerNotFound,
     FieldProblem,
+    MalformedRequest,
     NotAnObject,
     PayloadTooLarge,
+    RequestTimeout,
     UnsupportedMediaType,
     ValidationFailed,
 )
@@ -29,6 +43,63 @@ from service.keys import (
 JSON_TYPES = frozenset({"application/json", "application/merge-patch+json"})
 PURPOSE_HEADER = "X-Purpose"
 
+#: A customer id or an audit id: 1-128 ASCII letters, digits, ``.``, ``_``, ``-``, the
+#: first a letter or a digit. Every real id of the four systems fits (decimal numbers,
+#: UUIDs, alphanumerics); a NUL, a control character, a space, a non-ASCII letter or a
+#: 6,000-character string does not, and never reaches the audit store or an upstream.
+ID_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+#: a free-text query filter (``actor``, ``system``, ``cursor``): at most this long
+MAX_QUERY_CHARS: Final = 256
+#: a reason may span lines; no other control character
+_REASON_REFUSES: Final = refused_characters(("newline", "tab"))
+
+
+def is_id(value: str) -> bool:
+    """Whether ``value`` has the shape of a customer id or an audit id (:data:`ID_PATTERN`)."""
+    return ID_PATTERN.fullmatch(value) is not None
+
+
+def customer_id(request: web.Request) -> str:
+    """The path's ``{customer_id}``; 404 ``customer_not_found`` when it cannot be an id."""
+    value = request.match_info["customer_id"]
+    if not is_id(value):
+        raise CustomerNotFound("no customer has an id of this form")
+    return value
+
+
+def audit_id(request: web.Request) -> str:
+    """The path's ``{audit_id}``; 404 ``audit_entry_not_found`` when it cannot be an id."""
+    value = request.match_info["audit_id"]
+    if not is_id(value):
+        raise AuditEntryNotFound("no audit entry has an id of this form")
+    return value
+
+
+def query_id(request: web.Request, name: str) -> str | None:
+    """An id-shaped query filter (``customer_id``); 422 when it cannot be an id."""
+    value = request.query.get(name)
+    if value is not None and not is_id(value):
+        raise ValidationFailed(
+            f"query parameter {name} is not an id",
+            errors=[FieldProblem(name, "invalid_format", "1-128 of A-Z a-z 0-9 . _ -")],
+        )
+    return value
+
+
+def query_text(request: web.Request, name: str) -> str | None:
+    """A free-text query filter: bounded, no control character (422 otherwise)."""
+    value = request.query.get(name)
+    if value is not None and (len(value) > MAX_QUERY_CHARS or has_refused_character(value)):
+        raise ValidationFailed(
+            f"query parameter {name} is malformed",
+            errors=[
+                FieldProblem(
+                    name, "invalid_format", f"at most {MAX_QUERY_CHARS} printable characters"
+                )
+            ],
+        )
+    return value
+
 
 def principal(request: web.Request) -> Principal:
     """Authenticate once per request (401 on failure), count it against the caller's
@@ -42,43 +113,81 @@ def principal(request: web.Request) -> Principal:
 
 
 def purpose(request: web.Request) -> str | None:
+    """The stated purpose: None when absent, one of the vocabulary, or the fixed marker
+    :data:`~policies.model.UNKNOWN_PURPOSE` for anything else - the caller's text is
+    never passed on, so it can never be recorded (it may hold a name, a birth date)."""
     value = request.headers.get(PURPOSE_HEADER, "").strip()
-    return value or None
+    if not value:
+        return None
+    return value if value in PURPOSES else UNKNOWN_PURPOSE
 
 
-def gateway_request(request: web.Request, system: str, customer_id: str) -> Request:
+def gateway_request(request: web.Request, system: str) -> Request:
+    """Who asks (401 first), about whom (404 for a malformed id), why."""
+    who = principal(request)
     return Request(
         system=system,
-        customer_id=customer_id,
-        principal=principal(request),
+        customer_id=customer_id(request),
+        principal=who,
         purpose=purpose(request),
         request_id=request[REQUEST_ID_KEY],
     )
+
+
+class _DuplicateKey(ValueError):
+    """An object names the same member twice: which value counts is parser-dependent."""
 
 
 def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _DuplicateKey
+    return obj
+
+
+def parse_json(raw: bytes) -> Any:
+    """Strict JSON: no NaN/Infinity, no member name twice in one object (at any depth).
+
+    RFC 8259 leaves duplicate names to the parser: this one would keep the last, an
+    upstream's might keep the first - a check passed on one value, another forwarded.
+    """
+    try:
+        return json.loads(raw, parse_constant=_reject_constant, object_pairs_hook=_unique_members)
+    except _DuplicateKey:
+        raise BadRequest("the body is not valid JSON: duplicate keys in an object") from None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise BadRequest("the body is not valid JSON") from None
+
+
 async def json_object(request: web.Request, *, media_type_required: bool = True) -> dict[str, Any]:
-    """The body as a JSON object: media type, size limit, syntax, shape - in that order."""
+    """The body as a JSON object: media type, size limit, arrival in time, syntax, shape -
+    in that order."""
     if media_type_required and request.content_type not in JSON_TYPES:
         raise UnsupportedMediaType(
             "send application/json or application/merge-patch+json"
         )
-    limit = request.app[SETTINGS_KEY].body_limit_bytes
+    settings = request.app[SETTINGS_KEY]
+    limit = settings.body_limit_bytes
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"the body is larger than {limit} bytes")
     try:
-        raw = await request.read()
+        # the whole body, however it trickles in, within the configured time
+        async with asyncio.timeout(settings.body_timeout_seconds):
+            raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"the body is larger than {limit} bytes") from None
+    except TimeoutError:
+        raise RequestTimeout("the body did not arrive within the configured time") from None
+    except (web.RequestPayloadError, ConnectionError):
+        # bad chunk framing or compression after the head, or the body cut short
+        raise MalformedRequest("the request body could not be read") from None
     if len(raw) > limit:
         raise PayloadTooLarge(f"the body is larger than {limit} bytes")
-    try:
-        data = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise BadRequest("the body is not valid JSON") from None
+    data = parse_json(raw)
     if not isinstance(data, dict):
         raise NotAnObject("the body must be a JSON object")
     return data
@@ -96,6 +205,11 @@ def reason(body: dict[str, Any]) -> str:
         raise ValidationFailed(
             "the reason is too long",
             errors=[FieldProblem("reason", "too_long", "at most 1000 characters")],
+        )
+    if _REASON_REFUSES.search(value) is not None:
+        raise ValidationFailed(
+            "the reason holds a control character",
+            errors=[FieldProblem("reason", "invalid_format", "no control characters")],
         )
     return value.strip()
 

@@ -7,7 +7,7 @@ from aiohttp import web
 from service.errors import GatewayError
 from service.gateway import WRITE_ROLES
 from service.keys import AUDIT_ID_KEY, GATEWAY_KEY
-from service.routes.common import answer, flag, gateway_request, json_object, principal
+from service.routes.common import answer, flag, gateway_request, json_object
 
 routes = web.RouteTableDef()
 PATH = "/v1/systems/{system}/customers/{customer_id}"
@@ -16,10 +16,9 @@ PATH = "/v1/systems/{system}/customers/{customer_id}"
 @routes.patch(PATH)
 async def patch_customer(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY_KEY]
-    principal(request)  # 401 before anything about the body is said
     system = request.match_info["system"]
-    customer_id = request.match_info["customer_id"]
-    req = gateway_request(request, system, customer_id)
+    # 401, then 404 for an id that cannot be one: before anything is read or audited
+    req = gateway_request(request, system)
     # 404 unknown_system and 403 forbidden before the body is read
     gateway.authorize(req, WRITE_ROLES)
     patch = await json_object(request)
@@ -38,7 +37,7 @@ async def patch_customer(request: web.Request) -> web.Response:
         request,
         {
             "system": system,
-            "customer_id": customer_id,
+            "customer_id": req.customer_id,
             "applied": result.applied,
             "dry_run": result.dry_run,
             "changed": list(result.changed),
@@ -53,16 +52,14 @@ async def patch_customer(request: web.Request) -> web.Response:
 @routes.get(PATH)
 async def get_customer(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY_KEY]
-    principal(request)
     system = request.match_info["system"]
-    customer_id = request.match_info["customer_id"]
-    req = gateway_request(request, system, customer_id)
+    req = gateway_request(request, system)
     result = await gateway.read(req)
     return answer(
         request,
         {
             "system": system,
-            "customer_id": customer_id,
+            "customer_id": req.customer_id,
             "customer": result.customer,
             "policy_version": result.policy_version,
         },

@@ -51,6 +51,10 @@ def _codes(errors: list[FieldError]) -> dict[str, str]:
         ("billbee", {"MetaData": [{"Value": "a"}, {"Value": 7}]}, "MetaData[1].Value",
          "wrong_type"),
         ("billbee", {"MetaData": [None]}, "MetaData[0]", "wrong_type"),
+        # beyond ±(2^53-1) an integer is not interoperable JSON (RFC 7493): an upstream
+        # would refuse it or read another number
+        ("billbee", {"LanguageId": 2**53}, "LanguageId", "wrong_type"),
+        ("billbee", {"LanguageId": -(10**38)}, "LanguageId", "wrong_type"),
     ],
 )
 def test_field_codes(

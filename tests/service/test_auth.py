@@ -252,3 +252,26 @@ def test_symmetric_algorithm_in_settings_is_a_construction_error(
 def test_garbage_jwt_shaped_token_is_401(jwt_auth: Authenticator) -> None:
     with pytest.raises(Unauthenticated):
         jwt_auth.authenticate("Bearer aaa.bbb.ccc")
+
+
+@pytest.mark.parametrize(
+    "name", ["svc\x00crm", "svc\x1b[31m", "x" * 257], ids=["nul", "esc", "long"]
+)
+def test_a_name_claim_that_cannot_be_an_actor_is_refused(
+    jwt_auth: Authenticator, rsa_key: rsa.RSAPrivateKey, name: str
+) -> None:
+    """The name becomes the audit actor: no control characters, bounded (issue 8)."""
+    token = jwt.encode(claims(sub=name), rsa_key, algorithm="RS256")
+    with pytest.raises(Unauthenticated):
+        jwt_auth.authenticate(f"Bearer {token}")
+
+
+@pytest.mark.parametrize(
+    "token", ["d\udce4mo", "dämo", "demo\x01"], ids=["bad_utf8", "latin", "ctl"]
+)
+def test_a_token_that_is_not_visible_ascii_is_a_malformed_header(token: str) -> None:
+    """aiohttp hands non-UTF-8 header bytes over as surrogate escapes: that was a 500."""
+    auth = Authenticator([entry("demo-editor", "ed", {"editor"})])
+    with pytest.raises(Unauthenticated) as err:
+        auth.authenticate(f"Bearer {token}")
+    assert err.value.detail == "the Authorization header must be 'Bearer <token>'"

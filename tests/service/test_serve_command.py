@@ -119,6 +119,19 @@ def write_config(tmp_path: Path, urls: dict[str, str], port: int) -> Path:
     return path
 
 
+def unreadable_request(port: int) -> bytes:
+    """200 headers, over the limit: refused by the HTTP parser before the app sees it."""
+    raw = b"GET /healthz HTTP/1.1\r\nHost: gw\r\n" + b"".join(
+        b"X-%d: ECHO\r\n" % i for i in range(200)
+    ) + b"\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(raw)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def patch(port: int, path: str, body: dict[str, object]) -> tuple[int, dict[str, object]]:
     return request(port, "PATCH", path, body, TOKEN)
 
@@ -141,6 +154,13 @@ def test_db_upgrade_then_serve_with_a_config_file(
         # the token's scope is keycom only
         status, body = patch(port, "/v1/systems/billbee/customers/1002", {"Tel1": "+49 30 1"})
         assert status == 403 and body["code"] == "forbidden"
+        # serve runs the shared server (service/server.py): aiohttp's parser errors are
+        # problem+json without echo, and no versions are named
+        answer = unreadable_request(port)
+        assert answer.startswith(b"HTTP/1.0 400"), answer[:40]
+        assert b"application/problem+json" in answer and b'"bad_request"' in answer
+        assert b"Server: gdpr-gateway\r\n" in answer and b"aiohttp" not in answer
+        assert b"ECHO" not in answer
     finally:
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=20)

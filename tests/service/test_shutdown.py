@@ -78,10 +78,8 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
         port = free_block()
         stop = asyncio.Event()
         task = asyncio.create_task(run_server(
-            create_app(settings, registry=CollectorRegistry(), migrate=True),
+            create_app(settings, registry=CollectorRegistry(), migrate=True), settings,
             host="127.0.0.1", port=port, stop=stop,
-            drain_seconds=settings.shutdown_drain_seconds,
-            grace_seconds=settings.shutdown_grace_seconds,
         ))
         url = f"http://127.0.0.1:{port}"
         async with asyncio.timeout(10):

@@ -1,0 +1,182 @@
+"""The HTTP server around the app, shared by ``serve`` and ``demo``: limits and edge answers.
+
+``GatewayRunner(app, settings)`` is an ``AppRunner`` whose connections are
+:class:`GatewayProtocol`s built with :func:`server_kwargs` - the one place where the
+keep-alive timeout, the request-head limits and the lingering time are set. Both commands
+run the app through it (``run`` below for ``serve``; ``demo`` starts it beside the
+emulators), so the two cannot drift apart again (issue 8, item 15).
+
+Why a protocol subclass: aiohttp answers a request it cannot parse - a header over the
+limit, too many headers, a URL over the limit, a bad chunk size, an invalid method - from
+``RequestHandler.handle_error`` before any application code runs, so no middleware sees
+it. Its own answer is ``400 text/plain`` quoting the offending bytes, with ``Server:
+Python/x aiohttp/y``, and each one logs an ERROR with a stack trace. ``handle_error`` is
+the hook aiohttp offers for this (there is no application-level one); the runner's
+``_make_server`` is the documented place where a runner builds its server.
+
+What the protocol does instead: answer ``400 bad_request`` as problem+json with a fixed
+detail (no request bytes), ``Server: gdpr-gateway``, a fresh ``X-Request-Id`` and
+``Connection: close``; and log one WARNING line (the error's type, never its message,
+which quotes the request) through a :class:`~service.logs.LogLimiter`, so a client that
+sends garbage in a loop cannot flood the logs. The server's request handler does the same
+for aiohttp's own errors raised before the middlewares run (its ``Expect`` check, whose
+417 quoted the header).
+
+What cannot be answered: a request head that never completes is closed without an answer
+when the keep-alive timer fires (``keepalive_timeout_seconds`` after the connection
+opened or after the previous answer); aiohttp has no hook to write there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from aiohttp import web
+
+from service.config import Settings
+from service.logs import LogLimiter
+from service.middleware import REQUEST_ID_HEADER, SERVER_NAME, problem_response
+
+#: how long a connection whose handler answered without reading the whole body keeps
+#: reading (and dropping) the rest before it closes: enough for a body in flight, short
+#: for a client that stalls (aiohttp's default is 10 s)
+LINGER_SECONDS: Final = 2.0
+#: protocol errors: at most this many log lines per interval (then a count)
+PROTOCOL_LOG_BURST: Final = 10
+PROTOCOL_LOG_INTERVAL_SECONDS: Final = 60.0
+
+_log = logging.getLogger("gdpr_gateway.http")
+_Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
+
+def server_kwargs(settings: Settings) -> dict[str, Any]:
+    """aiohttp's per-connection settings, from the gateway's settings."""
+    return {
+        "keepalive_timeout": settings.keepalive_timeout_seconds,
+        "max_line_size": settings.header_limit_bytes,  # the request line (method, URL)
+        "max_field_size": settings.header_limit_bytes,  # one header, name and value
+        "max_headers": settings.header_count_limit,
+        "lingering_time": LINGER_SECONDS,
+        "access_log": None,  # the request-context middleware writes one line per request
+    }
+
+
+def protocol_log() -> LogLimiter:
+    """The limiter of the protocol's log lines (one per runner)."""
+    return LogLimiter(_log, burst=PROTOCOL_LOG_BURST, interval=PROTOCOL_LOG_INTERVAL_SECONDS)
+
+
+class GatewayProtocol(web.RequestHandler):
+    """aiohttp's connection handler with the gateway's answer to what it cannot parse."""
+
+    def __init__(self, manager: web.Server, *, limiter: LogLimiter, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._limiter = limiter
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """The answer to a request aiohttp could not parse (400) or handle (500, 504).
+
+        ``message`` quotes the request and ``exc`` carries the same text: neither is
+        written anywhere."""
+        self._warn(status, exc)
+        if request.writer.output_size > 0:  # an answer is on its way: nothing to add
+            raise ConnectionError("an answer was sent already")
+        return _edge_problem(status)
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        """aiohttp's other error lines (a body that broke while it was being drained)."""
+        exc = kw.get("exc_info")
+        self._warn(None, exc if isinstance(exc, BaseException) else None)
+
+    def _warn(self, status: int | None, exc: BaseException | None) -> None:
+        self._limiter.log(
+            "http_protocol_error",
+            status=status,
+            error_type=type(exc).__name__ if exc is not None else None,
+        )
+
+
+def _edge_problem(status: int) -> web.Response:
+    """The answer to what never reached the middlewares: no request bytes, connection closed."""
+    if 400 <= status < 500:
+        response = problem_response(
+            "bad_request", 400, "Bad request", "the HTTP request could not be read"
+        )
+    else:
+        response = problem_response(
+            "internal_error", 500, "Internal error", "an unexpected error occurred"
+        )
+    response.headers["Server"] = SERVER_NAME
+    response.headers[REQUEST_ID_HEADER] = uuid.uuid4().hex
+    response.force_close()
+    return response
+
+
+def _outermost(handler: _Handler) -> _Handler:
+    """The app's handler, with aiohttp's own errors that bypass the middlewares - its
+    ``Expect`` check runs before them, and its 417 quotes the header - as problems."""
+
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return _edge_problem(exc.status)
+
+    return handle
+
+
+class _GatewayServer(web.Server):
+    """aiohttp's low-level server, making :class:`GatewayProtocol` connections."""
+
+    def __init__(self, *args: Any, limiter: LogLimiter, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._limiter = limiter
+
+    def __call__(self) -> web.RequestHandler:
+        return GatewayProtocol(self, loop=self._loop, limiter=self._limiter, **self._kwargs)
+
+
+class GatewayRunner(web.AppRunner):
+    """``AppRunner`` with :func:`server_kwargs` and :class:`GatewayProtocol` connections."""
+
+    def __init__(
+        self,
+        app: web.Application,
+        settings: Settings,
+        *,
+        limiter: LogLimiter | None = None,
+        **runner_kwargs: Any,
+    ) -> None:
+        """``runner_kwargs`` go to ``web.AppRunner`` (``handle_signals``,
+        ``shutdown_timeout``); the server's own come from :func:`server_kwargs`."""
+        super().__init__(app, **runner_kwargs, **server_kwargs(settings))
+        self._limiter = limiter if limiter is not None else protocol_log()
+
+    async def _make_server(self) -> web.Server:
+        plain = await super()._make_server()  # starts the app, as AppRunner does
+        return _GatewayServer(
+            _outermost(plain.request_handler),
+            request_factory=plain.request_factory,
+            handler_cancellation=plain.handler_cancellation,
+            loop=asyncio.get_running_loop(),
+            limiter=self._limiter,
+            **plain._kwargs,  # the kwargs AppRunner gave its server (server_kwargs + app debug)
+        )
+
+
+async def start(runner: GatewayRunner, host: str, port: int) -> None:
+    """Set up ``runner`` and listen on ``host:port``."""
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
