@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import os
-from typing import Final
+from typing import Any, Final
 
 from hypothesis import HealthCheck, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
@@ -20,7 +20,7 @@ POLICY_EXAMPLES: Final = int(os.environ.get("FUZZ_EXAMPLES", "2000" if LONG else
 ST_EXAMPLES: Final = int(os.environ.get("FUZZ_ST_EXAMPLES", "500" if LONG else "200"))
 ST_SEED: Final = 20260801  # make test: the same cases every run
 
-_COMMON = {
+_COMMON: dict[str, Any] = {
     "deadline": None,
     "print_blob": True,
     "suppress_health_check": [
@@ -32,11 +32,11 @@ _COMMON = {
 }
 settings.register_profile(
     "gateway-fuzz-ci", max_examples=POLICY_EXAMPLES, derandomize=True, database=None,
-    **_COMMON,  # type: ignore[arg-type]
+    **_COMMON,
 )
 settings.register_profile(
     "gateway-fuzz-long", max_examples=POLICY_EXAMPLES, derandomize=False,
     database=DirectoryBasedExampleDatabase(".hypothesis/gateway-fuzz"),
-    **_COMMON,  # type: ignore[arg-type]
+    **_COMMON,
 )
 PROFILE: Final = settings.get_profile("gateway-fuzz-long" if LONG else "gateway-fuzz-ci")
