@@ -1,5 +1,7 @@
 # The two commands a newcomer runs: `make demo` and `make test`.
-# Both start from nothing: they create .venv and install the project into it.
+# Both start from nothing: they create .venv and install the project into it, exactly
+# the locked set (deps/requirements.lock, every file checked against its hash): what CI
+# installs is what `make audit` audited.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -7,13 +9,16 @@ STAMP  := $(VENV)/.installed-stamp
 TOOLS  := .tools
 HELM   := $(TOOLS)/bin/helm
 PROMTOOL := $(TOOLS)/bin/promtool
+LOCK   := deps/requirements.lock
 
-.PHONY: install demo test lint typecheck pytest postgres browser tools bench clean
+.PHONY: install demo test lint typecheck audit pytest fuzz postgres browser tools bench clean \
+        lock advisories
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -62,13 +67,38 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# Known advisories against the locked set, from the local copy deps/advisories.json
+# (offline; see docs/reliability.md). Fails on any advisory not withdrawn.
+audit: install
+	$(BIN)/python deps/audit.py check
+
 pytest: install postgres browser tools
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+test: lint typecheck audit pytest
+
+# The fuzzers for long: thousands of patches per policy and hundreds of schemathesis
+# cases per operation, new random cases each run (FUZZ_EXAMPLES / FUZZ_ST_EXAMPLES to
+# change the counts). `make test` runs them bounded and derandomized.
+fuzz: install postgres
+	FUZZ=long $(BIN)/pytest tests/fuzz -p no:randomly --timeout=0 -q \
+	  --hypothesis-show-statistics
+
+# Re-resolve the locked set from pyproject.toml (needs the package index): pip-tools in
+# a venv of its own, so the project's venv keeps exactly the lock. Then `make advisories`.
+lock:
+	$(PYTHON) -m venv $(VENV)-lock
+	$(VENV)-lock/bin/python -m pip install --quiet pip-tools
+	$(VENV)-lock/bin/pip-compile --quiet --generate-hashes --allow-unsafe --all-build-deps \
+	  --extra dev --strip-extras --no-emit-index-url --no-emit-find-links \
+	  --output-file $(LOCK) pyproject.toml
+
+# Refresh the local copy of the advisories for the locked set (needs pypi.org).
+advisories: install
+	$(BIN)/python deps/audit.py refresh
 
 bench: install
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV)-lock $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
