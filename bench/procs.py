@@ -133,7 +133,7 @@ class Emulators:
         """The counts once they stop moving (requests in flight have landed)."""
         last = self.requests(system)
         while True:
-            time.sleep(0.2)
+            time.sleep(0.05)
             now = self.requests(system)
             if now == last:
                 return now
