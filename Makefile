@@ -10,9 +10,10 @@ TOOLS  := .tools
 HELM   := $(TOOLS)/bin/helm
 PROMTOOL := $(TOOLS)/bin/promtool
 LOCK   := deps/requirements.lock
+BENCH_STAMP := $(VENV)/.bench-stamp
 
-.PHONY: install demo test lint typecheck audit pytest fuzz postgres browser tools bench clean \
-        lock advisories
+.PHONY: install demo test lint typecheck audit pytest fuzz postgres browser tools wrk bench \
+        clean lock advisories
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +62,11 @@ $(PROMTOOL):
 	rm -rf $(TOOLS)/deb
 	$@ --version
 
+# wrk drives the end-to-end bench and its smoke test: install Debian's when missing.
+wrk:
+	@command -v wrk >/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq wrk)
+
 lint: install
 	$(BIN)/ruff check .
 
@@ -72,7 +78,7 @@ typecheck: install
 audit: install
 	$(BIN)/python deps/audit.py check
 
-pytest: install postgres browser tools
+pytest: install postgres browser tools wrk
 	$(BIN)/pytest
 
 test: lint typecheck audit pytest
@@ -97,8 +103,16 @@ lock:
 advisories: install
 	$(BIN)/python deps/audit.py refresh
 
-bench: install
-	$(BIN)/python -m bench
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+# The end-to-end bench (results, plot and the table of docs/performance.md), then the
+# audit log's and the policy engine's own benches. See docs/performance.md.
+bench: $(BENCH_STAMP) postgres wrk
+	$(BIN)/python -m bench.gateway_bench --update-docs
+	$(BIN)/python -m bench.audit_bench
+	$(BIN)/python -m bench.policies_bench
 
 clean:
 	rm -rf $(VENV) $(VENV)-lock $(TOOLS) .pytest_cache .mypy_cache .ruff_cache

@@ -1,12 +1,20 @@
-"""The baseline of the throughput target: a bare aiohttp pass-through proxy.
+"""The reference of the throughput target: a bare aiohttp proxy making the gateway's
+upstream calls for a change, and nothing else.
 
-It accepts the gateway's PATCH route and makes the same upstream calls as the gateway -
-GET the record, with ``--reread`` GET it once more (the gateway's edit-conflict check),
-then PUT the merged whole object (billbee) or PATCH the patch (keycom) - with no
-authentication, policy, audit or masking. The gateway's throughput is
-measured against this one's (docs/performance.md).
+It accepts the gateway's PATCH route and makes the same upstream calls as the gateway
+(``service/gateway.py`` and ``service/upstreams/``), with the same credentials:
 
-    python -m bench.bare_proxy --port 8200 --billbee URL --keycom URL
+* keycom (native partial update): GET the record, with ``--reread`` GET it once more (the
+  gateway's edit-conflict re-read), then PATCH ``customers/{id}/`` with the patch as sent;
+* billbee (read-merge-PUT): GET ``/api/v1/customers/{id}``, with ``--reread`` GET again,
+  merge the patch into the record (RFC 7396), leave out the fields a PUT does not take
+  (``ArchivedAt``, ``RestoredAt``), set ``Id`` and PUT the whole object.
+
+No authentication, policy, audit, masking or metrics. ``bench/checks.py`` checks with
+the emulator's counters that both make the same calls per change. An upstream answer
+that is not 2xx is passed on as 502, so the checker sees it.
+
+    python -m bench.bare_proxy --port 8200 --billbee URL --keycom URL [--reread] [--uvloop]
 """
 
 from __future__ import annotations
@@ -19,17 +27,28 @@ from typing import Any
 
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 
+from service.emulators import DEMO_CREDENTIALS
+
+_BILLBEE = DEMO_CREDENTIALS["billbee"]
 BILLBEE_HEADERS = {
-    "X-Billbee-Api-Key": "demo-billbee-key",
-    "Authorization": "Basic " + base64.b64encode(b"demo:demo-billbee-password").decode(),
+    "X-Billbee-Api-Key": _BILLBEE["api_key"],
+    "Authorization": "Basic "
+    + base64.b64encode(f"{_BILLBEE['username']}:{_BILLBEE['password']}".encode()).decode(),
 }
-KEYCOM_HEADERS = {"Authorization": "Token 0123456789abcdef0123456789abcdef01234567"}
+KEYCOM_HEADERS = {"Authorization": f"Token {DEMO_CREDENTIALS['keycom']['token']}"}
+#: in a billbee record, not taken by a PUT (as service/upstreams/billbee.py)
+BILLBEE_NOT_WRITTEN = frozenset({"ArchivedAt", "RestoredAt"})
 
 SESSIONS = web.AppKey("sessions", dict)
 REREAD = web.AppKey("reread", bool)
 
 
+class UpstreamFailed(Exception):
+    pass
+
+
 def merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7396 JSON merge patch."""
     out = dict(target)
     for key, value in patch.items():
         if value is None:
@@ -41,31 +60,50 @@ def merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+async def _call(session: ClientSession, method: str, path: str, headers: dict[str, str],
+                body: Any = None) -> Any:
+    async with session.request(method, path, json=body, headers=headers) as resp:
+        answer = await resp.json()
+        if not 200 <= resp.status < 300:
+            raise UpstreamFailed(f"{method} answered {resp.status}")
+        return answer
+
+
+async def billbee_change(session: ClientSession, cid: str, patch: dict[str, Any],
+                         reread: bool) -> Any:
+    path = f"/api/v1/customers/{cid}"
+    record = (await _call(session, "GET", path, BILLBEE_HEADERS))["Data"]
+    if reread:
+        await _call(session, "GET", path, BILLBEE_HEADERS)
+    body = {k: v for k, v in merge(record, patch).items() if k not in BILLBEE_NOT_WRITTEN}
+    body["Id"] = int(cid)
+    return (await _call(session, "PUT", path, BILLBEE_HEADERS, body))["Data"]
+
+
+async def keycom_change(session: ClientSession, cid: str, patch: dict[str, Any],
+                        reread: bool) -> Any:
+    path = f"/customers/{cid}/"
+    await _call(session, "GET", path, KEYCOM_HEADERS)
+    if reread:
+        await _call(session, "GET", path, KEYCOM_HEADERS)
+    return await _call(session, "PATCH", path, KEYCOM_HEADERS, patch)
+
+
+CHANGES = {"billbee": billbee_change, "keycom": keycom_change}
+
+
 async def patch_customer(request: web.Request) -> web.Response:
-    system = request.match_info["system"]
-    customer_id = request.match_info["customer_id"]
-    patch = await request.json()
-    session: ClientSession = request.app[SESSIONS][system]
-    if system == "billbee":
-        path = f"/api/v1/customers/{customer_id}"
-        async with session.get(path, headers=BILLBEE_HEADERS) as resp:
-            record = (await resp.json())["Data"]
-        if request.app[REREAD]:
-            async with session.get(path, headers=BILLBEE_HEADERS) as resp:
-                await resp.json()
-        async with session.put(path, json=merge(record, patch), headers=BILLBEE_HEADERS) as resp:
-            result = (await resp.json())["Data"]
-    elif system == "keycom":
-        path = f"/customers/{customer_id}/"
-        async with session.get(path, headers=KEYCOM_HEADERS) as resp:
-            await resp.json()
-        if request.app[REREAD]:
-            async with session.get(path, headers=KEYCOM_HEADERS) as resp:
-                await resp.json()
-        async with session.patch(path, json=patch, headers=KEYCOM_HEADERS) as resp:
-            result = await resp.json()
-    else:
+    change = CHANGES.get(request.match_info["system"])
+    if change is None:
         raise web.HTTPNotFound()
+    patch = await request.json()
+    session: ClientSession = request.app[SESSIONS][request.match_info["system"]]
+    try:
+        result = await change(
+            session, request.match_info["customer_id"], patch, request.app[REREAD]
+        )
+    except UpstreamFailed as exc:
+        return web.json_response({"applied": False, "detail": str(exc)}, status=502)
     return web.json_response({"applied": True, "customer": result})
 
 

@@ -1,11 +1,22 @@
-"""End-to-end throughput: the gateway against a bare aiohttp pass-through proxy.
+"""End to end: the gateway against a reference proxy making the same upstream calls.
 
-Starts the four emulators (rate limit off), the bare proxy and the gateway (full policy,
-durable audit on SQLite or PostgreSQL) as separate processes on loopback, and drives each
-with wrk (PATCH of random generated customers). Prints one line per run and the ratio.
+    python -m bench.gateway_bench [--systems keycom,billbee] [--stores sqlite,postgres]
+        [--reps 3] [--duration 10] [--warmup 2] [--connections 32] [--latency-duration 5]
+        [--out-dir bench/results] [--update-docs] [--no-plot] [--no-conflict-check]
 
-    python -m bench.gateway_bench [--duration 10] [--connections 32] [--system keycom]
-                                  [--store sqlite|postgres|both] [--no-conflict-check]
+Starts the four emulators (billbee's rate limit off) in a process of their own. Then, per
+scenario (system x audit store), ``--reps`` times in turn (A B A B): the reference proxy
+(``bench/bare_proxy.py``), then the gateway (``gdpr-gateway serve --config`` with the full
+shipped policy and a durable audit log on a fresh SQLite file or a fresh PostgreSQL
+database at 127.0.0.1:5432). Each server process gets a warm-up, a throughput run
+(``--connections``) and a run one request at a time, all with wrk (``bench/patch.lua``);
+then it is stopped and every answer is checked (``bench/checks.py``). A run whose answers
+are not the intended stops the bench with exit status 1 and says why.
+
+Writes ``OUT/gateway.json`` (machine, load, every run, summaries), ``OUT/gateway.md`` (the
+table), ``OUT/gateway.png`` (the plot) and, with ``--update-docs``, the table into
+docs/performance.md. ``--invalid-values`` sends values the policy refuses: the bench must
+then fail (the checker's own test).
 """
 
 from __future__ import annotations
@@ -14,142 +25,272 @@ import argparse
 import contextlib
 import os
 import re
-import shutil
+import shlex
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import uuid
-from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-HERE = Path(__file__).resolve().parent
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-FIELDS = {"keycom": "note", "billbee": "Tel1"}
+from bench import checks, report
+from bench.load import (
+    INVALID_VALUE_FORMAT,
+    WORKLOADS,
+    Workload,
+    eligible_customers,
+    run_wrk,
+    wrk_path,
+    wrk_version,
+)
+from bench.procs import (
+    BenchError,
+    Emulators,
+    audit_store,
+    cli,
+    free_port,
+    gateway_config,
+    postgres_version,
+    run_cli,
+    server,
+)
 
-
-def wait_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on port {port}")
-
-
-@contextlib.contextmanager
-def process(*argv: str) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)  # noqa: S603 - our own commands
-    try:
-        yield proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-@contextlib.contextmanager
-def fresh_pg_database() -> Iterator[str]:
-    """A database of its own for one run (the audit store holds keys of one master key)."""
-    import asyncio
-
-    import asyncpg
-
-    name = f"bench_{uuid.uuid4().hex[:12]}"
-
-    async def run(sql: str) -> None:
-        conn = await asyncpg.connect(PG_ADMIN)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+STORES = ("sqlite", "postgres")
+STAMP_WARMUP, STAMP_THROUGHPUT, STAMP_LATENCY = 1, 2, 3
+_LOG_ERROR = re.compile(r'"level": "(ERROR|CRITICAL)"|^Traceback', re.MULTILINE)
 
 
-def wrk(port: int, args: argparse.Namespace) -> dict[str, float]:
-    env = dict(os.environ, BENCH_SYSTEM=args.system, BENCH_FIELD=FIELDS[args.system])
-    out = subprocess.run(  # noqa: S603 - fixed argv
-        [
-            shutil.which("wrk") or "wrk", "-t1", f"-c{args.connections}",
-            f"-d{args.duration}s", "--latency",
-            "-s", str(HERE / "patch.lua"), f"http://127.0.0.1:{port}",
-        ],
-        capture_output=True, text=True, env=env, check=True,
-    ).stdout
-    match = re.search(r"RESULT (.*)", out)
-    if match is None:
-        raise RuntimeError("wrk printed no RESULT line")
-    return {k: float(v) for k, v in (kv.split("=") for kv in match.group(1).split())}
+def _list(choices: tuple[str, ...]) -> Any:
+    def parse(text: str) -> list[str]:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        bad = [t for t in items if t not in choices]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(f"choose from {', '.join(choices)}")
+        return items
+
+    return parse
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--duration", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--system", choices=sorted(FIELDS), default="keycom")
-    parser.add_argument("--store", choices=["sqlite", "postgres", "both"], default="both")
-    parser.add_argument("--no-conflict-check", action="store_true")
-    parser.add_argument(
-        "--loop", choices=["uvloop", "asyncio"], default="uvloop",
-        help="event loop of the gateway AND the baseline (serve uses uvloop)",
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
+    parser.add_argument("--systems", type=_list(tuple(WORKLOADS)), default=list(WORKLOADS))
+    parser.add_argument("--stores", type=_list(STORES), default=list(STORES))
+    parser.add_argument("--reps", type=int, default=3, help="A B pairs per scenario")
+    parser.add_argument("--duration", type=int, default=10, help="seconds of throughput")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds before it (0: none)")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--latency-duration", type=int, default=5,
+                        help="seconds one request at a time (0: none)")
+    parser.add_argument("--no-conflict-check", action="store_true",
+                        help="gateway without the re-read; the reference then reads once")
+    parser.add_argument("--out-dir", type=Path, default=report.ROOT / "bench" / "results")
+    parser.add_argument("--update-docs", action="store_true",
+                        help="write the table into docs/performance.md")
+    parser.add_argument("--no-plot", action="store_true", help="skip the PNG (no matplotlib)")
+    parser.add_argument("--invalid-values", action="store_true",
+                        help="send values the policy refuses: the checks must fail")
+    args = parser.parse_args(argv)
+    if args.reps < 1 or args.duration < 1 or args.connections < 1:
+        parser.error("--reps, --duration and --connections must be at least 1")
+    return args
+
+
+class Bench:
+    """One bench run: the emulators, the scenarios, and what was checked."""
+
+    def __init__(self, args: argparse.Namespace, folder: Path, emulators: Emulators) -> None:
+        self.args = args
+        self.folder = folder
+        self.emulators = emulators
+        self.reads_per_change = 1 if args.no_conflict_check else 2
+        self.counted = {"answers": 0, "upstream_writes": 0, "audit_entries": 0}
+
+    def _wrk_runs(self, label: str, url: str, workload: Workload,
+                  ids_file: Path) -> dict[str, Any]:
+        """Warm-up, throughput, one at a time; the first with wrong answers ends them."""
+        a = self.args
+        plan = [("warmup", STAMP_WARMUP, a.connections, a.warmup),
+                ("throughput", STAMP_THROUGHPUT, a.connections, a.duration),
+                ("latency", STAMP_LATENCY, 1, a.latency_duration)]
+        runs: dict[str, Any] = {}
+        for part, stamp, connections, seconds in plan:
+            if not seconds:
+                continue
+            runs[part] = run_wrk(
+                url, workload, ids_file, stamp=stamp, connections=connections,
+                seconds=seconds, value_format=INVALID_VALUE_FORMAT if a.invalid_values else None,
+            )
+            if checks.check_answers(label, runs[part]):
+                break
+        return runs
+
+    def server_run(
+        self, kind: str, workload: Workload, store: str, rep: int, ids_file: Path
+    ) -> dict[str, Any]:
+        """Start one server, load it, stop it, check everything it answered and did."""
+        label = f"{kind} {workload.system}/{store} rep {rep}"
+        port = free_port()
+        log = self.folder / f"{kind}-{workload.system}-{store}-{rep}.log"
+        record: dict[str, Any] = {"server": kind, "rep": rep, "load_before": report.loadavg()}
+        with contextlib.ExitStack() as stack:
+            if kind == "reference":
+                urls = self.emulators.urls
+                argv = [sys.executable, "-m", "bench.bare_proxy", "--port", str(port),
+                        "--billbee", urls["billbee"], "--keycom", urls["keycom"], "--uvloop"]
+                argv += ["--reread"] if self.reads_per_change == 2 else []
+            else:
+                url = stack.enter_context(audit_store(store, self.folder))
+                config = gateway_config(
+                    self.folder, port=port, audit_url=url, urls=self.emulators.urls,
+                    conflict_check=not self.args.no_conflict_check,
+                )
+                run_cli("db", "upgrade", "--config", str(config))
+                argv = [cli(), "serve", "--config", str(config)]
+            self.emulators.reset()
+            with server(argv, port, label, log):
+                runs = self._wrk_runs(label, f"http://127.0.0.1:{port}", workload, ids_file)
+                self.emulators.settled_requests(workload.system)
+            record.update(runs)
+            record["load_after"] = report.loadavg()
+            record["upstream"] = self.emulators.requests(workload.system)
+            record["log_errors"] = len(_LOG_ERROR.findall(log.read_text(errors="replace")))
+            answered = not any(checks.check_answers(label, run) for run in runs.values())
+            if kind == "gateway" and answered:  # wrong answers: fail now, audit unread
+                record["audit"] = checks.inspect_audit(config, self.folder / "export.jsonl")
+        record["problems"] = self._check(label, record, workload)
+        return record
+
+    def _check(self, label: str, record: dict[str, Any], workload: Workload) -> list[str]:
+        wrk_runs = [record[k] for k in ("warmup", "throughput", "latency") if k in record]
+        problems = [p for run in wrk_runs for p in checks.check_answers(label, run)]
+        writes = record["upstream"].get(workload.write_method, 0)
+        problems += checks.check_upstream(
+            label, record["upstream"],
+            applied=sum(run["applied"] for run in wrk_runs),
+            in_flight=sum(run["connections"] for run in wrk_runs),
+            write_method=workload.write_method, reads_per_change=self.reads_per_change,
+        )
+        if "audit" in record:
+            problems += checks.check_audit(label, record["audit"], writes=writes)
+            self.counted["audit_entries"] += record["audit"]["entries_verified"] or 0
+        if record["log_errors"]:
+            problems.append(f"{label}: {record['log_errors']} error lines in its log")
+        self.counted["answers"] += sum(run["requests"] for run in wrk_runs)
+        self.counted["upstream_writes"] += writes
+        return problems
+
+    def scenario(self, workload: Workload, store: str, ids_file: Path,
+                 results: dict[str, Any], customers: dict[str, Any]) -> list[str]:
+        scenario: dict[str, Any] = {
+            "system": workload.system, "store": store, "field": workload.field,
+            "upstream_calls_per_change": {"GET": self.reads_per_change,
+                                          workload.write_method: 1},
+            "customers": customers, "runs": [],
+        }
+        results["scenarios"].append(scenario)
+        for rep in range(1, self.args.reps + 1):
+            for kind in ("reference", "gateway"):  # A B A B
+                run = self.server_run(kind, workload, store, rep, ids_file)
+                scenario["runs"].append(run)
+                _print_run(run, workload.system, store)
+                if run["problems"]:
+                    return list(run["problems"])
+        report.summarise(scenario)
+        return []
+
+
+def _print_run(run: dict[str, Any], system: str, store: str) -> None:
+    thr, lat = run.get("throughput") or run["warmup"], run.get("latency")
+    line = (f"{run['server']:9} {system:7} {store:8} rep {run['rep']}: "
+            f"{thr['rps']:8.1f} req/s  p50 {thr['latency_ms']['p50']:.2f} ms  "
+            f"p99 {thr['latency_ms']['p99']:.2f} ms  answers {thr['statuses']}")
+    if lat:
+        line += (f" | 1 at a time p50 {lat['latency_ms']['p50']:.2f} ms "
+                 f"p99 {lat['latency_ms']['p99']:.2f} ms")
+    print(line + f"  load {run['load_after'][0]}", flush=True)
+
+
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds: servers stopped, databases dropped
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        wrk_path()
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
         return 2
-    py = sys.executable
-    cli = str(Path(py).with_name("gdpr-gateway"))
-    emu_base, bare_port, gw_port = 8300, 8290, 8280
-    stores = ["sqlite", "postgres"] if args.store == "both" else [args.store]
-    with tempfile.TemporaryDirectory() as tmp, process(
-        cli, "emulate", "--base-port", str(emu_base), "--no-rate-limit"
-    ):
-        for i in range(1, 5):
-            wait_port(emu_base + i)
-        urls = {"billbee": f"http://127.0.0.1:{emu_base + 2}",
-                "keycom": f"http://127.0.0.1:{emu_base + 4}"}
-        # the baseline makes the same upstream calls as the gateway: with the
-        # edit-conflict check on, that is GET, GET, write
-        reread = [] if args.no_conflict_check else ["--reread"]
-        loop = ["--uvloop"] if args.loop == "uvloop" else []
-        with process(py, "-m", "bench.bare_proxy", "--port", str(bare_port),
-                     "--billbee", urls["billbee"], "--keycom", urls["keycom"], *reread, *loop):
-            wait_port(bare_port)
-            wrk(bare_port, argparse.Namespace(**{**vars(args), "duration": 2}))  # warm-up
-            bare = wrk(bare_port, args)
-        print(f"event loop: {args.loop}; connections: {args.connections}; "
-              f"duration: {args.duration} s; conflict check: {not args.no_conflict_check}")
-        print(f"bare proxy      {args.system}: {bare['rps']:8.1f} req/s  "
-              f"p50 {bare['p50_ms']:.2f} ms  p99 {bare['p99_ms']:.2f} ms  "
-              f"non-2xx {bare['non2xx']:.0f}")
-        for store in stores:
-            extra = ["--no-conflict-check"] if args.no_conflict_check else []
-            extra += loop
-            with contextlib.ExitStack() as stack:
-                if store == "sqlite":
-                    url = f"sqlite+aiosqlite:///{tmp}/audit-{uuid.uuid4().hex}.db"
-                else:
-                    url = stack.enter_context(fresh_pg_database())
-                stack.enter_context(process(
-                    py, "-m", "bench.run_gateway", "--port", str(gw_port),
-                    "--emulator-base-port", str(emu_base), "--audit-url", url,
-                    "--state-dir", tmp, *extra,
-                ))
-                wait_port(gw_port)
-                wrk(gw_port, argparse.Namespace(**{**vars(args), "duration": 2}))
-                gw = wrk(gw_port, args)
-            print(f"gateway {store:8} {args.system}: {gw['rps']:8.1f} req/s  "
-                  f"p50 {gw['p50_ms']:.2f} ms  p99 {gw['p99_ms']:.2f} ms  "
-                  f"non-2xx {gw['non2xx']:.0f}  ratio {gw['rps'] / bare['rps']:.2f}")
+    command = "python -m bench.gateway_bench " + shlex.join(sys.argv[1:] if argv is None
+                                                             else argv)
+    results: dict[str, Any] = {
+        "schema": 1,
+        "kind": "gateway_bench",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": command.strip(),
+        "settings": {
+            "systems": args.systems, "stores": args.stores, "reps": args.reps,
+            "duration_s": args.duration, "warmup_s": args.warmup,
+            "connections": args.connections, "latency_duration_s": args.latency_duration,
+            "conflict_check": not args.no_conflict_check, "invalid_values": args.invalid_values,
+            "wrk_threads": 1, "allowed_non_2xx": checks.ALLOWED_NON_2XX,
+        },
+        "machine": report.machine(),
+        "wrk": wrk_version(),
+        "postgres": postgres_version() if "postgres" in args.stores else None,
+        "load_before": report.loadavg(),
+        "scenarios": [],
+    }
+    problems: list[str] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp, \
+                Emulators(Path(tmp) / "emulators.log") as emulators:
+            bench = Bench(args, Path(tmp), emulators)
+            for system in args.systems:
+                workload = WORKLOADS[system]
+                chosen = eligible_customers(workload)
+                ids_file = Path(tmp) / f"{system}-ids.txt"
+                ids_file.write_text("\n".join(map(str, chosen.ids)) + "\n")
+                customers = {"chosen": len(chosen.ids), "left_out": chosen.excluded}
+                for store in args.stores:
+                    problems = bench.scenario(workload, store, ids_file, results, customers)
+                    if problems:
+                        break
+                if problems:
+                    break
+            counted = bench.counted
+    except BenchError as exc:
+        problems = [str(exc)]
+        counted = {"answers": 0, "upstream_writes": 0, "audit_entries": 0}
+    results["load_after"] = report.loadavg()
+    results["answers_checked"] = counted["answers"]
+    results["upstream_writes_checked"] = counted["upstream_writes"]
+    results["audit_entries_checked"] = counted["audit_entries"]
+    results["passed"] = not problems
+    results["problems"] = problems
+    out: Path = args.out_dir
+    report.write_json(results, out / "gateway.json")
+    if problems:
+        print("\nBENCH FAILED: the answers were not the ones meant to be measured:",
+              file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        print(f"(details: {out / 'gateway.json'})", file=sys.stderr)
+        return 1
+    plot_name = None if args.no_plot else "gateway.png"
+    if plot_name:
+        report.plot(results, out / plot_name)
+    table = report.markdown(results, plot_name)
+    (out / "gateway.md").write_text(table, encoding="utf-8")
+    if args.update_docs:
+        docs = report.ROOT / "docs"
+        doc_plot = None if plot_name is None else os.path.relpath(out / plot_name, docs)
+        report.update_docs(report.ROOT / "docs" / "performance.md",
+                           report.markdown(results, doc_plot))
+    print("\n" + table)
     return 0
 
 

@@ -1,0 +1,238 @@
+"""The processes of an end-to-end bench run: the emulators, the reference proxy and the
+gateway (``gdpr-gateway serve --config``, as an operator runs it), each on loopback on a
+free port, plus a fresh audit store (SQLite file or PostgreSQL database) per gateway run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import yaml
+
+from service.emulators import DEMO_CREDENTIALS
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+#: the bench's caller: an editor of every system (the demo's published token)
+TOKEN = "demo-editor"
+#: the emulators run with billbee's 2/s limit off; the connector always paces billbee
+#: (docs/upstreams.md), so the bench raises its limit far above anything reached here
+BILLBEE_BENCH_RATE = 1_000_000.0
+
+
+class BenchError(RuntimeError):
+    """A bench run that could not be carried out or whose answers were not the intended."""
+
+
+def cli() -> str:
+    """The ``gdpr-gateway`` console script of this interpreter's environment."""
+    return str(Path(sys.executable).with_name("gdpr-gateway"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[Any], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise BenchError(f"{what} exited with status {proc.returncode} before listening")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        if time.monotonic() > deadline:
+            raise BenchError(f"{what} does not listen on port {port} after {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def stop(proc: subprocess.Popen[Any], what: str) -> None:
+    """SIGTERM and wait: aiohttp finishes the requests in flight before it exits."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise BenchError(f"{what} did not stop within 60 s of SIGTERM") from None
+
+
+@contextlib.contextmanager
+def server(argv: list[str], port: int, what: str, log: Path) -> Iterator[subprocess.Popen[Any]]:
+    """A server process listening on ``port``; its stdout and stderr go to ``log``."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
+        try:
+            wait_port(port, proc, what)
+            yield proc
+        finally:
+            stop(proc, what)
+
+
+def http_json(method: str, url: str) -> Any:
+    request = urllib.request.Request(url, method=method)  # noqa: S310 - loopback only
+    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+        return json.loads(answer.read())
+
+
+class Emulators:
+    """``gdpr-gateway emulate --no-rate-limit`` in a process of its own, on free ports."""
+
+    def __init__(self, log: Path) -> None:
+        self._log = log
+        self._out: IO[bytes] | None = None
+        self._proc: subprocess.Popen[str] | None = None
+        self.urls: dict[str, str] = {}
+
+    def __enter__(self) -> Emulators:
+        self._proc = subprocess.Popen(  # noqa: S603 - our own CLI
+            [cli(), "emulate", "--base-port", "0", "--no-rate-limit"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            words = line.split()
+            if line.startswith("emulators ready"):
+                break
+            if len(words) >= 2 and words[1].startswith("http://"):
+                self.urls[words[0]] = words[1]
+        if self._proc.poll() is not None or not self.urls:
+            raise BenchError("the emulators did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None:
+            stop(self._proc, "emulators")
+
+    def reset(self) -> None:
+        for url in self.urls.values():
+            http_json("POST", f"{url}/_emulator/reset")
+
+    def requests(self, system: str) -> dict[str, int]:
+        """Requests by method that reached ``system``'s API since the last reset."""
+        counts = http_json("GET", f"{self.urls[system]}/_emulator/stats")["requests"]
+        return {method: int(n) for method, n in counts.items()}
+
+    def settled_requests(self, system: str) -> dict[str, int]:
+        """The counts once they stop moving (requests in flight have landed)."""
+        last = self.requests(system)
+        while True:
+            time.sleep(0.05)
+            now = self.requests(system)
+            if now == last:
+                return now
+            last = now
+
+
+def _pg(sql: str, *, fetch: bool = False) -> Any:
+    import asyncpg
+
+    async def run() -> Any:
+        conn = await asyncpg.connect(PG_ADMIN)
+        try:
+            return await (conn.fetchval(sql) if fetch else conn.execute(sql))
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def postgres_version() -> str:
+    return str(_pg("SHOW server_version", fetch=True))
+
+
+@contextlib.contextmanager
+def audit_store(store: str, folder: Path) -> Iterator[str]:
+    """The URL of a new, empty audit store: a SQLite file in ``folder``, or a PostgreSQL
+    database of its own on the shared server (created here, dropped afterwards)."""
+    if store == "sqlite":
+        yield f"sqlite+aiosqlite:///{folder}/audit-{uuid.uuid4().hex[:12]}.db"
+        return
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+    _pg(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        _pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def gateway_config(
+    folder: Path, *, port: int, audit_url: str, urls: dict[str, str], conflict_check: bool
+) -> Path:
+    """A deployment's config file (docs/configuration.md) with fresh keys and the demo's
+    upstream credentials; the bench caller holds ``TOKEN`` (editor of every system)."""
+    creds = DEMO_CREDENTIALS
+    run = uuid.uuid4().hex[:8]
+
+    def key(name: str, size: int) -> str:
+        """A new key in a file (as Kubernetes mounts secrets; the audit CLI reads files)."""
+        path = folder / f"{run}-{name}.key"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(base64.b64encode(os.urandom(size)).decode() + "\n")
+        return str(path)
+
+    config = {
+        "host": "127.0.0.1",
+        "port": port,
+        "log_level": "INFO",
+        "conflict_check": conflict_check,
+        "audit": {
+            "url": audit_url,
+            "master_key_file": key("master", 32),
+            "signing_key_file": key("signing", 32),
+        },
+        "masking": {
+            "pseudonym_key_file": key("pseudonym", 32),
+            "hash_salt_file": key("salt", 16),
+        },
+        "auth": {"tokens": [{
+            "name": "bench", "sha256": hashlib.sha256(TOKEN.encode()).hexdigest(),
+            "roles": ["editor"], "systems": ["*"],
+        }]},
+        "upstreams": {
+            "timelog": {
+                "base_url": urls["timelog"],
+                "credentials": {"token": creds["timelog"]["token"]},
+                "options": {"account": creds["timelog"]["account"]},
+            },
+            "billbee": {
+                "base_url": urls["billbee"],
+                "credentials": dict(creds["billbee"]),
+                "rate_limit_per_second": BILLBEE_BENCH_RATE,
+                "rate_limit_burst": 1000,
+            },
+            "sedona": {"base_url": urls["sedona"], "credentials": dict(creds["sedona"])},
+            "keycom": {"base_url": urls["keycom"], "credentials": dict(creds["keycom"])},
+        },
+    }
+    path = folder / f"{run}-gateway.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def run_cli(*args: str) -> str:
+    """``gdpr-gateway ARGS``; its stdout, or BenchError with its last lines."""
+    done = subprocess.run(  # noqa: S603 - our own CLI
+        [cli(), *args], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-3:])
+        raise BenchError(f"gdpr-gateway {args[0]} {args[1]} exited {done.returncode}: {tail}")
+    return done.stdout
