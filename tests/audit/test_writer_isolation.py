@@ -15,11 +15,12 @@ import os
 import pytest
 
 from audit import InvalidAuditInput
+from audit.batch import Pending
 from audit.chain import GENESIS
+from audit.connect import connect_backend
 from audit.entries import base_body
 from audit.ids import uuid7
-from audit.log import connect_backend
-from audit.writer import ChainWriter, Pending
+from audit.writer import ChainWriter
 from tests.audit.conftest import reset_pg, sql
 
 pytestmark = pytest.mark.postgres
@@ -55,6 +56,7 @@ async def test_a_refused_entry_fails_alone_and_the_rest_commit_in_order(
         checkpoint_every=1000, checkpoint_seconds=60.0, head_seq=0,
         on_batch=lambda n, _s: batches.append(n),
     )  # fmt: skip
+    writer.start()
     try:
         entries = [_entry(f"c{i}") for i in range(40)]
         bad = _entry(poison) if poison is not None else _entry("c-bad", note="a\x00b")
