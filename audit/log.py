@@ -19,13 +19,13 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Collection
-from types import TracebackType
 from typing import Any
 
 from audit import crypto
 from audit.backend import Backend
 from audit.batch import Pending
 from audit.bodies import admin_body, intent_body, intent_from_entry
+from audit.checkpoint import Checkpoints
 from audit.connect import check_master_key, connect_backend, migrate, read_head
 from audit.entries import check_intent, check_outcome, check_reason, render, split_values
 from audit.errors import AuditUnavailable, InvalidAuditInput, LockWait
@@ -50,14 +50,8 @@ class AuditLog:
         reader: Reader,
         writer: ChainWriter,
         locks: SubjectLocks,
-        *,
-        public_key: bytes,
     ) -> None:
-        self._backend = backend
-        self._reader = reader
-        self._writer = writer
-        self._locks = locks
-        self._public_key = public_key
+        self._backend, self._reader, self._writer, self._locks = backend, reader, writer, locks
         self._intents = OpenIntents()
         self._closed = False
         # the read side, as the reader offers it
@@ -104,22 +98,16 @@ class AuditLog:
             await backend.close()
             raise
         public_key = crypto.public_key_of(signing_key)
+        checkpoints = Checkpoints(signing_key, every=checkpoint_every, seconds=checkpoint_seconds)
         writer = ChainWriter(
-            backend,
-            master_key=master_key,
-            signing_key=signing_key,
-            public_key=public_key,
-            checkpoint_every=checkpoint_every,
-            checkpoint_seconds=checkpoint_seconds,
-            on_batch=on_batch,
+            backend, master_key=master_key, checkpoints=checkpoints, on_batch=on_batch,
             head_seq=int(head[0]),
-        )
+        )  # fmt: skip
         audit_log = cls(
             backend,
             Reader(backend, master_key=master_key, public_key=public_key),
             writer,
             SubjectLocks(backend, wait_seconds=lock_wait_seconds, on_timeout=on_lock_timeout),
-            public_key=public_key,
         )
         writer.start()
         log.info("audit store open (%s), head at seq %d", store.kind, head[0])
@@ -137,12 +125,7 @@ class AuditLog:
     async def __aenter__(self) -> AuditLog:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *_exc: object) -> None:
         await self.close()
 
     async def ping(self) -> bool:
@@ -154,7 +137,7 @@ class AuditLog:
         return False
 
     def public_key(self) -> bytes:
-        return self._public_key
+        return self._reader.public_key
 
     def lock_use(self) -> tuple[int, int]:
         """(PostgreSQL lock connections held by writes now, the pool's size); (0, 0) on

@@ -39,6 +39,11 @@ class Reader:
         self._master_key = master_key
         self._public_key = public_key
 
+    @property
+    def public_key(self) -> bytes:
+        """The Ed25519 key that checkpoints must be signed by."""
+        return self._public_key
+
     # ------------------------------------------------------------------ entries in clear
     async def _data_key(self, key_id: str) -> bytes | None:
         rows = await self._backend.fetchall(

@@ -19,10 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from types import TracebackType
-from typing import Any
 
-from audit import crypto
 from audit.backend import Backend, ChainTx, Statement
 from audit.batch import (
     INSERT_CHECKPOINT,
@@ -36,7 +33,8 @@ from audit.batch import (
     seal_into,
 )
 from audit.chain import canonical
-from audit.entries import check_storable, now_iso, parse_iso
+from audit.checkpoint import Checkpoints
+from audit.entries import check_storable, now_iso
 from audit.errors import AuditError, AuditUnavailable, InvalidAuditInput, ValueRefused
 from audit.failures import swallowed
 from audit.keyring import KeyRing
@@ -57,21 +55,14 @@ class ChainWriter:
         backend: Backend,
         *,
         master_key: bytes,
-        signing_key: bytes,
-        public_key: bytes,
-        checkpoint_every: int,
-        checkpoint_seconds: float,
+        checkpoints: Checkpoints,
         on_batch: Callable[[int, float], None] | None,
         head_seq: int,
     ) -> None:
         self._backend = backend
-        self._signing_key = signing_key
-        self._public_key = public_key
-        self._checkpoint_every = checkpoint_every
-        self._checkpoint_seconds = checkpoint_seconds
+        self._checkpoints = checkpoints
         self._on_batch = on_batch
         self._last_seq = head_seq
-        self._opened_at = time.time()
         self._dirty = False  # appended since this process's last checkpoint
         self._keyring = KeyRing(master_key)
         self._queue: asyncio.Queue[Pending | None] = asyncio.Queue()
@@ -102,12 +93,7 @@ class ChainWriter:
         self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *_exc: object) -> None:
         await self.close()
 
     # ------------------------------------------------------------------ appending
@@ -141,7 +127,7 @@ class ChainWriter:
             self._held = None
             if first is None:
                 try:
-                    async with asyncio.timeout(self._checkpoint_seconds):
+                    async with asyncio.timeout(self._checkpoints.seconds):
                         first = await self._queue.get()
                 except TimeoutError:
                     with swallowed(log, "audit idle checkpoint"):
@@ -247,23 +233,14 @@ class ChainWriter:
     def _head_statements(
         self, chained: Chained, cp_seq: int, cp_at: str | None, now: str
     ) -> list[Statement]:
-        """The new head, after a signed checkpoint when one is due (every
-        ``checkpoint_every`` entries or ``checkpoint_seconds``)."""
+        """The new head, after a signed checkpoint when one is due."""
         seq, head_hash = chained.seq, chained.head_hash
-        last_checkpoint = parse_iso(cp_at).timestamp() if cp_at else self._opened_at
-        due = seq - cp_seq >= self._checkpoint_every or (
-            time.time() - last_checkpoint >= self._checkpoint_seconds
-        )
         statements: list[Statement] = []
-        if due and seq > cp_seq:
-            statements.append((INSERT_CHECKPOINT, [self._checkpoint_row(seq, head_hash, now)]))
+        if self._checkpoints.due(seq, cp_seq, cp_at):
+            statements.append((INSERT_CHECKPOINT, [self._checkpoints.row(seq, head_hash, now)]))
             cp_seq, cp_at = seq, now
         statements.append((UPDATE_HEAD, [(seq, head_hash, cp_seq, cp_at)]))
         return statements
-
-    def _checkpoint_row(self, seq: int, head_hash: str, now: str) -> tuple[Any, ...]:
-        signature = crypto.sign_checkpoint(self._signing_key, seq, head_hash, now)
-        return (seq, head_hash, now, self._public_key.hex(), signature.hex())
 
     async def _checkpoint_only(self) -> None:
         """Sign the head after an idle period or at close, if this process appended."""
@@ -279,7 +256,7 @@ class ChainWriter:
             now = now_iso()
             await tx.commit(
                 [
-                    (INSERT_CHECKPOINT, [self._checkpoint_row(int(seq), head_hash, now)]),
+                    (INSERT_CHECKPOINT, [self._checkpoints.row(int(seq), head_hash, now)]),
                     (UPDATE_HEAD, [(int(seq), head_hash, int(seq), now)]),
                 ]
             )

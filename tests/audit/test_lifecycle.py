@@ -14,6 +14,7 @@ import pytest
 from audit import AuditLog, AuditUnavailable, Outcome, upgrade
 from audit.batch import Pending
 from audit.bodies import intent_body
+from audit.checkpoint import Checkpoints
 from audit.connect import connect_backend
 from audit.ids import uuid7
 from audit.writer import ChainWriter
@@ -39,9 +40,8 @@ async def test_a_writer_starts_no_task_until_started(tmp_path: Path) -> None:
     try:
         before = asyncio.all_tasks()
         writer = ChainWriter(
-            backend, master_key=os.urandom(32), signing_key=os.urandom(32),
-            public_key=b"k" * 32, checkpoint_every=1000, checkpoint_seconds=60.0,
-            on_batch=None, head_seq=0,
+            backend, master_key=os.urandom(32), on_batch=None, head_seq=0,
+            checkpoints=Checkpoints(os.urandom(32), every=1000, seconds=60.0),
         )  # fmt: skip
         assert asyncio.all_tasks() == before
         assert not writer.alive
