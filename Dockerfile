@@ -13,6 +13,7 @@ FROM python:3.12-bookworm AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY audit ./audit
+COPY common ./common
 COPY policies ./policies
 COPY service ./service
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .

@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from common.canonical import encoder
+
 GENESIS: Final = "0" * 64
 
-# NaN and infinities are not JSON: neither store's JSON functions read them
-_encode = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-).encode
+# ASCII; NaN and infinities are not JSON: neither store's JSON functions read them
+_encode = encoder(ascii_only=True)
 
 
 def canonical(entry: Mapping[str, Any]) -> str:

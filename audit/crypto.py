@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from audit.errors import InvalidAuditInput
-from policies.masking.aesgcm import SealError, open_sealed, seal
+from common.aead import SealError, open_sealed, seal
+from common.canonical import encoder
 
 KEY_BYTES: Final = 32
 _KEK_CONTEXT: Final = b"gdpr-gateway-audit-kek/v1"
@@ -78,7 +79,8 @@ def unwrap_key(master_key: bytes, wrapped: bytes, key_id: str, system: str, cid:
     return open_sealed(master_key, wrapped, _wrap_aad(key_id, system, cid))
 
 
-_encode_value = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+# the plaintext of a sealed value: ASCII, NaN written as ``NaN`` (unchanged since v1)
+_encode_value = encoder(ascii_only=True, allow_nan=True)
 
 
 def _value_aad(audit_id: str, side: str, path: str) -> bytes:

@@ -13,10 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 from collections.abc import AsyncIterator, Callable
 
 from audit.backend import Backend
 from audit.errors import LockTimeout, LockWait
+from audit.failures import swallowed
+
+log = logging.getLogger(__name__)
 
 Subject = tuple[str, str]
 
@@ -73,6 +77,6 @@ class SubjectLocks:
 
     def _gave_up(self, wait: LockWait) -> LockTimeout:
         if self._on_timeout is not None:
-            with contextlib.suppress(Exception):
+            with swallowed(log, "audit on_lock_timeout hook"):
                 self._on_timeout(wait)
         return LockTimeout(wait, self._wait)

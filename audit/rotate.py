@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from audit import crypto
+from audit.connect import connect_backend
 from audit.errors import KeyMismatch
-from audit.log import connect_backend
 
 
 async def rotate_master_key(url: str, old_master_key: bytes, new_master_key: bytes) -> int:

@@ -12,9 +12,10 @@ the session, and a session that died took its locks with it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -22,6 +23,9 @@ import asyncpg
 
 from audit.backend import HEAD_SQL, INSERT_ENTRY, Row, Statement
 from audit.errors import AuditError, AuditUnavailable, LockTimeout, LockWait, ValueRefused
+from audit.failures import swallowed
+
+log = logging.getLogger(__name__)
 
 _PLACEHOLDER = re.compile(r"\?")
 # A batch of entries as one statement over arrays: far fewer round trips than executemany.
@@ -110,7 +114,7 @@ class _Tx:
 
     async def _safe_rollback(self) -> None:
         if not self._done:
-            with suppress(*_UNAVAILABLE):
+            with swallowed(log, "audit store rollback", *_UNAVAILABLE):
                 await self._tr.rollback()
 
     async def _release(self) -> None:
@@ -204,9 +208,9 @@ class PgBackend:
             await _release(self._lock_pool, conn)
 
     async def close(self) -> None:
-        with suppress(*_UNAVAILABLE):
+        with swallowed(log, "audit store close (lock pool)", *_UNAVAILABLE):
             await self._lock_pool.close()
-        with suppress(*_UNAVAILABLE):
+        with swallowed(log, "audit store close", *_UNAVAILABLE):
             await self._pool.close()
 
 
@@ -228,14 +232,15 @@ async def _unlock(conn: Any, key: int) -> None:
     try:
         await conn.execute("SELECT pg_advisory_unlock($1)", key, timeout=_UNLOCK_SECONDS)
     except BaseException as exc:
-        with suppress(Exception):
+        with swallowed(log, "audit lock connection terminate"):
             conn.terminate()
         if not isinstance(exc, _UNAVAILABLE):
             raise
+        log.warning("audit advisory unlock failed (%s)", type(exc).__name__)
 
 
 async def _release(pool: Any, conn: Any) -> None:
     """Give a connection back; never raises (asyncpg terminates one whose reset fails,
     and resetting unlocks every advisory lock of the session)."""
-    with suppress(*_UNAVAILABLE):
+    with swallowed(log, "audit store connection release", *_UNAVAILABLE):
         await pool.release(conn)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, cast
 
+from common.canonical import canonical_json
 from policies.compiled import (
     CompiledPolicy,
     DenyRule,
@@ -26,7 +26,7 @@ PHONE_CATEGORIES = ("user.contact.phone_number", "user.contact.fax_number")
 
 def policy_version(data: Any) -> str:
     """The content hash of the normalised policy (key order, comments, layout ignored)."""
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = canonical_json(data, allow_nan=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

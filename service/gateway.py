@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -17,6 +16,7 @@ from typing import Any
 
 from audit import AuditLog, Intent, Outcome
 from audit.errors import AuditUnavailable, InvalidAuditInput
+from common.canonical import canonical_json
 from policies import Decision, PolicyEngine, Principal
 from policies.merge import merge_patch
 from policies.model import PURPOSES
@@ -46,7 +46,7 @@ READ_ROLES = frozenset({"editor", "auditor", "privacy_officer"})
 
 def record_etag(record: Mapping[str, Any]) -> str:
     """The ETag of an upstream record as the gateway read it (before masking)."""
-    canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    canonical = canonical_json(record, allow_nan=True)
     return '"' + hashlib.sha256(canonical.encode()).hexdigest()[:32] + '"'
 
 

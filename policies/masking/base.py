@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
+
+from common.canonical import canonical_json
 
 # The text that stands in for a value nobody may see.
 REDACTED: Final = "[redacted]"
@@ -80,5 +81,6 @@ def parse_options(cls: type[Any], raw: Mapping[str, Any]) -> tuple[Any, list[tup
 
 
 def canonical(value: Any) -> bytes:
-    """A stable byte form of a JSON value, the input of hashing and sealing."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """A stable byte form of a JSON value, the input of hashing and sealing: its canonical
+    JSON in UTF-8 (NaN and infinities written as ``NaN``/``Infinity``, as always)."""
+    return canonical_json(value, allow_nan=True).encode()

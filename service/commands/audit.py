@@ -10,7 +10,8 @@ import csv
 import json
 import os
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -33,6 +34,22 @@ def _show_progress(args: argparse.Namespace) -> bool:
     return bool(args.progress) or sys.stderr.isatty()
 
 
+@contextmanager
+def _progress_bar(
+    args: argparse.Namespace, desc: str, total: int = 0
+) -> Iterator[Callable[[int, int], None]]:
+    """A tqdm bar on stderr (when asked or on a terminal), fed by the audit library's
+    progress callback ``(done, total)``: the library itself draws nothing."""
+    with tqdm(total=total, unit="entries", file=sys.stderr, desc=desc,
+              disable=not _show_progress(args)) as bar:  # fmt: skip
+
+        def update(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        yield update
+
+
 def _run(args: argparse.Namespace, job: Callable[[AuditSettings], Coroutine[Any, Any, int]]) -> int:
     try:
         settings = resolve_settings(args.state_dir, args.config)
@@ -52,7 +69,8 @@ def _verify(args: argparse.Namespace) -> int:
     async def job(settings: AuditSettings) -> int:
         log = await _open(settings)
         try:
-            report = await log.verify(progress=_show_progress(args))
+            with _progress_bar(args, "verify") as on_progress:
+                report = await log.verify(on_progress=on_progress)
         finally:
             await log.close()
         print(f"entries checked: {report.entries}")
@@ -85,13 +103,16 @@ def _export(args: argparse.Namespace) -> int:
         log = await _open(settings)
         try:
             total = (await log.head())[0]
-            with tqdm(total=total, unit="entries", file=sys.stderr, desc="export",
-                      disable=not _show_progress(args)) as bar:  # fmt: skip
+            with _progress_bar(args, "export", total) as on_progress:
                 writer = csv.writer(out) if args.format == "csv" else None
                 if writer is not None:
                     writer.writerow(CSV_COLUMNS)
                 count = 0
-                async for entry in log.iter_entries(on_chunk=bar.update):
+
+                def on_chunk(_rows: int) -> None:
+                    on_progress(count, total)  # the chunk's entries are written by now
+
+                async for entry in log.iter_entries(on_chunk=on_chunk):
                     if writer is not None:
                         writer.writerow([_cell(entry.get(c)) for c in CSV_COLUMNS])
                     else:

@@ -7,11 +7,11 @@ The gateway codes against :class:`Connector` only; ``build_connector`` (in
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
+from common.canonical import canonical_json
 from service.errors import CustomerNotFound
 from service.upstreams.breaker import CircuitBreaker
 
@@ -71,16 +71,9 @@ def parse_customer_id(system: str, customer_id: str, max_id: int = INT32_MAX) ->
     return value
 
 
-def canonical_json(record: Mapping[str, Any]) -> bytes:
-    """Sorted keys, no spaces, UTF-8: the same record always gives the same bytes."""
-    return json.dumps(
-        record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
-
-
 def content_tag(record: Mapping[str, Any]) -> str:
-    """SHA-256 (hex) of the record's canonical JSON."""
-    return hashlib.sha256(canonical_json(record)).hexdigest()
+    """SHA-256 (hex) of the record's canonical JSON (UTF-8; NaN refused)."""
+    return hashlib.sha256(canonical_json(record).encode()).hexdigest()
 
 
 _MISSING: Final = object()

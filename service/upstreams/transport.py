@@ -1,9 +1,12 @@
 """What every HTTP connector shares: the session, attempts, retries, pacing, the breaker,
 and the mapping of upstream answers to the domain's exceptions.
 
-The retry policy (what is sent again after which failure, and why a write that may have
-reached the upstream never is) is :mod:`service.upstreams.retry`. Each connector makes
-at most ``1 + max_retries`` attempts per call. Nothing of aiohttp leaves this module:
+The retry policy (what is sent again after which failure, after what delay, and why a
+write that may have reached the upstream never is) is :mod:`service.upstreams.retry`: a
+table and a pure decision that the call loop asks once per failed attempt. One HTTP
+exchange, and the fate of a failed one, is :mod:`service.upstreams.exchange`. Each
+connector makes at most ``1 + max_retries`` attempts per call and kind of failure (429s
+are counted apart). Nothing of aiohttp leaves this package:
 every failure becomes a ``service.errors`` exception raised ``from None``, whose message
 names the system and the kind of failure, never a value, an id or a credential.
 """
@@ -13,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
@@ -27,41 +29,26 @@ from service.errors import (
     UpstreamError,
     UpstreamOutcomeUnknown,
     UpstreamRateLimited,
-    UpstreamTimeout,
-    UpstreamUnreachable,
 )
 from service.upstreams.answers import (
     REJECTED_STATUSES,
     Answer,
-    AnswerTooLarge,
     error_for_status,
-    parse_json,
-    parse_retry_after,
-    read_bounded,
 )
 from service.upstreams.base import Mode, Observe, content_tag
 from service.upstreams.breaker import CircuitBreaker
 from service.upstreams.bucket import TokenBucket
+from service.upstreams.exchange import AttemptFailed, exchange, sent_tracing
 from service.upstreams.problems import field_problems
-from service.upstreams.retry import STATUS_FATES, Attempt, Fate, may_retry, sent_tracing
+from service.upstreams.retry import STATUS_FATES, Fate, RetryPolicy, next_step
 from service.upstreams.settings import UpstreamSettings
 
 log = logging.getLogger(__name__)
 
-BACKOFF_BASE_SECONDS = 0.1
 #: pace at this share of an upstream's limit: it counts arrivals, and network jitter can
 #: bring two requests closer together than they were sent
 PACING_MARGIN = 0.9
 T = TypeVar("T")
-
-
-class _Failed(Exception):
-    """One failed attempt, carrying the domain error it would become and its fate."""
-
-    def __init__(self, error: UpstreamError, fate: Fate) -> None:
-        super().__init__(error.detail)
-        self.error = error
-        self.fate = fate
 
 
 class HttpConnector:
@@ -105,6 +92,7 @@ class HttpConnector:
             threshold=settings.breaker_failure_threshold,
             reset_seconds=settings.breaker_reset_seconds,
         )
+        self._retry = RetryPolicy(settings.max_retries, settings.backoff_max_seconds)
         self._observe = observe
         self._sleep = sleep
         self._base_url = settings.base_url if settings.base_url.endswith("/") else (
@@ -204,11 +192,10 @@ class HttpConnector:
             self._buckets[key] = bucket
         return bucket
 
-    def _backoff(self, attempt: int, floor: float = 0.0) -> float:
-        """Exponential backoff with equal jitter, bounded by ``backoff_max_seconds``."""
-        cap = self.settings.backoff_max_seconds
-        delay = BACKOFF_BASE_SECONDS * (2.0**attempt) * (0.5 + random.random() / 2)
-        return min(cap, max(floor, delay))
+    def _pacing_floor(self) -> float:
+        """The pacing interval: the shortest wait after a 429 (0 without pacing)."""
+        rate = self._pacing_rate()
+        return 1.0 / rate if rate else 0.0
 
     async def _call(
         self,
@@ -218,164 +205,101 @@ class HttpConnector:
         route: str,
         body: Any = None,
     ) -> Answer:
-        """Send one logical request with the retry policy above; return a 2xx answer or
-        raise a domain error. ``path`` is relative to ``base_url``; ``route`` is its
+        """Send one logical request; return a 2xx answer or raise a domain error. After
+        each failed attempt :func:`~service.upstreams.retry.next_step` decides: send again
+        after a delay, or stop. ``path`` is relative to ``base_url``; ``route`` is its
         template (no ids) for logs and pacing."""
-        attempt = 0
-        rate_waits = 0
+        retries = {False: 0, True: 0}  # failures and 429s are counted apart
         last: GatewayError | None = None
         while True:
-            if not self.breaker.allow():
-                if last is not None:
-                    raise last
-                raise CircuitOpen(
-                    f"{self.system}: circuit open, upstream not called",
-                    retry_after=self.breaker.retry_after() or None,
-                )
+            self._admit(last)
             try:
-                key = self._bucket_key(method, route)
-                if key is not None:
-                    await self._bucket(key).acquire()
-                answer = await self._attempt(method, path, body)
-            except _Failed as failed:
+                answer = await self._paced_attempt(method, path, route, body)
+            except AttemptFailed as failed:
                 self.breaker.record_failure()
-                last = failed.error
-                if may_retry(failed.fate, method) and attempt < self.settings.max_retries:
-                    delay = self._backoff(attempt)
-                    log.warning(
-                        "upstream %s %s %s failed (%s), retry %d in %.2fs",
-                        self.system, method, route, type(failed.error).__name__,
-                        attempt + 1, delay,
-                    )
-                    attempt += 1
-                    await self._sleep(delay)
-                    continue
-                raise failed.error from None
+                failure = failed
             except BaseException:
                 self.breaker.release()
                 raise
-
-            error = self._error_for(answer) if answer.status >= 400 else None
-            if answer.status >= 500 and type(error) is UpstreamError:
-                # A server failure (not a domain answer some upstreams send as a 500,
-                # such as TimeLog's "customer not found").
-                self.breaker.record_failure()
-                fate = STATUS_FATES.get(answer.status, Fate.FAILED)
-                if fate is Fate.MAYBE_APPLIED and method != "GET":
-                    error = UpstreamOutcomeUnknown(
-                        f"{self.system}: a gateway in front of the upstream answered"
-                        f" {answer.status}; outcome unknown",
-                        upstream_status=answer.status,
-                    )
-                last = error
-                if may_retry(fate, method) and attempt < self.settings.max_retries:
-                    delay = self._backoff(attempt)
-                    log.warning(
-                        "upstream %s %s %s answered %d, retry %d in %.2fs",
-                        self.system, method, route, answer.status, attempt + 1, delay,
-                    )
-                    attempt += 1
-                    await self._sleep(delay)
-                    continue
-                raise error
-            # Any other answer shows the upstream is alive.
-            self.breaker.record_success()
-            if answer.status == 429:
-                rate = self._pacing_rate()
-                floor = 1.0 / rate if rate else 0.0
-                wait = answer.retry_after
-                if wait is None:
-                    wait = self._backoff(rate_waits, floor)
-                give_up = rate_waits >= self.settings.max_retries
-                if give_up or wait > self.settings.backoff_max_seconds:
+            else:
+                judged = self._judge(method, answer)
+                if judged is None:
+                    return answer
+                failure = judged
+            rate_limited = failure.fate is Fate.RATE_LIMITED
+            floor = self._pacing_floor() if rate_limited else 0.0
+            step = next_step(
+                self._retry, failure.fate, method, retries[rate_limited],
+                jitter=random.random(), retry_after=failure.retry_after, floor=floor,
+            )  # fmt: skip
+            if not step.retry:
+                if rate_limited:
                     raise UpstreamRateLimited(
                         f"{self.system}: upstream rate limit persists",
                         upstream_status=429,
-                        retry_after=max(wait, floor, 1.0),
+                        retry_after=max(step.delay, floor, 1.0),
                     )
-                log.warning(
-                    "upstream %s %s %s answered 429, wait %.2fs (retry-after %s)",
-                    self.system, method, route, wait,
-                    "given" if answer.retry_after is not None else "absent",
-                )
-                rate_waits += 1
-                await self._sleep(wait)
-                continue
-            if error is not None:
-                raise error
-            if answer.status < 200 or answer.status >= 300:
-                raise UpstreamError(
-                    f"{self.system}: unexpected answer status", upstream_status=answer.status
-                )
-            return answer
+                raise failure.error from None
+            if not rate_limited:
+                last = failure.error
+            retries[rate_limited] += 1
+            log.warning(
+                "upstream %s %s %s %s, retry %d in %.2fs",
+                self.system, method, route, failure.cause, retries[rate_limited], step.delay,
+            )  # fmt: skip
+            await self._sleep(step.delay)
 
-    async def _attempt(self, method: str, path: str, body: Any) -> Answer:
-        """One HTTP exchange. Raises ``_Failed`` (with the attempt's fate) for a transport
-        failure or a 2xx answer that cannot be read."""
-        session = self._get_session()
-        state = Attempt()
-        status: int | None = None
-        answered: int | None = None
-        started = time.perf_counter()
-        try:
-            # Redirects are not followed: the credentials go to the configured host only.
-            async with session.request(
-                method, path, json=body, allow_redirects=False, trace_request_ctx=state
-            ) as response:
-                answered = response.status
-                raw = await read_bounded(response)
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                status = response.status  # only once the whole answer is in
-        except AnswerTooLarge:
-            too_large = "answer from the upstream is too large"
-            if method == "GET" or (answered is not None and 200 <= answered < 300):
-                raise self._lost(method, too_large, answered) from None
-            raise _Failed(UpstreamError(f"{self.system}: {too_large}"), Fate.FAILED) from None
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            if not state.sent:
-                # No request line reached a connection: provably nothing was sent.
-                timed_out = isinstance(exc, TimeoutError)
-                raise _Failed(
-                    UpstreamUnreachable(
-                        f"{self.system}: could not connect to the upstream"
-                        + (" in time" if timed_out else "") + "; nothing was sent"
-                    ),
-                    Fate.UNSENT,
-                ) from None
-            if isinstance(exc, TimeoutError):
-                outcome = "" if method == "GET" else "; outcome unknown"
-                raise _Failed(
-                    UpstreamTimeout(f"{self.system}: upstream did not answer in time{outcome}"),
-                    Fate.MAYBE_APPLIED,
-                ) from None
-            raise self._lost(method, "connection to the upstream failed", answered) from None
-        finally:
-            self._report(method, status, time.perf_counter() - started)
-        parsed: Any = None
-        if raw.strip():
-            try:
-                parsed = parse_json(raw)
-            except ValueError:
-                if 200 <= status < 300:
-                    raise self._lost(method, "malformed answer from the upstream", status) from None
-                parsed = None  # an error page that is not JSON: the status says enough
-        return Answer(status, parsed, retry_after)
-
-    def _lost(self, method: str, what: str, status: int | None) -> _Failed:
-        """The request was sent and its answer is lost or unreadable: a GET may be sent
-        again; for a write the outcome is unknown."""
-        if method == "GET":
-            return _Failed(
-                UpstreamError(f"{self.system}: {what}", upstream_status=status),
-                Fate.MAYBE_APPLIED,
-            )
-        return _Failed(
-            UpstreamOutcomeUnknown(
-                f"{self.system}: {what} after the request was sent; outcome unknown",
-                upstream_status=status,
-            ),
-            Fate.MAYBE_APPLIED,
+    def _admit(self, last: GatewayError | None) -> None:
+        """Ask the breaker for an attempt; refused: the last attempt's error, if any."""
+        if self.breaker.allow():
+            return
+        if last is not None:
+            raise last
+        raise CircuitOpen(
+            f"{self.system}: circuit open, upstream not called",
+            retry_after=self.breaker.retry_after() or None,
         )
+
+    async def _paced_attempt(self, method: str, path: str, route: str, body: Any) -> Answer:
+        key = self._bucket_key(method, route)
+        if key is not None:
+            await self._bucket(key).acquire()
+        return await exchange(self._get_session(), self.system, method, path, body, self._report)
+
+    def _judge(self, method: str, answer: Answer) -> AttemptFailed | None:
+        """Read an answer and tell the breaker what it shows: ``None`` for a 2xx, a
+        failure for the retry policy (a server failure, a 429); any other error answer
+        raises its domain error."""
+        error = self._error_for(answer) if answer.status >= 400 else None
+        if answer.status >= 500 and type(error) is UpstreamError:
+            # A server failure (not a domain answer some upstreams send as a 500,
+            # such as TimeLog's "customer not found").
+            self.breaker.record_failure()
+            fate = STATUS_FATES.get(answer.status, Fate.FAILED)
+            if fate is Fate.MAYBE_APPLIED and method != "GET":
+                error = UpstreamOutcomeUnknown(
+                    f"{self.system}: a gateway in front of the upstream answered"
+                    f" {answer.status}; outcome unknown",
+                    upstream_status=answer.status,
+                )
+            return AttemptFailed(error, fate, cause=f"answered {answer.status}")
+        # Any other answer shows the upstream is alive.
+        self.breaker.record_success()
+        if answer.status == 429:
+            given = "given" if answer.retry_after is not None else "absent"
+            return AttemptFailed(
+                error or self._malformed(429),
+                Fate.RATE_LIMITED,
+                cause=f"answered 429 (retry-after {given})",
+                retry_after=answer.retry_after,
+            )
+        if error is not None:
+            raise error
+        if answer.status < 200 or answer.status >= 300:
+            raise UpstreamError(
+                f"{self.system}: unexpected answer status", upstream_status=answer.status
+            )
+        return None
 
     def _written(self, answer: Answer, read: Callable[[Answer], T]) -> T:
         """Read a write's 2xx answer with ``read``; an answer that cannot be read (wrong

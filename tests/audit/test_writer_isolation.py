@@ -15,11 +15,13 @@ import os
 import pytest
 
 from audit import InvalidAuditInput
+from audit.batch import Pending
 from audit.chain import GENESIS
+from audit.checkpoint import Checkpoints
+from audit.connect import connect_backend
 from audit.entries import base_body
 from audit.ids import uuid7
-from audit.log import connect_backend
-from audit.writer import ChainWriter, Pending
+from audit.writer import ChainWriter
 from tests.audit.conftest import reset_pg, sql
 
 pytestmark = pytest.mark.postgres
@@ -51,10 +53,11 @@ async def test_a_refused_entry_fails_alone_and_the_rest_commit_in_order(
     batches: list[int] = []
     backend = await connect_backend(pg_base_url)
     writer = ChainWriter(
-        backend, master_key=os.urandom(32), signing_key=os.urandom(32), public_key=b"k" * 32,
-        checkpoint_every=1000, checkpoint_seconds=60.0, head_seq=0,
+        backend, master_key=os.urandom(32), head_seq=0,
+        checkpoints=Checkpoints(os.urandom(32), every=1000, seconds=60.0),
         on_batch=lambda n, _s: batches.append(n),
     )  # fmt: skip
+    writer.start()
     try:
         entries = [_entry(f"c{i}") for i in range(40)]
         bad = _entry(poison) if poison is not None else _entry("c-bad", note="a\x00b")

@@ -8,7 +8,7 @@ from typing import Any
 
 from audit import AuditLog
 from audit.backend import HEAD_SQL
-from audit.log import connect_backend
+from audit.connect import connect_backend
 from audit.types import VerifyReport
 
 

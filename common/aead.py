@@ -1,8 +1,10 @@
-"""The reversible strategy: AES-256-GCM sealing with associated data.
+"""AES-256-GCM sealing with associated data: the one cipher of the gateway.
 
-The audit store seals personal values with a per-subject data key through these two
-functions; the associated data binds a ciphertext to its entry and field, so a
-ciphertext moved elsewhere fails to open.
+The policy masking's reversible strategy (``aesgcm``) seals a shown value under the
+engine's encryption key; the audit log seals personal values under a per-subject data key
+and wraps those keys under the master key. The associated data binds a ciphertext to the
+place it belongs (a field, an entry), so a ciphertext moved elsewhere fails to open.
+A sealed blob is ``nonce (12 bytes) || ciphertext || tag (16 bytes)``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from typing import Final
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-name: Final = "aesgcm"
 NONCE_BYTES: Final = 12
 KEY_BYTES: Final = 32
 

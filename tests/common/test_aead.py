@@ -1,8 +1,10 @@
+"""AES-256-GCM with associated data: the cipher the masking and the audit log share."""
+
 import os
 
 import pytest
 
-from policies.masking.aesgcm import SealError, open_sealed, seal
+from common.aead import SealError, open_sealed, seal
 
 
 def test_seal_round_trip() -> None:

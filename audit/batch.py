@@ -1,0 +1,136 @@
+"""What one group commit writes: the entries on their way (:class:`Pending`), and the
+pure step that chains a batch onto the head - sequence numbers, hashes, and the rows of
+every table the append touches (:func:`chain`).
+
+The statements run in this order in one transaction: new subject keys, the entries, the
+intents opened, the intents closed, the keys an erasure destroys, a checkpoint when one
+is due, the head.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from audit import crypto
+from audit.backend import INSERT_ENTRY, Statement
+from audit.chain import canonical, entry_hash
+
+Subject = tuple[str, str]
+#: a subject's data key: (key id, key)
+DataKey = tuple[str, bytes]
+
+INSERT_KEY = (
+    "INSERT INTO audit_subject_key (key_id, system, customer_id, wrapped, kek_id, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+INSERT_OPEN = "INSERT INTO audit_open_intent (audit_id, seq, created_at) VALUES (?, ?, ?)"
+DELETE_OPEN = "DELETE FROM audit_open_intent WHERE audit_id = ?"
+DESTROY_KEYS = (
+    "UPDATE audit_subject_key SET wrapped = NULL, erased_at = ?"
+    " WHERE system = ? AND customer_id = ? AND erased_at IS NULL"
+)
+INSERT_CHECKPOINT = (
+    "INSERT INTO audit_checkpoint (seq, hash, time, public_key, signature) VALUES (?, ?, ?, ?, ?)"
+)
+UPDATE_HEAD = (
+    "UPDATE audit_head SET seq = ?, hash = ?, checkpoint_seq = ?, checkpoint_at = ? WHERE id = 1"
+)
+
+
+@dataclass
+class Pending:
+    """One entry on its way to the chain."""
+
+    body: dict[str, Any] = field(repr=False)
+    subject: Subject = field(repr=False)
+    to_seal: list[tuple[str, str, bytes]] = field(default_factory=list, repr=False)
+    opens_intent: bool = False
+    closes_intent: str | None = None
+    exclusive_close: bool = False
+    erase: bool = False
+    future: asyncio.Future[str] | None = None
+    # Prepared by the caller, outside the append lock, when the subject's key is known:
+    text: str | None = field(default=None, repr=False)
+    key_id: str | None = None
+
+
+@dataclass
+class Chained:
+    """A batch chained onto the head: the new head, and per entry its id (``None``: an
+    exclusive close of an intent that is closed already, not written)."""
+
+    seq: int
+    head_hash: str
+    ids: list[str | None]
+    statements: list[Statement]
+
+
+def seal_into(item: Pending, key: DataKey) -> None:
+    """Seal the entry's personal values under its subject's data key, into its body."""
+    key_id, data_key = key
+    body = item.body
+    sealed: dict[str, dict[str, str]] = {"before": {}, "after": {}}
+    for side, path, plain in item.to_seal:
+        sealed[side][path] = crypto.seal_plain(data_key, plain, body["audit_id"], side, path)
+    body["sealed"] = sealed
+    body["key_id"] = key_id
+
+
+def is_current(item: Pending, cached: DataKey | None) -> bool:
+    """Is the caller's prepared text still right (sealed under the subject's key now)?"""
+    if item.text is None:
+        return False
+    if not item.to_seal:
+        return True
+    return cached is not None and cached[0] == item.key_id
+
+
+def chain(
+    batch: list[Pending],
+    *,
+    seq: int,
+    head_hash: str,
+    keys: Mapping[Subject, DataKey],
+    cached: Mapping[Subject, DataKey],
+    still_open: set[str],
+    now: str,
+) -> Chained:
+    """Number, seal where needed, encode and hash the batch's entries after ``(seq,
+    head_hash)``. ``keys``: the data keys looked up for this batch; ``cached``: those the
+    callers sealed with; ``still_open``: of the exclusive closes, the intents still open."""
+    rows: list[tuple[int, str, str, str]] = []
+    opens: list[tuple[str, int, str]] = []
+    closes: list[tuple[str]] = []
+    destroys: list[tuple[str, str, str]] = []
+    ids: list[str | None] = []
+    for item in batch:
+        if item.exclusive_close and item.closes_intent not in still_open:
+            ids.append(None)
+            continue
+        body = item.body
+        text = item.text
+        if text is None or item.subject in keys or not is_current(item, cached.get(item.subject)):
+            if item.to_seal:
+                seal_into(item, keys[item.subject])
+            text = canonical(body)
+        seq += 1
+        digest = entry_hash(seq, head_hash, text)
+        rows.append((seq, text, head_hash, digest))
+        head_hash = digest
+        ids.append(body["audit_id"])
+        if item.opens_intent:
+            opens.append((body["audit_id"], seq, body["time"]))
+        if item.closes_intent:
+            closes.append((item.closes_intent,))
+        if item.erase:
+            destroys.append((now, item.subject[0], item.subject[1]))
+    statements: list[Statement] = [
+        (INSERT_ENTRY, rows),
+        (INSERT_OPEN, opens),
+        (DELETE_OPEN, closes),
+        (DESTROY_KEYS, destroys),
+    ]
+    return Chained(seq, head_hash, ids, statements)

@@ -1,0 +1,126 @@
+"""Verification of the whole log: recompute the chain up to the head, then check every
+signed checkpoint against it (the checkpoints catch a truncated tail or a rewritten
+chain whose hashes were recomputed).
+
+Progress goes to a callback, ``on_progress(entries checked, entries in all)``, after each
+chunk read; the CLI turns it into a progress bar, the library draws nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from audit import crypto
+from audit.backend import HEAD_SQL, Backend
+from audit.chain import ChainState, check_rows
+from audit.types import VerifyReport
+
+#: (entries checked so far, entries in all)
+Progress = Callable[[int, int], object]
+
+_VERIFY_CHUNK: Final = 10_000  # rows per read; hashing one chunk blocks the loop ~50 ms
+
+
+async def verify_chain(
+    backend: Backend, public_key: bytes, on_progress: Progress | None = None
+) -> VerifyReport:
+    """The whole chain's verdict (masked: ``first_bad`` is an entry id, never a value)."""
+    # checkpoints first, then the head: appends meanwhile cannot make a checkpoint
+    # look as if it lay beyond the end of the chain
+    checkpoints = await backend.fetchall(
+        "SELECT seq, hash, time, public_key, signature FROM audit_checkpoint ORDER BY seq"
+    )
+    head = (await backend.fetchall(HEAD_SQL))[0]
+    head_seq, head_hash = int(head[0]), head[1]
+    marks = {int(cp[0]): cp[1] for cp in checkpoints}
+    seen: dict[int, str] = {}
+    state = await _recompute(backend, head_seq, marks, seen, on_progress)
+    if not state.ok:
+        return _report(state)
+    if state.seq != head_seq or state.head != head_hash:
+        return _report(
+            state,
+            reason=(
+                f"the chain ends at seq {state.seq} but the head row says seq {head_seq}:"
+                " entries were removed or the head was altered"
+            ),
+        )
+    return await _check_checkpoints(backend, public_key, state, checkpoints, seen)
+
+
+async def _recompute(
+    backend: Backend,
+    head_seq: int,
+    marks: Mapping[int, str],
+    seen: dict[int, str],
+    on_progress: Progress | None,
+) -> ChainState:
+    """Hash every entry up to ``head_seq`` in order; ``seen`` gets the recomputed hash
+    at each seq of ``marks``."""
+    state = ChainState()
+    while state.seq < head_seq:
+        rows = await backend.fetchall(
+            "SELECT seq, body, prev_hash, hash FROM audit_entry"
+            " WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+            [state.seq, head_seq, _VERIFY_CHUNK],
+        )
+        if not rows or not check_rows(state, rows, marks, seen.__setitem__):
+            break
+        if on_progress is not None:
+            on_progress(state.seq, head_seq)
+    return state
+
+
+async def _check_checkpoints(
+    backend: Backend,
+    public_key: bytes,
+    state: ChainState,
+    checkpoints: list[tuple[Any, ...]],
+    seen: dict[int, str],
+) -> VerifyReport:
+    public_hex = public_key.hex()
+    for cp_seq, cp_hash, cp_time, cp_key, cp_sig in checkpoints:
+        cp_seq = int(cp_seq)
+        if cp_key != public_hex:
+            return _report(state, reason=f"checkpoint at seq {cp_seq} is signed by an unknown key")
+        try:
+            signature = bytes.fromhex(cp_sig)
+        except ValueError:
+            signature = b""
+        if not crypto.verify_checkpoint(public_key, signature, cp_seq, cp_hash, cp_time):
+            return _report(state, reason=f"checkpoint at seq {cp_seq}: bad signature")
+        if cp_seq > state.seq:
+            return _report(
+                state,
+                reason=(
+                    f"a signed checkpoint covers seq {cp_seq} but the chain ends at seq"
+                    f" {state.seq}: the tail was truncated"
+                ),
+            )
+        if seen.get(cp_seq) != cp_hash:
+            bad = await backend.fetchall("SELECT audit_id FROM audit_entry WHERE seq = ?", [cp_seq])
+            return _report(
+                state,
+                first_bad=bad[0][0] if bad else None,
+                reason=f"the chain at seq {cp_seq} differs from its signed checkpoint",
+            )
+    return _report(state, checkpoints=len(checkpoints))
+
+
+def _report(
+    state: ChainState,
+    *,
+    first_bad: str | None = None,
+    reason: str | None = None,
+    checkpoints: int = 0,
+) -> VerifyReport:
+    reason = reason or state.reason
+    return VerifyReport(
+        ok=reason is None,
+        entries=state.entries,
+        head=state.head,
+        first_bad=first_bad or state.first_bad,
+        reason=reason,
+        checkpoints=checkpoints,
+    )

@@ -1,0 +1,7 @@
+"""Leaf helpers that policies, audit and service share: canonical JSON and AES-256-GCM.
+
+The layering: ``common`` imports nothing of ours; ``policies`` imports only ``common``;
+``audit`` imports only ``common``; ``service`` may import all three. A helper that both
+the policy masking and the audit log need lives here, so neither reaches into the
+other (tests/common/test_layering.py holds every package to it).
+"""

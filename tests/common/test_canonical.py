@@ -1,0 +1,93 @@
+"""Canonical JSON in one place: its rules, and every hash taken of it pinned to the value
+it had before the five copies became one (a changed byte would change an audit hash, an
+ETag a client holds, a pseudonym, or a policy revision)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from audit.chain import GENESIS, canonical, entry_hash
+from audit.crypto import encode_value
+from common.canonical import canonical_json, encoder
+from policies.compile import policy_version
+from policies.masking.base import canonical as masking_input
+from service.gateway import record_etag
+from service.upstreams.base import content_tag
+
+RECORD = {"Name": "Jürgen", "Tags": [1, 2.5, None, True], "Nested": {"b": "ä", "a": 1}}
+
+#: an entry body as audit.entries.base_body shapes it, with a sealed pair and non-ASCII
+#: (a non-BMP character becomes a surrogate pair in the ASCII text)
+ENTRY = {
+    "v": 1, "audit_id": "0192f0c4-7d2a-7000-8000-000000000001",
+    "time": "2026-11-02T10:00:00.000000Z", "actor": "alice", "roles": ["editor"],
+    "system": "keycom", "customer_id": "1042", "purpose": "customer_service",
+    "request_id": "req-1", "action": "update", "phase": "intent", "outcome": None,
+    "problem_code": None, "upstream_status": None, "upstream_latency_ms": 12.5,
+    "intent_id": None, "changed": ["Name", "Email"], "before": {"Name": "Jürgen Ölund"},
+    "after": {"Name": "Jürgen Ølund \U0001f600"}, "policy_version": "sha256:ab",
+    "reason": None, "target_id": None, "key_id": "k1",
+    "sealed": {"before": {"Email": "QUJD"}, "after": {"Email": "REVG"}},
+}  # fmt: skip
+ENTRY_TEXT = (
+    '{"action":"update","actor":"alice","after":{"Name":"J\\u00fcrgen \\u00d8lund'
+    ' \\ud83d\\ude00"},"audit_id":"0192f0c4-7d2a-7000-8000-000000000001","before":{"Name":'
+    '"J\\u00fcrgen \\u00d6lund"},"changed":["Name","Email"],"customer_id":"1042",'
+    '"intent_id":null,"key_id":"k1","outcome":null,"phase":"intent","policy_version":'
+    '"sha256:ab","problem_code":null,"purpose":"customer_service","reason":null,'
+    '"request_id":"req-1","roles":["editor"],"sealed":{"after":{"Email":"REVG"},"before":'
+    '{"Email":"QUJD"}},"system":"keycom","target_id":null,"time":'
+    '"2026-11-02T10:00:00.000000Z","upstream_latency_ms":12.5,"upstream_status":null,"v":1}'
+)
+ENTRY_HASH = "f0bc2c845bfb3c49eed0c99e1d3448820883235f36d91431c9b7ab83ebb195ab"
+
+
+def test_sorted_compact_and_utf8_unless_ascii_is_asked_for() -> None:
+    value = {"b": [1, {"d": None, "c": "é"}], "a": True}
+    assert canonical_json(value) == '{"a":true,"b":[1,{"c":"é","d":null}]}'
+    assert canonical_json(value, ascii_only=True) == '{"a":true,"b":[1,{"c":"\\u00e9","d":null}]}'
+
+
+@pytest.mark.parametrize("number", [math.nan, math.inf, -math.inf])
+def test_nan_and_infinities_are_refused_unless_allowed(number: float) -> None:
+    with pytest.raises(ValueError):
+        canonical_json({"x": number})
+    assert canonical_json({"x": number}, allow_nan=True) in (
+        '{"x":NaN}', '{"x":Infinity}', '{"x":-Infinity}'
+    )  # fmt: skip
+
+
+def test_a_value_json_cannot_hold_is_a_type_error() -> None:
+    with pytest.raises(TypeError):
+        canonical_json({"x": object()})
+
+
+@given(st.dictionaries(st.text(max_size=6), st.text(max_size=6) | st.integers(), max_size=6))
+def test_key_order_never_changes_the_text(value: dict[str, object]) -> None:
+    backwards = dict(reversed(list(value.items())))
+    assert canonical_json(backwards) == canonical_json(value)
+    assert encoder(ascii_only=True)(backwards) == canonical_json(value, ascii_only=True)
+
+
+def test_the_audit_chain_form_and_a_known_entry_hash_are_unchanged() -> None:
+    assert canonical(ENTRY) == ENTRY_TEXT
+    assert entry_hash(1, GENESIS, ENTRY_TEXT) == ENTRY_HASH
+
+
+def test_the_sealed_plaintext_form_is_unchanged() -> None:
+    assert encode_value({"b": "ä", "a": math.nan}, "p") == b'{"a":NaN,"b":"\\u00e4"}'
+
+
+def test_record_tags_policy_revision_and_masking_input_are_unchanged() -> None:
+    assert record_etag(RECORD) == '"927c08c7db66d1f66e5bd4950c90e6f1"'
+    assert content_tag(RECORD) == (
+        "927c08c7db66d1f66e5bd4950c90e6f1e8ff5407eb95c839f5c265592ca6eaf0"
+    )
+    assert policy_version({"fields": {"Näme": {"x": 1}}, "version": 2}) == (
+        "f805d546b14a98c53fe9a8ab3cd501fb63f71be4cba15e28c32829aa7b45963c"
+    )
+    assert masking_input({"b": "ä", "a": math.inf}) == b'{"a":Infinity,"b":"\xc3\xa4"}'
