@@ -15,6 +15,7 @@ COPY pyproject.toml README.md ./
 COPY audit ./audit
 COPY policies ./policies
 COPY service ./service
+COPY vocabulary ./vocabulary
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.12-slim-bookworm AS runtime

@@ -9,22 +9,17 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from policies.controls import CONTROLS
 from policies.masking.registry import STRATEGIES, strategy_names
-from policies.model import (
-    FORMATS,
-    MODES,
-    PURPOSES,
-    ROLES,
-    RULE_PROBLEMS,
-    SENSITIVITIES,
-    SENSITIVITY_RANK,
-    TYPES,
-)
+from policies.model import FORMATS, MODES, SENSITIVITIES, SENSITIVITY_RANK, TYPES
 from policies.taxonomy import is_category, nearest_categories
 from policies.yamlmarks import Key
+from vocabulary import RULE_PROBLEMS, Purpose, Role
+
+ROLES: Final = tuple(Role)
+PURPOSES: Final = tuple(Purpose)
 
 TOP_KEYS = {"system", "title", "description", "mode", "id_field", "edit_profiles", "masking",
             "rules", "fields"}

@@ -10,10 +10,11 @@ from typing import Any
 
 from policies import PolicyLoadError, load_policy_set
 from policies.loader import load_file, policy_files
-from policies.model import ROLES
+from vocabulary import Role
 
-ROLE_ABBREV = {"editor": "editor", "auditor": "auditor", "privacy_officer": "privacy",
-               "admin": "admin"}
+#: the column heading of each role's masking (the role names, one shortened)
+ROLE_ABBREV = {Role.EDITOR: "editor", Role.AUDITOR: "auditor", Role.PRIVACY_OFFICER: "privacy",
+               Role.ADMIN: "admin"}
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -112,14 +113,14 @@ def _constraints(row: dict[str, Any]) -> str:
 
 def render_table(rows: list[dict[str, Any]]) -> str:
     header = ["field", "type", "constraints", "category", "sensitivity", "editable by",
-              "purposes", *(f"mask:{ROLE_ABBREV[r]}" for r in ROLES)]
+              "purposes", *(f"mask:{ROLE_ABBREV[r]}" for r in Role)]
     table = [header]
     for row in rows:
         sens = row["sensitivity"] + ("*" if row["raised_by_rules"] else "")
         table.append([
             row["path"], row["type"], _constraints(row), row["category"] or "-", sens,
             ",".join(row["editable_by"]) or "nobody", ",".join(row["purposes"]) or "-",
-            *(row["masking"][r] for r in ROLES),
+            *(row["masking"][r] for r in Role),
         ])
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from service.keys import AUTH_KEY
 from service.middleware import problem_response
+from vocabulary import Problem
 
 routes = web.RouteTableDef()
 
@@ -111,7 +112,7 @@ async def ui_asset(request: web.Request) -> web.Response:
     name = request.match_info["asset"]
     if name not in ASSETS:
         return problem_response(
-            "not_found",
+            Problem.NOT_FOUND,
             404,
             "Not found",
             "the review page has no file of that name",

@@ -12,8 +12,9 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, Final
 
 from service.errors import FieldProblem
+from vocabulary import FieldCode
 
-CODE: Final = "upstream_rejected"
+CODE: Final = FieldCode.UPSTREAM_REJECTED
 MESSAGE: Final = "the upstream refused this field"
 
 _SEGMENT = r"[A-Za-z_][A-Za-z0-9_]{0,63}"

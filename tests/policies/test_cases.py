@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from policies import PolicyEngine
-from policies.model import PROBLEMS
 from tests.policies.conftest import principal
+from vocabulary import POLICY_PROBLEMS as PROBLEMS
 
 CASES_DIR = Path(__file__).parent / "cases"
 
