@@ -15,8 +15,8 @@ from pathlib import Path
 from aiohttp import web
 
 from service.app import create_app
-from service.config import demo_settings
-from service.emulators import SYSTEMS
+from service.demo_settings import demo_settings
+from service.registry import SYSTEMS
 
 
 def main() -> None:

@@ -16,7 +16,8 @@ import aiohttp
 import pytest
 
 from service.commands import emulate
-from service.emulators import STATS_KEY, STORE_KEY, SYSTEMS, EmulatorCluster
+from service.emulators import STATS_KEY, STORE_KEY, EmulatorCluster
+from service.registry import SYSTEMS
 
 from .conftest import BILLBEE_AUTH, KEYCOM_AUTH, SEDONA_AUTH, TIMELOG_AUTH
 

@@ -31,7 +31,7 @@ import asyncpg
 import pytest
 
 from service.cli import main as cli_main
-from service.emulators import DEMO_CREDENTIALS
+from service.emulators.billbee import CREDENTIALS as BILLBEE_CREDENTIALS
 from tests.service.chain import read_chain
 from tests.service.processes import emulator_process, events, keys, serve_config, start_serve
 from tests.service.test_demo_command import free_block
@@ -125,7 +125,7 @@ async def test_three_replicas_lose_no_update_and_survive_a_sigkill(
     killed: int | None = None
     try:
         db = await asyncpg.connect(ADMIN_DSN.replace("/test", f"/{database}"))
-        creds = DEMO_CREDENTIALS["billbee"]
+        creds = BILLBEE_CREDENTIALS
         basic = base64.b64encode(f"{creds['username']}:{creds['password']}".encode()).decode()
         billbee = aiohttp.ClientSession(urls["billbee"], headers={
             "X-Billbee-Api-Key": creds["api_key"], "Authorization": f"Basic {basic}",
