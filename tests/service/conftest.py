@@ -15,9 +15,10 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
 from service.app import create_app
-from service.config import Settings, TokenEntry, demo_settings
+from service.demo_settings import demo_settings
 from service.emulators import STORE_KEY, EmulatorCluster
 from service.keys import AUDIT_KEY
+from service.settings import Settings, TokenEntry
 
 EDITOR = {"Authorization": "Bearer demo-editor", "X-Purpose": "customer_service"}
 AUDITOR = {"Authorization": "Bearer demo-auditor", "X-Purpose": "customer_service"}

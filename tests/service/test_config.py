@@ -10,16 +10,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from service.config import (
-    DEMO_TOKENS,
-    SYSTEMS,
-    ConfigError,
-    Settings,
-    demo_settings,
-    env_name,
-    load_settings,
-)
+from service.config import ConfigError, env_name, load_settings
+from service.demo_settings import DEMO_TOKENS, demo_settings
+from service.registry import SYSTEMS
 from service.secret import Secret
+from service.settings import Settings
 
 MASTER = base64.b64encode(bytes(range(32))).decode()
 SIGNING = base64.b64encode(bytes(range(32, 64))).decode()
