@@ -272,10 +272,10 @@ def _check_field_edit(
         _check_edit(c, (*key, "edit"), edit)
     roles = edit.get("roles") if isinstance(edit, dict) else None
     if spec.get("sensitivity") == "restricted" and isinstance(roles, list):
-        others = sorted({r for r in roles if isinstance(r, str)} - {"privacy_officer"})
+        others = sorted({r for r in roles if isinstance(r, str)} - {Role.PRIVACY_OFFICER})
         if others:
-            c.err((*key, "edit"), "a restricted field may be changed by privacy_officer only, "
-                  f"not {', '.join(others)}")
+            c.err((*key, "edit"), f"a restricted field may be changed by {Role.PRIVACY_OFFICER} "
+                  f"only, not {', '.join(others)}")
 
 
 def _check_masking(c: Checker, masking: Any) -> None:

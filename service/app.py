@@ -46,6 +46,7 @@ from service.routes import customers, health, systems, ui
 from service.settings import Settings
 from service.shutdown import Lifecycle, lifecycle_middleware
 from service.upstreams import Connector, record_shows
+from vocabulary import AuditOutcome
 
 log = logging.getLogger("gdpr_gateway.app")
 
@@ -232,12 +233,13 @@ def _resolver(
     async def resolve(system: str, customer_id: str, after: Mapping[str, Any]) -> str:
         connector = connectors.get(system)
         if connector is None or not after:
-            return "unknown"
+            return AuditOutcome.UNKNOWN
         try:
             record = await connector.fetch(customer_id)
         except Exception:  # any failure to look leaves the outcome unknown, as it was
-            return "unknown"
-        return "applied" if record_shows(record, after) else "unknown"
+            return AuditOutcome.UNKNOWN
+        landed = record_shows(record, after)
+        return AuditOutcome.APPLIED if landed else AuditOutcome.UNKNOWN
 
     return resolve
 

@@ -12,12 +12,11 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from audit import AuditLog, Intent, Outcome
 from audit.errors import AuditUnavailable, InvalidAuditInput
-from policies import Decision, PolicyEngine, Principal
+from policies import Decision, PolicyEngine
 from policies.merge import merge_patch
 from service.access import authorize
 from service.errors import (
@@ -32,6 +31,7 @@ from service.errors import (
     UpstreamOutcomeUnknown,
     ValidationFailed,
 )
+from service.gateway_types import Admitted, ReadResult, Request, UpdateResult
 from service.inflight import InFlight
 from service.logs import log_event
 from service.metrics import Metrics
@@ -45,45 +45,6 @@ def record_etag(record: Mapping[str, Any]) -> str:
     """The ETag of an upstream record as the gateway read it (before masking)."""
     canonical = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return '"' + hashlib.sha256(canonical.encode()).hexdigest()[:32] + '"'
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """What the handler parsed: who asks, about whom, why."""
-
-    system: str
-    customer_id: str
-    principal: Principal
-    purpose: str | None
-    request_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Admitted:
-    """A request :func:`service.access.authorize` let through, with its system's
-    connector. Only :meth:`Gateway.admit` makes one: reads and changes take it, so the
-    check runs once per request and cannot be skipped."""
-
-    request: Request
-    connector: Connector
-
-
-@dataclass(frozen=True, slots=True)
-class ReadResult:
-    customer: dict[str, Any]
-    etag: str
-    policy_version: str
-    audit_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class UpdateResult:
-    applied: bool
-    dry_run: bool
-    changed: tuple[str, ...]
-    customer: dict[str, Any]
-    audit_id: str | None
-    policy_version: str
 
 
 class Gateway:

@@ -29,7 +29,7 @@ from service.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from service.gateway import Request
+from service.gateway_types import Request
 from service.keys import (
     AUDIT_ID_KEY,
     AUTH_KEY,
