@@ -19,7 +19,7 @@ from policies import MaskingConfigError, PolicyLoadError
 from service.config_read import ConfigError
 from service.reload import ReloadRefused
 
-#: the address could not be had: taken, not ours, or not allowed
+#: the address could not be had: taken, not ours, or not allowed (a bind error names no file)
 _BIND_ERRORS: Final = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
 
 Explain = Callable[[BaseException, argparse.Namespace], list[str] | None]
@@ -85,13 +85,16 @@ def _masking(exc: BaseException, _args: argparse.Namespace) -> list[str]:
     return [f"error: a masking strategy cannot be built ({exc}); check the policies' masking"]
 
 
-def _listen(exc: BaseException, _args: argparse.Namespace) -> list[str] | None:
-    if not isinstance(exc, OSError) or exc.errno not in _BIND_ERRORS:
-        return None  # another system error: unexpected, keep the traceback
-    return [
-        f"error: cannot listen ({exc.strerror}); choose another --host/--port, or stop what "
-        "holds the address"
-    ]
+def _system(exc: BaseException, _args: argparse.Namespace) -> list[str] | None:
+    if not isinstance(exc, OSError):
+        return None
+    if exc.filename is not None:  # a state folder, a key file: a path of ours, not a value
+        return [f"error: cannot use {exc.filename} ({exc.strerror}); check it and its "
+                "permissions"]
+    if exc.errno in _BIND_ERRORS:
+        return [f"error: cannot listen ({exc.strerror}); choose another --host/--port, or "
+                "stop what holds the address"]
+    return None  # another system error: unexpected, keep the traceback
 
 
 def _audit(exc: BaseException, _args: argparse.Namespace) -> list[str]:
@@ -108,7 +111,7 @@ FAILURES: Final[Sequence[tuple[type[BaseException], Explain]]] = (
     (ReloadRefused, _refused),
     (MaskingConfigError, _masking),
     (AuditError, _audit),
-    (OSError, _listen),
+    (OSError, _system),
 )
 
 

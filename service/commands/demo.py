@@ -46,15 +46,12 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
-    try:
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(
-                serve_demo(args.host, args.port, args.state_dir,
-                           drain_seconds=max(0.0, args.drain_seconds))
-            )
-    except OSError as exc:
-        print(f"demo: cannot listen: {exc.strerror}", file=sys.stderr)
-        return 1
+    # a port in use, a state folder that cannot be written: said by service.failures
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(
+            serve_demo(args.host, args.port, args.state_dir,
+                       drain_seconds=max(0.0, args.drain_seconds))
+        )
     return 0
 
 

@@ -66,8 +66,9 @@ async def serve(cluster: EmulatorCluster, stop: asyncio.Event | None = None) -> 
         try:
             await cluster.start()
         except OSError as exc:
-            print(f"gdpr-gateway emulate: cannot listen: {exc.strerror or exc}", file=sys.stderr)
-            return 1
+            print(f"gdpr-gateway emulate: cannot listen ({exc.strerror or type(exc).__name__}); "
+                  "choose another --base-port (0 picks free ports)", file=sys.stderr)
+            return 2
         for system in SYSTEMS:
             print(f"{system:<8} {cluster.urls[system]}  (port {cluster.ports[system]})",
                   flush=True)

@@ -133,7 +133,7 @@ async def test_serve_reports_a_taken_port(capsys: pytest.CaptureFixture[str]) ->
         code = await emulate.serve(EmulatorCluster(base_port=first.base_port), asyncio.Event())
     finally:
         await first.stop()
-    assert code == 1
+    assert code == 2
     assert "cannot listen" in capsys.readouterr().err
 
 

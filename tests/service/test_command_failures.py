@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.service.test_demo_command import free_block
 from tests.service.test_serve_command import write_config
 
 CONSOLE_SCRIPT = Path(sys.executable).parent / "gdpr-gateway"
@@ -183,3 +184,14 @@ def test_a_damaged_demo_key_file_is_named(tmp_path: Path) -> None:
     code, said, stderr = run("audit", "public-key", "--state-dir", str(state))
     assert_clean(code, said, stderr, tmp_path)
     assert said == ["error: the signing key is not valid base64"]
+
+
+def test_the_demo_on_a_taken_port_is_one_line(tmp_path: Path) -> None:
+    port = free_block()
+    (tmp_path / "secrets").mkdir()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        code, said, stderr = run("demo", "--port", str(port), "--state-dir", str(tmp_path / "s"))
+    assert_clean(code, said, stderr, tmp_path)
+    assert len(said) == 1 and said[0].startswith("error: cannot listen (")
