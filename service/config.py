@@ -2,10 +2,12 @@
 
 The one settings loader. ``serve`` takes all of it (:func:`load_settings`); ``db upgrade``
 needs the audit store's URL only (:func:`load_store_url`: a migration job is given no
-keys) and the ``audit`` commands the URL and the two keys (:func:`load_audit_access`).
-All three read and check the *whole* configuration the same way - file, environment,
-``*_file``/``*_FILE``, unknown keys, every bound - and differ only in what must be
-present: a configuration ``serve`` accepts, every command accepts.
+keys), the ``audit`` commands the URL and the two keys (:func:`load_audit_access`), the
+``policy`` commands the policy folder (:func:`load_policies_dir`). All of them read and
+check the *whole* configuration the same way - file, environment, ``*_file``/``*_FILE``,
+unknown keys, every bound - and differ only in what must be present (and whether the
+policy folder must exist: only for the commands that read it): a configuration
+``serve`` accepts, every command accepts.
 
 Errors come all at once in a :class:`ConfigError`, each naming the file and line or the
 variable, and the key; never a value. docs/configuration.md lists every setting; the
@@ -36,6 +38,7 @@ __all__ = [
     "TokenEntry",
     "env_name",
     "load_audit_access",
+    "load_policies_dir",
     "load_settings",
     "load_store_url",
     "settings_from",
@@ -78,15 +81,32 @@ def load_audit_access(
     )
 
 
+def load_policies_dir(
+    path: Path | None, environ: Mapping[str, str], *, systems: Registry = SYSTEMS
+) -> Path | None:
+    """The policy folder in force (``policy check|show --config``): ``policies_dir``, or
+    None for the registry's policy files; nothing else is required."""
+    model = document_model(systems)
+    raw = read(path, environ, model)
+    _validate(raw, model, ("policies_dir",), reads_policies=True)
+    if "policies_dir" not in raw.data:
+        return None
+    directory: Path | None = _value(model, raw, ("policies_dir",))
+    return directory
+
+
 def _validate(
-    raw: Raw, model: type[Document], required: tuple[str, ...] | None
+    raw: Raw,
+    model: type[Document],
+    required: tuple[str, ...] | None,
+    *,
+    reads_policies: bool = False,
 ) -> Document | None:
     """The whole document checked; what is missing outside ``required`` (when given) is
     not an error. The document, or None when something not required is missing."""
+    whole = required is None or reads_policies
     try:
-        document = model.model_validate(
-            raw.data, context=_context(raw, model, whole=required is None)
-        )
+        document = model.model_validate(raw.data, context=_context(raw, model, whole=whole))
     except ValidationError as exc:
         errors = raw.errors + problems(exc.errors(), raw, model, required)
         if errors:

@@ -10,6 +10,7 @@ each documented form (inline values, ``*_file`` keys, ``GDPR_GATEWAY_*`` variabl
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
 import subprocess
@@ -228,3 +229,34 @@ def test_a_policies_dir_must_exist_only_where_it_is_read(tmp_path: Path) -> None
     assert caught.value.errors == [f"{config}:N: policies_dir: not a directory".replace(
         ":N:", f":{config.read_text().splitlines().index('policies_dir: not-mounted-here') + 1}:"
     )]
+
+
+def test_policy_commands_read_the_policies_the_configuration_puts_in_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    shipped = SYSTEMS["billbee"].policy.read_text(encoding="utf-8")
+    (policies / "billbee.yaml").write_text(shipped)
+    config, _ = configuration("inline", tmp_path, free_block())
+    data = yaml.safe_load(config.read_text())
+    data["policies_dir"] = "policies"
+    config.write_text(yaml.safe_dump(data))
+
+    assert main(["policy", "check", "--config", str(config)]) == 0
+    assert capsys.readouterr().out.startswith("OK billbee.yaml: system billbee")
+    assert main(["policy", "show", "billbee", "--config", str(config), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["system"] == "billbee"
+    (policies / "billbee.yaml").write_text(shipped.replace("mode: put", "mode: sideways"))
+    assert main(["policy", "check", "--config", str(config)]) == 1
+    assert "billbee.yaml:" in capsys.readouterr().err
+
+    del data["policies_dir"]  # none: each system's policy file of the registry
+    config.write_text(yaml.safe_dump(data))
+    assert main(["policy", "check", "--config", str(config)]) == 0
+    assert capsys.readouterr().out.count("OK ") == len(SYSTEMS)
+
+    data["policies_dir"] = "nowhere"  # read by this command: it must exist
+    config.write_text(yaml.safe_dump(data))
+    assert main(["policy", "check", "--config", str(config)]) == 2
+    assert "policies_dir: not a directory" in capsys.readouterr().err
