@@ -21,6 +21,7 @@ from service.emulators.httputil import (
 from service.emulators.keys import LIMITER_KEY, STORE_KEY
 from service.emulators.ratelimit import RateLimiter
 from service.emulators.spec import Record, SystemSpec
+from vocabulary import System
 
 #: the credentials this emulator accepts (the demo's, published in docs/upstreams.md)
 CREDENTIALS: Final = MappingProxyType(
@@ -268,5 +269,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_put("/api/v1/customers/{id}", put_customer)
 
 
-SPEC = SystemSpec(name="billbee", seed=seed, generate=generate, add_routes=add_routes,
+SPEC = SystemSpec(name=System.BILLBEE, seed=seed, generate=generate, add_routes=add_routes,
                   error=error, credentials=CREDENTIALS, rate_limit_per_second=LIMIT_PER_SECOND)

@@ -20,6 +20,7 @@ from service.emulators.httputil import (
 )
 from service.emulators.keys import STORE_KEY
 from service.emulators.spec import Record, SystemSpec
+from vocabulary import System
 
 # field -> (kind, max length for strings); order and types as docs/UPSTREAMS.md's table
 FIELDS: dict[str, tuple[str, int | None]] = {
@@ -273,5 +274,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_patch("/customers/{id}/", patch_customer)
 
 
-SPEC = SystemSpec(name="keycom", seed=seed, generate=generate, add_routes=add_routes,
+SPEC = SystemSpec(name=System.KEYCOM, seed=seed, generate=generate, add_routes=add_routes,
                   error=error, credentials=CREDENTIALS)

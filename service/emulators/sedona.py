@@ -13,6 +13,7 @@ from service.emulators.fakedata import person, rng_for
 from service.emulators.httputil import BodyError, basic_ok, int_id, json_body
 from service.emulators.keys import STORE_KEY
 from service.emulators.spec import Record, SystemSpec
+from vocabulary import System
 
 #: the credentials this emulator accepts (the demo's, published in docs/upstreams.md)
 CREDENTIALS: Final = MappingProxyType({"username": "demo", "password": "demo-sedona-password"})
@@ -244,5 +245,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_put("/api/customer/{id}", put_customer)
 
 
-SPEC = SystemSpec(name="sedona", seed=seed, generate=generate, add_routes=add_routes,
+SPEC = SystemSpec(name=System.SEDONA, seed=seed, generate=generate, add_routes=add_routes,
                   error=error, credentials=CREDENTIALS)

@@ -12,6 +12,7 @@ from service.emulators.fakedata import person, rng_for
 from service.emulators.httputil import BodyError, int_id, is_int, json_body, same_secret
 from service.emulators.keys import STORE_KEY
 from service.emulators.spec import Record, SystemSpec
+from vocabulary import System
 
 API_VERSION = "v1"
 #: the credentials this emulator accepts (the demo's, published in docs/upstreams.md)
@@ -224,7 +225,7 @@ def add_routes(app: web.Application) -> None:
 
 
 SPEC = SystemSpec(
-    name="timelog", seed=seed, generate=generate, add_routes=add_routes,
+    name=System.TIMELOG, seed=seed, generate=generate, add_routes=add_routes,
     error=lambda status, message: error(status, message),
     credentials=CREDENTIALS, options=OPTIONS,
 )

@@ -195,3 +195,15 @@ def test_the_demo_on_a_taken_port_is_one_line(tmp_path: Path) -> None:
         code, said, stderr = run("demo", "--port", str(port), "--state-dir", str(tmp_path / "s"))
     assert_clean(code, said, stderr, tmp_path)
     assert len(said) == 1 and said[0].startswith("error: cannot listen (")
+
+
+def test_an_unreadable_policy_file_is_named(tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "keycom.yaml").write_bytes(b"system: keycom\n\xff\xfe\n")
+    path = config(tmp_path, policies_dir=str(policies))
+    assert run("db", "upgrade", "--config", str(path))[0] == 0
+    code, said, stderr = run("serve", "--config", str(path))
+    assert_clean(code, said, stderr, tmp_path)
+    assert said[0] == "policy error: keycom.yaml:1: cannot read the file (UnicodeDecodeError)"
+    assert said[-1].startswith("error: the policy files are invalid; fix the lines above")
