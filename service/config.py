@@ -146,67 +146,33 @@ def _value(model: type[Document], raw: Raw, path: tuple[str, ...]) -> Any:
 
 
 def settings_from(document: Document, systems: Registry) -> Settings:
-    """The flat, frozen :class:`Settings` of a checked document."""
-    audit, auth, jwt = document.audit, document.auth, document.auth.jwt
+    """The flat, frozen :class:`Settings` of a checked document. Its names are the keys'
+    paths joined with ``_`` (``audit.url`` -> ``audit_url``), the masking keys without
+    their section's name; the sections that are lists or mappings of their own (tokens,
+    JWT, upstreams) become their own types."""
+    values = dict(document)
+    sections = {name: values.pop(name) for name in ("audit", "shutdown", "masking", "auth")}
+    values.pop("upstreams")
+    for section in ("audit", "shutdown"):
+        values |= {f"{section}_{key}": value for key, value in dict(sections[section]).items()}
+    values |= dict(sections["masking"])
+    auth = document.auth
     return Settings(
-        host=document.host,
-        port=document.port,
-        body_limit_bytes=document.body_limit_bytes,
-        body_timeout_seconds=document.body_timeout_seconds,
-        keepalive_timeout_seconds=document.keepalive_timeout_seconds,
-        header_limit_bytes=document.header_limit_bytes,
-        header_count_limit=document.header_count_limit,
-        log_level=document.log_level,
-        policies_dir=document.policies_dir,
-        policies_reload_seconds=document.policies_reload_seconds,
-        audit_url=audit.url,
-        audit_master_key=audit.master_key,
-        audit_signing_key=audit.signing_key,
-        audit_checkpoint_every=audit.checkpoint_every,
-        audit_checkpoint_seconds=audit.checkpoint_seconds,
-        audit_reconcile_seconds=audit.reconcile_seconds,
-        audit_reconcile_min_age_seconds=audit.reconcile_min_age_seconds,
-        audit_lock_wait_seconds=audit.lock_wait_seconds,
-        audit_lock_connections=audit.lock_connections,
-        pseudonym_key=document.masking.pseudonym_key,
-        hash_salt=document.masking.hash_salt,
+        **values,
         tokens=tuple(TokenEntry(t.name, t.roles, t.systems, t.sha256) for t in auth.tokens),
-        jwt=None if jwt is None else JwtSettings(
-            public_keys=jwt.public_keys,
-            issuer=jwt.issuer,
-            audience=jwt.audience,
-            algorithms=jwt.algorithms,
-            name_claim=jwt.name_claim,
-            roles_claim=jwt.roles_claim,
-            systems_claim=jwt.systems_claim,
-            leeway_seconds=jwt.leeway_seconds,
-        ),
+        jwt=None if auth.jwt is None else JwtSettings(**dict(auth.jwt)),
         upstreams={name: _upstream(name, dict(document.upstreams)[name]) for name in systems},
-        conflict_check=document.conflict_check,
-        upstream_read_purpose_required=document.upstream_read_purpose_required,
-        caller_rate_limit_per_second=document.caller_rate_limit_per_second,
-        caller_rate_limit_burst=document.caller_rate_limit_burst,
-        shutdown_drain_seconds=document.shutdown.drain_seconds,
-        shutdown_grace_seconds=document.shutdown.grace_seconds,
         systems=systems,
     )
 
 
 def _upstream(name: str, section: UpstreamSection) -> UpstreamSettings:
     """An upstream's section; its credentials and options are its system's models."""
-    parts = dict(section)
-    options = parts.get("options")
+    values = dict(section)  # the same names as UpstreamSettings'
+    credentials, options = values.pop("credentials"), values.pop("options", None)
     return UpstreamSettings(
         system=name,
-        base_url=section.base_url,
-        credentials=MappingProxyType(dict(parts["credentials"])),
+        credentials=MappingProxyType(dict(credentials)),
         options=MappingProxyType(options.as_mapping() if options is not None else {}),
-        timeout_seconds=section.timeout_seconds,
-        connect_timeout_seconds=section.connect_timeout_seconds,
-        max_retries=section.max_retries,
-        rate_limit_per_second=section.rate_limit_per_second,
-        rate_limit_burst=section.rate_limit_burst,
-        backoff_max_seconds=section.backoff_max_seconds,
-        breaker_failure_threshold=section.breaker_failure_threshold,
-        breaker_reset_seconds=section.breaker_reset_seconds,
+        **values,
     )

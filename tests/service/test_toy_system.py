@@ -5,47 +5,26 @@ registry, and a change goes the whole way - validated, audited, forwarded."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
-from prometheus_client import CollectorRegistry
 
-from service.app import create_app
 from service.config import ConfigError, load_settings
-from service.demo_settings import demo_settings
-from service.emulators import STATS_KEY, STORE_KEY, EmulatorCluster, emulators_of
+from service.emulators import STATS_KEY, STORE_KEY
 from service.registry import SYSTEMS
-from tests.service.conftest import AUDITOR, EDITOR
+from tests.service.conftest import AUDITOR, EDITOR, Stack, make_stack
 from tests.service.toy import REGISTRY
 
 SHOPPER = "/v1/systems/toyshop/customers/1"
 
 
 @pytest.fixture
-async def toy(
-    aiohttp_client: Callable[..., Any], tmp_path: Path
-) -> AsyncIterator[tuple[TestClient[Any, Any], EmulatorCluster, CollectorRegistry]]:
-    cluster = EmulatorCluster(systems=emulators_of(REGISTRY))
-    await cluster.start()
-    try:
-        settings = demo_settings(
-            port=0,
-            state_dir=tmp_path,
-            upstream_urls=cluster.urls,
-            audit_url=f"sqlite+aiosqlite:///{tmp_path}/audit.db",
-            master_key=os.urandom(32),
-            signing_key=os.urandom(32),
-            systems=REGISTRY,
-        )
-        metrics = CollectorRegistry()
-        client = await aiohttp_client(create_app(settings, registry=metrics, migrate=True))
-        yield client, cluster, metrics
-    finally:
-        await cluster.stop()
+async def toy(aiohttp_client: Callable[..., Any], tmp_path: Path) -> AsyncIterator[Stack]:
+    """The real app and emulators of the shipped systems and the toy shop."""
+    async for stack in make_stack(aiohttp_client, tmp_path, systems=REGISTRY):
+        yield stack
 
 
 def test_the_registry_line_is_all_the_configuration_needs() -> None:
@@ -62,10 +41,10 @@ def test_the_registry_line_is_all_the_configuration_needs() -> None:
 
 
 async def test_a_patch_is_validated_audited_and_forwarded_to_the_toy_emulator(
-    toy: tuple[TestClient[Any, Any], EmulatorCluster, CollectorRegistry],
+    toy: Stack,
 ) -> None:
-    client, cluster, metrics = toy
-    emulator = cluster.apps["toyshop"]
+    client, metrics = toy.client, toy.registry
+    emulator = toy.cluster.apps["toyshop"]
 
     async with client.get("/v1/systems", headers=AUDITOR) as response:
         listed = {s["system"]: s["mode"] for s in (await response.json())["systems"]}
