@@ -11,7 +11,7 @@ from audit.errors import (
 from audit.log import AuditLog
 from audit.migrate import upgrade
 from audit.rotate import rotate_master_key
-from audit.statedir import AuditSettings, load_config, open_demo_state
+from audit.statedir import AuditSettings, open_demo_state
 from audit.types import Intent, Outcome, Page, VerifyReport
 
 __all__ = [
@@ -27,7 +27,6 @@ __all__ = [
     "Page",
     "StoreNotInitialised",
     "VerifyReport",
-    "load_config",
     "open_demo_state",
     "rotate_master_key",
     "upgrade",

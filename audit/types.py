@@ -6,9 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-ACTIONS: Final = frozenset({"update", "dry_run", "read", "reveal", "erase", "export"})
-PHASES: Final = frozenset({"intent", "outcome"})
-OUTCOMES: Final = frozenset({"applied", "rejected", "upstream_failed", "unknown"})
+from common.vocabulary import Action, AuditOutcome, Phase
+
+ACTIONS: Final = frozenset(Action)
+PHASES: Final = frozenset(Phase)
+OUTCOMES: Final = frozenset(AuditOutcome)
 SEALED_SENSITIVITIES: Final = frozenset({"personal", "restricted"})
 
 

@@ -27,15 +27,16 @@ from typing import Any
 
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 
-from service.emulators import DEMO_CREDENTIALS
+from service.emulators import billbee as billbee_emulator
+from service.emulators import keycom as keycom_emulator
 
-_BILLBEE = DEMO_CREDENTIALS["billbee"]
+_BILLBEE = billbee_emulator.CREDENTIALS
 BILLBEE_HEADERS = {
     "X-Billbee-Api-Key": _BILLBEE["api_key"],
     "Authorization": "Basic "
     + base64.b64encode(f"{_BILLBEE['username']}:{_BILLBEE['password']}".encode()).decode(),
 }
-KEYCOM_HEADERS = {"Authorization": f"Token {DEMO_CREDENTIALS['keycom']['token']}"}
+KEYCOM_HEADERS = {"Authorization": f"Token {keycom_emulator.CREDENTIALS['token']}"}
 #: in a billbee record, not taken by a PUT (as service/upstreams/billbee.py)
 BILLBEE_NOT_WRITTEN = frozenset({"ArchivedAt", "RestoredAt"})
 

@@ -24,7 +24,8 @@ from typing import IO, Any
 
 import yaml
 
-from service.emulators import DEMO_CREDENTIALS
+from service.demo_settings import emulator_upstream
+from service.registry import SYSTEMS
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 #: the bench's caller: an editor of every system (the demo's published token)
@@ -177,7 +178,6 @@ def gateway_config(
 ) -> Path:
     """A deployment's config file (docs/configuration.md) with fresh keys and the demo's
     upstream credentials; the bench caller holds ``TOKEN`` (editor of every system)."""
-    creds = DEMO_CREDENTIALS
     run = uuid.uuid4().hex[:8]
 
     def key(name: str, size: int) -> str:
@@ -206,25 +206,20 @@ def gateway_config(
             "name": "bench", "sha256": hashlib.sha256(TOKEN.encode()).hexdigest(),
             "roles": ["editor"], "systems": ["*"],
         }]},
-        "upstreams": {
-            "timelog": {
-                "base_url": urls["timelog"],
-                "credentials": {"token": creds["timelog"]["token"]},
-                "options": {"account": creds["timelog"]["account"]},
-            },
-            "billbee": {
-                "base_url": urls["billbee"],
-                "credentials": dict(creds["billbee"]),
-                "rate_limit_per_second": BILLBEE_BENCH_RATE,
-                "rate_limit_burst": 1000,
-            },
-            "sedona": {"base_url": urls["sedona"], "credentials": dict(creds["sedona"])},
-            "keycom": {"base_url": urls["keycom"], "credentials": dict(creds["keycom"])},
-        },
+        "upstreams": {name: upstream(name, urls[name]) for name in SYSTEMS},
     }
     path = folder / f"{run}-gateway.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
+
+
+def upstream(name: str, url: str) -> dict[str, Any]:
+    """One system's section as the demo's; billbee's client pacing raised far above
+    anything the bench reaches."""
+    section = emulator_upstream(SYSTEMS, name, url)
+    if name == "billbee":
+        section.update(rate_limit_per_second=BILLBEE_BENCH_RATE, rate_limit_burst=1000)
+    return section
 
 
 def run_cli(*args: str) -> str:

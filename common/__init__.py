@@ -1,4 +1,5 @@
-"""Leaf helpers that policies, audit and service share: canonical JSON and AES-256-GCM.
+"""What policies, audit and service share: the vocabulary (:mod:`common.vocabulary`),
+canonical JSON and AES-256-GCM.
 
 The layering: ``common`` imports nothing of ours; ``policies`` imports only ``common``;
 ``audit`` imports only ``common``; ``service`` may import all three. A helper that both

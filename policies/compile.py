@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal, cast
 
 from common.canonical import canonical_json
+from common.vocabulary import Problem
 from policies.compiled import (
     CompiledPolicy,
     DenyRule,
@@ -44,7 +45,7 @@ def compile_policy(data: Mapping[str, Any], source: str = "") -> CompiledPolicy:
     for rule in data.get("rules", []):
         test = _conditions(rule["when"])
         if "deny" in rule:
-            deny.append(DenyRule(rule["name"], test, rule["deny"]))
+            deny.append(DenyRule(rule["name"], test, Problem(rule["deny"])))
         else:
             escalate.append(
                 EscalateRule(
@@ -52,7 +53,7 @@ def compile_policy(data: Mapping[str, Any], source: str = "") -> CompiledPolicy:
                     test,
                     dict(rule["escalate"]),
                     frozenset(rule["edit_roles"]),
-                    rule["problem"],
+                    Problem(rule["problem"]),
                 )
             )
     masking = {

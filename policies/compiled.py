@@ -7,8 +7,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from common.vocabulary import Problem, Role
 from policies.controls import STRICT
-from policies.model import ROLES, SENSITIVITY_RANK, UNKNOWN_SENSITIVITY
+from policies.model import SENSITIVITY_RANK, UNKNOWN_SENSITIVITY
 
 RecordTest = Callable[[Mapping[str, Any]], bool]
 INDEX = re.compile(r"\[\d+\]")
@@ -63,7 +64,7 @@ class FieldSpec:
 class DenyRule:
     name: str
     test: RecordTest
-    problem: str
+    problem: Problem
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # hashed by identity (a cache key)
@@ -72,7 +73,7 @@ class EscalateRule:
     test: RecordTest
     escalate: Mapping[str, str]
     edit_roles: frozenset[str]
-    problem: str
+    problem: Problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +145,7 @@ class CompiledPolicy:
                     "editable_by": sorted(spec.edit_roles),
                     "purposes": sorted(spec.purposes),
                     "masking": {
-                        role: self.mask_strategy(role, spec.sensitivity) for role in ROLES
+                        role: self.mask_strategy(role, spec.sensitivity) for role in Role
                     },
                 }
             )

@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from common.vocabulary import Problem, Purpose, parse
 from policies.compiled import CompiledPolicy, FieldSpec
 from policies.merge import merge_patch, same
-from policies.model import PURPOSES, UNKNOWN_SENSITIVITY, Decision, FieldError
+from policies.model import UNKNOWN_SENSITIVITY, Decision, FieldError
 from policies.principal import Principal
 from policies.state import record_state
 
@@ -79,7 +80,7 @@ def _unread_members(
             _unread_members(spec.children, inner, value, f"{prefix}{name}.", out)
 
 
-def _errors(paths: list[str], code: str, message: str) -> list[FieldError]:
+def _errors(paths: list[str], code: Problem, message: str) -> list[FieldError]:
     return [FieldError(p, code, message) for p in paths]
 
 
@@ -138,34 +139,35 @@ def decide(
         after[path] = value
     changed_t = tuple(changed)
 
-    def deny(problem: str, detail: str, errors: list[FieldError]) -> Decision:
+    def deny(problem: Problem, detail: str, errors: list[FieldError]) -> Decision:
         return Decision(False, problem, detail, tuple(errors), changed_t, None, protection,
                         before, after)
 
     # 2. a purpose is stated
     if leaves and not purpose:
-        return deny("purpose_required", "a purpose (X-Purpose) is required to change a record",
-                    [])
+        return deny(
+            Problem.PURPOSE_REQUIRED, "a purpose (X-Purpose) is required to change a record", []
+        )
     # 3. the principal's roles may change each field
     if restricted:
         problem = state.raised_by[next(iter(state.raised_by))].problem
         who = ", ".join(sorted(state.rules[0].edit_roles))
         errors = [FieldError(p, problem, f"the record is restricted (rule {name}): only {who}")
                   for p, name in restricted]
-        errors += _errors(not_editable + unknown, "field_not_editable",
+        errors += _errors(not_editable + unknown, Problem.FIELD_NOT_EDITABLE,
                           "your roles may not change it")
         return deny(problem, f"the record's state lets only {who} change: "
                     f"{', '.join(p for p, _ in restricted)}", errors)
     if not_editable or unknown:
         paths = not_editable + unknown
-        return deny("field_not_editable", f"your roles may not change: {', '.join(paths)}",
-                    _errors(paths, "field_not_editable", "your roles may not change it"))
+        return deny(Problem.FIELD_NOT_EDITABLE, f"your roles may not change: {', '.join(paths)}",
+                    _errors(paths, Problem.FIELD_NOT_EDITABLE, "your roles may not change it"))
     # 4. the purpose allows each field
     if wrong_purpose:
-        what = f"the purpose {purpose!r}" if purpose in PURPOSES else "an unknown purpose"
-        return deny("purpose_not_allowed",
+        what = f"the purpose {purpose!r}" if parse(Purpose, purpose) else "an unknown purpose"
+        return deny(Problem.PURPOSE_NOT_ALLOWED,
                     f"{what} does not allow changing: {', '.join(wrong_purpose)}",
-                    _errors(wrong_purpose, "purpose_not_allowed",
+                    _errors(wrong_purpose, Problem.PURPOSE_NOT_ALLOWED,
                             "the purpose does not allow changing it"))
     # 5. whole-object systems: never clear what the gateway could not read
     merged: dict[str, Any] | None = None
@@ -175,10 +177,10 @@ def decide(
         if any(name in patch for name in policy.object_fields):
             _unread_members(policy.fields, known, patch, "", missing)
         if missing:
-            return deny("would_clear_unknown_fields",
+            return deny(Problem.WOULD_CLEAR_UNKNOWN_FIELDS,
                         f"a whole-object update would clear {len(missing)} fields the gateway "
                         f"could not read: {', '.join(missing)}",
-                        _errors(missing, "would_clear_unknown_fields",
+                        _errors(missing, Problem.WOULD_CLEAR_UNKNOWN_FIELDS,
                                 "could not be read from the upstream; send its value in the "
                                 "patch"))
         merged = merge_patch(known, patch)

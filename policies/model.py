@@ -1,4 +1,7 @@
-"""The engine's vocabulary and the values it hands back: field errors, decisions, masks."""
+"""The policy format's own vocabulary and the values the engine hands back.
+
+Roles, purposes, problem and field codes are the gateway's: :mod:`common.vocabulary`.
+"""
 
 from __future__ import annotations
 
@@ -6,41 +9,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from common.vocabulary import FieldCode, Problem
+
 TYPES: Final = ("string", "integer", "number", "boolean", "date", "datetime", "object", "array")
 SENSITIVITIES: Final = ("public", "internal", "personal", "restricted")
 SENSITIVITY_RANK: Final[Mapping[str, int]] = {s: i for i, s in enumerate(SENSITIVITIES)}
-ROLES: Final = ("editor", "auditor", "privacy_officer", "admin")
-PURPOSES: Final = ("customer_service", "billing", "contract", "legal_obligation")
-# What is recorded for a stated purpose outside PURPOSES: the caller's text is never kept
-# (it may be anything, a name and a birth date included). Never a valid purpose itself.
-UNKNOWN_PURPOSE: Final = "unknown"
 FORMATS: Final = ("email", "phone", "country_code", "date")
 MODES: Final = ("put", "patch")
-
-# Problem codes decide() can give, and the ones a record-state rule may name.
-PROBLEMS: Final = (
-    "forbidden",
-    "purpose_required",
-    "purpose_not_allowed",
-    "field_not_editable",
-    "customer_archived",
-    "record_restricted",
-    "would_clear_unknown_fields",
-)
-RULE_PROBLEMS: Final = ("customer_archived", "record_restricted")
-
-# Field error codes validate() can give (API.md, 422 validation_failed).
-FIELD_CODES: Final = (
-    "unknown_field",
-    "read_only",
-    "wrong_type",
-    "too_long",
-    "too_short",
-    "not_in_enum",
-    "pattern_mismatch",
-    "invalid_format",
-    "required",
-)
 
 # What the caller sees of a value nobody's role allows: deny by default.
 UNKNOWN_SENSITIVITY: Final = "restricted"
@@ -56,7 +31,7 @@ class FieldError:
     """One offending field: where, a code from the vocabulary, a sentence without the value."""
 
     path: str
-    code: str
+    code: FieldCode | Problem
     message: str
 
 
@@ -65,7 +40,7 @@ class Decision:
     """What decide() concluded about one change; never holds values in ``detail``."""
 
     allowed: bool
-    problem: str | None
+    problem: Problem | None
     detail: str
     errors: tuple[FieldError, ...] = ()
     changed: tuple[str, ...] = ()

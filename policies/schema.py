@@ -9,22 +9,17 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
+from common.vocabulary import RULE_PROBLEMS, Purpose, Role
 from policies.controls import CONTROLS
 from policies.masking.registry import STRATEGIES, strategy_names
-from policies.model import (
-    FORMATS,
-    MODES,
-    PURPOSES,
-    ROLES,
-    RULE_PROBLEMS,
-    SENSITIVITIES,
-    SENSITIVITY_RANK,
-    TYPES,
-)
+from policies.model import FORMATS, MODES, SENSITIVITIES, SENSITIVITY_RANK, TYPES
 from policies.taxonomy import is_category, nearest_categories
 from policies.yamlmarks import Key
+
+ROLES: Final = tuple(Role)
+PURPOSES: Final = tuple(Purpose)
 
 TOP_KEYS = {"system", "title", "description", "mode", "id_field", "edit_profiles", "masking",
             "rules", "fields"}
@@ -277,10 +272,10 @@ def _check_field_edit(
         _check_edit(c, (*key, "edit"), edit)
     roles = edit.get("roles") if isinstance(edit, dict) else None
     if spec.get("sensitivity") == "restricted" and isinstance(roles, list):
-        others = sorted({r for r in roles if isinstance(r, str)} - {"privacy_officer"})
+        others = sorted({r for r in roles if isinstance(r, str)} - {Role.PRIVACY_OFFICER})
         if others:
-            c.err((*key, "edit"), "a restricted field may be changed by privacy_officer only, "
-                  f"not {', '.join(others)}")
+            c.err((*key, "edit"), f"a restricted field may be changed by {Role.PRIVACY_OFFICER} "
+                  f"only, not {', '.join(others)}")
 
 
 def _check_masking(c: Checker, masking: Any) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from typing import Any, Final
 
+from common.vocabulary import FieldCode
 from policies.compiled import CompiledPolicy, FieldSpec
 from policies.model import FieldError
 
@@ -74,7 +75,7 @@ def validate_patch(policy: CompiledPolicy, patch: Any) -> list[FieldError]:
     """All field errors of ``patch`` (a JSON merge patch in the system's field names)."""
     errors: list[FieldError] = []
     if not isinstance(patch, Mapping):
-        return [FieldError("", "wrong_type", "the patch must be a JSON object")]
+        return [FieldError("", FieldCode.WRONG_TYPE, "the patch must be a JSON object")]
     _members(policy.fields, patch, "", errors, True)
     return errors[:MAX_ERRORS]
 
@@ -90,7 +91,9 @@ def _members(
         spec = fields.get(key) if isinstance(key, str) else None
         path = f"{prefix}{key}"
         if spec is None:
-            errors.append(FieldError(path, "unknown_field", "is not a field of this system"))
+            errors.append(FieldError(
+                path, FieldCode.UNKNOWN_FIELD, "is not a field of this system",
+            ))
         else:
             _value(spec, value, path, errors, merge)
         if len(errors) >= MAX_ERRORS:
@@ -99,41 +102,47 @@ def _members(
 
 def _value(spec: FieldSpec, value: Any, path: str, errors: list[FieldError], merge: bool) -> None:
     if spec.read_only:
-        errors.append(FieldError(path, "read_only", "is read-only"))
+        errors.append(FieldError(path, FieldCode.READ_ONLY, "is read-only"))
         return
     if value is None:
         if spec.required:
-            errors.append(FieldError(path, "required", "is required and cannot be null"))
+            errors.append(FieldError(path, FieldCode.REQUIRED, "is required and cannot be null"))
         return
     t = spec.type
     if t == "string":
         _string(spec, value, path, errors)
     elif t == "integer":
         if type(value) is not int:
-            errors.append(FieldError(path, "wrong_type", "expected an integer"))
+            errors.append(FieldError(path, FieldCode.WRONG_TYPE, "expected an integer"))
         elif not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
-            errors.append(FieldError(path, "wrong_type", "expected an integer within ±(2^53-1)"))
+            errors.append(FieldError(
+                path, FieldCode.WRONG_TYPE, "expected an integer within ±(2^53-1)",
+            ))
         elif spec.enum is not None and value not in spec.enum:
-            errors.append(FieldError(path, "not_in_enum", f"expected one of {list(spec.enum)}"))
+            errors.append(FieldError(
+                path, FieldCode.NOT_IN_ENUM, f"expected one of {list(spec.enum)}",
+            ))
     elif t == "number":
         if isinstance(value, bool) or not isinstance(value, int | float):
-            errors.append(FieldError(path, "wrong_type", "expected a number"))
+            errors.append(FieldError(path, FieldCode.WRONG_TYPE, "expected a number"))
         elif isinstance(value, float) and not math.isfinite(value):
-            errors.append(FieldError(path, "wrong_type", "expected a finite number"))
+            errors.append(FieldError(path, FieldCode.WRONG_TYPE, "expected a finite number"))
         elif spec.enum is not None and value not in spec.enum:
-            errors.append(FieldError(path, "not_in_enum", f"expected one of {list(spec.enum)}"))
+            errors.append(FieldError(
+                path, FieldCode.NOT_IN_ENUM, f"expected one of {list(spec.enum)}",
+            ))
     elif t == "boolean":
         if type(value) is not bool:
-            errors.append(FieldError(path, "wrong_type", "expected true or false"))
+            errors.append(FieldError(path, FieldCode.WRONG_TYPE, "expected true or false"))
     elif t == "date" or t == "datetime":
         if not isinstance(value, str):
-            errors.append(FieldError(path, "wrong_type", f"expected a {t} string"))
+            errors.append(FieldError(path, FieldCode.WRONG_TYPE, f"expected a {t} string"))
         elif not (_is_date_only(value) if t == "date" else _is_datetime(value)):
             what = "YYYY-MM-DD" if t == "date" else "an ISO 8601 date-time"
-            errors.append(FieldError(path, "invalid_format", f"expected {what}"))
+            errors.append(FieldError(path, FieldCode.INVALID_FORMAT, f"expected {what}"))
     elif t == "object":
         if not isinstance(value, Mapping):
-            errors.append(FieldError(path, "wrong_type", "expected an object"))
+            errors.append(FieldError(path, FieldCode.WRONG_TYPE, "expected an object"))
         elif spec.children is not None:
             _members(spec.children, value, f"{path}.", errors, merge)
     elif t == "array":
@@ -142,42 +151,48 @@ def _value(spec: FieldSpec, value: Any, path: str, errors: list[FieldError], mer
 
 def _string(spec: FieldSpec, value: Any, path: str, errors: list[FieldError]) -> None:
     if not isinstance(value, str):
-        errors.append(FieldError(path, "wrong_type", "expected a string"))
+        errors.append(FieldError(path, FieldCode.WRONG_TYPE, "expected a string"))
         return
     # printable ASCII holds no control character: the common case skips the pattern
     if not (value.isascii() and value.isprintable()) and spec.refused.search(value):
-        errors.append(FieldError(path, "invalid_format", _REFUSED_MESSAGE))
+        errors.append(FieldError(path, FieldCode.INVALID_FORMAT, _REFUSED_MESSAGE))
         return
     n = len(value)
     if spec.max_length is not None and n > spec.max_length:
-        errors.append(FieldError(path, "too_long", f"longer than {spec.max_length} characters"))
+        errors.append(FieldError(
+            path, FieldCode.TOO_LONG, f"longer than {spec.max_length} characters",
+        ))
     elif spec.min_length is not None and n < spec.min_length:
-        errors.append(FieldError(path, "too_short", f"shorter than {spec.min_length} characters"))
+        errors.append(FieldError(
+            path, FieldCode.TOO_SHORT, f"shorter than {spec.min_length} characters",
+        ))
     elif spec.enum is not None and value not in spec.enum:
-        errors.append(FieldError(path, "not_in_enum", f"expected one of {list(spec.enum)}"))
+        errors.append(FieldError(path, FieldCode.NOT_IN_ENUM, f"expected one of {list(spec.enum)}"))
     elif spec.pattern is not None and spec.pattern.fullmatch(value) is None:
-        errors.append(FieldError(path, "pattern_mismatch", "does not match the pattern"))
+        errors.append(FieldError(path, FieldCode.PATTERN_MISMATCH, "does not match the pattern"))
     elif spec.format is not None and value:
         check, what = FORMAT_CHECKS[spec.format]
         if not check(value):
-            errors.append(FieldError(path, "invalid_format", f"expected {what}"))
+            errors.append(FieldError(path, FieldCode.INVALID_FORMAT, f"expected {what}"))
 
 
 def _array(spec: FieldSpec, value: Any, path: str, errors: list[FieldError]) -> None:
     if not isinstance(value, list):
-        errors.append(FieldError(path, "wrong_type", "expected an array"))
+        errors.append(FieldError(path, FieldCode.WRONG_TYPE, "expected an array"))
         return
     if spec.max_items is not None and len(value) > spec.max_items:
-        errors.append(FieldError(path, "too_long", f"more than {spec.max_items} items"))
+        errors.append(FieldError(path, FieldCode.TOO_LONG, f"more than {spec.max_items} items"))
     elif spec.min_items is not None and len(value) < spec.min_items:
-        errors.append(FieldError(path, "too_short", f"fewer than {spec.min_items} items"))
+        errors.append(FieldError(path, FieldCode.TOO_SHORT, f"fewer than {spec.min_items} items"))
     items = spec.items
     if items is None:
         return
     for i, item in enumerate(value):
         item_path = f"{path}[{i}]"
         if item is None:
-            errors.append(FieldError(item_path, "wrong_type", f"expected {_article(items.type)}"))
+            errors.append(FieldError(
+                item_path, FieldCode.WRONG_TYPE, f"expected {_article(items.type)}",
+            ))
         else:
             _value(items, item, item_path, errors, False)
         if len(errors) >= MAX_ERRORS:

@@ -1,18 +1,21 @@
 """Read YAML keeping the line of every key, so that a load error can point at it.
 
 PyYAML composes the node tree (each node carries its start mark); we build the plain
-data from it ourselves and record ``lines[("fields", "Email", "format")] = 41``.
+data from it ourselves and record ``lines[("fields", "Email", "format")] = 41``. The
+policy loader and the configuration loader (``service.config_read``) both read this way.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
 
 Key = tuple[str | int, ...]
+#: the message of a key given twice in one mapping (the first one counts)
+DUPLICATE_KEY: Final = "duplicate key"
 
 
 @dataclass
@@ -77,7 +80,7 @@ def _build(node: yaml.Node, key: Key, doc: MarkedDoc, ctor: SafeConstructor) -> 
                 continue
             child = (*key, name)
             if name in out:
-                doc.errors.append((kline, dotted(child), "duplicate key"))
+                doc.errors.append((kline, dotted(child), DUPLICATE_KEY))
                 continue
             doc.lines[child] = kline
             out[name] = _build(vnode, child, doc, ctor)

@@ -18,9 +18,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from audit import AuditLog, AuditUnavailable
+from common.vocabulary import AuditOutcome
 from service.auth import Authenticator
 from service.caller_limits import CallerLimiter
-from service.config import Settings
 from service.gateway import Gateway
 from service.keys import (
     AUDIT_KEY,
@@ -44,8 +44,9 @@ from service.middleware import (
 from service.reload import policies_ctx
 from service.routes import audit as audit_routes
 from service.routes import customers, health, systems, ui
+from service.settings import Settings
 from service.shutdown import Lifecycle, lifecycle_middleware
-from service.upstreams import Connector, build_connector, record_shows
+from service.upstreams import Connector, record_shows
 
 log = logging.getLogger("gdpr_gateway.app")
 
@@ -59,7 +60,9 @@ def create_app(
     migrate: bool = False,
 ) -> web.Application:
     """Build the gateway. ``migrate`` applies the audit schema on start (demo, tests)."""
-    metrics = Metrics(registry if registry is not None else CollectorRegistry())
+    metrics = Metrics(
+        registry if registry is not None else CollectorRegistry(), systems=settings.upstreams
+    )
     app = web.Application(
         middlewares=[
             lifecycle_middleware,
@@ -72,7 +75,7 @@ def create_app(
     app[SETTINGS_KEY] = settings
     app[METRICS_KEY] = metrics
     app[LIFECYCLE_KEY] = Lifecycle()
-    app[AUTH_KEY] = Authenticator(settings.tokens, settings.jwt)
+    app[AUTH_KEY] = Authenticator(settings.tokens, settings.jwt, systems=settings.upstreams)
     app[CALLER_LIMITER_KEY] = CallerLimiter(
         settings.caller_rate_limit_per_second, settings.caller_rate_limit_burst
     )
@@ -104,7 +107,7 @@ async def _upstreams_ctx(app: web.Application) -> AsyncIterator[None]:
     connectors: dict[str, Connector] = {}
     try:
         for system, upstream in settings.upstreams.items():
-            connector = build_connector(upstream, observe=metrics.upstream)
+            connector = settings.systems.connect(upstream, observe=metrics.upstream)
             connector.breaker.on_change = _breaker_observer(metrics, system)
             metrics.breaker_state(system, connector.breaker.state)
             connectors[system] = connector
@@ -230,12 +233,13 @@ def _resolver(
     async def resolve(system: str, customer_id: str, after: Mapping[str, Any]) -> str:
         connector = connectors.get(system)
         if connector is None or not after:
-            return "unknown"
+            return AuditOutcome.UNKNOWN
         try:
             record = await connector.fetch(customer_id)
         except Exception:  # any failure to look leaves the outcome unknown, as it was
-            return "unknown"
-        return "applied" if record_shows(record, after) else "unknown"
+            return AuditOutcome.UNKNOWN
+        landed = record_shows(record, after)
+        return AuditOutcome.APPLIED if landed else AuditOutcome.UNKNOWN
 
     return resolve
 

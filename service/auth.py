@@ -30,17 +30,18 @@ import jwt as pyjwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from common.vocabulary import EVERY_SYSTEM, Role, parse
 from policies.controls import has_refused_character
 from policies.principal import Principal
-from service.config import JWT_ALGORITHMS, ROLES, SYSTEMS, JwtSettings, TokenEntry
-from service.errors import Forbidden, Unauthenticated
+from service.errors import Unauthenticated
+from service.registry import SYSTEMS
 from service.secret import Secret
+from service.settings import JWT_ALGORITHMS, JwtSettings, TokenEntry
 
 # the token: visible ASCII only (RFC 6750's b64token is a subset); anything else - a
 # non-UTF-8 byte, a control character - is a malformed header, not an unknown token
 _BEARER = re.compile(r"Bearer[ \t]+([\x21-\x7e]+)[ \t]*", re.IGNORECASE)
 _JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
-_KNOWN_SYSTEMS = frozenset({*SYSTEMS, "*"})
 _MAX_TOKEN_CHARS = 8192
 _MAX_NAME_CHARS = 256
 
@@ -53,11 +54,19 @@ def hash_token(token: str) -> str:
 class Authenticator:
     """Turns an ``Authorization`` header into a :class:`Principal` or raises 401."""
 
-    def __init__(self, tokens: Sequence[TokenEntry], jwt: JwtSettings | None = None) -> None:
+    def __init__(
+        self,
+        tokens: Sequence[TokenEntry],
+        jwt: JwtSettings | None = None,
+        *,
+        systems: Iterable[str] = SYSTEMS,
+    ) -> None:
+        """``systems``: the names a principal's scope may hold (besides ``*``)."""
+        self._systems = frozenset({*systems, EVERY_SYSTEM})
         self._tokens = tuple(
             (
                 entry.sha256.lower().encode("ascii"),
-                Principal(entry.name, entry.roles & ROLES, entry.systems & _KNOWN_SYSTEMS),
+                Principal(entry.name, _roles(entry.roles), entry.systems & self._systems),
             )
             for entry in tokens
         )
@@ -132,8 +141,8 @@ class Authenticator:
             raise Unauthenticated(f"token has no usable {settings.name_claim!r} claim")
         return Principal(
             name=name.strip(),
-            roles=_vocabulary(claims.get(settings.roles_claim), ROLES),
-            systems=_vocabulary(claims.get(settings.systems_claim), _KNOWN_SYSTEMS),
+            roles=_roles(_names(claims.get(settings.roles_claim))),
+            systems=_names(claims.get(settings.systems_claim)) & self._systems,
         )
 
 
@@ -156,8 +165,8 @@ def _load_key(pem: Secret | str) -> tuple[str, Any]:
     raise ValueError("only RSA and EC public keys are supported for JWT")
 
 
-def _vocabulary(value: object, allowed: frozenset[str]) -> frozenset[str]:
-    """A claim as a set of known names: a list of strings or a space-separated string."""
+def _names(value: object) -> frozenset[str]:
+    """A claim as a set of names: a list of strings or a space-separated string."""
     items: Iterable[object]
     if isinstance(value, str):
         items = value.split()
@@ -165,16 +174,10 @@ def _vocabulary(value: object, allowed: frozenset[str]) -> frozenset[str]:
         items = value
     else:
         return frozenset()
-    return frozenset(v for v in items if isinstance(v, str) and v in allowed)
+    return frozenset(v for v in items if isinstance(v, str))
 
 
-def require_role(principal: Principal, *roles: str) -> None:
-    """Raise 403 ``forbidden`` unless the principal holds one of ``roles``."""
-    if not principal.roles & frozenset(roles):
-        raise Forbidden(f"this operation needs one of the roles: {', '.join(sorted(roles))}")
-
-
-def require_system(principal: Principal, system: str) -> None:
-    """Raise 403 ``forbidden`` unless the principal may touch ``system``."""
-    if not principal.may_touch(system):
-        raise Forbidden("this principal may not touch this system")
+def _roles(names: Iterable[str]) -> frozenset[Role]:
+    """The roles among ``names``; anything outside the vocabulary is dropped."""
+    found = (parse(Role, name) for name in names)
+    return frozenset(role for role in found if role is not None)

@@ -1,4 +1,9 @@
-"""The ``gdpr-gateway`` entry point: discovers the sub-commands in ``service.commands``."""
+"""The ``gdpr-gateway`` entry point: discovers the sub-commands in ``service.commands``.
+
+A command that fails in a way an operator can fix (``service.failures``: a bad
+configuration, a store not initialised or unreachable, a wrong key, invalid policies,
+an address in use) says so in a line that names the fix, and exits 2.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from service import commands
+from service.failures import explain
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    code: int = args.handler(args)
+    try:
+        code: int = args.handler(args)
+    except Exception as exc:
+        lines = explain(exc, args)
+        if lines is None:
+            raise
+        for line in lines:
+            print(line, file=sys.stderr)
+        return 2
     return code
 
 

@@ -11,20 +11,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
+from common.vocabulary import FieldCode, Problem
+
 
 @dataclass(frozen=True, slots=True)
 class FieldProblem:
     """One entry of a problem's ``errors[]``: a field path, a field code, a message."""
 
     field: str
-    code: str
+    code: FieldCode | Problem
     message: str
 
 
 class GatewayError(Exception):
     """Base of every error the gateway answers with a problem document."""
 
-    code: str = "internal_error"
+    code: Problem = Problem.INTERNAL_ERROR
     status: int = 500
     title: str = "Internal error"
     #: the answer closes the connection (the request's bytes cannot be trusted to end)
@@ -46,74 +48,74 @@ class GatewayError(Exception):
 
 
 class BadRequest(GatewayError):
-    code, status, title = "malformed_json", 400, "Malformed JSON"
+    code, status, title = Problem.MALFORMED_JSON, 400, "Malformed JSON"
 
 
 class MalformedRequest(GatewayError):
     """The HTTP request itself could not be read (a broken chunked or compressed body)."""
 
-    code, status, title = "bad_request", 400, "Bad request"
+    code, status, title = Problem.BAD_REQUEST, 400, "Bad request"
     close_connection = True
 
 
 class RequestTimeout(GatewayError):
     """The body did not arrive within the configured time."""
 
-    code, status, title = "request_timeout", 408, "Request timeout"
+    code, status, title = Problem.REQUEST_TIMEOUT, 408, "Request timeout"
     close_connection = True
 
 
 class NotAnObject(GatewayError):
-    code, status, title = "not_an_object", 400, "Body is not a JSON object"
+    code, status, title = Problem.NOT_AN_OBJECT, 400, "Body is not a JSON object"
 
 
 class Unauthenticated(GatewayError):
-    code, status, title = "unauthenticated", 401, "Unauthenticated"
+    code, status, title = Problem.UNAUTHENTICATED, 401, "Unauthenticated"
 
 
 class Forbidden(GatewayError):
-    code, status, title = "forbidden", 403, "Forbidden"
+    code, status, title = Problem.FORBIDDEN, 403, "Forbidden"
 
 
 class UnknownSystem(GatewayError):
-    code, status, title = "unknown_system", 404, "Unknown system"
+    code, status, title = Problem.UNKNOWN_SYSTEM, 404, "Unknown system"
 
 
 class CustomerNotFound(GatewayError):
-    code, status, title = "customer_not_found", 404, "Customer not found"
+    code, status, title = Problem.CUSTOMER_NOT_FOUND, 404, "Customer not found"
 
 
 class AuditEntryNotFound(GatewayError):
-    code, status, title = "audit_entry_not_found", 404, "Audit entry not found"
+    code, status, title = Problem.AUDIT_ENTRY_NOT_FOUND, 404, "Audit entry not found"
 
 
 class PayloadTooLarge(GatewayError):
-    code, status, title = "payload_too_large", 413, "Payload too large"
+    code, status, title = Problem.PAYLOAD_TOO_LARGE, 413, "Payload too large"
 
 
 class UnsupportedMediaType(GatewayError):
-    code, status, title = "unsupported_media_type", 415, "Unsupported media type"
+    code, status, title = Problem.UNSUPPORTED_MEDIA_TYPE, 415, "Unsupported media type"
 
 
 class ValidationFailed(GatewayError):
-    code, status, title = "validation_failed", 422, "Validation failed"
+    code, status, title = Problem.VALIDATION_FAILED, 422, "Validation failed"
 
 
 class PolicyDenied(GatewayError):
     """A decision of the policy engine: the code is the engine's problem code."""
 
-    _STATUS: ClassVar[dict[str, int]] = {
-        "forbidden": 403,
-        "purpose_required": 403,
-        "purpose_not_allowed": 403,
-        "field_not_editable": 403,
-        "customer_archived": 409,
-        "record_restricted": 409,
-        "would_clear_unknown_fields": 409,
+    _STATUS: ClassVar[dict[Problem, int]] = {
+        Problem.FORBIDDEN: 403,
+        Problem.PURPOSE_REQUIRED: 403,
+        Problem.PURPOSE_NOT_ALLOWED: 403,
+        Problem.FIELD_NOT_EDITABLE: 403,
+        Problem.CUSTOMER_ARCHIVED: 409,
+        Problem.RECORD_RESTRICTED: 409,
+        Problem.WOULD_CLEAR_UNKNOWN_FIELDS: 409,
     }
 
     def __init__(
-        self, code: str, detail: str, *, errors: Sequence[FieldProblem] = ()
+        self, code: Problem, detail: str, *, errors: Sequence[FieldProblem] = ()
     ) -> None:
         super().__init__(detail, errors=errors)
         self.code = code
@@ -122,21 +124,21 @@ class PolicyDenied(GatewayError):
 
 
 class EditConflict(GatewayError):
-    code, status, title = "edit_conflict", 409, "Edit conflict"
+    code, status, title = Problem.EDIT_CONFLICT, 409, "Edit conflict"
 
 
 class PreconditionFailed(GatewayError):
-    code, status, title = "precondition_failed", 412, "Precondition failed"
+    code, status, title = Problem.PRECONDITION_FAILED, 412, "Precondition failed"
 
 
 class RateLimited(GatewayError):
-    code, status, title = "rate_limited", 429, "Rate limited"
+    code, status, title = Problem.RATE_LIMITED, 429, "Rate limited"
 
 
 class UpstreamError(GatewayError):
     """The upstream answered with an error it should not have, or could not be reached."""
 
-    code, status, title = "upstream_error", 502, "Upstream error"
+    code, status, title = Problem.UPSTREAM_ERROR, 502, "Upstream error"
 
     def __init__(
         self,
@@ -161,7 +163,7 @@ class UpstreamRejected(UpstreamError):
 class UpstreamRateLimited(UpstreamError):
     """The upstream kept answering 429 after the bounded backoff."""
 
-    code, status, title = "rate_limited", 429, "Upstream rate limit"
+    code, status, title = Problem.RATE_LIMITED, 429, "Upstream rate limit"
 
 
 class CircuitOpen(UpstreamError):
@@ -178,7 +180,7 @@ class UpstreamOutcomeUnknown(UpstreamError):
     timeout after the request was handed to the connection, an answer cut short, a
     2xx that cannot be read, a proxy's 502/504. Whether it took effect is unknown."""
 
-    code, status, title = "upstream_timeout", 504, "Upstream timeout"
+    code, status, title = Problem.UPSTREAM_TIMEOUT, 504, "Upstream timeout"
 
 
 class UpstreamTimeout(UpstreamOutcomeUnknown):

@@ -11,15 +11,14 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from audit import AuditLog, Intent, Outcome
 from audit.errors import AuditUnavailable, InvalidAuditInput
 from common.canonical import canonical_json
-from policies import Decision, PolicyEngine, Principal
+from common.vocabulary import Action, AuditOutcome, Problem, Purpose, Verdict, parse
+from policies import Decision, PolicyEngine
 from policies.merge import merge_patch
-from policies.model import PURPOSES
 from service.access import authorize
 from service.errors import (
     CustomerNotFound,
@@ -33,6 +32,7 @@ from service.errors import (
     UpstreamOutcomeUnknown,
     ValidationFailed,
 )
+from service.gateway_types import Admitted, ReadResult, Request, UpdateResult
 from service.inflight import InFlight
 from service.logs import log_event
 from service.metrics import Metrics
@@ -40,43 +40,11 @@ from service.upstreams import Connector, record_shows
 
 log = logging.getLogger("gdpr_gateway.gateway")
 
-WRITE_ROLES = frozenset({"editor", "privacy_officer"})
-READ_ROLES = frozenset({"editor", "auditor", "privacy_officer"})
-
 
 def record_etag(record: Mapping[str, Any]) -> str:
     """The ETag of an upstream record as the gateway read it (before masking)."""
     canonical = canonical_json(record, allow_nan=True)
     return '"' + hashlib.sha256(canonical.encode()).hexdigest()[:32] + '"'
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """What the handler parsed: who asks, about whom, why."""
-
-    system: str
-    customer_id: str
-    principal: Principal
-    purpose: str | None
-    request_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class ReadResult:
-    customer: dict[str, Any]
-    etag: str
-    policy_version: str
-    audit_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class UpdateResult:
-    applied: bool
-    dry_run: bool
-    changed: tuple[str, ...]
-    customer: dict[str, Any]
-    audit_id: str | None
-    policy_version: str
 
 
 class Gateway:
@@ -113,16 +81,17 @@ class Gateway:
         except KeyError:
             raise UnknownSystem("no system of that name is configured") from None
 
-    def authorize(self, req: Request, roles: frozenset[str]) -> Connector:
-        """One of ``roles`` held, the system known and in the principal's scope."""
+    def admit(self, req: Request, roles: frozenset[str]) -> Admitted:
+        """One of ``roles`` held (``service.access``), the system known and in the
+        principal's scope: 403/404 before anything is read, audited or forwarded."""
         authorize(req.principal, roles, req.system, known=self.connectors)
-        return self.connectors[req.system]
+        return Admitted(req, self.connectors[req.system])
 
     def _intent(
         self,
         engine: PolicyEngine,
         req: Request,
-        action: str,
+        action: Action,
         decision: Decision | None = None,
         changed: tuple[str, ...] = (),
     ) -> Intent:
@@ -143,7 +112,7 @@ class Gateway:
         )
 
     async def _record_rejection(
-        self, engine: PolicyEngine, req: Request, action: str, code: str,
+        self, engine: PolicyEngine, req: Request, action: Action, code: Problem,
         changed: tuple[str, ...],
     ) -> str | None:
         """Audit a refused request. Nothing was forwarded, so a store outage here does not
@@ -151,7 +120,7 @@ class Gateway:
         try:
             return await self.audit.record(
                 self._intent(engine, req, action, changed=changed),
-                Outcome(outcome="rejected", problem_code=code),
+                Outcome(outcome=AuditOutcome.REJECTED, problem_code=code),
             )
         except (AuditUnavailable, InvalidAuditInput):  # down, or a value it cannot hold
             log_event(log, "audit_rejection_unrecorded", system=req.system, code=code,
@@ -160,19 +129,21 @@ class Gateway:
 
     # -- GET ---------------------------------------------------------------------------
 
-    async def read(self, req: Request) -> ReadResult:
+    async def read(self, admitted: Admitted) -> ReadResult:
         engine = self.engines()
-        connector = self.authorize(req, READ_ROLES)
+        req, connector = admitted.request, admitted.connector
         # A read shows personal data (masked or not): it names why (Art. 5(1)(b)).
         if req.purpose is None and self.read_purpose_required:
-            raise PolicyDenied("purpose_required", "a read of a customer names its X-Purpose")
-        if req.purpose is not None and req.purpose not in PURPOSES:
             raise PolicyDenied(
-                "purpose_not_allowed", f"purpose must be one of {', '.join(PURPOSES)}"
+                Problem.PURPOSE_REQUIRED, "a read of a customer names its X-Purpose"
+            )
+        if req.purpose is not None and parse(Purpose, req.purpose) is None:
+            raise PolicyDenied(
+                Problem.PURPOSE_NOT_ALLOWED, f"purpose must be one of {', '.join(Purpose)}"
             )
         record = await connector.fetch(req.customer_id)
         audit_id = await self.audit.record(
-            self._intent(engine, req, "read"), Outcome(outcome="applied")
+            self._intent(engine, req, Action.READ), Outcome(outcome=AuditOutcome.APPLIED)
         )
         masked = engine.mask(req.system, record, req.principal.roles)
         self.metrics.masked(masked.counts)
@@ -187,15 +158,15 @@ class Gateway:
 
     async def update(
         self,
-        req: Request,
+        admitted: Admitted,
         patch: Mapping[str, Any],
         *,
         dry_run: bool = False,
         if_match: str | None = None,
     ) -> UpdateResult:
         engine = self.engines()
-        connector = self.authorize(req, WRITE_ROLES)
-        action = "dry_run" if dry_run else "update"
+        req, connector = admitted.request, admitted.connector
+        action = Action.DRY_RUN if dry_run else Action.UPDATE
         # a refusal records the fields tried; a member name the policy does not know is
         # the caller's free text (it may be anything) and is left out
         fields = engine.policies[req.system].fields
@@ -204,7 +175,7 @@ class Gateway:
         errors = engine.validate(req.system, patch)
         if errors:
             self.metrics.validation_errors(req.system, [e.code for e in errors])
-            self.metrics.decision(req.system, "denied", ValidationFailed.code)
+            self.metrics.decision(req.system, Verdict.DENIED, ValidationFailed.code)
             audit_id = await self._record_rejection(
                 engine, req, action, ValidationFailed.code, attempted
             )
@@ -225,7 +196,7 @@ class Gateway:
                 audit_id = await self._record_rejection(
                     engine, req, action, PreconditionFailed.code, attempted
                 )
-                self.metrics.decision(req.system, "denied", PreconditionFailed.code)
+                self.metrics.decision(req.system, Verdict.DENIED, PreconditionFailed.code)
                 raise _with_audit(
                     PreconditionFailed("the record changed since the tag was issued"), audit_id
                 )
@@ -234,8 +205,8 @@ class Gateway:
                 req.system, pre_image, patch, req.principal, req.purpose
             )
             if not decision.allowed:
-                code = decision.problem or "forbidden"
-                self.metrics.decision(req.system, "denied", code)
+                code = decision.problem or Problem.FORBIDDEN
+                self.metrics.decision(req.system, Verdict.DENIED, code)
                 audit_id = await self._record_rejection(engine, req, action, code, attempted)
                 raise _with_audit(
                     PolicyDenied(
@@ -249,9 +220,11 @@ class Gateway:
             if dry_run or not decision.changed:
                 # Nothing leaves the gateway: the decision itself is what gets audited.
                 audit_id = await self.audit.record(
-                    self._intent(engine, req, action, decision), Outcome(outcome="applied")
+                    self._intent(engine, req, action, decision),
+                    Outcome(outcome=AuditOutcome.APPLIED),
                 )
-                self.metrics.decision(req.system, "dry_run" if dry_run else "allowed", None)
+                verdict = Verdict.DRY_RUN if dry_run else Verdict.ALLOWED
+                self.metrics.decision(req.system, verdict, None)
                 shown = (
                     decision.merged
                     if decision.merged is not None
@@ -278,7 +251,7 @@ class Gateway:
                 if not forward.cancelled():
                     forward.exception()  # seen here; the caller is gone, the audit has it
                 raise
-            self.metrics.decision(req.system, "allowed", None)
+            self.metrics.decision(req.system, Verdict.ALLOWED, None)
             return self._answer(
                 engine, req, result, decision, intent_id, applied=True, dry_run=False
             )
@@ -298,11 +271,15 @@ class Gateway:
             except GatewayError as exc:
                 # a read: nothing was written, whatever its answer
                 failed = _read_failed(exc) if isinstance(exc, UpstreamOutcomeUnknown) else exc
-                await self._finish(intent_id, "upstream_failed", failed.code, None, None)
+                await self._finish(
+                    intent_id, AuditOutcome.UPSTREAM_FAILED, failed.code, None, None
+                )
                 raise _with_audit(failed, intent_id) from None
             if connector.version_tag(current) != connector.version_tag(pre_image):
-                await self._finish(intent_id, "rejected", EditConflict.code, None, None)
-                self.metrics.decision(req.system, "denied", EditConflict.code)
+                await self._finish(
+                    intent_id, AuditOutcome.REJECTED, EditConflict.code, None, None
+                )
+                self.metrics.decision(req.system, Verdict.DENIED, EditConflict.code)
                 raise _with_audit(
                     EditConflict("the record changed between read and write"), intent_id
                 )
@@ -315,15 +292,19 @@ class Gateway:
             landed = await self._read_back(connector, req.customer_id, expected)
             status = exc.upstream_status
             if landed is None:
-                await self._finish(intent_id, "unknown", exc.code, status, _ms(started))
+                await self._finish(
+                    intent_id, AuditOutcome.UNKNOWN, exc.code, status, _ms(started)
+                )
                 raise _with_audit(exc, intent_id) from None
-            await self._finish(intent_id, "applied", exc.code, None, _ms(started))
+            await self._finish(intent_id, AuditOutcome.APPLIED, exc.code, None, _ms(started))
             return landed
         except (UpstreamError, CustomerNotFound) as exc:
             status = getattr(exc, "upstream_status", None)
-            await self._finish(intent_id, "upstream_failed", exc.code, status, _ms(started))
+            await self._finish(
+                intent_id, AuditOutcome.UPSTREAM_FAILED, exc.code, status, _ms(started)
+            )
             raise _with_audit(exc, intent_id) from None
-        await self._finish(intent_id, "applied", None, 200, _ms(started))
+        await self._finish(intent_id, AuditOutcome.APPLIED, None, 200, _ms(started))
         return result
 
     @staticmethod
@@ -340,8 +321,8 @@ class Gateway:
     async def _finish(
         self,
         intent_id: str,
-        outcome: str,
-        code: str | None,
+        outcome: AuditOutcome,
+        code: Problem | None,
         status: int | None,
         latency_ms: float | None,
     ) -> None:

@@ -20,10 +20,10 @@ if TYPE_CHECKING:
     from audit import AuditLog
     from service.auth import Authenticator
     from service.caller_limits import CallerLimiter
-    from service.config import Settings
     from service.gateway import Gateway
     from service.metrics import Metrics
     from service.reload import PolicyReloader
+    from service.settings import Settings
     from service.shutdown import Lifecycle
     from service.upstreams import Connector
 

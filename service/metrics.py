@@ -1,16 +1,17 @@
 """Prometheus metrics, created against an injected ``CollectorRegistry``.
 
 Every label is bounded and pre-initialised, so a series exists (at 0) before its first
-event and ``rate()`` works from the start: systems, route templates, decision outcomes,
-problem codes (API.md), field codes (API.md's 422 list), masking strategies, HTTP
-methods. A label value outside its vocabulary is recorded as ``other`` (or ``unknown``
-for a system) - never as itself - so a caller's typo or a raw path cannot create series.
+event and ``rate()`` works from the start: systems (``service.registry``), route
+templates, decision outcomes, problem codes and field codes (:mod:`common.vocabulary`), masking
+strategies (``policies.masking.registry``), HTTP methods. A label value outside its
+vocabulary is recorded as ``other`` (or ``unknown`` for a system) - never as itself - so
+a caller's typo or a raw path cannot create series.
 No label ever carries a customer id, a field value or a user name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 
 from aiohttp.typedefs import Handler
@@ -18,32 +19,22 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from audit.errors import LockWait
+from common.vocabulary import VALIDATION_CODES, Problem, Verdict, parse
+from policies.masking.registry import canonical_names
+from service.registry import SYSTEMS as SHIPPED
 
 PREFIX: Final = "gdpr_gateway_"
-SYSTEMS: Final = ("timelog", "billbee", "sedona", "keycom")
 #: system label values besides the systems: a route without one, an unknown one
 NO_SYSTEM: Final = "none"
 UNKNOWN_SYSTEM: Final = "unknown"
 OTHER: Final = "other"
 #: route label of a request no route matched (a 404 of the router)
 UNMATCHED: Final = "unmatched"
-OUTCOMES: Final = ("allowed", "denied", "dry_run")
-#: every problem code of API.md's table, plus the middleware's own
-PROBLEM_CODES: Final = (
-    "malformed_json", "not_an_object", "unauthenticated", "forbidden", "purpose_required",
-    "purpose_not_allowed", "field_not_editable", "unknown_system", "customer_not_found",
-    "customer_archived", "record_restricted", "would_clear_unknown_fields", "edit_conflict",
-    "precondition_failed", "payload_too_large", "unsupported_media_type",
-    "validation_failed", "rate_limited", "upstream_error", "audit_unavailable",
-    "upstream_timeout", "not_found", "method_not_allowed", "internal_error",
-)  # fmt: skip
 #: the problem code label of a decision that was not a refusal
 NO_PROBLEM: Final = "none"
-FIELD_CODES: Final = (
-    "unknown_field", "read_only", "wrong_type", "too_long", "too_short", "not_in_enum",
-    "pattern_mismatch", "invalid_format", "required",
-)  # fmt: skip
-STRATEGIES: Final = ("clear", "redact", "null", "partial", "hash", "pseudonym", "aesgcm")
+#: the field codes of the gateway's own validation
+FIELD_CODES: Final = frozenset(VALIDATION_CODES)
+STRATEGIES: Final = canonical_names()
 UPSTREAM_METHODS: Final = ("GET", "PUT", "PATCH", "POST", "DELETE")
 #: upstream status label when no HTTP answer came (timeout, connection refused)
 NO_RESPONSE: Final = "no_response"
@@ -69,7 +60,7 @@ class Metrics:
     """The gateway's metrics; one instance per application, held under an AppKey."""
 
     def __init__(
-        self, registry: CollectorRegistry, systems: Sequence[str] = SYSTEMS
+        self, registry: CollectorRegistry, systems: Iterable[str] = SHIPPED
     ) -> None:
         self.registry = registry
         self.systems = tuple(systems)
@@ -158,12 +149,12 @@ class Metrics:
 
     def _preinitialise(self) -> None:
         for system in self.systems:
-            for outcome in ("allowed", "dry_run"):
+            for outcome in (Verdict.ALLOWED, Verdict.DRY_RUN):
                 self.decisions_total.labels(system, outcome, NO_PROBLEM)
-            for code in PROBLEM_CODES:
-                self.decisions_total.labels(system, "denied", code)
-            for code in FIELD_CODES:
-                self.validation_errors_total.labels(system, code)
+            for problem in Problem:
+                self.decisions_total.labels(system, Verdict.DENIED, problem)
+            for field_code in VALIDATION_CODES:
+                self.validation_errors_total.labels(system, field_code)
             for method in ("GET", "PUT", "PATCH"):
                 self.upstream_seconds.labels(system, method)
                 self.upstream_total.labels(system, method, "200")
@@ -210,14 +201,13 @@ class Metrics:
         self.requests_total.labels(system, route, _status(status)).inc()
         self.request_seconds.labels(system, route).observe(max(0.0, seconds))
 
-    def decision(self, system: str, outcome: str, problem_code: str | None) -> None:
-        """A change decided: ``allowed``, ``denied`` (with its problem code) or ``dry_run``."""
-        outcome = outcome if outcome in OUTCOMES else OTHER
-        if problem_code is None:
-            code = NO_PROBLEM
-        else:
-            code = problem_code if problem_code in PROBLEM_CODES else OTHER
-        self.decisions_total.labels(self._system(system), outcome, code).inc()
+    def decision(self, system: str, outcome: Verdict, problem_code: Problem | None) -> None:
+        """A change decided: ``allowed``, ``denied`` (with its problem code) or ``dry_run``.
+        mypy checks both are of their vocabulary; a value that is not (an untyped caller)
+        still never becomes a label of its own."""
+        verdict = parse(Verdict, outcome) or OTHER
+        code = NO_PROBLEM if problem_code is None else parse(Problem, problem_code) or OTHER
+        self.decisions_total.labels(self._system(system), verdict, code).inc()
 
     def validation_errors(self, system: str, codes: Iterable[str]) -> None:
         system = self._system(system)

@@ -23,10 +23,11 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from audit.errors import AuditUnavailable, InvalidAuditInput, LockTimeout
-from service.config import SYSTEMS
+from common.vocabulary import Problem
 from service.errors import FieldProblem, GatewayError, ValidationFailed
-from service.keys import AUDIT_ID_KEY, REQUEST_ID_KEY
+from service.keys import AUDIT_ID_KEY, REQUEST_ID_KEY, SETTINGS_KEY
 from service.logs import log_event
+from service.registry import SYSTEMS
 
 PROBLEM_TYPE_BASE: Final = "https://gdpr-gateway.dev/problems/"
 PROBLEM_CONTENT_TYPE: Final = "application/problem+json"
@@ -45,19 +46,19 @@ _access = logging.getLogger("gdpr_gateway.access")
 _errors = logging.getLogger("gdpr_gateway.errors")
 
 # aiohttp's own HTTP errors (routing, body size) -> problem code, title, generic detail.
-_HTTP_PROBLEMS: Final[Mapping[int, tuple[str, str, str]]] = {
-    400: ("bad_request", "Bad request", "the request could not be read"),
-    401: ("unauthenticated", "Unauthenticated", "authentication is required"),
-    403: ("forbidden", "Forbidden", "not allowed"),
-    404: ("not_found", "Not found", "no resource at this path"),
-    405: ("method_not_allowed", "Method not allowed", "this method is not allowed here"),
+HTTP_PROBLEMS: Final[Mapping[int, tuple[Problem, str, str]]] = {
+    400: (Problem.BAD_REQUEST, "Bad request", "the request could not be read"),
+    401: (Problem.UNAUTHENTICATED, "Unauthenticated", "authentication is required"),
+    403: (Problem.FORBIDDEN, "Forbidden", "not allowed"),
+    404: (Problem.NOT_FOUND, "Not found", "no resource at this path"),
+    405: (Problem.METHOD_NOT_ALLOWED, "Method not allowed", "this method is not allowed here"),
     413: (
-        "payload_too_large",
+        Problem.PAYLOAD_TOO_LARGE,
         "Payload too large",
         "the request body is larger than the configured limit",
     ),
-    415: ("unsupported_media_type", "Unsupported media type", "unsupported media type"),
-    429: ("rate_limited", "Rate limited", "too many requests"),
+    415: (Problem.UNSUPPORTED_MEDIA_TYPE, "Unsupported media type", "unsupported media type"),
+    429: (Problem.RATE_LIMITED, "Rate limited", "too many requests"),
 }
 
 
@@ -122,7 +123,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             else "the audit log cannot record this request now; nothing was forwarded"
         )
         return problem_response(
-            "audit_unavailable",
+            Problem.AUDIT_UNAVAILABLE,
             503,
             "Audit unavailable",
             detail,
@@ -136,7 +137,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except web.HTTPException as exc:
         if exc.status < 400:
             raise  # redirects and the like are answers, not errors
-        code, title, detail = _HTTP_PROBLEMS.get(
+        code, title, detail = HTTP_PROBLEMS.get(
             exc.status, (_slug(exc.reason), exc.reason, exc.reason)
         )
         keep = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
@@ -154,7 +155,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             request_id=request.get(REQUEST_ID_KEY),
         )
         return problem_response(
-            "internal_error", 500, "Internal error", "an unexpected error occurred"
+            Problem.INTERNAL_ERROR, 500, "Internal error", "an unexpected error occurred"
         )
 
 
@@ -226,8 +227,10 @@ def _access_line(
     if code is None:
         code = request.get(REQUEST_PROBLEM_KEY)
     if code is None and response is None:
-        code = "client_closed" if cancelled else "internal_error"
+        code = "client_closed" if cancelled else Problem.INTERNAL_ERROR
     system = request.match_info.get("system")
+    settings = request.app.get(SETTINGS_KEY)  # an app without settings: the shipped systems
+    known = system in (settings.upstreams if settings is not None else SYSTEMS)
     log_event(
         _access,
         "http_request",
@@ -238,7 +241,7 @@ def _access_line(
         duration_ms=round((time.perf_counter() - started) * 1000, 2),
         request_id=request.get(REQUEST_ID_KEY),
         problem_code=code,
-        system=system if system in SYSTEMS else None,
+        system=system if known else None,
         audit_id=request.get(AUDIT_ID_KEY),
     )
 

@@ -21,16 +21,18 @@ that the interesting event is a rename of a symlink two levels away, for a laten
 gain that kubelet's own sync period (about a minute) makes moot. Files are read from
 the resolved ``..data`` directory, so one load never mixes two generations; a load
 during which the directory changed again is discarded and retried on the next poll.
-Without ``policies_dir`` (the shipped catalog) there is nothing to watch.
+Without ``policies_dir`` (each system's policy file of the registry, the shipped catalog)
+there is nothing to watch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,11 +92,17 @@ def fingerprint(directory: Path) -> Fingerprint | None:
 
 
 def load_engine(
-    directory: Path | None, keys: EngineKeys, required: frozenset[str] = frozenset()
+    directory: Path | None,
+    keys: EngineKeys,
+    required: frozenset[str] = frozenset(),
+    *,
+    default_files: Sequence[Path] | None = None,
 ) -> PolicyEngine:
-    """Load, compile and check a whole set; ReloadRefused (or PolicyLoadError) if bad."""
+    """Load, compile and check a whole set; ReloadRefused (or PolicyLoadError) if bad.
+    Without ``directory``: ``default_files`` (the registry's policy file of each system;
+    None: the shipped catalog)."""
     try:
-        files = None if directory is None else policy_files([source_dir(directory)])
+        files = default_files if directory is None else policy_files([source_dir(directory)])
         policy_set = load_policy_set(files)
     except OSError as exc:
         raise ReloadRefused(type(exc).__name__, [str(directory)]) from None
@@ -124,10 +132,17 @@ class PolicyReloader:
 
     @classmethod
     async def start(
-        cls, directory: Path | None, keys: EngineKeys, metrics: Metrics
+        cls,
+        directory: Path | None,
+        keys: EngineKeys,
+        metrics: Metrics,
+        *,
+        default_files: Sequence[Path] | None = None,
     ) -> PolicyReloader:
         """The first load: a bad set stops the start (PolicyLoadError, ReloadRefused)."""
-        engine = await asyncio.to_thread(load_engine, directory, keys)
+        engine = await asyncio.to_thread(
+            functools.partial(load_engine, directory, keys, default_files=default_files)
+        )
         return cls(directory, keys, metrics, engine)
 
     @property
@@ -209,7 +224,10 @@ async def policies_ctx(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: the first load, then the watcher while the app runs."""
     settings = app[SETTINGS_KEY]
     keys = EngineKeys(settings.pseudonym_key_bytes(), settings.hash_salt_bytes())
-    reloader = await PolicyReloader.start(settings.policies_dir, keys, app[METRICS_KEY])
+    reloader = await PolicyReloader.start(
+        settings.policies_dir, keys, app[METRICS_KEY],
+        default_files=settings.systems.policy_files(),
+    )
     app[POLICIES_KEY] = reloader
     log_event(log, "policies_loaded", systems=list(reloader.engine.policies.systems),
               watching=settings.policies_dir is not None and settings.policies_reload_seconds > 0)

@@ -37,9 +37,10 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from service.config import Settings
+from common.vocabulary import Problem
 from service.logs import LogLimiter
 from service.middleware import REQUEST_ID_HEADER, SERVER_NAME, problem_response
+from service.settings import Settings
 
 #: how long a connection whose handler answered without reading the whole body keeps
 #: reading (and dropping) the rest before it closes: enough for a body in flight, short
@@ -110,11 +111,11 @@ def _edge_problem(status: int) -> web.Response:
     """The answer to what never reached the middlewares: no request bytes, connection closed."""
     if 400 <= status < 500:
         response = problem_response(
-            "bad_request", 400, "Bad request", "the HTTP request could not be read"
+            Problem.BAD_REQUEST, 400, "Bad request", "the HTTP request could not be read"
         )
     else:
         response = problem_response(
-            "internal_error", 500, "Internal error", "an unexpected error occurred"
+            Problem.INTERNAL_ERROR, 500, "Internal error", "an unexpected error occurred"
         )
     response.headers["Server"] = SERVER_NAME
     response.headers[REQUEST_ID_HEADER] = uuid.uuid4().hex

@@ -34,11 +34,11 @@ from collections.abc import Callable
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from service.config import Settings
 from service.inflight import InFlight
 from service.keys import LIFECYCLE_KEY, POLICIES_KEY
 from service.logs import log_event
 from service.server import GatewayRunner
+from service.settings import Settings
 
 log = logging.getLogger("gdpr_gateway.shutdown")
 

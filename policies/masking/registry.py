@@ -25,3 +25,8 @@ STRATEGIES: Final[Mapping[str, Strategy]] = MappingProxyType(
 
 def strategy_names() -> list[str]:
     return sorted(STRATEGIES)
+
+
+def canonical_names() -> tuple[str, ...]:
+    """Each strategy once, by its own name (an alias counts as the strategy it names)."""
+    return tuple(sorted({strategy.name for strategy in STRATEGIES.values()}))

@@ -19,8 +19,9 @@ from tqdm import tqdm
 
 from audit import AuditError, AuditLog, rotate_master_key
 from audit.crypto import public_key_of
-from audit.statedir import DEFAULT_STATE_DIR, AuditSettings, decode_key, resolve_settings
+from audit.statedir import DEFAULT_STATE_DIR, AuditSettings, decode_key, demo_settings
 from service.commands.db import add_store_options
+from service.config import load_audit_access
 
 CSV_COLUMNS = (
     "seq", "audit_id", "time", "actor", "roles", "system", "customer_id", "purpose",
@@ -50,13 +51,16 @@ def _progress_bar(
         yield update
 
 
+def _settings(args: argparse.Namespace) -> AuditSettings:
+    """The store and keys of a deployment (``--config``, read as serve reads it) or of the
+    demo (``--state-dir``): plain values for the audit package."""
+    if args.config is not None:
+        return load_audit_access(args.config, os.environ)
+    return demo_settings(args.state_dir)
+
+
 def _run(args: argparse.Namespace, job: Callable[[AuditSettings], Coroutine[Any, Any, int]]) -> int:
-    try:
-        settings = resolve_settings(args.state_dir, args.config)
-        return asyncio.run(job(settings))
-    except AuditError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return asyncio.run(job(_settings(args)))
 
 
 async def _open(settings: AuditSettings) -> AuditLog:
@@ -135,12 +139,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _public_key(args: argparse.Namespace) -> int:
-    try:
-        settings = resolve_settings(args.state_dir, args.config)
-    except AuditError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    key = public_key_of(settings.signing_key)
+    key = public_key_of(_settings(args).signing_key)
     print(key.hex() if args.format == "hex" else base64.b64encode(key).decode())
     return 0
 
@@ -158,12 +157,8 @@ def _rotate(args: argparse.Namespace) -> int:
         print("error: --new-key-file is required with --config", file=sys.stderr)
         return 2
 
-    try:
-        settings = resolve_settings(args.state_dir, args.config)
-        count = asyncio.run(rotate_master_key(settings.url, settings.master_key, new_key))
-    except AuditError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    settings = _settings(args)
+    count = asyncio.run(rotate_master_key(settings.url, settings.master_key, new_key))
     if args.config is None:  # the demo keeps its master key in the state folder
         state = Path(args.state_dir or DEFAULT_STATE_DIR).expanduser().resolve()
         tmp = state / "master.key.new"

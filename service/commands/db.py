@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
+import os
+from pathlib import Path
 from typing import Any
 
-from audit import AuditError, upgrade
-from audit.statedir import resolve_settings, store_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from audit import AuditUnavailable, upgrade
+from audit.statedir import demo_settings
+from service.config import load_store_url
 
 
 def add_store_options(parser: argparse.ArgumentParser) -> None:
@@ -17,24 +21,24 @@ def add_store_options(parser: argparse.ArgumentParser) -> None:
     where.add_argument(
         "--state-dir", metavar="DIR", help="the demo's state folder (default ./.gdpr-gateway-demo)"
     )
-    where.add_argument("--config", metavar="FILE", help="a deployment's YAML config file")
+    where.add_argument(
+        "--config", type=Path, metavar="FILE",
+        help="a deployment's YAML config file (and GDPR_GATEWAY_* variables), as serve reads it",
+    )
 
 
 def _upgrade(args: argparse.Namespace) -> int:
+    # a deployment's configuration: the URL is all that is needed (a migration job is
+    # given no keys); the rest is checked as serve checks it
+    url = (
+        load_store_url(args.config, os.environ)
+        if args.config is not None
+        else demo_settings(args.state_dir).url
+    )
     try:
-        # a deployment's config: the URL only (a migration job is given no keys)
-        url = (
-            store_url(args.config)
-            if args.config is not None
-            else resolve_settings(args.state_dir, None).url
-        )
         asyncio.run(upgrade(url))
-    except AuditError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # a database that cannot be reached: say so, no traceback
-        print(f"error: cannot migrate the audit store ({type(exc).__name__})", file=sys.stderr)
-        return 2
+    except (OSError, SQLAlchemyError) as exc:  # refused, unknown host, no such database
+        raise AuditUnavailable("cannot reach the audit store") from exc
     print("audit store schema is up to date")
     return 0
 

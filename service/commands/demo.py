@@ -12,9 +12,10 @@ import uvloop
 
 from audit.statedir import open_demo_state
 from service.app import create_app
-from service.config import DEMO_TOKENS, demo_settings
-from service.emulators import SYSTEMS, EmulatorCluster
+from service.demo_settings import DEMO_TOKENS, demo_settings
+from service.emulators import EmulatorCluster
 from service.logs import configure_logging
+from service.registry import SYSTEMS
 from service.shutdown import run_server
 
 DEFAULT_STATE_DIR = Path(".gdpr-gateway-demo")
@@ -23,9 +24,9 @@ DEFAULT_STATE_DIR = Path(".gdpr-gateway-demo")
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "demo",
-        help="run the gateway with the four emulated upstreams and a local audit log",
-        description="Runs the gateway on --port and the emulators of timelog, billbee, "
-        "sedona and keycom on --port+1 .. --port+4, keeping the audit log and its keys "
+        help="run the gateway with the emulated upstreams and a local audit log",
+        description=f"Runs the gateway on --port and the emulators of {', '.join(SYSTEMS)} "
+        f"on --port+1 .. --port+{len(SYSTEMS)}, keeping the audit log and its keys "
         "under --state-dir, so a second run continues the same log.",
     )
     parser.add_argument("--port", type=int, default=8080, help="gateway port (default 8080)")
@@ -45,15 +46,12 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
-    try:
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(
-                serve_demo(args.host, args.port, args.state_dir,
-                           drain_seconds=max(0.0, args.drain_seconds))
-            )
-    except OSError as exc:
-        print(f"demo: cannot listen: {exc.strerror}", file=sys.stderr)
-        return 1
+    # a port in use, a state folder that cannot be written: said by service.failures
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(
+            serve_demo(args.host, args.port, args.state_dir,
+                       drain_seconds=max(0.0, args.drain_seconds))
+        )
     return 0
 
 
@@ -97,7 +95,7 @@ def print_guide(out: TextIO, url: str, upstreams: dict[str, str], state_dir: Pat
         f"gdpr-gateway demo listening on {url}",
         "",
         "Upstream emulators:",
-        *[f"  {system:8} {upstreams[system]}" for system in SYSTEMS],
+        *[f"  {system:8} {url}" for system, url in upstreams.items()],
         f"Audit log and keys: {state_dir}/",
         "",
         "Tokens (Authorization: Bearer <token>):",

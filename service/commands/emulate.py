@@ -9,7 +9,8 @@ import signal
 import sys
 from typing import Any
 
-from service.emulators import SYSTEMS, EmulatorCluster
+from service.emulators import EmulatorCluster
+from service.registry import SYSTEMS
 
 DEFAULT_BASE_PORT = 9000
 
@@ -17,14 +18,16 @@ DEFAULT_BASE_PORT = 9000
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "emulate",
-        help="serve the four emulated upstream APIs",
+        help="serve the emulated upstream APIs",
         description=(
-            "Serve the emulated upstreams (timelog, billbee, sedona, keycom) on ports "
-            "BASE+1..BASE+4 with the demo customers and credentials of docs/upstreams.md."
+            f"Serve the emulated upstreams ({', '.join(SYSTEMS)}) on ports "
+            f"BASE+1..BASE+{len(SYSTEMS)} with the demo customers and credentials of "
+            "docs/upstreams.md."
         ),
     )
     parser.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT,
-                        help=f"ports are BASE+1..BASE+4 in the order {', '.join(SYSTEMS)}; "
+                        help=f"ports are BASE+1..BASE+{len(SYSTEMS)} in the order "
+                        f"{', '.join(SYSTEMS)}; "
                         f"0 picks free ports (default {DEFAULT_BASE_PORT})")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1)")
@@ -37,7 +40,8 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.base_port <= 65535 - len(SYSTEMS):
-        print("gdpr-gateway emulate: --base-port must be between 0 and 65531", file=sys.stderr)
+        print(f"gdpr-gateway emulate: --base-port must be between 0 and {65535 - len(SYSTEMS)}",
+              file=sys.stderr)
         return 2
     cluster = EmulatorCluster(
         args.host, args.base_port,
@@ -62,8 +66,9 @@ async def serve(cluster: EmulatorCluster, stop: asyncio.Event | None = None) -> 
         try:
             await cluster.start()
         except OSError as exc:
-            print(f"gdpr-gateway emulate: cannot listen: {exc.strerror or exc}", file=sys.stderr)
-            return 1
+            print(f"gdpr-gateway emulate: cannot listen ({exc.strerror or type(exc).__name__}); "
+                  "choose another --base-port (0 picks free ports)", file=sys.stderr)
+            return 2
         for system in SYSTEMS:
             print(f"{system:<8} {cluster.urls[system]}  (port {cluster.ports[system]})",
                   flush=True)

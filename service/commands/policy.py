@@ -1,19 +1,28 @@
-"""``gdpr-gateway policy check [PATH...]`` and ``gdpr-gateway policy show SYSTEM``."""
+"""``gdpr-gateway policy check [PATH... | --config FILE]`` and ``policy show SYSTEM``.
+
+Without paths, the policies in force: with ``--config``, the deployment's
+``policies_dir`` (read as ``serve`` reads the configuration), else each system's
+policy file of the registry (the shipped catalog)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from common.vocabulary import Role
 from policies import PolicyLoadError, load_policy_set
 from policies.loader import load_file, policy_files
-from policies.model import ROLES
+from service.config import load_policies_dir
+from service.registry import SYSTEMS
+from service.reload import source_dir
 
-ROLE_ABBREV = {"editor": "editor", "auditor": "auditor", "privacy_officer": "privacy",
-               "admin": "admin"}
+#: the column heading of each role's masking (the role names, one shortened)
+ROLE_ABBREV = {Role.EDITOR: "editor", Role.AUDITOR: "auditor", Role.PRIVACY_OFFICER: "privacy",
+               Role.ADMIN: "admin"}
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,8 +35,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     check.add_argument(
         "paths", nargs="*", type=Path, metavar="PATH",
-        help="policy files or directories of *.yaml (default: the shipped catalog)",
+        help="policy files or directories of *.yaml (default: the policies in force)",
     )
+    _add_config(check)
     check.set_defaults(handler=run_check)
     show = actions.add_parser("show", help="the effective field table of one system")
     show.add_argument("system", help="timelog, billbee, sedona, keycom, ...")
@@ -35,12 +45,33 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--policies", nargs="+", type=Path, metavar="PATH",
         help="load these policy files or directories instead of the shipped catalog",
     )
+    _add_config(show)
     show.add_argument("--json", action="store_true", help="the rows as JSON")
     show.set_defaults(handler=run_show)
 
 
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE",
+        help="a deployment's YAML config (and GDPR_GATEWAY_* variables): its policies_dir",
+    )
+
+
+def in_force(paths: list[Path] | None, config: Path | None) -> list[Path]:
+    """The files named, else the configuration's policy folder, else the registry's."""
+    if paths:
+        if config is not None:
+            print("error: give policy paths or --config, not both", file=sys.stderr)
+            raise SystemExit(2)
+        return policy_files(paths)
+    directory = load_policies_dir(config, os.environ) if config is not None else None
+    if directory is not None:
+        return policy_files([source_dir(directory)])
+    return sorted(SYSTEMS.policy_files(), key=lambda path: path.name)
+
+
 def run_check(args: argparse.Namespace) -> int:
-    files = policy_files(args.paths or None)
+    files = in_force(args.paths, args.config)
     if not files:
         print("error: no policy files found", file=sys.stderr)
         return 1
@@ -66,7 +97,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     try:
-        policies = load_policy_set(args.policies)
+        policies = load_policy_set(in_force(args.policies, args.config))
     except PolicyLoadError as exc:
         for line in exc.errors:
             print(line, file=sys.stderr)
@@ -112,14 +143,14 @@ def _constraints(row: dict[str, Any]) -> str:
 
 def render_table(rows: list[dict[str, Any]]) -> str:
     header = ["field", "type", "constraints", "category", "sensitivity", "editable by",
-              "purposes", *(f"mask:{ROLE_ABBREV[r]}" for r in ROLES)]
+              "purposes", *(f"mask:{ROLE_ABBREV[r]}" for r in Role)]
     table = [header]
     for row in rows:
         sens = row["sensitivity"] + ("*" if row["raised_by_rules"] else "")
         table.append([
             row["path"], row["type"], _constraints(row), row["category"] or "-", sens,
             ",".join(row["editable_by"]) or "nobody", ",".join(row["purposes"]) or "-",
-            *(row["masking"][r] for r in ROLES),
+            *(row["masking"][r] for r in Role),
         ])
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from service.emulators import billbee, keycom, sedona, timelog
+from service import registry
 from service.emulators.faults import HANG_MAX_SECONDS, FaultPlan, FaultPlanError, FaultState
 from service.emulators.keys import FAULTS_KEY, LIMITER_KEY, SPEC_KEY, STATS_KEY, STORE_KEY
 from service.emulators.ratelimit import RateLimiter
@@ -21,44 +21,43 @@ from service.emulators.spec import SystemSpec
 from service.emulators.stats import Stats
 from service.emulators.store import CustomerStore
 
-#: the systems, in port order: base port + 1 .. + 4
-SYSTEMS: tuple[str, ...] = ("timelog", "billbee", "sedona", "keycom")
-
-_SPECS: dict[str, SystemSpec] = {
-    "timelog": timelog.SPEC,
-    "billbee": billbee.SPEC,
-    "sedona": sedona.SPEC,
-    "keycom": keycom.SPEC,
-}
-
 ADMIN_PREFIX = "/_emulator"
 #: the body of a ``malformed`` fault: JSON cut short
 MALFORMED_BODY = b'{"truncated": '
 
 
-
 def create_emulator(
-    system: str,
+    system: str | SystemSpec,
     *,
     rate_limit: bool = True,
     retry_after: bool = True,
     faults: FaultPlan | None = None,
 ) -> web.Application:
-    """The emulator of ``system`` (one of ``SYSTEMS``) with a fresh seeded store.
+    """The emulator of ``system`` (a system of ``service.registry.SYSTEMS``, or the spec
+    of another) with a fresh seeded store.
 
-    ``rate_limit``/``retry_after`` concern billbee's 2 requests/second limit (the other
-    systems have no documented limit and ignore them); ``faults`` is the starting plan.
+    ``rate_limit``/``retry_after`` concern the limit a spec enforces (billbee's 2
+    requests/second; the other systems have none and ignore them); ``faults`` is the
+    starting plan.
     """
-    try:
-        spec = _SPECS[system]
-    except KeyError:
-        raise ValueError(f"unknown system; expected one of {', '.join(SYSTEMS)}") from None
+    if isinstance(system, SystemSpec):
+        spec = system
+    else:
+        # the registry names each system's emulator; it is read when called, not on
+        # import (the registry imports this package's system modules)
+        shipped = registry.SYSTEMS
+        if system not in shipped:
+            raise ValueError(f"unknown system; expected one of {', '.join(shipped)}")
+        spec = shipped[system].emulator
     app = web.Application(middlewares=[_emulator_middleware])
     app[SPEC_KEY] = spec
     app[STORE_KEY] = CustomerStore(spec.seed(), spec.generate)
     app[STATS_KEY] = Stats()
     app[FAULTS_KEY] = FaultState.starting_with(faults)
-    app[LIMITER_KEY] = RateLimiter(enabled=rate_limit, retry_after=retry_after)
+    limiter = RateLimiter(enabled=rate_limit, retry_after=retry_after)
+    if spec.rate_limit_per_second is not None:
+        limiter.per_second = spec.rate_limit_per_second
+    app[LIMITER_KEY] = limiter
     app.on_shutdown.append(_release_hung_on_stop)
     _add_admin_routes(app)
     spec.add_routes(app)

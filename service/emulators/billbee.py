@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
 from aiohttp import web
 
-from service.emulators.credentials import DEMO_CREDENTIALS
+from common.vocabulary import System
 from service.emulators.fakedata import person, rng_for
 from service.emulators.httputil import (
     BodyError,
@@ -21,6 +22,13 @@ from service.emulators.httputil import (
 from service.emulators.keys import LIMITER_KEY, STORE_KEY
 from service.emulators.ratelimit import RateLimiter
 from service.emulators.spec import Record, SystemSpec
+
+#: the credentials this emulator accepts (the demo's, published in docs/upstreams.md)
+CREDENTIALS: Final = MappingProxyType(
+    {"api_key": "demo-billbee-key", "username": "demo", "password": "demo-billbee-password"}
+)
+#: requests per second per (API key, user) and endpoint, as the real Billbee
+LIMIT_PER_SECOND: Final = 2
 
 # ErrorCode values of the envelope (Billbee's own numbering is not published).
 NO_ERROR = 0
@@ -67,7 +75,7 @@ def error(status: int, message: str) -> web.Response:
 
 def _guard(request: web.Request) -> web.Response | None:
     """401 without both credentials; 429 over the rate limit."""
-    creds = DEMO_CREDENTIALS["billbee"]
+    creds = CREDENTIALS
     key = request.headers.get("X-Billbee-Api-Key", "")
     basic = basic_credentials(request)
     if not (
@@ -261,5 +269,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_put("/api/v1/customers/{id}", put_customer)
 
 
-SPEC = SystemSpec(name="billbee", seed=seed, generate=generate, add_routes=add_routes,
-                  error=error)
+SPEC = SystemSpec(name=System.BILLBEE, seed=seed, generate=generate, add_routes=add_routes,
+                  error=error, credentials=CREDENTIALS, rate_limit_per_second=LIMIT_PER_SECOND)

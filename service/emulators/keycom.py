@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
 from aiohttp import web
 
-from service.emulators.credentials import DEMO_CREDENTIALS
+from common.vocabulary import System
 from service.emulators.fakedata import person, rng_for
 from service.emulators.httputil import (
     BodyError,
@@ -36,6 +37,8 @@ FIELDS: dict[str, tuple[str, int | None]] = {
     "sms_numbers": ("sms", None), "personal_id": ("str", 32),
     "water_database_id": ("int", None),
 }
+#: the credentials this emulator accepts (the demo's, published in docs/upstreams.md)
+CREDENTIALS: Final = MappingProxyType({"token": "0123456789abcdef0123456789abcdef01234567"})
 RESTRICTED_TYPES = (1, 2)
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -60,7 +63,7 @@ def _guard(request: web.Request) -> web.Response | None:
     match = _TOKEN.fullmatch(header)
     if match is None:
         return error(401, NOT_PROVIDED if not header.startswith("Token ") else "Invalid token.")
-    if not same_secret(match.group(1), DEMO_CREDENTIALS["keycom"]["token"]):
+    if not same_secret(match.group(1), CREDENTIALS["token"]):
         return error(401, "Invalid token.")
     return None
 
@@ -271,5 +274,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_patch("/customers/{id}/", patch_customer)
 
 
-SPEC = SystemSpec(name="keycom", seed=seed, generate=generate, add_routes=add_routes,
-                  error=error)
+SPEC = SystemSpec(name=System.KEYCOM, seed=seed, generate=generate, add_routes=add_routes,
+                  error=error, credentials=CREDENTIALS)

@@ -4,16 +4,19 @@ limits, read-only computed fields, GroupCode -> CustomerGroupID, the 12/30/1899 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
 from aiohttp import web
 
-from service.emulators.credentials import DEMO_CREDENTIALS
+from common.vocabulary import System
 from service.emulators.fakedata import person, rng_for
 from service.emulators.httputil import BodyError, basic_ok, int_id, json_body
 from service.emulators.keys import STORE_KEY
 from service.emulators.spec import Record, SystemSpec
 
+#: the credentials this emulator accepts (the demo's, published in docs/upstreams.md)
+CREDENTIALS: Final = MappingProxyType({"username": "demo", "password": "demo-sedona-password"})
 NULL_DATE = "12/30/1899"
 STATUS_CODES = ("AR", "ANR", "CANC")
 #: the fixed AR_Customer_Group table: GroupCode -> CustomerGroupID
@@ -67,7 +70,7 @@ def invalid(model_state: dict[str, list[str]]) -> web.Response:
 
 
 def _authorised(request: web.Request) -> bool:
-    creds = DEMO_CREDENTIALS["sedona"]
+    creds = CREDENTIALS
     return basic_ok(request, creds["username"], creds["password"])
 
 
@@ -242,5 +245,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_put("/api/customer/{id}", put_customer)
 
 
-SPEC = SystemSpec(name="sedona", seed=seed, generate=generate, add_routes=add_routes,
-                  error=error)
+SPEC = SystemSpec(name=System.SEDONA, seed=seed, generate=generate, add_routes=add_routes,
+                  error=error, credentials=CREDENTIALS)

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
 from aiohttp import web
 
-from service.emulators.credentials import DEMO_CREDENTIALS
+from common.vocabulary import System
 from service.emulators.fakedata import person, rng_for
 from service.emulators.httputil import BodyError, int_id, is_int, json_body, same_secret
 from service.emulators.keys import STORE_KEY
 from service.emulators.spec import Record, SystemSpec
 
 API_VERSION = "v1"
+#: the credentials this emulator accepts (the demo's, published in docs/upstreams.md)
+CREDENTIALS: Final = MappingProxyType({"token": "demo-timelog-token"})
+#: the one account it serves, as the gateway's ``options`` name it
+OPTIONS: Final = MappingProxyType({"account": "demo", "api_version": API_VERSION})
 
 #: the 33 writable fields of the seed page and their kinds
 WRITE_FIELDS: dict[str, str] = {
@@ -82,12 +87,11 @@ def _envelope(record: Record, account: str) -> dict[str, Any]:
 
 
 def _authorised(request: web.Request) -> bool:
-    creds = DEMO_CREDENTIALS["timelog"]
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     return (
         scheme == "Bearer"
-        and same_secret(token.strip(), creds["token"])
-        and request.match_info["account"] == creds["account"]
+        and same_secret(token.strip(), CREDENTIALS["token"])
+        and request.match_info["account"] == OPTIONS["account"]
     )
 
 
@@ -221,6 +225,7 @@ def add_routes(app: web.Application) -> None:
 
 
 SPEC = SystemSpec(
-    name="timelog", seed=seed, generate=generate, add_routes=add_routes,
+    name=System.TIMELOG, seed=seed, generate=generate, add_routes=add_routes,
     error=lambda status, message: error(status, message),
+    credentials=CREDENTIALS, options=OPTIONS,
 )

@@ -14,9 +14,9 @@ from typing import Any
 from aiohttp import web
 
 from audit.errors import EntryNotFound, InvalidAuditInput, OutOfScope
-from audit.types import OUTCOMES
+from common.vocabulary import AuditOutcome, FieldCode, parse
 from policies import Principal
-from service.access import authorize, scope
+from service.access import ACT_FOR_SUBJECT, REVIEW_AUDIT, authorize, scope
 from service.errors import AuditEntryNotFound, FieldProblem, Forbidden, ValidationFailed
 from service.keys import AUDIT_KEY, GATEWAY_KEY, METRICS_KEY, REQUEST_ID_KEY
 from service.routes.common import (
@@ -32,8 +32,6 @@ from service.routes.common import (
 
 routes = web.RouteTableDef()
 
-REVIEWERS = frozenset({"auditor", "privacy_officer"})
-OFFICERS = frozenset({"privacy_officer"})
 MAX_LIMIT = 500
 
 
@@ -57,7 +55,7 @@ def _time(request: web.Request, name: str) -> datetime | None:
     except ValueError:
         raise ValidationFailed(
             f"{name} must be an ISO 8601 date-time",
-            errors=[FieldProblem(name, "invalid_format", "expected ISO 8601")],
+            errors=[FieldProblem(name, FieldCode.INVALID_FORMAT, "expected ISO 8601")],
         ) from None
 
 
@@ -66,7 +64,7 @@ def _limit(request: web.Request) -> int:
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
         raise ValidationFailed(
             f"limit must be an integer from 1 to {MAX_LIMIT}",
-            errors=[FieldProblem("limit", "wrong_type", f"1 to {MAX_LIMIT}")],
+            errors=[FieldProblem("limit", FieldCode.WRONG_TYPE, f"1 to {MAX_LIMIT}")],
         )
     return int(raw)
 
@@ -74,12 +72,14 @@ def _limit(request: web.Request) -> int:
 @routes.get("/v1/audit")
 async def list_entries(request: web.Request) -> web.Response:
     q = request.query
-    who = _require(request, REVIEWERS, q.get("system"))
+    who = _require(request, REVIEW_AUDIT, q.get("system"))
     outcome = q.get("outcome")
-    if outcome is not None and outcome not in OUTCOMES:
+    if outcome is not None and parse(AuditOutcome, outcome) is None:
         raise ValidationFailed(
             "unknown outcome",
-            errors=[FieldProblem("outcome", "not_in_enum", f"one of {sorted(OUTCOMES)}")],
+            errors=[
+                FieldProblem("outcome", FieldCode.NOT_IN_ENUM, f"one of {sorted(AuditOutcome)}")
+            ],
         )
     try:
         page = await request.app[AUDIT_KEY].query(
@@ -97,14 +97,14 @@ async def list_entries(request: web.Request) -> web.Response:
         # every other parameter was checked above: what is left is the paging cursor
         raise ValidationFailed(
             "the cursor is not one this API issued",
-            errors=[FieldProblem("cursor", "invalid_format", "use next_cursor as given")],
+            errors=[FieldProblem("cursor", FieldCode.INVALID_FORMAT, "use next_cursor as given")],
         ) from None
     return web.json_response({"entries": page.entries, "next_cursor": page.next_cursor})
 
 
 @routes.get("/v1/audit/verify")
 async def verify(request: web.Request) -> web.Response:
-    who = _require(request, REVIEWERS)
+    who = _require(request, REVIEW_AUDIT)
     # the verdict is the whole chain's; a bad entry is named only within the scope
     report = await request.app[AUDIT_KEY].verify(systems=scope(who))
     request.app[METRICS_KEY].audit_verified(report.ok)
@@ -120,7 +120,7 @@ async def verify(request: web.Request) -> web.Response:
 
 @routes.get("/v1/audit/{audit_id}")
 async def get_entry(request: web.Request) -> web.Response:
-    who = _require(request, REVIEWERS)
+    who = _require(request, REVIEW_AUDIT)
     try:
         entry = await request.app[AUDIT_KEY].get(audit_id(request), systems=scope(who))
     except EntryNotFound:
@@ -132,7 +132,7 @@ async def get_entry(request: web.Request) -> web.Response:
 
 @routes.post("/v1/audit/{audit_id}/reveal")
 async def reveal(request: web.Request) -> web.Response:
-    who = _require(request, OFFICERS)
+    who = _require(request, ACT_FOR_SUBJECT)
     entry_id = audit_id(request)
     why = reason(await json_object(request))
     try:
@@ -154,7 +154,7 @@ async def reveal(request: web.Request) -> web.Response:
 def _subject(request: web.Request) -> tuple[Principal, str, str]:
     who = principal(request)
     system = request.match_info["system"]
-    authorize(who, OFFICERS, system, known=request.app[GATEWAY_KEY].connectors)
+    authorize(who, ACT_FOR_SUBJECT, system, known=request.app[GATEWAY_KEY].connectors)
     return who, system, customer_id(request)
 
 

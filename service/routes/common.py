@@ -15,9 +15,9 @@ from typing import Any, Final, NoReturn
 
 from aiohttp import web
 
+from common.vocabulary import UNKNOWN_PURPOSE, FieldCode, Purpose, parse
 from policies import Principal
 from policies.controls import has_refused_character, refused_characters
-from policies.model import PURPOSES, UNKNOWN_PURPOSE
 from service.errors import (
     AuditEntryNotFound,
     BadRequest,
@@ -30,7 +30,7 @@ from service.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from service.gateway import Request
+from service.gateway_types import Request
 from service.keys import (
     AUDIT_ID_KEY,
     AUTH_KEY,
@@ -81,7 +81,7 @@ def query_id(request: web.Request, name: str) -> str | None:
     if value is not None and not is_id(value):
         raise ValidationFailed(
             f"query parameter {name} is not an id",
-            errors=[FieldProblem(name, "invalid_format", "1-128 of A-Z a-z 0-9 . _ -")],
+            errors=[FieldProblem(name, FieldCode.INVALID_FORMAT, "1-128 of A-Z a-z 0-9 . _ -")],
         )
     return value
 
@@ -94,7 +94,9 @@ def query_text(request: web.Request, name: str) -> str | None:
             f"query parameter {name} is malformed",
             errors=[
                 FieldProblem(
-                    name, "invalid_format", f"at most {MAX_QUERY_CHARS} printable characters"
+                    name,
+                    FieldCode.INVALID_FORMAT,
+                    f"at most {MAX_QUERY_CHARS} printable characters",
                 )
             ],
         )
@@ -114,12 +116,13 @@ def principal(request: web.Request) -> Principal:
 
 def purpose(request: web.Request) -> str | None:
     """The stated purpose: None when absent, one of the vocabulary, or the fixed marker
-    :data:`~policies.model.UNKNOWN_PURPOSE` for anything else - the caller's text is
+    :data:`~common.vocabulary.UNKNOWN_PURPOSE` for anything else - the caller's text is
     never passed on, so it can never be recorded (it may hold a name, a birth date)."""
     value = request.headers.get(PURPOSE_HEADER, "").strip()
     if not value:
         return None
-    return value if value in PURPOSES else UNKNOWN_PURPOSE
+    stated = parse(Purpose, value)
+    return stated if stated is not None else UNKNOWN_PURPOSE
 
 
 def gateway_request(request: web.Request, system: str) -> Request:
@@ -199,17 +202,17 @@ def reason(body: dict[str, Any]) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValidationFailed(
             "a reason is required",
-            errors=[FieldProblem("reason", "required", "give a non-empty reason")],
+            errors=[FieldProblem("reason", FieldCode.REQUIRED, "give a non-empty reason")],
         )
     if len(value) > 1000:
         raise ValidationFailed(
             "the reason is too long",
-            errors=[FieldProblem("reason", "too_long", "at most 1000 characters")],
+            errors=[FieldProblem("reason", FieldCode.TOO_LONG, "at most 1000 characters")],
         )
     if _REASON_REFUSES.search(value) is not None:
         raise ValidationFailed(
             "the reason holds a control character",
-            errors=[FieldProblem("reason", "invalid_format", "no control characters")],
+            errors=[FieldProblem("reason", FieldCode.INVALID_FORMAT, "no control characters")],
         )
     return value.strip()
 
@@ -225,7 +228,7 @@ def flag(request: web.Request, name: str) -> bool:
         return False
     raise ValidationFailed(
         f"query parameter {name} must be true or false",
-        errors=[FieldProblem(name, "wrong_type", "expected true or false")],
+        errors=[FieldProblem(name, FieldCode.WRONG_TYPE, "expected true or false")],
     )
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from service.access import CHANGE_RECORD, READ_RECORD
 from service.errors import GatewayError
-from service.gateway import WRITE_ROLES
 from service.keys import AUDIT_ID_KEY, GATEWAY_KEY
 from service.routes.common import answer, flag, gateway_request, json_object
 
@@ -20,11 +20,11 @@ async def patch_customer(request: web.Request) -> web.Response:
     # 401, then 404 for an id that cannot be one: before anything is read or audited
     req = gateway_request(request, system)
     # 404 unknown_system and 403 forbidden before the body is read
-    gateway.authorize(req, WRITE_ROLES)
+    admitted = gateway.admit(req, CHANGE_RECORD)
     patch = await json_object(request)
     try:
         result = await gateway.update(
-            req,
+            admitted,
             patch,
             dry_run=flag(request, "dry_run"),
             if_match=request.headers.get("If-Match"),
@@ -54,7 +54,7 @@ async def get_customer(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY_KEY]
     system = request.match_info["system"]
     req = gateway_request(request, system)
-    result = await gateway.read(req)
+    result = await gateway.read(gateway.admit(req, READ_RECORD))
     return answer(
         request,
         {

@@ -15,6 +15,7 @@ from typing import Final
 
 from aiohttp import web
 
+from common.vocabulary import Problem
 from service.keys import AUTH_KEY
 from service.middleware import problem_response
 
@@ -111,7 +112,7 @@ async def ui_asset(request: web.Request) -> web.Response:
     name = request.match_info["asset"]
     if name not in ASSETS:
         return problem_response(
-            "not_found",
+            Problem.NOT_FOUND,
             404,
             "Not found",
             "the review page has no file of that name",

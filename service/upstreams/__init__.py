@@ -1,4 +1,5 @@
-"""Connectors to the four upstream systems, behind one interface (``Connector``)."""
+"""Connectors to the upstream systems, behind one interface (``Connector``); which class
+serves which system is ``service.registry``."""
 
 from __future__ import annotations
 
@@ -12,11 +13,9 @@ from service.upstreams.base import (
 )
 from service.upstreams.breaker import BreakerState, CircuitBreaker
 from service.upstreams.bucket import TokenBucket
-from service.upstreams.factory import CONNECTOR_CLASSES, build_connector
 from service.upstreams.settings import UpstreamSettings
 
 __all__ = [
-    "CONNECTOR_CLASSES",
     "BreakerState",
     "CircuitBreaker",
     "Connector",
@@ -24,7 +23,6 @@ __all__ = [
     "Observe",
     "TokenBucket",
     "UpstreamSettings",
-    "build_connector",
     "content_tag",
     "parse_customer_id",
     "record_shows",

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import Any, ClassVar, Final
+from typing import Any, Final
 
+from common.vocabulary import System
+from service.config_types import Credentials, SecretText
 from service.errors import FieldProblem, UpstreamError, UpstreamRejected
 from service.upstreams.answers import Answer, basic_auth
 from service.upstreams.base import INT64_MAX, parse_customer_id
@@ -28,8 +30,16 @@ ARCHIVED_FIELD: Final = "ArchivedAt"
 ARCHIVED_MESSAGE: Final = "the upstream refuses changes to an archived customer"
 
 
+class BillbeeCredentials(Credentials):
+    """``X-Billbee-Api-Key`` and HTTP Basic, on every request."""
+
+    api_key: SecretText
+    username: SecretText
+    password: SecretText
+
+
 class BillbeeConnector(HttpConnector):
-    system = "billbee"
+    system = System.BILLBEE
     mode = "put"
     read_coverage = frozenset(
         {
@@ -39,13 +49,13 @@ class BillbeeConnector(HttpConnector):
             "DefaultPhone1", "DefaultPhone2", "DefaultFax", "MetaData",
         }
     )
-    required_credentials: ClassVar[tuple[str, ...]] = ("api_key", "username", "password")
+    required_credentials = BillbeeCredentials.names()
 
     def _auth(self) -> dict[str, str]:
-        creds = self.settings.credentials
+        creds = BillbeeCredentials.of(self.settings.credentials)
         return {
-            "X-Billbee-Api-Key": creds["api_key"].reveal(),
-            "Authorization": basic_auth(creds["username"], creds["password"]),
+            "X-Billbee-Api-Key": creds.api_key.reveal(),
+            "Authorization": basic_auth(creds.username, creds.password),
         }
 
     def _pacing_rate(self) -> float | None:
@@ -56,9 +66,9 @@ class BillbeeConnector(HttpConnector):
     def _bucket_key(self, method: str, route: str) -> str | None:
         # The limit is per key and user: a fingerprint of both (never the secrets
         # themselves) keys the bucket, then the endpoint.
-        creds = self.settings.credentials
+        creds = BillbeeCredentials.of(self.settings.credentials)
         fingerprint = hashlib.sha256(
-            f"{creds['api_key'].reveal()}\0{creds['username'].reveal()}".encode()
+            f"{creds.api_key.reveal()}\0{creds.username.reveal()}".encode()
         ).hexdigest()[:16]
         return f"{fingerprint} {method} {route}"
 

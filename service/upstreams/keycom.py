@@ -8,15 +8,23 @@ every write, so a second send is a second write, not a repeat of the first.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Annotated, Any
 
+from common.vocabulary import System
+from service.config_types import Credentials, SecretText, hex_digits
 from service.upstreams.answers import Answer
 from service.upstreams.base import content_tag, parse_customer_id
 from service.upstreams.transport import HttpConnector
 
 
+class KeycomCredentials(Credentials):
+    """``Authorization: Token <40 hex>``."""
+
+    token: Annotated[SecretText, hex_digits(40)]
+
+
 class KeycomConnector(HttpConnector):
-    system = "keycom"
+    system = System.KEYCOM
     mode = "patch"
     read_coverage = frozenset(
         {
@@ -28,10 +36,11 @@ class KeycomConnector(HttpConnector):
             "sms_numbers", "personal_id", "water_database_id",
         }
     )
-    required_credentials: ClassVar[tuple[str, ...]] = ("token",)
+    required_credentials = KeycomCredentials.names()
 
     def _auth(self) -> dict[str, str]:
-        return {"Authorization": f"Token {self.settings.credentials['token'].reveal()}"}
+        token = KeycomCredentials.of(self.settings.credentials).token
+        return {"Authorization": f"Token {token.reveal()}"}
 
     def version_tag(self, record: Mapping[str, Any]) -> str:
         modified = record.get("modified")

@@ -11,9 +11,10 @@ import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, Final
 
+from common.vocabulary import FieldCode
 from service.errors import FieldProblem
 
-CODE: Final = "upstream_rejected"
+CODE: Final = FieldCode.UPSTREAM_REJECTED
 MESSAGE: Final = "the upstream refused this field"
 
 _SEGMENT = r"[A-Za-z_][A-Za-z0-9_]{0,63}"

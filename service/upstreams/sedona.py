@@ -7,8 +7,10 @@ and ``CustomerGroupID`` (set by the upstream from ``GroupCode``) are not sent.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, Final
+from typing import Any, Final
 
+from common.vocabulary import System
+from service.config_types import Credentials, SecretText
 from service.errors import GatewayError, UpstreamOutcomeUnknown
 from service.upstreams.answers import Answer, basic_auth
 from service.upstreams.base import parse_customer_id
@@ -23,8 +25,15 @@ NOT_WRITTEN: Final = frozenset(
 )
 
 
+class SedonaCredentials(Credentials):
+    """HTTP Basic (per company database)."""
+
+    username: SecretText
+    password: SecretText
+
+
 class SedonaConnector(HttpConnector):
-    system = "sedona"
+    system = System.SEDONA
     mode = "put"
     read_coverage = frozenset(
         {
@@ -37,11 +46,11 @@ class SedonaConnector(HttpConnector):
             "CustomerRelationCode", "IsMaster", "MasterAccountBilling", "CustomerBillPrimary",
         }
     )
-    required_credentials: ClassVar[tuple[str, ...]] = ("username", "password")
+    required_credentials = SedonaCredentials.names()
 
     def _auth(self) -> dict[str, str]:
-        creds = self.settings.credentials
-        return {"Authorization": basic_auth(creds["username"], creds["password"])}
+        creds = SedonaCredentials.of(self.settings.credentials)
+        return {"Authorization": basic_auth(creds.username, creds.password)}
 
     def _record(self, answer: Answer) -> dict[str, Any]:
         if not isinstance(answer.body, Mapping) or "CustomerId" not in answer.body:

@@ -12,11 +12,10 @@ from service.secret import Secret
 class UpstreamSettings:
     """How to reach one upstream.
 
-    ``credentials`` per system (all values secret):
-      timelog: ``token``; billbee: ``api_key``, ``username``, ``password``;
-      sedona: ``username``, ``password``; keycom: ``token`` (40 hex).
-    ``options`` (not secret): timelog ``account`` (e.g. ``demo``) and ``api_version``
-    (``v1``).
+    ``credentials`` (all secret) and ``options`` (not secret) hold what the system's
+    ``Credentials`` and ``Options`` models declare, next to its connector (the models
+    ``service.registry`` names). The defaults here are the configuration's defaults
+    (``service.config_model`` takes them from this class).
     """
 
     system: str

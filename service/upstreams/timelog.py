@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar, Final
+from typing import Any, Final
 
+from common.vocabulary import System
+from service.config_types import Credentials, Name, Options, SecretText
 from service.errors import CustomerNotFound, FieldProblem, GatewayError, UpstreamError
 from service.upstreams.answers import Answer
 from service.upstreams.base import parse_customer_id
 from service.upstreams.problems import field_problems, problems_for
 from service.upstreams.transport import HttpConnector
 
+DEFAULT_API_VERSION: Final = "v1"
 #: read name -> write name
 READ_TO_WRITE: Final[Mapping[str, str]] = {"No": "CustomerNo", "VATNo": "VatNo"}
 WRITE_TO_READ: Final[Mapping[str, str]] = {v: k for k, v in READ_TO_WRITE.items()}
@@ -51,27 +54,41 @@ def _rename_problem_field(name: str) -> str:
     return READ_TO_WRITE.get(head, head) + dot + rest
 
 
+class TimelogCredentials(Credentials):
+    """A bearer token."""
+
+    token: SecretText
+
+
+class TimelogOptions(Options):
+    """Paths start ``/{account}/api/{api_version}/``."""
+
+    account: Name
+    api_version: Name = DEFAULT_API_VERSION
+
+
 class TimelogConnector(HttpConnector):
-    system = "timelog"
+    system = System.TIMELOG
     mode = "put"
     read_coverage = frozenset(
         {"CustomerID", "Name", "CustomerNo", "CustomerStatusID", "VatNo", "OrganizationNo"}
     )
-    required_credentials: ClassVar[tuple[str, ...]] = ("token",)
+    required_credentials = TimelogCredentials.names()
 
     @property
     def known_fields(self) -> frozenset[str]:
         return WRITE_FIELDS | READ_ONLY
 
     def _auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.settings.credentials['token'].reveal()}"}
+        token = TimelogCredentials.of(self.settings.credentials).token
+        return {"Authorization": f"Bearer {token.reveal()}"}
 
     def _check_options(self) -> None:
         self._prefix()
 
     def _prefix(self) -> str:
         account = self.settings.options.get("account", "")
-        version = self.settings.options.get("api_version", "v1")
+        version = self.settings.options.get("api_version", DEFAULT_API_VERSION)
         if not version.startswith("v"):
             version = "v" + version
         if _ACCOUNT.fullmatch(account) is None or not version[1:].isdigit():

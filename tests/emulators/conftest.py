@@ -9,24 +9,28 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from service.emulators import DEMO_CREDENTIALS, create_emulator
+from service.emulators import billbee as billbee_emulator
+from service.emulators import create_emulator
+from service.emulators import keycom as keycom_emulator
+from service.emulators import sedona as sedona_emulator
+from service.emulators import timelog as timelog_emulator
 
 Client = TestClient[web.Request, web.Application]
 ClientFactory = Callable[..., Awaitable[Client]]
 
-TIMELOG_AUTH = {"Authorization": f"Bearer {DEMO_CREDENTIALS['timelog']['token']}"}
+TIMELOG_AUTH = {"Authorization": f"Bearer {timelog_emulator.CREDENTIALS['token']}"}
 BILLBEE_AUTH = {
-    "X-Billbee-Api-Key": DEMO_CREDENTIALS["billbee"]["api_key"],
+    "X-Billbee-Api-Key": billbee_emulator.CREDENTIALS["api_key"],
     "Authorization": aiohttp.encode_basic_auth(
-        DEMO_CREDENTIALS["billbee"]["username"], DEMO_CREDENTIALS["billbee"]["password"]
+        billbee_emulator.CREDENTIALS["username"], billbee_emulator.CREDENTIALS["password"]
     ),
 }
 SEDONA_AUTH = {
     "Authorization": aiohttp.encode_basic_auth(
-        DEMO_CREDENTIALS["sedona"]["username"], DEMO_CREDENTIALS["sedona"]["password"]
+        sedona_emulator.CREDENTIALS["username"], sedona_emulator.CREDENTIALS["password"]
     )
 }
-KEYCOM_AUTH = {"Authorization": f"Token {DEMO_CREDENTIALS['keycom']['token']}"}
+KEYCOM_AUTH = {"Authorization": f"Token {keycom_emulator.CREDENTIALS['token']}"}
 
 
 @pytest.fixture

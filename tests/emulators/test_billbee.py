@@ -8,8 +8,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from service.emulators import DEMO_CREDENTIALS, LIMITER_KEY, STORE_KEY, create_emulator
-from service.emulators.billbee import ARCHIVED_MESSAGE, CUSTOMER_ARCHIVED, RATE_LIMITED
+from service.emulators import LIMITER_KEY, STORE_KEY, create_emulator
+from service.emulators.billbee import ARCHIVED_MESSAGE, CREDENTIALS, CUSTOMER_ARCHIVED, RATE_LIMITED
 from service.emulators.ratelimit import RateLimiter
 
 from .conftest import BILLBEE_AUTH, Client, ClientFactory
@@ -21,9 +21,9 @@ CUSTOMER_KEYS = {
     "DefaultStatusUpdatesMailAddress", "DefaultPhone1", "DefaultPhone2", "DefaultFax",
     "MetaData",
 }
-KEY = DEMO_CREDENTIALS["billbee"]["api_key"]
+KEY = CREDENTIALS["api_key"]
 BASIC = aiohttp.encode_basic_auth(
-    DEMO_CREDENTIALS["billbee"]["username"], DEMO_CREDENTIALS["billbee"]["password"]
+    CREDENTIALS["username"], CREDENTIALS["password"]
 )
 
 

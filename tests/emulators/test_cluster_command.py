@@ -16,7 +16,8 @@ import aiohttp
 import pytest
 
 from service.commands import emulate
-from service.emulators import STATS_KEY, STORE_KEY, SYSTEMS, EmulatorCluster
+from service.emulators import STATS_KEY, STORE_KEY, EmulatorCluster
+from service.registry import SYSTEMS
 
 from .conftest import BILLBEE_AUTH, KEYCOM_AUTH, SEDONA_AUTH, TIMELOG_AUTH
 
@@ -132,7 +133,7 @@ async def test_serve_reports_a_taken_port(capsys: pytest.CaptureFixture[str]) ->
         code = await emulate.serve(EmulatorCluster(base_port=first.base_port), asyncio.Event())
     finally:
         await first.stop()
-    assert code == 1
+    assert code == 2
     assert "cannot listen" in capsys.readouterr().err
 
 

@@ -15,12 +15,12 @@ from service.emulators import (
     FAULTS_KEY,
     STATS_KEY,
     STORE_KEY,
-    SYSTEMS,
     FaultPlan,
     FaultPlanError,
     create_emulator,
     is_loopback_peer,
 )
+from service.registry import SYSTEMS
 
 from .conftest import BILLBEE_AUTH, KEYCOM_AUTH, SEDONA_AUTH, TIMELOG_AUTH, ClientFactory
 

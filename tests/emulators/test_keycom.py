@@ -9,7 +9,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from service.emulators import DEMO_CREDENTIALS, STORE_KEY
+from service.emulators import STORE_KEY
+from service.emulators.keycom import CREDENTIALS
 
 from .conftest import KEYCOM_AUTH, Client
 
@@ -26,7 +27,7 @@ TABLE: dict[str, tuple[type, ...]] = {
     "personal_id": (str,), "water_database_id": (int,),
 }
 MODIFIED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
-TOKEN = DEMO_CREDENTIALS["keycom"]["token"]
+TOKEN = CREDENTIALS["token"]
 
 
 def _record(client: Client, customer_id: int) -> dict[str, Any]:

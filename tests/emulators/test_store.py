@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.emulators import STORE_KEY, SYSTEMS, CustomerStore, create_emulator
-from service.emulators.app import _SPECS
+from service.emulators import STORE_KEY, CustomerStore, create_emulator
+from service.registry import SYSTEMS
 
 DEMO_IDS = {"timelog": [3001], "billbee": [1001, 1002], "sedona": [2001], "keycom": [4001, 4002]}
 EMAIL_DOMAINS = ("example.de", "example.dk", "example.fi", "example.com", "example.net",
@@ -24,7 +24,7 @@ def test_holds_the_demo_customers_and_the_generated_range(system: str) -> None:
 
 @pytest.mark.parametrize("system", SYSTEMS)
 def test_generated_records_are_deterministic_and_shaped_like_the_seed(system: str) -> None:
-    spec = _SPECS[system]
+    spec = SYSTEMS[system].emulator
     seed_keys = [list(r) for r in spec.seed().values()]
     assert all(keys == seed_keys[0] for keys in seed_keys)
     first = spec.generate(100007)
@@ -37,7 +37,7 @@ def test_generated_records_are_deterministic_and_shaped_like_the_seed(system: st
 
 @pytest.mark.parametrize("system", SYSTEMS)
 def test_generated_emails_use_reserved_domains(system: str) -> None:
-    spec = _SPECS[system]
+    spec = SYSTEMS[system].emulator
     for customer_id in range(100000, 100050):
         text = repr(spec.generate(customer_id))
         emails = [w.strip("',{}") for w in text.split() if "@" in w]

@@ -27,13 +27,13 @@ import pytest
 from hypothesis import Phase, event, given, settings
 from hypothesis import strategies as st
 
+from common.vocabulary import Purpose
 from policies import PolicyEngine, Principal
 from policies.loader import CATALOG, load_file
-from policies.model import PURPOSES
-from service.config import Settings
+from service.access import CHANGE_RECORD
 from service.errors import CustomerNotFound
-from service.gateway import WRITE_ROLES
 from service.keys import AUTH_KEY, CONNECTORS_KEY, POLICIES_KEY
+from service.settings import Settings
 from tests.fuzz.known import GAPS, Gap, gaps_of
 from tests.fuzz.profiles import PROFILE
 from tests.fuzz.strategies import CONTROLS, TEXT_CHARS, Generated, patches, to_json
@@ -42,6 +42,7 @@ from tests.service.test_openapi import DOCS_PATH, api_md_codes
 
 DOCUMENTED = api_md_codes(DOCS_PATH.read_text(encoding="utf-8"))
 WRITES = ("PUT", "PATCH", "POST", "DELETE")
+PURPOSES = tuple(Purpose)
 POLICY_FILES = sorted(CATALOG.glob("*.yaml"))
 
 
@@ -95,7 +96,7 @@ async def expect(
     gen: Generated, body: bytes, dry_run: bool,
 ) -> Expected | None:
     """What the policy says about this request; None for a deep value (400 or 422)."""
-    if not principal.may_touch(system) or not WRITE_ROLES & principal.roles:
+    if not principal.may_touch(system) or not CHANGE_RECORD & principal.roles:
         return Expected(403, "forbidden")
     if len(body) > stack.settings.body_limit_bytes:
         return Expected(413, "payload_too_large")

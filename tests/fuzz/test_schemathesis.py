@@ -30,8 +30,8 @@ from typing import Any
 import pytest
 import yaml
 
-from service.config import DEMO_TOKENS
-from service.emulators import DEMO_CREDENTIALS, SYSTEMS
+from service.demo_settings import DEMO_TOKENS, emulator_upstream
+from service.registry import SYSTEMS
 from tests.fuzz.profiles import LONG, ST_EXAMPLES, ST_SEED
 from tests.service.test_demo_command import free_block
 from tests.service.test_serve_command import wait_port
@@ -89,7 +89,6 @@ def _config(folder: Path, upstream_base: int, port: int, database: str) -> Path:
         path.chmod(0o600)
         return name
 
-    creds = DEMO_CREDENTIALS
     urls = {s: f"http://127.0.0.1:{upstream_base + i}" for i, s in enumerate(SYSTEMS, 1)}
     config = {
         "host": "127.0.0.1",
@@ -102,22 +101,12 @@ def _config(folder: Path, upstream_base: int, port: int, database: str) -> Path:
                     "hash_salt_file": key("hash-salt", 16)},
         "auth": {"tokens": [
             {"name": name, "sha256": hashlib.sha256(token.encode()).hexdigest(),
-             "roles": sorted(roles), "systems": ["*"]}
+             "roles": sorted(map(str, roles)), "systems": ["*"]}
             for token, (name, roles) in DEMO_TOKENS.items()
         ]},
-        "upstreams": {
-            "timelog": {"base_url": urls["timelog"],
-                        "credentials": {"token": creds["timelog"]["token"]},
-                        "options": {"account": creds["timelog"]["account"]}},
-            # the emulators run unlimited here: Billbee's 2/s pacing would only slow the run
-            "billbee": {"base_url": urls["billbee"], "rate_limit_per_second": 1000,
-                        "credentials": {k: creds["billbee"][k]
-                                        for k in ("api_key", "username", "password")}},
-            "sedona": {"base_url": urls["sedona"],
-                       "credentials": {k: creds["sedona"][k] for k in ("username", "password")}},
-            "keycom": {"base_url": urls["keycom"],
-                       "credentials": {"token": creds["keycom"]["token"]}},
-        },
+        # the emulators run unlimited here: Billbee's 2/s pacing would only slow the run
+        "upstreams": {name: {**emulator_upstream(SYSTEMS, name, url), "rate_limit_per_second": 1000}
+                      for name, url in urls.items()},
     }
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from audit.statedir import load_config, store_url
 from policies import load_policy_set
 from service.cli import main
-from service.config import load_settings
+from service.config import load_audit_access, load_settings, load_store_url
 from service.metrics import Metrics
 from tests.helm.conftest import CHART, FULLNAME, NAMESPACE, SCENARIOS, Helm, Rendered
 from tests.helm.podfs import lay_out
@@ -88,7 +87,7 @@ def test_the_migration_job_reads_the_store_url(
     spec = rendered.one("Job")["spec"]["template"]["spec"]
     _, env, args = lay_out(rendered, spec, "db-upgrade", tmp_path, EXTERNAL)
     assert args[:3] == ["db", "upgrade", "--config"]
-    url = store_url(args[3], env)
+    url = load_store_url(Path(args[3]), env)
     assert url.startswith("postgresql+asyncpg://gateway")
 
 
@@ -114,7 +113,7 @@ def test_helm_test_verifies_with_the_cli_on_the_release_secret(
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     _, env, args = lay_out(rendered, pod["spec"], "verify-chain", tmp_path, EXTERNAL)
     assert args[:3] == ["audit", "verify", "--config"]
-    settings = load_config(args[3], env)  # the URL and both keys, from the mounted files
+    settings = load_audit_access(Path(args[3]), env)  # the URL and both keys, mounted
     assert (
         settings.url.startswith("postgresql+asyncpg://gateway") and len(settings.master_key) == 32
     )

@@ -92,3 +92,14 @@ def test_build_context_holds_what_the_build_copies(stages: list[list[dict[str, A
         for source in sources:
             assert source in allowed, source
             assert (ROOT / source).exists(), source
+
+
+def test_the_build_copies_every_package_the_project_installs(
+    stages: list[list[dict[str, Any]]],
+) -> None:
+    """A package left out of the image fails at the first import in a pod, not here."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    included = project["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {pattern.rstrip("*") for pattern in included}
+    copied = {copy.split()[0] for copy in values_of(stages[0], "COPY")}
+    assert packages <= copied, sorted(packages - copied)

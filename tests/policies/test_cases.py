@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
+from common.vocabulary import POLICY_PROBLEMS as PROBLEMS
 from policies import PolicyEngine
-from policies.model import PROBLEMS
 from tests.policies.conftest import principal
 
 CASES_DIR = Path(__file__).parent / "cases"

@@ -15,9 +15,11 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
 from service.app import create_app
-from service.config import Settings, TokenEntry, demo_settings
-from service.emulators import STORE_KEY, EmulatorCluster
+from service.demo_settings import demo_settings
+from service.emulators import STORE_KEY, EmulatorCluster, emulators_of
 from service.keys import AUDIT_KEY
+from service.registry import SYSTEMS, Registry
+from service.settings import Settings, TokenEntry
 
 EDITOR = {"Authorization": "Bearer demo-editor", "X-Purpose": "customer_service"}
 AUDITOR = {"Authorization": "Bearer demo-auditor", "X-Purpose": "customer_service"}
@@ -91,8 +93,9 @@ async def make_stack(
     audit_url: str | None = None,
     rate_limit: bool = False,
     tweak: Callable[[Settings], Settings] | None = None,
+    systems: Registry = SYSTEMS,
 ) -> AsyncIterator[Stack]:
-    cluster = EmulatorCluster(base_port=0, rate_limit=rate_limit)
+    cluster = EmulatorCluster(base_port=0, rate_limit=rate_limit, systems=emulators_of(systems))
     await cluster.start()
     try:
         settings = demo_settings(
@@ -102,6 +105,7 @@ async def make_stack(
             audit_url=audit_url or f"sqlite+aiosqlite:///{tmp_path}/audit.db",
             master_key=os.urandom(32),
             signing_key=os.urandom(32),
+            systems=systems,
         )
         upstreams = {
             name: dataclasses.replace(

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.emulators import SYSTEMS
+from service.registry import SYSTEMS
 from tests.service.test_demo_command import free_block
 from tests.service.test_serve_command import wait_port, write_config
 

@@ -10,10 +10,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from common.vocabulary import Role
 from policies.principal import Principal
-from service.auth import Authenticator, hash_token, require_role, require_system
-from service.config import JwtSettings, TokenEntry
+from service.access import authorize
+from service.auth import Authenticator, hash_token
 from service.errors import Forbidden, Unauthenticated
+from service.settings import JwtSettings, TokenEntry
 
 ALL = frozenset({"timelog", "billbee", "sedona", "keycom"})
 ISSUER, AUDIENCE = "https://idp.example", "gdpr-gateway"
@@ -69,16 +71,18 @@ def test_unknown_roles_and_systems_in_entries_are_dropped() -> None:
     assert p.roles == frozenset({"editor"}) and p.systems == frozenset({"billbee"})
 
 
-def test_require_role_and_system() -> None:
-    p = Principal("crm", frozenset({"editor"}), frozenset({"billbee"}))
-    require_role(p, "editor", "admin")
-    require_system(p, "billbee")
+def test_roles_and_system_scope_are_checked_by_access() -> None:
+    """The one authorisation function (service.access); the authenticator only maps
+    tokens to principals."""
+    p = Principal("crm", frozenset({Role.EDITOR}), frozenset({"billbee"}))
+    authorize(p, frozenset({Role.EDITOR, Role.ADMIN}), "billbee")
     with pytest.raises(Forbidden) as err:
-        require_role(p, "auditor", "privacy_officer")
+        authorize(p, frozenset({Role.AUDITOR, Role.PRIVACY_OFFICER}))
     assert err.value.status == 403 and err.value.code == "forbidden"
     with pytest.raises(Forbidden):
-        require_system(p, "sedona")
-    require_system(Principal("ops", frozenset(), frozenset({"*"})), "sedona")
+        authorize(p, frozenset({Role.EDITOR}), "sedona")
+    ops = Principal("ops", frozenset({Role.EDITOR}), frozenset({"*"}))
+    authorize(ops, frozenset({Role.EDITOR}), "sedona")
 
 
 # -- JWT -----------------------------------------------------------------------------

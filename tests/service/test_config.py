@@ -5,21 +5,17 @@ import hashlib
 import re
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from service.config import (
-    DEMO_TOKENS,
-    SYSTEMS,
-    ConfigError,
-    Settings,
-    demo_settings,
-    env_name,
-    load_settings,
-)
+from service.config import ConfigError, env_name, load_settings
+from service.demo_settings import DEMO_TOKENS, demo_settings
+from service.registry import SYSTEMS
 from service.secret import Secret
+from service.settings import Settings
 
 MASTER = base64.b64encode(bytes(range(32))).decode()
 SIGNING = base64.b64encode(bytes(range(32, 64))).decode()
@@ -434,3 +430,48 @@ def test_audit_lock_settings_are_read_and_bounded() -> None:
         load_settings(None, env)
     assert "GDPR_GATEWAY_AUDIT_LOCK_WAIT_SECONDS: must be greater than 0" in caught.value.errors
     assert "GDPR_GATEWAY_AUDIT_LOCK_CONNECTIONS: must be at least 1" in caught.value.errors
+
+
+def _documented_rows() -> dict[str, str]:
+    """``| `key` | `VARIABLE` | default | ...`` rows of docs/configuration.md: key -> default."""
+    doc = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text(encoding="utf-8")
+    rows: dict[str, str] = {}
+    for line in doc.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and re.fullmatch(r"`[a-z_.A-Z]+`", cells[0]):
+            rows[cells[0].strip("`")] = cells[2]
+    return rows
+
+
+def test_every_key_of_the_schema_is_documented_and_every_documented_key_exists() -> None:
+    from service.config_model import document_model
+    from service.config_read import leaves
+
+    rows = _documented_rows()
+    schema: dict[str, str] = {}
+    for path, _ in leaves(document_model(SYSTEMS)):
+        generic = ".".join(("upstreams", "SYS", *path[2:])) if path[0] == "upstreams" else None
+        dotted = ".".join(path)
+        schema[dotted if dotted in rows or generic not in rows else generic] = dotted
+    assert set(schema) - set(rows) == set(), "settings docs/configuration.md does not list"
+    assert set(rows) - set(schema) == set(), "documented settings the schema does not have"
+
+
+def test_the_documented_defaults_are_the_schema_s() -> None:
+    from service.config_model import UpstreamSection, document_model
+    from service.config_read import shapes
+
+    checked = 0
+    for key, default in _documented_rows().items():
+        number = re.fullmatch(r"`(-?\d+(?:\.\d+)?)`", default)
+        if number is None:
+            continue
+        section: Any = document_model(SYSTEMS)
+        *parents, name = key.split(".")
+        if parents[:2] == ["upstreams", "SYS"]:
+            section, parents = UpstreamSection, parents[2:]
+        for part in parents:
+            section = shapes(section)[part].section
+        assert float(number.group(1)) == section.model_fields[name].default, key
+        checked += 1
+    assert checked >= 20  # the tables were found

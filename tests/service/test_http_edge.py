@@ -25,10 +25,13 @@ from aiohttp import ClientSession
 
 from service.app import create_app
 from service.commands.demo import serve_demo
-from service.config import ConfigError, Settings, demo_settings, load_settings
-from service.emulators import SYSTEMS, EmulatorCluster
+from service.config import ConfigError, load_settings
+from service.demo_settings import demo_settings
+from service.emulators import EmulatorCluster
 from service.logs import LogLimiter
+from service.registry import SYSTEMS
 from service.server import GatewayRunner, server_kwargs, start
+from service.settings import Settings
 from tests.service.test_demo_command import free_block
 from tests.service.test_serve_command import write_config
 

@@ -12,14 +12,10 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.metrics import (
-    FIELD_CODES,
-    PROBLEM_CODES,
-    STRATEGIES,
-    SYSTEMS,
-    Metrics,
-    metrics_handler,
-)
+from common.vocabulary import VALIDATION_CODES, Problem
+from policies.masking.registry import STRATEGIES
+from service.metrics import Metrics, metrics_handler
+from service.registry import SYSTEMS
 
 ALLOWED_LABELS = {
     "system", "route", "status", "outcome", "code", "strategy", "method", "le", "result",
@@ -62,21 +58,21 @@ async def test_series_exist_before_any_event(
 ) -> None:
     s = await scrape(aiohttp_client, metrics)
     for system in SYSTEMS:
-        for code in PROBLEM_CODES:
+        for code in Problem:
             assert s[key("gdpr_gateway_decisions_total", system=system, outcome="denied",
                          code=code)] == 0
         assert s[key("gdpr_gateway_decisions_total", system=system, outcome="allowed",
                      code="none")] == 0
         assert s[key("gdpr_gateway_decisions_total", system=system, outcome="dry_run",
                      code="none")] == 0
-        for code in FIELD_CODES:
+        for code in VALIDATION_CODES:
             assert s[key("gdpr_gateway_validation_errors_total", system=system, code=code)] == 0
         assert s[key("gdpr_gateway_upstream_circuit_state", system=system)] == 0
         assert s[key("gdpr_gateway_http_requests_total", system=system, route=CUSTOMER_ROUTE,
                      status="200")] == 0
         assert s[key("gdpr_gateway_upstream_request_duration_seconds_count", system=system,
                      method="PUT")] == 0
-    for strategy in STRATEGIES:
+    for strategy in {s.name for s in STRATEGIES.values()}:
         assert s[key("gdpr_gateway_masked_values_total", strategy=strategy)] == 0
     assert s[key("gdpr_gateway_http_requests_total", system="none", route="/v1/systems",
                  status="200")] == 0

@@ -1,21 +1,21 @@
 """service/openapi.yaml is a valid OpenAPI 3.1 document and agrees with the code.
 
-Routes are compared in both directions with what ``service/app.py`` mounts: the route
-modules it passes to ``add_routes`` (imported; read with ``ast`` when an import fails) and
-the routes it adds on ``app.router`` itself (``GET /metrics``). Problem codes are compared
-with ``service/errors.py``, the middleware, the route modules, the policy engine's
-vocabulary and the design's API.md. The schemas are checked against bodies built as the
-code builds them, and, through the real app (the ``stack`` fixture of conftest.py), every
-route's answers are checked against the responses its operation documents.
+Routes are compared in both directions with what the real app mounts (``create_app``,
+its router read after it is built). Every enum of the document is compared with the
+code's vocabulary, imported (:mod:`common.vocabulary`, ``service.registry``, the policy
+format's own words): problem codes, field codes, outcomes, actions, phases, modes.
+Statuses are compared with ``service/errors.py``, the middleware's table and
+docs/api.md. The schemas are checked against bodies built as the code builds them, and,
+through the real app (the ``stack`` fixture of conftest.py), every route's answers are
+checked against the responses its operation documents.
 """
 
 from __future__ import annotations
 
-import ast
 import copy
 import functools
-import importlib
 import json
+import os
 import re
 from collections.abc import Callable
 from importlib import resources
@@ -32,12 +32,25 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 import service.errors
+from common.vocabulary import (
+    FIELD_PROBLEMS,
+    POLICY_PROBLEMS,
+    VALIDATION_CODES,
+    Action,
+    AuditOutcome,
+    FieldCode,
+    Phase,
+    Problem,
+    Purpose,
+)
+from policies.model import MODES, SENSITIVITIES, TYPES
+from service.app import create_app
+from service.demo_settings import demo_settings
+from service.middleware import HTTP_PROBLEMS
+from service.registry import SYSTEMS
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC_PATH = REPO / "service" / "openapi.yaml"
-APP_PATH = REPO / "service" / "app.py"
-MIDDLEWARE_PATH = REPO / "service" / "middleware.py"
-ROUTES_DIR = REPO / "service" / "routes"
 DOCS_PATH = REPO / "docs" / "api.md"
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -45,29 +58,10 @@ Route = tuple[str, str]
 
 # Codes the framework layer answers with that no domain class names (the middleware's).
 FRAMEWORK_CODES = {
-    "not_found": 404,
-    "method_not_allowed": 405,
-    "internal_error": 500,
-    "audit_unavailable": 503,
-}
-
-FIELD_CODES = {
-    "unknown_field",
-    "read_only",
-    "wrong_type",
-    "too_long",
-    "too_short",
-    "not_in_enum",
-    "pattern_mismatch",
-    "invalid_format",
-    "required",
-    "would_clear_unknown_fields",
-    "upstream_rejected",
-    # a policy refusal names each field concerned with its problem code (policies/decide.py)
-    "field_not_editable",
-    "purpose_not_allowed",
-    "record_restricted",
-    "customer_archived",
+    Problem.NOT_FOUND: 404,
+    Problem.METHOD_NOT_ALLOWED: 405,
+    Problem.INTERNAL_ERROR: 500,
+    Problem.AUDIT_UNAVAILABLE: 503,
 }
 
 
@@ -110,141 +104,24 @@ def catalog(spec: dict[str, Any]) -> dict[str, int]:
 # -- reading the code ----------------------------------------------------------------------
 
 
-def mounted_by_app(app_source: str) -> tuple[list[str], set[Route]]:
-    """The route modules ``create_app`` passes to ``add_routes``, and the routes it adds on
-    ``app.router`` directly. Anything it cannot resolve is an error, never a silent miss."""
-    tree = ast.parse(app_source)
-    aliases: dict[str, str] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            for alias in node.names:
-                aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
-        elif isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.asname:
-                    aliases[alias.asname] = alias.name
-    modules: list[str] = []
-    direct: set[Route] = set()
-    for node in ast.walk(tree):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
-            continue
-        name = node.func.attr
-        if name == "add_routes":
-            arg = node.args[0] if node.args else None
-            if not (
-                isinstance(arg, ast.Attribute)
-                and arg.attr == "routes"
-                and isinstance(arg.value, ast.Name)
-                and arg.value.id in aliases
-            ):
-                raise AssertionError(
-                    f"app.py line {node.lineno}: add_routes of {ast.dump(arg) if arg else None}"
-                    " is not <imported module>.routes"
-                )
-            modules.append(aliases[arg.value.id])
-        elif name.startswith("add_") and _on_router(node.func.value):
-            direct |= _router_call(node)
-    return modules, direct
-
-
-def _on_router(value: ast.expr) -> bool:
-    return (isinstance(value, ast.Attribute) and value.attr == "router") or (
-        isinstance(value, ast.Name) and value.id == "router"
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> web.Application:
+    """The real app, built (not started): its router holds every route it mounts."""
+    state = tmp_path_factory.mktemp("app")
+    settings = demo_settings(
+        port=0,
+        state_dir=state,
+        upstream_urls={s: f"http://127.0.0.1:{i}" for i, s in enumerate(SYSTEMS, 1)},
+        audit_url=f"sqlite+aiosqlite:///{state}/audit.db",
+        master_key=os.urandom(32),
+        signing_key=os.urandom(32),
     )
+    return create_app(settings)
 
 
-def _router_call(node: ast.Call) -> set[Route]:
-    assert isinstance(node.func, ast.Attribute)
-    name = node.func.attr
-    args = [a.value if isinstance(a, ast.Constant) else None for a in node.args]
-    if (
-        name == "add_route"
-        and len(args) >= 2
-        and isinstance(args[0], str)
-        and isinstance(args[1], str)
-    ):
-        return {(args[0].upper(), args[1])}
-    method = name.removeprefix("add_")
-    if method in HTTP_METHODS and args and isinstance(args[0], str):
-        return {(method.upper(), args[0])}
-    if name in {"add_static", "add_resource", "add_view"}:
-        raise AssertionError(f"app.py line {node.lineno}: {name} is not understood by this test")
-    raise AssertionError(f"app.py line {node.lineno}: router.{name} with a non-literal path")
-
-
-def routes_by_ast(source: str, filename: str = "<module>") -> set[Route]:
-    """``@routes.<method>(PATH)`` / ``@routes.route(METHOD, PATH)`` decorators of a module;
-    PATH a string literal or a module-level string constant."""
-    tree = ast.parse(source, filename)
-    constants = {
-        target.id: node.value.value
-        for node in tree.body
-        if isinstance(node, ast.Assign)
-        and isinstance(node.value, ast.Constant)
-        and isinstance(node.value.value, str)
-        for target in node.targets
-        if isinstance(target, ast.Name)
-    }
-
-    def text(expr: ast.expr) -> str:
-        if isinstance(expr, ast.Constant) and isinstance(expr.value, str):
-            return expr.value
-        if isinstance(expr, ast.Name) and expr.id in constants:
-            return constants[expr.id]
-        raise AssertionError(f"{filename} line {expr.lineno}: a route path that is not a constant")
-
-    found: set[Route] = set()
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.AsyncFunctionDef | ast.FunctionDef):
-            continue
-        for deco in node.decorator_list:
-            if not (
-                isinstance(deco, ast.Call)
-                and isinstance(deco.func, ast.Attribute)
-                and isinstance(deco.func.value, ast.Name)
-                and deco.func.value.id == "routes"
-            ):
-                continue
-            verb = deco.func.attr
-            if verb == "route":
-                found.add((text(deco.args[0]).upper(), text(deco.args[1])))
-            elif verb in HTTP_METHODS:
-                found.add((verb.upper(), text(deco.args[0])))
-            else:
-                raise AssertionError(f"{filename}: routes.{verb} is not understood by this test")
-    return found
-
-
-def routes_by_import(module_name: str) -> set[Route]:
-    module = importlib.import_module(module_name)
-    table = module.routes
-    assert isinstance(table, web.RouteTableDef)
-    found: set[Route] = set()
-    for definition in table:
-        assert isinstance(definition, web.RouteDef), f"{module_name}: {definition!r}"
-        found.add((definition.method.upper(), definition.path))
-    return found
-
-
-def module_file(module_name: str) -> Path:
-    return REPO.joinpath(*module_name.split(".")).with_suffix(".py")
-
-
-def routes_of(module_name: str) -> set[Route]:
-    """Imported when possible (the real RouteTableDef); read with ast while a module it
-    depends on is not there yet."""
-    try:
-        return routes_by_import(module_name)
-    except ImportError:
-        path = module_file(module_name)
-        return routes_by_ast(path.read_text(encoding="utf-8"), str(path))
-
-
-def mounted_routes() -> set[Route]:
-    modules, direct = mounted_by_app(APP_PATH.read_text(encoding="utf-8"))
-    found = set(direct)
-    for name in modules:
-        found |= routes_of(name)
+def mounted_routes(app: web.Application) -> set[Route]:
+    found = {(route.method.upper(), route.resource.canonical)
+             for route in app.router.routes() if route.resource is not None}  # fmt: skip
     return {route for route in found if route[0] != "HEAD"}
 
 
@@ -296,72 +173,47 @@ def test_servers_security_and_headers_are_declared() -> None:
 # -- routes: the document and the app agree, both ways ------------------------------------
 
 
-def test_every_mounted_route_is_documented_and_every_documented_route_is_mounted() -> None:
-    undocumented, unmounted = compare(documented_routes(load_spec()), mounted_routes())
+def test_every_mounted_route_is_documented_and_every_documented_route_is_mounted(
+    app: web.Application,
+) -> None:
+    undocumented, unmounted = compare(documented_routes(load_spec()), mounted_routes(app))
     assert undocumented == set(), "routes the app mounts that openapi.yaml does not describe"
     assert unmounted == set(), "routes openapi.yaml describes that the app does not mount"
 
 
-def test_the_app_parser_finds_the_route_modules_and_metrics() -> None:
-    modules, direct = mounted_by_app(APP_PATH.read_text(encoding="utf-8"))
-    assert {
-        "service.routes.customers",
-        "service.routes.systems",
-        "service.routes.audit",
-        "service.routes.health",
-    } <= set(modules)
-    assert ("GET", "/metrics") in direct
+def test_the_app_mounts_the_route_modules_and_metrics(app: web.Application) -> None:
+    mounted = mounted_routes(app)
+    assert {("PATCH", "/v1/systems/{system}/customers/{customer_id}"), ("GET", "/v1/audit"),
+            ("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/ui/")} <= mounted  # fmt: skip
 
 
-def test_a_route_removed_from_the_document_is_caught() -> None:
+def test_a_route_removed_from_the_document_is_caught(app: web.Application) -> None:
     doctored = copy.deepcopy(load_spec())
     path = "/v1/systems/{system}/customers/{customer_id}"
     del doctored["paths"][path]["patch"]
-    undocumented, unmounted = compare(documented_routes(doctored), mounted_routes())
+    undocumented, unmounted = compare(documented_routes(doctored), mounted_routes(app))
     assert undocumented == {("PATCH", path)}
     assert unmounted == set()
 
 
-def test_a_route_added_to_the_code_without_documentation_is_caught() -> None:
-    source = (
-        "from aiohttp import web\nroutes = web.RouteTableDef()\nPATH = '/v1/extra/{x}'\n"
-        "@routes.delete(PATH)\nasync def gone(request): ...\n"
-        "@routes.route('put', '/v1/other')\nasync def other(request): ...\n"
-    )
-    extra = routes_by_ast(source)
-    assert extra == {("DELETE", "/v1/extra/{x}"), ("PUT", "/v1/other")}
-    undocumented, unmounted = compare(documented_routes(load_spec()), mounted_routes() | extra)
-    assert undocumented == extra
+def test_a_route_added_to_the_code_without_documentation_is_caught(
+    tmp_path: Path,
+) -> None:
+    settings = demo_settings(
+        port=0, state_dir=tmp_path, audit_url="sqlite+aiosqlite:///x.db",
+        upstream_urls={s: "http://127.0.0.1:1" for s in SYSTEMS},
+        master_key=os.urandom(32), signing_key=os.urandom(32),
+    )  # fmt: skip
+    extra = create_app(settings)
+
+    async def gone(request: web.Request) -> web.Response:
+        raise web.HTTPNoContent
+
+    extra.router.add_delete("/v1/extra/{x}", gone)
+    extra.router.add_route("PUT", "/v1/other", gone)
+    undocumented, unmounted = compare(documented_routes(load_spec()), mounted_routes(extra))
+    assert undocumented == {("DELETE", "/v1/extra/{x}"), ("PUT", "/v1/other")}
     assert unmounted == set()
-
-
-def test_a_route_module_added_in_app_py_is_followed() -> None:
-    source = (
-        "from service.routes import customers as c\nfrom service.routes import ui\n"
-        "def create_app():\n    app.add_routes(c.routes)\n    app.add_routes(ui.routes)\n"
-        "    app.router.add_get('/metrics', h)\n    app.router.add_route('POST', '/x', h)\n"
-    )
-    modules, direct = mounted_by_app(source)
-    assert modules == ["service.routes.customers", "service.routes.ui"]
-    assert direct == {("GET", "/metrics"), ("POST", "/x")}
-
-
-@pytest.mark.parametrize(
-    "module_name",
-    [
-        "service.routes.customers",
-        "service.routes.systems",
-        "service.routes.audit",
-        "service.routes.health",
-    ],
-)
-def test_reading_a_route_module_with_ast_agrees_with_importing_it(module_name: str) -> None:
-    try:
-        imported = routes_by_import(module_name)
-    except ImportError as exc:
-        pytest.skip(f"{module_name} does not import yet ({type(exc).__name__})")
-    path = module_file(module_name)
-    assert routes_by_ast(path.read_text(encoding="utf-8"), str(path)) == imported
 
 
 # -- problem codes --------------------------------------------------------------------------
@@ -377,35 +229,11 @@ def _gateway_error_classes() -> list[type[service.errors.GatewayError]]:
     return found
 
 
-def _codes_in_source(source: str) -> dict[str, int]:
-    """``code, status, ... = "x", 404, ...`` and ``code = "x"`` / ``status = 404`` in classes."""
-    found: dict[str, int] = {}
-    for node in ast.walk(ast.parse(source)):
-        if not isinstance(node, ast.ClassDef):
-            continue
-        values: dict[str, Any] = {}
-        for stmt in node.body:
-            if isinstance(stmt, ast.Assign | ast.AnnAssign):
-                target = stmt.targets[0] if isinstance(stmt, ast.Assign) else stmt.target
-                if stmt.value is None:
-                    continue
-                names: list[ast.expr] = [target]
-                exprs: list[ast.expr] = [stmt.value]
-                if isinstance(target, ast.Tuple) and isinstance(stmt.value, ast.Tuple):
-                    names, exprs = target.elts, stmt.value.elts
-                for name, value in zip(names, exprs, strict=True):
-                    if isinstance(name, ast.Name) and isinstance(value, ast.Constant):
-                        values[name.id] = value.value
-        if isinstance(values.get("code"), str):
-            found[values["code"]] = values.get("status", 0)
-    return found
-
-
-def test_catalog_and_problem_enum_list_the_same_codes() -> None:
+def test_catalog_and_problem_enum_are_the_vocabulary() -> None:
     spec = load_spec()
     codes = problem_codes(spec)
     assert len(codes) == len(set(codes))
-    assert set(codes) == set(catalog(spec))
+    assert set(codes) == set(catalog(spec)) == set(Problem)
     for code, status in catalog(spec).items():
         assert 400 <= status <= 599, code
 
@@ -415,68 +243,29 @@ def test_every_code_of_service_errors_is_documented_with_its_status() -> None:
     classes = _gateway_error_classes()
     assert len(classes) > 10  # the walk found the tree
     for cls in classes:
-        assert cls.code in documented, f"{cls.__name__}.code {cls.code} missing"
+        assert isinstance(cls.code, Problem), cls.__name__
         assert documented[cls.code] == cls.status, cls.__name__
     for code, status in service.errors.PolicyDenied._STATUS.items():
         assert documented.get(code) == status, code
-
-
-def test_route_modules_define_no_problem_codes_of_their_own() -> None:
-    """Problem codes live in one place, service/errors.py (checked above against the
-    document); a route module that declares its own would escape that check."""
-    found: dict[str, int] = {}
-    for path in sorted(ROUTES_DIR.glob("*.py")):
-        found |= _codes_in_source(path.read_text(encoding="utf-8"))
-    assert found == {}
+    assert set(service.errors.PolicyDenied._STATUS) == POLICY_PROBLEMS
 
 
 def test_the_audit_entry_code_is_part_of_the_error_tree() -> None:
     classes = {cls.code: cls.status for cls in _gateway_error_classes()}
-    assert classes.get("audit_entry_not_found") == 404
-
-
-def http_problems(source: str) -> dict[str, int]:
-    """The middleware's table of aiohttp HTTP errors: ``{status: (code, title, detail)}``."""
-    for node in ast.parse(source).body:
-        target: ast.expr | None = None
-        value: ast.expr | None = None
-        if isinstance(node, ast.AnnAssign):
-            target, value = node.target, node.value
-        elif isinstance(node, ast.Assign) and len(node.targets) == 1:
-            target, value = node.targets[0], node.value
-        if isinstance(target, ast.Name) and target.id == "_HTTP_PROBLEMS" and value is not None:
-            table = ast.literal_eval(value)
-            return {entry[0]: status for status, entry in table.items()}
-    raise AssertionError("service/middleware.py has no _HTTP_PROBLEMS table")
+    assert classes.get(Problem.AUDIT_ENTRY_NOT_FOUND) == 404
 
 
 def test_every_code_the_middleware_maps_http_errors_to_is_documented() -> None:
-    if not MIDDLEWARE_PATH.is_file():
-        pytest.skip("service/middleware.py is not written yet")
-    found = http_problems(MIDDLEWARE_PATH.read_text(encoding="utf-8"))
-    assert len(found) >= 5  # the table was found
     documented = catalog(load_spec())
-    for code, status in found.items():
+    assert len(HTTP_PROBLEMS) >= 5
+    for status, (code, _title, _detail) in HTTP_PROBLEMS.items():
         assert documented.get(code) == status, code
-
-
-def test_the_middleware_reader_reads_an_annotated_table() -> None:
-    source = "_HTTP_PROBLEMS: Final[M] = {400: ('bad_request', 'B', 'b'), 404: ('nf', 'N', 'n')}"
-    assert http_problems(source) == {"bad_request": 400, "nf": 404}
 
 
 def test_the_framework_codes_are_documented() -> None:
     documented = catalog(load_spec())
     for code, status in FRAMEWORK_CODES.items():
         assert documented.get(code) == status, code
-
-
-def test_the_code_reader_sees_tuple_and_single_assignments() -> None:
-    source = (
-        "class A(E):\n    code, status, title = 'a_code', 409, 'A'\n"
-        "class B(E):\n    code = 'b_code'\n    status: int = 404\n"
-    )
-    assert _codes_in_source(source) == {"a_code": 409, "b_code": 404}
 
 
 def api_md_codes(text: str) -> dict[str, int]:
@@ -504,19 +293,45 @@ def test_the_api_md_reader_reads_a_table_row() -> None:
     assert api_md_codes(row) == {"purpose_required": 403, "purpose_not_allowed": 403}
 
 
-def test_field_codes_are_the_agreed_set() -> None:
-    schema = load_spec()["components"]["schemas"]["FieldProblem"]
-    assert set(schema["properties"]["code"]["enum"]) == FIELD_CODES
+# -- the document's enums are the code's vocabulary -------------------------------------------
 
 
-def test_the_policy_engine_vocabulary_is_documented() -> None:
-    model = pytest.importorskip("policies.model")
+def _schema(spec: dict[str, Any], name: str) -> dict[str, Any]:
+    schema: dict[str, Any] = spec["components"]["schemas"][name]
+    return schema
+
+
+def test_field_codes_are_the_vocabulary() -> None:
+    schema = _schema(load_spec(), "FieldProblem")
+    assert set(schema["properties"]["code"]["enum"]) == set(FieldCode) | FIELD_PROBLEMS
+    assert set(VALIDATION_CODES) < set(FieldCode)  # what the engine's validate() gives
+
+
+def test_outcomes_actions_phases_purposes_and_systems_are_the_vocabulary() -> None:
     spec = load_spec()
-    field_enum = set(spec["components"]["schemas"]["FieldProblem"]["properties"]["code"]["enum"])
-    assert set(getattr(model, "FIELD_CODES", ())) <= field_enum
-    assert set(getattr(model, "PROBLEMS", ())) <= set(problem_codes(spec))
-    per_field = {"field_not_editable", "purpose_not_allowed", "would_clear_unknown_fields"}
-    assert per_field | set(getattr(model, "RULE_PROBLEMS", ())) <= field_enum
+    entry = _schema(spec, "AuditEntry")["properties"]
+    assert set(entry["outcome"]["enum"]) == {*AuditOutcome, None}
+    assert set(entry["phase"]["enum"]) == set(Phase)
+    assert entry["action"]["examples"] == list(Action)
+    query = next(
+        p for p in spec["paths"]["/v1/audit"]["get"]["parameters"] if p.get("name") == "outcome"
+    )
+    assert query["schema"]["enum"] == list(AuditOutcome)
+    parameters = spec["components"]["parameters"]
+    systems = next(p for p in parameters.values() if p["name"] == "system")
+    assert systems["schema"]["examples"] == list(SYSTEMS)
+    purpose = next(p for p in parameters.values() if p["name"] == "X-Purpose")
+    assert purpose["schema"]["examples"] == list(Purpose)
+
+
+def test_the_policy_format_words_are_the_policy_engine_s() -> None:
+    spec = load_spec()
+    assert _schema(spec, "PolicyTable")["properties"]["mode"]["enum"] == list(MODES)
+    listed = _schema(spec, "SystemList")["properties"]["systems"]["items"]["properties"]
+    assert listed["mode"]["enum"] == list(MODES)
+    field = _schema(spec, "FieldRow")["properties"]
+    assert field["type"]["enum"] == list(TYPES)
+    assert field["sensitivity"]["enum"] == list(SENSITIVITIES)
 
 
 # -- each operation answers what it says ----------------------------------------------------

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from service.config import Settings
 from service.keys import CONNECTORS_KEY, GATEWAY_KEY
+from service.settings import Settings
 from tests.service.conftest import AUDITOR, EDITOR, Stack, make_stack
 
 KEYCOM = "/v1/systems/keycom/customers/4001"

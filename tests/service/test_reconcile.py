@@ -11,8 +11,9 @@ from prometheus_client import CollectorRegistry
 
 from audit import AuditLog, Intent
 from service.app import create_app, forward_bound
-from service.config import demo_settings
-from service.emulators import STORE_KEY, SYSTEMS, EmulatorCluster
+from service.demo_settings import demo_settings
+from service.emulators import STORE_KEY, EmulatorCluster
+from service.registry import SYSTEMS
 from tests.service.conftest import AUDITOR
 
 LANDED_PHONE = "+49 30 2468024"

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from service.config import Settings
 from service.keys import POLICIES_KEY
 from service.reload import EngineKeys, PolicyReloader, fingerprint, source_dir
+from service.settings import Settings
 from tests.service.configmap import catalog, note_read_only, write_configmap
 from tests.service.conftest import AUDITOR, EDITOR, Stack, make_stack
 

@@ -13,12 +13,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from service.cli import main as cli_main
-from service.emulators import DEMO_CREDENTIALS, SYSTEMS
+from service.registry import SYSTEMS
 from tests.service.test_demo_command import free_block, request
 
 TOKEN = "ops-test-token-1234567890"
@@ -63,7 +64,6 @@ def write_config(tmp_path: Path, urls: dict[str, str], port: int) -> Path:
     for name in ("master-key", "signing-key", "pseudonym-key"):
         (secrets / name).write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
     (secrets / "hash-salt").write_text(base64.b64encode(os.urandom(16)).decode())
-    creds = DEMO_CREDENTIALS
     config = {
         "host": "127.0.0.1",
         "port": port,
@@ -87,36 +87,20 @@ def write_config(tmp_path: Path, urls: dict[str, str], port: int) -> Path:
                 }
             ]
         },
-        "upstreams": {
-            "timelog": {
-                "base_url": urls["timelog"],
-                "credentials": {"token": creds["timelog"]["token"]},
-                "options": {"account": creds["timelog"]["account"]},
-            },
-            "billbee": {
-                "base_url": urls["billbee"],
-                "credentials": {
-                    "api_key": creds["billbee"]["api_key"],
-                    "username": creds["billbee"]["username"],
-                    "password": creds["billbee"]["password"],
-                },
-            },
-            "sedona": {
-                "base_url": urls["sedona"],
-                "credentials": {
-                    "username": creds["sedona"]["username"],
-                    "password": creds["sedona"]["password"],
-                },
-            },
-            "keycom": {
-                "base_url": urls["keycom"],
-                "credentials": {"token": creds["keycom"]["token"]},
-            },
-        },
+        "upstreams": {system: upstream_config(system, urls[system]) for system in SYSTEMS},
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def upstream_config(system: str, url: str) -> dict[str, Any]:
+    """One ``upstreams.<system>`` section: the emulator's published credentials."""
+    emulator = SYSTEMS[system].emulator
+    section: dict[str, Any] = {"base_url": url, "credentials": dict(emulator.credentials)}
+    if emulator.options:
+        section["options"] = {"account": emulator.options["account"]}
+    return section
 
 
 def unreadable_request(port: int) -> bytes:

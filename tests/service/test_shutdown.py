@@ -14,8 +14,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from service.app import create_app
-from service.config import Settings, demo_settings
+from service.demo_settings import demo_settings
 from service.emulators import EmulatorCluster
+from service.settings import Settings
 from service.shutdown import run_server
 from tests.service.chain import read_chain
 from tests.service.conftest import EDITOR

@@ -26,7 +26,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from audit import AuditLog, Intent, rotate_master_key
-from service.config import Settings
+from service.settings import Settings
 from tests.audit.conftest import sql
 from tests.faultproxy import FaultProxy
 from tests.service.conftest import AUDITOR, EDITOR, Stack, make_stack

@@ -6,7 +6,7 @@ from typing import Any
 
 from policies.masking.base import REDACTED
 from service.keys import POLICIES_KEY
-from service.upstreams import build_connector
+from service.registry import build_connector
 from tests.service.conftest import AUDITOR, EDITOR, PRIVACY, Stack
 
 

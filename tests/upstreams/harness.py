@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from service.emulators import DEMO_CREDENTIALS, STATS_KEY, STORE_KEY, SYSTEMS, EmulatorCluster
+from service.emulators import STATS_KEY, STORE_KEY, EmulatorCluster
+from service.registry import SYSTEMS, build_connector
 from service.secret import Secret
-from service.upstreams import build_connector
 from service.upstreams.settings import UpstreamSettings
 from service.upstreams.transport import HttpConnector
 
@@ -25,10 +25,8 @@ TEST_LIMITS: dict[str, Any] = {
 
 
 def demo_settings(system: str, base_url: str, **overrides: Any) -> UpstreamSettings:
-    creds = dict(DEMO_CREDENTIALS[system])
-    options: dict[str, str] = {}
-    if system == "timelog":
-        options = {"account": creds.pop("account"), "api_version": "v1"}
+    emulator = SYSTEMS[system].emulator
+    creds, options = dict(emulator.credentials), dict(emulator.options)
     values: dict[str, Any] = {
         "system": system,
         "base_url": base_url,

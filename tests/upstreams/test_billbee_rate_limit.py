@@ -10,7 +10,7 @@ import pytest
 
 from service.emulators import LIMITER_KEY, STATS_KEY, EmulatorCluster
 from service.errors import UpstreamRateLimited
-from service.upstreams import build_connector
+from service.registry import build_connector
 from service.upstreams.transport import HttpConnector
 from tests.upstreams.harness import demo_settings
 

@@ -8,13 +8,13 @@ from collections.abc import Callable
 
 import pytest
 
-from service.emulators import SYSTEMS, EmulatorCluster
+from service.emulators import EmulatorCluster
 from service.errors import (
     CircuitOpen,
     UpstreamError,
     UpstreamTimeout,
 )
-from service.upstreams import build_connector
+from service.registry import SYSTEMS, build_connector
 from service.upstreams.keycom import KeycomConnector
 from service.upstreams.settings import UpstreamSettings
 from tests.upstreams.harness import (

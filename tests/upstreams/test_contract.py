@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from service.emulators import SYSTEMS
 from service.errors import (
     CircuitOpen,
     CustomerNotFound,
@@ -17,6 +16,7 @@ from service.errors import (
     UpstreamRejected,
     UpstreamTimeout,
 )
+from service.registry import SYSTEMS
 from service.secret import Secret
 from service.upstreams import Connector
 from service.upstreams.timelog import WRITE_FIELDS as TIMELOG_WRITE_FIELDS

@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 
 from service.errors import UpstreamError
-from service.upstreams import build_connector
+from service.registry import build_connector
 from tests.upstreams.harness import demo_settings
 
 
