@@ -18,6 +18,21 @@ def _codes(errors: list[FieldError]) -> dict[str, str]:
     return {e.path: e.code for e in errors}
 
 
+BLANK = ["", " ", "   ", "\u00a0", "\u3000 \u2003"]  # white space of any kind is blank
+BLANK_OR_NULL = [
+    *((system, {name: value}, name, "pattern_mismatch")
+      for system, name in (("timelog", "Name"), ("sedona", "CustomerName"),
+                           ("sedona", "TypeCode"), ("sedona", "TermCode"), ("keycom", "name"))
+      for value in BLANK),
+    ("timelog", {"Name": None}, "Name", "required"),
+    ("keycom", {"name": None}, "name", "required"),
+]
+#: KeyCom's lengths as docs/upstreams.md gives them
+KEYCOM_LENGTHS = [("country", 64), ("identification", 64), ("invoicing_country", 64),
+                  ("number", 32), ("personal_id", 32), ("name", 255), ("name_extension", 255),
+                  ("invoice_name", 255), ("note", 4000)]
+
+
 @pytest.mark.parametrize(
     ("system", "patch", "path", "code"),
     [
@@ -58,6 +73,18 @@ def _codes(errors: list[FieldError]) -> dict[str, str]:
         # would refuse it or read another number
         ("billbee", {"LanguageId": 2**53}, "LanguageId", "wrong_type"),
         ("billbee", {"LanguageId": -(10**38)}, "LanguageId", "wrong_type"),
+        # what the upstream refuses, refused here first (tests/fuzz finding F1)
+        *BLANK_OR_NULL,
+        ("sedona", {"GroupCode": "XYZ"}, "GroupCode", "not_in_enum"),
+        ("sedona", {"Group2Code": "res"}, "Group2Code", "not_in_enum"),
+        *(("keycom", {name: None}, name, "required")
+          for name in ("cooperative_member", "editable_by_customer", "sms_disabled",
+                       "restricted_type_id", "sms_numbers")),
+        ("keycom", {"sms_numbers": ["+358 40 1", ""]}, "sms_numbers[1]", "too_short"),
+        *(("keycom", {name: "x" * (n + 1)}, name, "too_long") for name, n in KEYCOM_LENGTHS),
+        # a phone format allows a leading + before 32 characters; KeyCom stores 32 in all
+        *(("keycom", {name: "+" + "1" * 32}, name, "too_long") for name in ("phone", "phone2")),
+        ("keycom", {"sms_numbers": ["+" + "1" * 32]}, "sms_numbers[0]", "too_long"),
     ],
 )
 def test_field_codes(
@@ -98,6 +125,20 @@ def test_all_errors_at_once(engine: PolicyEngine) -> None:
         "CustomerName": "required", "TypeCode": "too_long", "Nope": "unknown_field",
         "BalanceDue": "read_only", "CustomerBillPrimary.Email": "invalid_format",
     }
+
+
+def test_values_at_the_upstreams_limits_pass(engine: PolicyEngine) -> None:
+    assert engine.validate("keycom", {
+        **{name: "x" * n for name, n in KEYCOM_LENGTHS}, "name": " x ",
+        "phone": "+" + "1" * 31, "sms_numbers": ["1" * 32, "+358 40 1"],
+        "cooperative_member": False, "restricted_type_id": 1,
+    }) == []
+    assert engine.validate("timelog", {"Name": "\u00a0N"}) == []
+    assert engine.validate("sedona", {
+        "CustomerName": "Miller, Jane", "TypeCode": "R", "TermCode": "NET30",
+        "GroupCode": "VIP", "Group2Code": "",  # empty: no secondary group
+    }) == []
+    assert engine.validate("sedona", {"GroupCode": None, "Group2Code": None}) == []
 
 
 def test_valid_patches(engine: PolicyEngine) -> None:
