@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from datetime import date, datetime
+from datetime import date
 from typing import Any, Final
 
 from common.vocabulary import FieldCode
@@ -15,6 +15,12 @@ from policies.model import FieldError
 EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 PHONE: Final = re.compile(r"\+?[0-9 ()./\-]{4,32}")
 COUNTRY: Final = re.compile(r"[A-Z]{2,3}")
+# ASCII digits only ([0-9], not \d: a str pattern's \d takes every Unicode digit)
+DATE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+DATETIME: Final = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]+)?"
+    r"(?:Z|[+-]([0-9]{2}):([0-9]{2}))?"
+)
 _REFUSED_MESSAGE: Final = "contains a control character or an unpaired surrogate"
 # RFC 7493 (I-JSON) 2.2: beyond this an integer is not interoperable; an upstream would
 # refuse it or read another number
@@ -35,29 +41,33 @@ def _is_country(value: str) -> bool:
 
 
 def _is_iso_date(value: str) -> bool:
-    try:
-        if len(value) == 10:
-            date.fromisoformat(value)
-        else:
-            datetime.fromisoformat(value)
-    except ValueError:
-        return False
-    return True
+    """The ``date`` format: the same calendar date as the ``date`` type."""
+    return _is_date_only(value)
 
 
 def _is_date_only(value: str) -> bool:
-    if len(value) != 10:
-        return False
-    try:
-        date.fromisoformat(value)
-    except ValueError:
-        return False
-    return True
+    """``YYYY-MM-DD``, a real day. Not ``date.fromisoformat`` alone: in 3.11 it also takes
+    ISO week dates (``2024-W01-1``, ten characters too) and the basic form (``20240101``)."""
+    return DATE.fullmatch(value) is not None and _real_day(value)
 
 
 def _is_datetime(value: str) -> bool:
+    """``YYYY-MM-DDTHH:MM:SS``, an optional fraction, then ``Z``, ``±HH:MM`` or nothing:
+    the extended form every upstream answers with. ``datetime.fromisoformat`` would also
+    take a date alone, week dates, a space for the T, an hour alone, offsets in seconds."""
+    match = DATETIME.fullmatch(value)
+    if match is None or not _real_day(value[:10]):
+        return False
+    hour, minute, second, off_hour, off_minute = match.groups()
+    return (
+        int(hour) < 24 and int(minute) < 60 and int(second) < 60
+        and (off_hour is None or (int(off_hour) < 24 and int(off_minute) < 60))
+    )
+
+
+def _real_day(value: str) -> bool:
     try:
-        datetime.fromisoformat(value)
+        date.fromisoformat(value)  # only ever YYYY-MM-DD here: checks the day exists
     except ValueError:
         return False
     return True

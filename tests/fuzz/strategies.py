@@ -8,31 +8,39 @@ gateway may apply it is then for the policy's rules (role, purpose, record state
 C0/C1 control characters are kept out of every generated string here: they are
 refused by issue 8 item 9 (``test_control_characters_are_refused``), and tab, newline
 and carriage return may be allowed by a policy that says so.
+
+Values at and just past what the upstreams take are drawn on purpose: blank strings
+(white space of any kind), strings one past ``max_length``, nulls for fields that may not
+be null, array items too short or too long, dates in the other ISO 8601 forms (week,
+ordinal, basic). The policies refuse them (422) since the fuzzer found them forwarded
+and refused upstream (a 502 for client input; docs/reliability.md).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import string
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from hypothesis import strategies as st
 
 from policies.compiled import CompiledPolicy, FieldSpec
-from tests.fuzz.known import Gap, upstream_takes
 
 Label = tuple[str, str]  # (field path, validation code)
 Drawn = tuple[Any, list[Label]]
-Gaps = Mapping[str, list[Gap]]  # known gaps by field path (tests/fuzz/known.py)
-NO_GAPS: Gaps = {}
 
 # What a valid string may hold: any code point but controls (Cc) and lone surrogates.
 TEXT_CHARS = st.characters(codec="utf-8", exclude_categories=("Cc", "Cs"))
 # Controls no policy could want (tab, LF, CR left out: a policy may allow those).
 CONTROLS: tuple[str, ...] = tuple(
     chr(c) for c in (*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0x80, 0xA0))
+)
+# White space that is not a control: what a blank value is made of, besides ""
+SPACES = st.sampled_from(
+    [" ", "\u00a0", "\u1680", *map(chr, range(0x2000, 0x200B)), "\u2028", "\u2029",
+     "\u202f", "\u205f", "\u3000"]
 )
 FINITE = st.floats(allow_nan=False, allow_infinity=False)  # JSON has no others
 TEXT_CAP = 60  # longest plain string drawn when the policy sets no max_length
@@ -97,26 +105,27 @@ def _emails(max_length: int) -> st.SearchStrategy[str]:
     )
 
 
-def _phones() -> st.SearchStrategy[str]:
-    group = st.text(string.digits, min_size=1, max_size=5)
+def _phones(max_length: int) -> st.SearchStrategy[str]:
+    """What the phone format takes: an optional + and 4 to 32 digits and separators."""
+    group = st.text(string.digits, min_size=1, max_size=8)
     return st.builds(
-        lambda plus, first, groups, sep: (plus + sep.join([first, *groups]))[:32],
+        lambda plus, first, groups, sep: plus + sep.join([first, *groups])[:32],
         st.sampled_from(["", "+"]),
         st.text(string.digits, min_size=4, max_size=6),  # a phone has at least 4 digits
-        st.lists(group, max_size=4),
+        st.lists(group, max_size=5),
         st.sampled_from([" ", "-", "/", "."]),
-    )
+    ).filter(lambda s: len(s) <= max_length)
 
 
 def _formatted(fmt: str, max_length: int) -> st.SearchStrategy[str]:
     if fmt == "email":
         return _emails(max_length)
     if fmt == "phone":
-        return _phones()
+        return _phones(max_length)
     if fmt == "country_code":
         return st.from_regex(r"[A-Z]{2,3}", fullmatch=True)
     if fmt == "date":
-        return st.dates().map(lambda d: d.isoformat())
+        return DATES
     raise AssertionError(f"a format the fuzzer does not know: {fmt}")
 
 
@@ -126,9 +135,9 @@ def _strings(spec: FieldSpec) -> st.SearchStrategy[str]:
     if spec.enum is not None:
         return st.sampled_from([v for v in spec.enum if isinstance(v, str)])
     if spec.pattern is not None:
-        pattern = spec.pattern
-        return st.from_regex(pattern, fullmatch=True).filter(
-            lambda s: lo <= len(s) <= hi and not any(c in CONTROLS for c in s)
+        pattern, refused = spec.pattern, spec.refused
+        return st.from_regex(pattern, fullmatch=True, alphabet=TEXT_CHARS).filter(
+            lambda s: lo <= len(s) <= hi and refused.search(s) is None
         )
     if spec.format is not None:
         formatted = _formatted(spec.format, hi)
@@ -142,24 +151,27 @@ def _strings(spec: FieldSpec) -> st.SearchStrategy[str]:
         long = st.builds(lambda c, n: c * n, TEXT_CHARS, st.integers(TEXT_CAP, 4100))
         short = plain
         plain = st.integers(0, 7).flatmap(lambda k: long if k == 0 else short)
-    if spec.required:
-        # finding F1 (test_blank_required_string_is_not_a_server_error): kept out here
-        plain = plain.filter(lambda s: s.strip() != "")
     return plain
 
 
-def valid_value(spec: FieldSpec, gaps: Gaps = NO_GAPS) -> st.SearchStrategy[Any]:
-    """A value the field table allows (not null), clear of the known gaps."""
-    value = _valid_value(spec, gaps)
-    known = gaps.get(spec.path)
-    return value if known is None else value.filter(lambda v: upstream_takes(known, v))
+#: what the date type and format take (docs/policies.md)
+DATES = st.dates().map(lambda d: d.isoformat())
+#: UTC offsets in whole minutes (ISO 8601 has no seconds in an offset; Python has)
+OFFSETS = st.none() | st.integers(-(24 * 60 - 1), 24 * 60 - 1).map(
+    lambda m: dt.timezone(dt.timedelta(minutes=m)))
+#: what the datetime type takes: YYYY-MM-DDTHH:MM:SS[.f][Z|±HH:MM] (docs/policies.md)
+DATETIMES = st.builds(
+    lambda moment, offset, spec: moment.replace(tzinfo=offset).isoformat(timespec=spec),
+    st.datetimes(), OFFSETS, st.sampled_from(["seconds", "milliseconds", "microseconds"]),
+)
 
 
 #: integers every JSON parser reads alike (RFC 7493); beyond them the policy says wrong_type
 SAFE_INTEGERS = st.integers(-(2**53 - 1), 2**53 - 1)
 
 
-def _valid_value(spec: FieldSpec, gaps: Gaps) -> st.SearchStrategy[Any]:
+def valid_value(spec: FieldSpec) -> st.SearchStrategy[Any]:
+    """A value the field table allows (not null)."""
     t = spec.type
     if t == "string":
         return _strings(spec)
@@ -172,29 +184,25 @@ def _valid_value(spec: FieldSpec, gaps: Gaps) -> st.SearchStrategy[Any]:
     if t == "boolean":
         return st.booleans()
     if t == "date":
-        return st.dates().map(lambda d: d.isoformat())
+        return DATES
     if t == "datetime":
-        return st.datetimes(timezones=st.none() | st.timezones()).map(lambda d: d.isoformat())
+        return DATETIMES
     if t == "object":
         children = spec.children or {}
         return st.fixed_dictionaries(
-            {},
-            optional={k: valid_or_null(s, gaps) for k, s in children.items() if not s.read_only},
+            {}, optional={k: valid_or_null(s) for k, s in children.items() if not s.read_only},
         )
     if t == "array":
         lo = spec.min_items or 0
         hi = spec.max_items if spec.max_items is not None else max(lo, 3)
-        item = valid_value(spec.items, gaps) if spec.items is not None else st.none()
+        item = valid_value(spec.items) if spec.items is not None else st.none()
         return st.lists(item, min_size=lo, max_size=hi)
     raise AssertionError(f"a type the fuzzer does not know: {t}")
 
 
-def valid_or_null(spec: FieldSpec, gaps: Gaps = NO_GAPS) -> st.SearchStrategy[Any]:
-    value = valid_value(spec, gaps)
-    known = gaps.get(spec.path)
-    if spec.required or (known is not None and not upstream_takes(known, None)):
-        return value
-    return value | st.none()
+def valid_or_null(spec: FieldSpec) -> st.SearchStrategy[Any]:
+    value = valid_value(spec)
+    return value if spec.required else value | st.none()
 
 
 # -- near misses -----------------------------------------------------------------------
@@ -243,13 +251,23 @@ def _bad_format(fmt: str) -> st.SearchStrategy[str]:
                          st.text(string.ascii_letters + "#*_", min_size=1, max_size=6))
     if fmt == "country_code":
         return st.sampled_from(["de", "D", "DEUT", "1A", "d e"])
-    return st.sampled_from(["2024-13-01", "2024-02-30", "01.02.2024", "yesterday", "2024-1-1"])
+    return st.sampled_from(["2024-13-01", "2024-02-30", "01.02.2024", "yesterday", "2024-1-1",
+                            *OTHER_ISO_DATES])
+
+
+#: dates in ISO 8601 forms other than YYYY-MM-DD, which Python's fromisoformat takes
+OTHER_ISO_DATES = ["2024-W01-1", "2024W011", "2024-W01", "2024-001", "20240101",
+                   "2024-01-01T10:00:00", "2024-01-01 10:00"]
 
 
 def _bad_date(t: str) -> st.SearchStrategy[str]:
     bad = ["2024-13-01", "2024-02-30", "yesterday", "2024-01-01T25:00:00"]
     if t == "date":
-        bad += ["2024-01-01T10:00:00", "20240101"]
+        bad += OTHER_ISO_DATES
+    else:
+        bad += ["2024-01-01", "2024-W01-1T10:00:00", "20240101T100000", "2024-01-01 10:00:00",
+                "2024-01-01T10:00", "2024-01-01T10:00:00,5", "2024-01-01T10:00:00+0530",
+                "2024-01-01T10:00:00+05:30:15"]
     return st.sampled_from(bad)
 
 
@@ -293,8 +311,10 @@ def _string_misses(spec: FieldSpec, path: str) -> list[st.SearchStrategy[Drawn]]
         out.append(st.text(TEXT_CHARS, min_size=spec.min_length or 0, max_size=hi)
                    .filter(lambda v: v not in enum).map(lambda v: (v, [(path, "not_in_enum")])))
     elif spec.pattern is not None:
-        pattern = spec.pattern
-        out.append(st.text(TEXT_CHARS, min_size=spec.min_length or 0, max_size=hi)
+        pattern, lo = spec.pattern, spec.min_length or 0
+        # white space alone too: what a not-blank pattern ('.*\S.*') refuses
+        out.append((st.text(TEXT_CHARS, min_size=lo, max_size=hi)
+                    | st.text(SPACES, min_size=lo, max_size=max(lo, min(hi, 8))))
                    .filter(lambda v: pattern.fullmatch(v) is None)
                    .map(lambda v: (v, [(path, "pattern_mismatch")])))
     elif spec.format is not None:
@@ -356,8 +376,7 @@ def _object_with_miss(children: dict[str, FieldSpec], prefix: str) -> st.SearchS
 
 @st.composite
 def patches(
-    draw: st.DrawFn, policy: CompiledPolicy, gaps: Gaps = NO_GAPS,
-    unread: tuple[str, ...] = (),
+    draw: st.DrawFn, policy: CompiledPolicy, unread: tuple[str, ...] = (),
 ) -> Generated:
     """A merge patch for ``policy``: a few valid fields, and often one or two near misses.
 
@@ -369,7 +388,7 @@ def patches(
     chosen = draw(st.lists(st.sampled_from(writable), max_size=4, unique=True))
     if unread and draw(st.booleans()):
         chosen = [*chosen, *(name for name in unread if name not in chosen)]
-    patch: dict[str, Any] = {name: draw(valid_or_null(fields[name], gaps)) for name in chosen}
+    patch: dict[str, Any] = {name: draw(valid_or_null(fields[name])) for name in chosen}
     labels: dict[str, list[Label]] = {}  # by top-level key: a key drawn twice keeps the last
     for _ in range(draw(st.sampled_from([0, 0, 1, 1, 2]))):
         kind = draw(st.sampled_from(["field", "field", "field", "unknown", "deep"]))

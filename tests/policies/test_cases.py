@@ -1,4 +1,11 @@
-"""The golden cases: tests/policies/cases/*.yaml, one parametrised test."""
+"""The golden cases: tests/policies/cases/*.yaml, one parametrised test.
+
+A case is a request (roles, purpose, patch) against a record (pre_image) and what the
+policy makes of it (expect). A valid patch gets a decision: ``allowed``, ``problem``,
+``changed``, ``errors`` and the rest below. A patch the field table refuses gets no
+decision at all: ``expect: {invalid: {path: code}}`` lists every field error, which the
+gateway answers 422 ``validation_failed`` without reading the record.
+"""
 
 from __future__ import annotations
 
@@ -29,11 +36,16 @@ CASES = _load()
 
 @pytest.mark.parametrize(("system", "case"), CASES)
 def test_golden_case(engine: PolicyEngine, system: str, case: dict[str, Any]) -> None:
-    assert engine.validate(system, case["patch"]) == []  # a golden patch is a valid request
+    expect = case["expect"]
+    errors = {e.path: e.code for e in engine.validate(system, case["patch"])}
+    if "invalid" in expect:
+        assert errors == expect["invalid"]
+        assert set(expect) == {"invalid"}  # nothing is decided about an invalid patch
+        return
+    assert errors == {}  # otherwise a golden patch is a valid request
     decision = engine.decide(
         system, case["pre_image"], case["patch"], principal(*case["roles"]), case["purpose"]
     )
-    expect = case["expect"]
     assert decision.allowed is expect["allowed"]
     assert decision.problem == expect.get("problem")
     if "changed" in expect:
@@ -65,6 +77,11 @@ def test_golden_case(engine: PolicyEngine, system: str, case: dict[str, Any]) ->
         assert decision.merged is None
         assert decision.problem in PROBLEMS
         assert decision.detail
+
+
+def test_some_cases_show_refusals_of_the_field_table() -> None:
+    systems = {c.values[0] for c in CASES if "invalid" in c.values[1]["expect"]}
+    assert systems == {"keycom", "sedona", "timelog"}
 
 
 def test_cases_cover_every_problem_decide_gives() -> None:

@@ -82,7 +82,7 @@ def test_field_table_is_json_ready(policy_set: PolicySet) -> None:
         assert {"path", "type", "constraints", "read_only", "required", "description",
                 "category", "sensitivity", "editable_by", "purposes", "masking"} <= set(rows[0])
     row = next(r for r in policy_set["sedona"].field_table() if r["path"] == "CustomerName")
-    assert row["constraints"] == {"max_length": 60} and row["required"]
+    assert row["constraints"] == {"max_length": 60, "pattern": r".*\S.*"} and row["required"]
 
 
 def test_needs_pre_image(policy_set: PolicySet) -> None:
