@@ -24,6 +24,7 @@ import platform
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -60,6 +61,28 @@ def _load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) of each live thread of this process, by thread name
+    (Linux: /proc/self/task; empty elsewhere)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    seconds: dict[str, float] = {}
+    for thread in threading.enumerate():
+        try:
+            stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        seconds[thread.name] = (int(fields[11]) + int(fields[12])) / tick
+    return seconds
+
+
+def _thread_share(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Each thread's share of the CPU the process's threads used between two readings."""
+    used = {name: after[name] - before.get(name, 0.0) for name in after}
+    total = sum(used.values()) or 1.0
+    return {name: round(value / total, 3) for name, value in sorted(used.items())}
+
+
 async def _appends(
     url: str, writers: int, seconds: float, start_at: float | None = None
 ) -> dict[str, Any]:
@@ -87,10 +110,11 @@ async def _appends(
                 counts[index] += 1
                 n += writers
 
-        load = _load()
+        load, threads = _load(), _thread_cpu()
         started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(writer(i) for i in range(writers)))
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        threads = _thread_share(threads, _thread_cpu())
     finally:
         await log.close()
     return {
@@ -99,6 +123,7 @@ async def _appends(
         "per_second": sum(counts) / elapsed,
         "per_cpu_second": sum(counts) / max(cpu, 1e-9),
         "mean_batch": statistics.fmean(batches) if batches else 0.0,
+        "thread_cpu_share": threads,
         "load_before": load,
         "load_after": _load(),
     }
