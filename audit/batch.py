@@ -17,10 +17,11 @@ from typing import Any
 from audit import crypto
 from audit.backend import INSERT_ENTRY, Statement
 from audit.chain import canonical, entry_hash
+from audit.entries import ToSeal
 
 Subject = tuple[str, str]
-#: a subject's data key: (key id, key)
-DataKey = tuple[str, bytes]
+#: a subject's data key: (key id, its cipher); destroyed when the key is erased
+DataKey = tuple[str, crypto.Sealer]
 
 INSERT_KEY = (
     "INSERT INTO audit_subject_key (key_id, system, customer_id, wrapped, kek_id, created_at)"
@@ -46,7 +47,7 @@ class Pending:
 
     body: dict[str, Any] = field(repr=False)
     subject: Subject = field(repr=False)
-    to_seal: list[tuple[str, str, bytes]] = field(default_factory=list, repr=False)
+    to_seal: list[ToSeal] = field(default_factory=list, repr=False)
     opens_intent: bool = False
     closes_intent: str | None = None
     exclusive_close: bool = False
@@ -69,13 +70,15 @@ class Chained:
 
 
 def seal_into(item: Pending, key: DataKey) -> None:
-    """Seal the entry's personal values under its subject's data key, into its body."""
-    key_id, data_key = key
+    """Seal the entry's personal values under its subject's data key, into its body: per
+    side, the sorted paths and one ciphertext of their values (body format 2)."""
+    key_id, sealer = key
     body = item.body
-    sealed: dict[str, dict[str, str]] = {"before": {}, "after": {}}
-    for side, path, plain in item.to_seal:
-        sealed[side][path] = crypto.seal_plain(data_key, plain, body["audit_id"], side, path)
-    body["sealed"] = sealed
+    audit_id = body["audit_id"]
+    body["sealed"] = {
+        side: {"paths": list(paths), "box": crypto.seal_side(sealer, plain, audit_id, side, paths)}
+        for side, paths, plain in item.to_seal
+    }
     body["key_id"] = key_id
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from audit import AuditLog, Outcome
 from audit.crypto import verify_checkpoint
 from tests.audit.conftest import make_intent, sql
@@ -131,7 +133,10 @@ async def test_checkpoint_after_idle_seconds(store_url: str, keys: dict[str, byt
         await log.close()
 
 
-async def test_moved_ciphertext_does_not_open(audit_log: AuditLog, store_url: str) -> None:
+@pytest.mark.parametrize("move", ["to_another_entry", "to_another_side", "paths_changed"])
+async def test_moved_ciphertext_does_not_open(
+    audit_log: AuditLog, store_url: str, move: str
+) -> None:
     ids = await _fill(audit_log, 2)
     from tests.audit.test_log import PO
 
@@ -139,12 +144,20 @@ async def test_moved_ciphertext_does_not_open(audit_log: AuditLog, store_url: st
     import json
 
     first, second = (json.loads(str(b)) for _, b in bodies)
-    second["sealed"]["after"]["Email"] = first["sealed"]["after"]["Email"]
-    second["key_id"] = first["key_id"]
+    sealed = second["sealed"]
+    assert sealed["after"]["paths"] == ["Email", "Phone"]  # one ciphertext per side
+    if move == "to_another_entry":
+        sealed["after"] = first["sealed"]["after"]
+        second["key_id"] = first["key_id"]
+    elif move == "to_another_side":
+        sealed["after"]["box"] = sealed["before"]["box"]
+    else:
+        sealed["after"]["paths"] = ["Email"]
     moved = json.dumps(second, sort_keys=True, separators=(",", ":"))
     await sql(store_url, "UPDATE audit_entry SET body = $1 WHERE seq = 2", moved)
     clear, _ = await audit_log.reveal(ids[1], reason="inspect", request_id="r", **PO)
     assert clear["after"]["Email"] == "undecryptable"
+    assert clear["after"]["Note"] == "new note"
     assert not (await audit_log.verify()).ok
 
 
