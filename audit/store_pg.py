@@ -154,6 +154,12 @@ class PgBackend:
             async with self._pool.acquire() as conn:
                 return [tuple(r) for r in await conn.fetch(numbered(sql), *params)]
 
+    async def fetch_rows(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Sequence[Any]]:
+        with _store_errors():
+            async with self._pool.acquire() as conn:
+                rows: list[Sequence[Any]] = await conn.fetch(numbered(sql), *params)
+                return rows
+
     async def run(self, statements: Sequence[Statement]) -> None:
         with _store_errors():
             async with self._pool.acquire() as conn, conn.transaction():

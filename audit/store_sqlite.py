@@ -137,6 +137,9 @@ class SqliteBackend:
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return await self._on_reader(self._r_fetchall, sql, params)
 
+    async def fetch_rows(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Sequence[Any]]:
+        return await self._on_reader(self._r_fetchall, sql, params)
+
     async def run(self, statements: Sequence[Statement]) -> None:
         async with self._write_lock:
             await self._on_writer(self._w_run, statements)

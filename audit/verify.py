@@ -8,7 +8,8 @@ chunk read; the CLI turns it into a progress bar, the library draws nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from audit import crypto
@@ -57,17 +58,36 @@ async def _recompute(
     on_progress: Progress | None,
 ) -> ChainState:
     """Hash every entry up to ``head_seq`` in order; ``seen`` gets the recomputed hash
-    at each seq of ``marks``."""
+    at each seq of ``marks``.
+
+    Rows are read by ranges of seq, ``_VERIFY_CHUNK`` at a time: a plain range is the
+    same cheap read whatever the planner believes (``ORDER BY seq LIMIT n`` with an
+    upper bound made PostgreSQL, on a table it had not analysed yet, sort every row up
+    to the head for each chunk). The next range is read while this one is hashed (the
+    store's thread or server works meanwhile). A missing row shows as a gap where the
+    next row is checked, or, at the end, as a chain shorter than the head says."""
     state = ChainState()
-    while state.seq < head_seq:
-        rows = await backend.fetchall(
-            "SELECT seq, body, prev_hash, hash FROM audit_entry"
-            " WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
-            [state.seq, head_seq, _VERIFY_CHUNK],
+
+    def read(after: int) -> asyncio.Future[Sequence[Sequence[Any]]]:
+        return asyncio.ensure_future(
+            backend.fetch_rows(
+                "SELECT seq, body, prev_hash, hash FROM audit_entry"
+                " WHERE seq > ? AND seq <= ? ORDER BY seq",
+                [after, min(after + _VERIFY_CHUNK, head_seq)],
+            )
         )
-        if not rows or not check_rows(state, rows, marks, seen.__setitem__):
+
+    start = 0
+    reading = read(start) if start < head_seq else None
+    while reading is not None:
+        rows = await reading
+        start += _VERIFY_CHUNK
+        reading = read(start) if start < head_seq else None
+        if rows and not check_rows(state, rows, marks, seen.__setitem__):
+            if reading is not None:
+                await reading  # let the read in flight finish; its rows are not needed
             break
-        if on_progress is not None:
+        if on_progress is not None and rows:
             on_progress(state.seq, head_seq)
     return state
 

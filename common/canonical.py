@@ -53,7 +53,7 @@ def _plain(value: Any) -> bool:
     elif kind is list or kind is tuple:
         items = value
     elif kind is float:
-        return 1e-4 <= abs(value) < 1e16 or value == 0.0  # NaN fails both
+        return bool(1e-4 <= abs(value) < 1e16 or value == 0.0)  # NaN fails both
     else:
         return kind in _LEAVES
     for item in items:
