@@ -52,6 +52,8 @@ class Pending:
     closes_intent: str | None = None
     exclusive_close: bool = False
     erase: bool = False
+    #: False: its commit need not wait for the disk (a later durable commit syncs it)
+    durable: bool = True
     future: asyncio.Future[str] | None = None
     # Prepared by the caller, outside the append lock, when the subject's key is known:
     text: str | None = field(default=None, repr=False)

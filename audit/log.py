@@ -101,7 +101,7 @@ class AuditLog:
         checkpoints = Checkpoints(signing_key, every=checkpoint_every, seconds=checkpoint_seconds)
         writer = ChainWriter(
             backend, master_key=master_key, checkpoints=checkpoints, on_batch=on_batch,
-            head_seq=int(head[0]),
+            head=head,
         )  # fmt: skip
         audit_log = cls(
             backend,

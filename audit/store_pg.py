@@ -166,13 +166,15 @@ class PgBackend:
                 for sql, rows in statements:
                     await _run(conn, sql, rows)
 
-    async def chain_tx(self) -> _Tx:
+    async def chain_tx(self, *, durable: bool = True) -> _Tx:
         with _store_errors():
             conn = await self._pool.acquire()
         try:
             with _store_errors():
                 tr = conn.transaction()
                 await tr.start()
+                if not durable:  # this transaction's commit does not wait for the WAL flush
+                    await conn.execute("SET LOCAL synchronous_commit TO off")
                 head = await conn.fetchrow(HEAD_SQL + " FOR UPDATE")
             if head is None:
                 raise AuditUnavailable("the audit_head row is missing")
@@ -180,6 +182,16 @@ class PgBackend:
             await _release(self._pool, conn)
             raise
         return _Tx(self._pool, conn, tr, tuple(head))
+
+    async def append_if_head(
+        self, expected: tuple[int, str], statements: Sequence[Statement], *, durable: bool
+    ) -> bool:
+        tx = await self.chain_tx(durable=durable)
+        if (int(tx.head[0]), tx.head[1]) != expected:
+            await tx.rollback()
+            return False
+        await tx.commit(statements)
+        return True
 
     def subject_lock(self, key: int, timeout: float) -> AbstractAsyncContextManager[None]:
         return self._advisory(key, timeout)

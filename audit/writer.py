@@ -6,6 +6,16 @@ append lock assigns ``seq``, hashes, inserts, updates the head (and signs a chec
 when due), commits, and only then resolves each future: an awaited append is durable,
 and a burst of requests costs one disk flush, not one each.
 
+A batch whose entries are all ready (sealed under the keys this process holds, nothing
+to look up) is chained on the head this process last wrote and sent to the store in one
+go (:meth:`Backend.append_if_head`: one trip to SQLite's writer thread); the store
+commits it only if the head is still that one, else the batch takes the full path:
+lock, read the head, look for erasures by other processes, look up keys, chain, commit.
+
+An entry appended with ``durable=False`` does not need a sync of its own: a batch made
+only of such entries commits without waiting for the disk (docs/audit.md, "Durability
+of an outcome"), and never carries a checkpoint.
+
 One caller's entry cannot fail the others. What the store is known not to hold is refused
 in the caller's task (:func:`audit.entries.check_storable`); should the store still refuse
 a value (:class:`ValueRefused`), the batch is split in halves until the refused entries
@@ -20,7 +30,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from audit.backend import Backend, ChainTx, Statement
+from audit.backend import Backend, ChainTx, Row, Statement
 from audit.batch import (
     INSERT_CHECKPOINT,
     INSERT_KEY,
@@ -30,6 +40,7 @@ from audit.batch import (
     Pending,
     Subject,
     chain,
+    is_current,
     seal_into,
 )
 from audit.chain import canonical
@@ -57,12 +68,14 @@ class ChainWriter:
         master_key: bytes,
         checkpoints: Checkpoints,
         on_batch: Callable[[int, float], None] | None,
-        head_seq: int,
+        head: Row,
     ) -> None:
         self._backend = backend
         self._checkpoints = checkpoints
         self._on_batch = on_batch
-        self._last_seq = head_seq
+        # the head row as this process last read or wrote it: (seq, hash, checkpoint
+        # seq, checkpoint time); the seq is also how far it has looked for erasures
+        self._head = _head_of(head)
         self._dirty = False  # appended since this process's last checkpoint
         self._keyring = KeyRing(master_key)
         self._queue: asyncio.Queue[Pending | None] = asyncio.Queue()
@@ -99,12 +112,17 @@ class ChainWriter:
     # ------------------------------------------------------------------ appending
     async def append(self, pending: Pending) -> str:
         """Prepare ``pending`` here, queue it, and return its id once it is committed."""
+        return await self.enqueue(pending)
+
+    def enqueue(self, pending: Pending) -> asyncio.Future[str]:
+        """Prepare ``pending`` here (its errors raised here) and queue it; the future
+        resolves to its id once it is committed."""
         if not self.alive:
             raise AuditUnavailable("the audit log is closed")
         self._prepare(pending)
         pending.future = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(pending)
-        return await pending.future
+        return pending.future
 
     def _prepare(self, pending: Pending) -> None:
         """Seal and encode in the caller's task, so that the append lock is held only to
@@ -193,27 +211,54 @@ class ChainWriter:
     # ------------------------------------------------------------------ one transaction
     async def _commit(self, batch: list[Pending]) -> None:
         """Append ``batch`` in one transaction under the append lock, then resolve it."""
-        tx = await self._backend.chain_tx()
+        durable = any(item.durable for item in batch)
+        if self._ready(batch) and await self._commit_ready(batch, durable):
+            return
+        tx = await self._backend.chain_tx(durable=durable)
         try:
-            chained, new_keys = await self._write(tx, batch)
+            chained, new_keys = await self._write(tx, batch, durable)
         except BaseException:
             await tx.rollback()
             raise
-        self._last_seq = chained.seq
-        self._dirty = True
         self._keyring.learn(new_keys)
         self._keyring.forget(item.subject for item in batch if item.erase)
         _resolve(batch, chained.ids)
 
+    def _ready(self, batch: list[Pending]) -> bool:
+        """Is every entry sealed under the key this process holds for its subject, with
+        nothing to look up or check in the store first?"""
+        cached = self._keyring.cached
+        return all(
+            not (item.exclusive_close or item.erase) and is_current(item, cached.get(item.subject))
+            for item in batch
+        )
+
+    async def _commit_ready(self, batch: list[Pending], durable: bool) -> bool:
+        """Chain ``batch`` on the head this process last wrote and commit it in one go,
+        if that is still the head (else False: nothing was written)."""
+        seq, head_hash, cp_seq, cp_at = self._head
+        now = now_iso()
+        chained = chain(
+            batch, seq=seq, head_hash=head_hash, keys={}, cached=self._keyring.cached,
+            still_open=set(), now=now,
+        )  # fmt: skip
+        head_statements, cp_seq, cp_at = self._head_statements(chained, cp_seq, cp_at, now, durable)
+        statements = [*chained.statements, *head_statements]
+        if not await self._backend.append_if_head((seq, head_hash), statements, durable=durable):
+            return False
+        self._wrote(chained, cp_seq, cp_at)
+        _resolve(batch, chained.ids)
+        return True
+
     async def _write(
-        self, tx: ChainTx, batch: list[Pending]
+        self, tx: ChainTx, batch: list[Pending], durable: bool
     ) -> tuple[Chained, dict[Subject, DataKey]]:
         """Chain ``batch`` onto the head in ``tx`` and commit: (what was written, the data
         keys new to this process)."""
-        seq, head_hash, cp_seq, cp_at = tx.head
-        seq, cp_seq = int(seq), int(cp_seq)
-        if seq != self._last_seq:  # other writers appended: drop keys they erased
-            await self._keyring.forget_erased_since(tx, self._last_seq)
+        seq, head_hash, cp_seq, cp_at = _head_of(tx.head)
+        if seq != self._head[0]:  # other writers appended: drop keys they erased
+            await self._keyring.forget_erased_since(tx, self._head[0])
+            self._head = (seq, head_hash, cp_seq, cp_at)
         keys, new_keys, key_rows = await self._keyring.for_batch(tx, batch)
         now = now_iso()
         chained = chain(
@@ -225,22 +270,28 @@ class ChainWriter:
             still_open=await _still_open(tx, batch),
             now=now,
         )
-        statements = [(INSERT_KEY, key_rows), *chained.statements]
-        statements += self._head_statements(chained, cp_seq, cp_at, now)
-        await tx.commit(statements)
+        head_statements, cp_seq, cp_at = self._head_statements(chained, cp_seq, cp_at, now, durable)
+        await tx.commit([(INSERT_KEY, key_rows), *chained.statements, *head_statements])
+        self._wrote(chained, cp_seq, cp_at)
         return chained, new_keys
 
+    def _wrote(self, chained: Chained, cp_seq: int, cp_at: str | None) -> None:
+        self._head = (chained.seq, chained.head_hash, cp_seq, cp_at)
+        self._dirty = True
+
     def _head_statements(
-        self, chained: Chained, cp_seq: int, cp_at: str | None, now: str
-    ) -> list[Statement]:
-        """The new head, after a signed checkpoint when one is due."""
+        self, chained: Chained, cp_seq: int, cp_at: str | None, now: str, durable: bool
+    ) -> tuple[list[Statement], int, str | None]:
+        """The new head, after a signed checkpoint when one is due (never in a commit
+        that is not durable: a signed head, once seen, must not be lost); with the
+        checkpoint seq and time after them."""
         seq, head_hash = chained.seq, chained.head_hash
         statements: list[Statement] = []
-        if self._checkpoints.due(seq, cp_seq, cp_at):
+        if durable and self._checkpoints.due(seq, cp_seq, cp_at):
             statements.append((INSERT_CHECKPOINT, [self._checkpoints.row(seq, head_hash, now)]))
             cp_seq, cp_at = seq, now
         statements.append((UPDATE_HEAD, [(seq, head_hash, cp_seq, cp_at)]))
-        return statements
+        return statements, cp_seq, cp_at
 
     async def _checkpoint_only(self) -> None:
         """Sign the head after an idle period or at close, if this process appended."""
@@ -260,6 +311,8 @@ class ChainWriter:
                     (UPDATE_HEAD, [(int(seq), head_hash, int(seq), now)]),
                 ]
             )
+            if int(seq) == self._head[0]:
+                self._head = (int(seq), head_hash, int(seq), now)
             self._dirty = False
         except BaseException:
             await tx.rollback()
@@ -277,6 +330,11 @@ async def _still_open(tx: ChainTx, batch: list[Pending]) -> set[str]:
         exclusive,
     )
     return {r[0] for r in rows}
+
+
+def _head_of(row: Row) -> tuple[int, str, int, str | None]:
+    seq, head_hash, cp_seq, cp_at = row
+    return int(seq), str(head_hash), int(cp_seq), cp_at
 
 
 def _resolve(batch: list[Pending], ids: list[str | None]) -> None:

@@ -53,7 +53,7 @@ async def test_a_refused_entry_fails_alone_and_the_rest_commit_in_order(
     batches: list[int] = []
     backend = await connect_backend(pg_base_url)
     writer = ChainWriter(
-        backend, master_key=os.urandom(32), head_seq=0,
+        backend, master_key=os.urandom(32), head=(0, GENESIS, 0, None),
         checkpoints=Checkpoints(os.urandom(32), every=1000, seconds=60.0),
         on_batch=lambda n, _s: batches.append(n),
     )  # fmt: skip

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 from hypothesis import given, settings
@@ -150,6 +151,6 @@ def test_the_fast_encoder_writes_what_json_writes(
 )
 def test_values_orjson_writes_differently_get_the_json_text(value: object) -> None:
     for ascii_only in (False, True):
-        expected = _outcome(lambda v: reference_json(v, ascii_only=ascii_only, allow_nan=True),
-                            value)  # fmt: skip
+        reference = partial(reference_json, ascii_only=ascii_only, allow_nan=True)
+        expected = _outcome(reference, value)
         assert _outcome(encoder(ascii_only=ascii_only, allow_nan=True), value) == expected
