@@ -6,7 +6,9 @@ append has returned from ``AuditLog.record``, i.e. is committed (SQLite WAL with
 ``synchronous=FULL``; PostgreSQL with ``synchronous_commit=on``). Each entry seals two
 personal values (AES-256-GCM) and carries one clear value, as a typical contact edit.
 PostgreSQL is the server at 127.0.0.1:5432; a scratch database is created and dropped.
-A last run per store has two processes (replicas) append to one chain at once.
+Then, with 256 writers, what the gateway writes per change - an intent, then its
+outcome - with a durable outcome and with ``finish(durable=False)``. A last run per store
+has two processes (replicas) append to one chain at once.
 
 Every rate is given per wall-clock second and per CPU-second of this process (user +
 system, all its threads), with the load average around the run: the machine is shared,
@@ -43,6 +45,12 @@ MASTER = base64.b64decode(os.environ.get("AUDIT_BENCH_MASTER", "")) or os.urando
 SIGNING = base64.b64decode(os.environ.get("AUDIT_BENCH_SIGNING", "")) or os.urandom(32)
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 STORE_NAMES = {"sqlite": "SQLite (WAL, synchronous=FULL)", "postgres": "PostgreSQL 127.0.0.1"}
+#: the gateway's pattern, intent then outcome, as extra runs with this many writers
+CHANGE_WRITERS = 256
+PATTERNS = {
+    "change": "begin + finish, both durable",
+    "change-lazy": "begin + finish(durable=False)",
+}
 
 
 def _intent(n: int) -> Intent:
@@ -84,11 +92,17 @@ def _thread_share(before: dict[str, float], after: dict[str, float]) -> dict[str
 
 
 async def _appends(
-    url: str, writers: int, seconds: float, start_at: float | None = None
+    url: str,
+    writers: int,
+    seconds: float,
+    start_at: float | None = None,
+    pattern: str = "record",
 ) -> dict[str, Any]:
     """Appends by ``writers`` concurrent callers for ``seconds``: per second, per
     CPU-second of this process, and the mean group-commit size; from ``start_at`` (epoch)
-    if given."""
+    if given. ``pattern``: ``record`` (one durable entry per call), ``change`` (what the
+    gateway writes per change: ``begin``, then ``finish``, both durable) or
+    ``change-lazy`` (the same with ``finish(durable=False)``); rates count entries."""
     batches: list[int] = []
     log = await AuditLog.open(
         url, master_key=MASTER, signing_key=SIGNING,
@@ -106,8 +120,13 @@ async def _appends(
         async def writer(index: int) -> None:
             n = index
             while time.perf_counter() < deadline:
-                await log.record(_intent(n), outcome)
-                counts[index] += 1
+                if pattern == "record":
+                    await log.record(_intent(n), outcome)
+                    counts[index] += 1
+                else:
+                    intent_id = await log.begin(_intent(n))
+                    await log.finish(intent_id, outcome, durable=pattern == "change")
+                    counts[index] += 2
                 n += writers
 
         load, threads = _load(), _thread_cpu()
@@ -119,6 +138,7 @@ async def _appends(
         await log.close()
     return {
         "writers": writers,
+        "pattern": pattern,
         "appends": sum(counts),
         "per_second": sum(counts) / elapsed,
         "per_cpu_second": sum(counts) / max(cpu, 1e-9),
@@ -212,7 +232,12 @@ async def _worker(url: str, writers: int, seconds: float, start_at: float) -> No
 
 
 async def run(
-    stores: list[str], writers: list[int], seconds: float, replicas: bool, verify: bool
+    stores: list[str],
+    writers: list[int],
+    seconds: float,
+    replicas: bool,
+    verify: bool,
+    changes: tuple[str, ...] = tuple(PATTERNS),
 ) -> dict[str, Any]:
     results: dict[str, Any] = {
         "python": platform.python_version(),
@@ -232,10 +257,13 @@ async def run(
             if url is None:
                 print(f"| {STORE_NAMES[kind]} | - | not reachable: skipped | | | |")
                 continue
-            for count in writers:
-                row = {"store": kind, **await _appends(url, count, seconds)}
+            runs = [(count, "record") for count in writers]
+            runs += [(CHANGE_WRITERS, pattern) for pattern in changes]
+            for count, pattern in runs:
+                row = {"store": kind, **await _appends(url, count, seconds, pattern=pattern)}
                 results["appends"].append(row)
-                print(f"| {STORE_NAMES[kind]} | {count} | {row['per_second']:,.0f}"
+                label = "" if pattern == "record" else f" ({PATTERNS[pattern]})"
+                print(f"| {STORE_NAMES[kind]}{label} | {count} | {row['per_second']:,.0f}"
                       f" | {row['per_cpu_second']:,.0f} | {row['mean_batch']:.1f}"
                       f" | {row['load_before'][0]:.2f} |")  # fmt: skip
             if replicas:
@@ -264,6 +292,8 @@ def main() -> None:
                         help="concurrent writers per run, comma-separated")  # fmt: skip
     parser.add_argument("--no-replicas", action="store_true", help="skip the two-process run")
     parser.add_argument("--no-verify", action="store_true", help="skip the verify runs")
+    parser.add_argument("--no-changes", action="store_true",
+                        help="skip the begin + finish runs")  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--worker", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
@@ -275,8 +305,9 @@ def main() -> None:
     if unknown := set(stores) - set(STORE_NAMES):
         parser.error(f"unknown store(s): {sorted(unknown)}")
     writers = [int(w) for w in args.writers.split(",") if w]
+    changes = () if args.no_changes else tuple(PATTERNS)
     results = asyncio.run(
-        run(stores, writers, args.seconds, not args.no_replicas, not args.no_verify)
+        run(stores, writers, args.seconds, not args.no_replicas, not args.no_verify, changes)
     )
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=1) + "\n")
