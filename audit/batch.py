@@ -1,6 +1,6 @@
-"""What one group commit writes: the entries on their way (:class:`Pending`), and the
-pure step that chains a batch onto the head - sequence numbers, hashes, and the rows of
-every table the append touches (:func:`chain`).
+"""What one group commit writes: the entries on their way (:class:`Pending`), the pure
+step that chains a batch onto the head - sequence numbers, hashes, and the rows of every
+table the append touches (:func:`chain`) - and the answers to its callers.
 
 The statements run in this order in one transaction: new subject keys, the entries, the
 intents opened, the intents closed, the keys an erasure destroys, a checkpoint when one
@@ -18,6 +18,7 @@ from audit import crypto
 from audit.backend import INSERT_ENTRY, Statement
 from audit.chain import canonical, entry_hash
 from audit.entries import ToSeal
+from audit.errors import InvalidAuditInput
 
 Subject = tuple[str, str]
 #: a subject's data key: (key id, its cipher); destroyed when the key is erased
@@ -139,3 +140,21 @@ def chain(
         (DESTROY_KEYS, destroys),
     ]
     return Chained(seq, head_hash, ids, statements)
+
+
+def resolve(batch: list[Pending], ids: list[str | None]) -> None:
+    """Answer the callers of a committed batch: each its entry's id (``None``: an
+    exclusive close of an intent closed already)."""
+    for item, audit_id in zip(batch, ids, strict=True):
+        if item.future is not None and not item.future.done():
+            if audit_id is None:
+                item.future.set_exception(InvalidAuditInput("that intent is already closed"))
+            else:
+                item.future.set_result(audit_id)
+
+
+def fail(items: list[Pending], exc: BaseException) -> None:
+    """Answer the callers of entries that were not written with ``exc``."""
+    for item in items:
+        if item.future is not None and not item.future.done():
+            item.future.set_exception(exc)
