@@ -54,6 +54,9 @@ log = logging.getLogger(__name__)
 
 #: batches sent and not yet settled, at most
 DEPTH = 2
+#: after another process was seen appending, batches take the full path this long
+#: (chained on a head that keeps moving, a sent batch would mostly be refused)
+SHARED_SECONDS = 1.0
 #: (seq, hash, checkpoint seq, checkpoint time) of a head row
 Head = tuple[int, str, int, str | None]
 
@@ -94,11 +97,15 @@ class Committer:
         self._sent = self._head
         self.in_flight: deque[InFlight] = deque()
         self.dirty = False  # appended since this process's last checkpoint
+        self._others_seen = -SHARED_SECONDS  # when another process's append was last seen
 
     # ------------------------------------------------------------------ sent batches
     def ready(self, batch: list[Pending]) -> bool:
-        """Can ``batch`` be sent: every entry sealed under the key this process holds for
-        its subject, nothing to look up or check in the store first?"""
+        """Can ``batch`` be sent: no other process seen appending lately, and every entry
+        sealed under the key this process holds for its subject, nothing to look up or
+        check in the store first?"""
+        if time.monotonic() - self._others_seen < SHARED_SECONDS:
+            return False
         cached = self._keyring.cached
         return all(
             not (item.exclusive_close or item.erase) and is_current(item, cached.get(item.subject))
@@ -211,6 +218,7 @@ class Committer:
         """Chain ``batch`` onto the head in ``tx`` and commit it."""
         seq, head_hash, cp_seq, cp_at = head_of(tx.head)
         if seq != self._head[0]:  # other writers appended: drop keys they erased
+            self._others_seen = time.monotonic()
             await self._keyring.forget_erased_since(tx, self._head[0])
             self._head = self._sent = (seq, head_hash, cp_seq, cp_at)
         keys, new_keys, key_rows = await self._keyring.for_batch(tx, batch)

@@ -1,4 +1,5 @@
-"""Leaf helpers that policies, audit and service share: canonical JSON and AES-256-GCM.
+"""Leaf helpers that policies, audit and service share: canonical JSON, AES-256-GCM and
+random bytes drawn in blocks.
 
 The layering: ``common`` imports nothing of ours; ``policies`` imports only ``common``;
 ``audit`` imports only ``common``; ``service`` may import all three. A helper that both
