@@ -60,34 +60,37 @@ async def _recompute(
     """Hash every entry up to ``head_seq`` in order; ``seen`` gets the recomputed hash
     at each seq of ``marks``.
 
-    Rows are read by ranges of seq, ``_VERIFY_CHUNK`` at a time: a plain range is the
-    same cheap read whatever the planner believes (``ORDER BY seq LIMIT n`` with an
-    upper bound made PostgreSQL, on a table it had not analysed yet, sort every row up
-    to the head for each chunk). The next range is read while this one is hashed (the
-    store's thread or server works meanwhile). A missing row shows as a gap where the
-    next row is checked, or, at the end, as a chain shorter than the head says."""
+    Rows are read ``_VERIFY_CHUNK`` at a time as ``seq > last ORDER BY seq LIMIT n``,
+    which any planner reads along the primary key; with an upper bound as well,
+    PostgreSQL, on a table it had not analysed yet, sorted every row up to it for each
+    chunk (45 ms instead of 6 for 10,000 rows). The next chunk is read while this one is
+    hashed (the store's thread or server works meanwhile); rows appended after the head
+    was read are left out."""
     state = ChainState()
 
     def read(after: int) -> asyncio.Future[Sequence[Sequence[Any]]]:
         return asyncio.ensure_future(
             backend.fetch_rows(
                 "SELECT seq, body, prev_hash, hash FROM audit_entry"
-                " WHERE seq > ? AND seq <= ? ORDER BY seq",
-                [after, min(after + _VERIFY_CHUNK, head_seq)],
+                " WHERE seq > ? ORDER BY seq LIMIT ?",
+                [after, _VERIFY_CHUNK],
             )
         )
 
-    start = 0
-    reading = read(start) if start < head_seq else None
+    reading = read(0) if head_seq > 0 else None
     while reading is not None:
         rows = await reading
-        start += _VERIFY_CHUNK
-        reading = read(start) if start < head_seq else None
-        if rows and not check_rows(state, rows, marks, seen.__setitem__):
+        if not rows:
+            break
+        last = int(rows[-1][0])
+        if last > head_seq:  # appended after the head was read: not this verification's
+            rows = [row for row in rows if int(row[0]) <= head_seq]
+        reading = read(last) if last < head_seq else None
+        if not check_rows(state, rows, marks, seen.__setitem__):
             if reading is not None:
                 await reading  # let the read in flight finish; its rows are not needed
             break
-        if on_progress is not None and rows:
+        if on_progress is not None:
             on_progress(state.seq, head_seq)
     return state
 
