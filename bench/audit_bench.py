@@ -284,6 +284,44 @@ async def run(
     return results
 
 
+# What the event loop's thread does per append, from a py-spy profile of an append run:
+# a sample counts for the first category one of whose frames it holds.
+PROFILE_CATEGORIES = (
+    ("seal: AES-GCM per side, nonce, associated data, base64", ("seal_into (audit/batch.py",)),
+    ("canonical JSON of the body (orjson and its guard)", ("canonical (audit/chain.py",)),
+    ("storable check", ("check_storable",)),
+    ("split the values, encode the sealed ones", ("split_values",)),
+    ("body dict, time, entry id", ("intent_body", "uuid7")),
+    ("intent and outcome checks", ("check_intent", "check_outcome")),
+    ("writer: chain (hashes, rows)", ("chain (audit/batch.py",)),
+    ("writer: answer the callers", ("resolve (audit/batch.py", "fail (audit/batch.py")),
+    ("writer: send, settle, driver calls",
+     ("Committer.", "append_if_head", "_on_writer", "asyncpg/", "ChainWriter._write")),
+    ("bench: building Intent objects", ("_intent (bench",)),
+    ("record, enqueue, await (coroutines, futures, queue)", ("AuditLog.record",
+        "AuditLog._append", "ChainWriter.enqueue", "ChainWriter.append", "writer (bench")),
+    ("event loop: waiting in select", ("select (selectors.py",)),
+    ("event loop: the rest", ("_run_once",)),
+)
+
+
+def profile_summary(path: Path) -> list[tuple[str, float]]:
+    """Shares of the event loop's samples by category, from ``py-spy record -f raw``."""
+    counts = dict.fromkeys((name for name, _ in PROFILE_CATEGORIES), 0)
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, number = line.rpartition(" ")
+        frames = stack.split(";")
+        if not any("_run_once" in frame for frame in frames):
+            continue  # another thread, or start-up
+        total += int(number)
+        for name, marks in PROFILE_CATEGORIES:
+            if any(mark in frame for frame in frames for mark in marks):
+                counts[name] += int(number)
+                break
+    return [(name, count / max(total, 1)) for name, count in counts.items()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="duration of each append run")
@@ -295,9 +333,15 @@ def main() -> None:
     parser.add_argument("--no-changes", action="store_true",
                         help="skip the begin + finish runs")  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--profile-summary", type=Path, metavar="RAW",
+                        help="summarise a py-spy raw profile (of an append run), and stop")
     parser.add_argument("--worker", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.profile_summary:
+        for name, share in profile_summary(args.profile_summary):
+            print(f"{share:6.1%}  {name}")
+        return
     if args.worker:
         asyncio.run(_worker(args.worker, int(args.writers), args.seconds, args.start_at))
         return
