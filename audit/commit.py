@@ -152,6 +152,7 @@ class Committer:
                 self._committed(later)
             else:
                 await self.commit(later.batch)
+        self._sent = self._head  # nothing is in flight any more
 
     def _committed(self, flight: InFlight) -> None:
         self._head = flight.head
