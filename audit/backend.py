@@ -4,7 +4,14 @@ SQL is written once with ``?`` placeholders; the PostgreSQL backend numbers them
 The chain transaction holds the database-wide append lock from ``chain_tx()`` to
 ``commit``/``rollback``: SQLite's write lock (``BEGIN IMMEDIATE``), or PostgreSQL's row
 lock on the head row (``SELECT … FOR UPDATE``). Every process appends under it, so the
-chain stays one chain whatever the number of replicas.
+chain stays one chain whatever the number of replicas. ``append_if_head`` is the same
+transaction in one go, for a batch chained beforehand on the head this process last
+wrote: it commits only if the head row is still that one.
+
+``durable=False`` commits without waiting for the disk (SQLite: that transaction at
+``synchronous=NORMAL``; PostgreSQL: ``synchronous_commit`` off for it): a crash of the
+machine (SQLite) or of the server (PostgreSQL) may lose it, and only it and later such
+transactions - the next durable commit syncs everything written before it.
 
 Every method raises audit errors only: ``ValueRefused`` for a value the store refuses,
 ``AuditUnavailable`` for any other failure of the store.
@@ -39,9 +46,21 @@ class Backend(Protocol):
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
 
+    async def fetch_rows(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Sequence[Any]]:
+        """As :meth:`fetchall`, the rows as the driver gives them (indexable, not
+        converted to tuples): for reads of many rows, such as verification."""
+        ...
+
     async def run(self, statements: Sequence[Statement]) -> None: ...
 
-    async def chain_tx(self) -> ChainTx: ...
+    async def chain_tx(self, *, durable: bool = True) -> ChainTx: ...
+
+    async def append_if_head(
+        self, expected: tuple[int, str], statements: Sequence[Statement], *, durable: bool
+    ) -> bool:
+        """Under the append lock: if the head row's (seq, hash) is ``expected``, run
+        ``statements`` and commit (True); else change nothing (False)."""
+        ...
 
     def subject_lock(self, key: int, timeout: float) -> AbstractAsyncContextManager[None]:
         """Hold the lock ``key`` across processes (LockTimeout after ``timeout`` s)."""

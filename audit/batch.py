@@ -1,6 +1,6 @@
-"""What one group commit writes: the entries on their way (:class:`Pending`), and the
-pure step that chains a batch onto the head - sequence numbers, hashes, and the rows of
-every table the append touches (:func:`chain`).
+"""What one group commit writes: the entries on their way (:class:`Pending`), the pure
+step that chains a batch onto the head - sequence numbers, hashes, and the rows of every
+table the append touches (:func:`chain`) - and the answers to its callers.
 
 The statements run in this order in one transaction: new subject keys, the entries, the
 intents opened, the intents closed, the keys an erasure destroys, a checkpoint when one
@@ -17,10 +17,12 @@ from typing import Any
 from audit import crypto
 from audit.backend import INSERT_ENTRY, Statement
 from audit.chain import canonical, entry_hash
+from audit.entries import ToSeal
+from audit.errors import InvalidAuditInput
 
 Subject = tuple[str, str]
-#: a subject's data key: (key id, key)
-DataKey = tuple[str, bytes]
+#: a subject's data key: (key id, its cipher); destroyed when the key is erased
+DataKey = tuple[str, crypto.Sealer]
 
 INSERT_KEY = (
     "INSERT INTO audit_subject_key (key_id, system, customer_id, wrapped, kek_id, created_at)"
@@ -46,11 +48,13 @@ class Pending:
 
     body: dict[str, Any] = field(repr=False)
     subject: Subject = field(repr=False)
-    to_seal: list[tuple[str, str, bytes]] = field(default_factory=list, repr=False)
+    to_seal: list[ToSeal] = field(default_factory=list, repr=False)
     opens_intent: bool = False
     closes_intent: str | None = None
     exclusive_close: bool = False
     erase: bool = False
+    #: False: its commit need not wait for the disk (a later durable commit syncs it)
+    durable: bool = True
     future: asyncio.Future[str] | None = None
     # Prepared by the caller, outside the append lock, when the subject's key is known:
     text: str | None = field(default=None, repr=False)
@@ -69,13 +73,15 @@ class Chained:
 
 
 def seal_into(item: Pending, key: DataKey) -> None:
-    """Seal the entry's personal values under its subject's data key, into its body."""
-    key_id, data_key = key
+    """Seal the entry's personal values under its subject's data key, into its body: per
+    side, the sorted paths and one ciphertext of their values (body format 2)."""
+    key_id, sealer = key
     body = item.body
-    sealed: dict[str, dict[str, str]] = {"before": {}, "after": {}}
-    for side, path, plain in item.to_seal:
-        sealed[side][path] = crypto.seal_plain(data_key, plain, body["audit_id"], side, path)
-    body["sealed"] = sealed
+    audit_id = body["audit_id"]
+    body["sealed"] = {
+        side: {"paths": list(paths), "box": crypto.seal_side(sealer, plain, audit_id, side, paths)}
+        for side, paths, plain in item.to_seal
+    }
     body["key_id"] = key_id
 
 
@@ -134,3 +140,21 @@ def chain(
         (DESTROY_KEYS, destroys),
     ]
     return Chained(seq, head_hash, ids, statements)
+
+
+def resolve(batch: list[Pending], ids: list[str | None]) -> None:
+    """Answer the callers of a committed batch: each its entry's id (``None``: an
+    exclusive close of an intent closed already)."""
+    for item, audit_id in zip(batch, ids, strict=True):
+        if item.future is not None and not item.future.done():
+            if audit_id is None:
+                item.future.set_exception(InvalidAuditInput("that intent is already closed"))
+            else:
+                item.future.set_result(audit_id)
+
+
+def fail(items: list[Pending], exc: BaseException) -> None:
+    """Answer the callers of entries that were not written with ``exc``."""
+    for item in items:
+        if item.future is not None and not item.future.done():
+            item.future.set_exception(exc)

@@ -2,16 +2,23 @@
 and the Ed25519 signature of checkpoints.
 
 Every ciphertext is bound by its associated data to the place it belongs: a data key to
-its key id and subject, a sealed value to its entry id, side (before/after) and field
-path. A ciphertext moved anywhere else does not open.
+its key id and subject, sealed values to their entry id, side (before/after) and field
+paths. A ciphertext moved anywhere else does not open.
+
+Body format 2 (written since) seals the personal values of one side of an entry together,
+one ciphertext per side (:func:`encode_side`, :func:`seal_side`, :func:`open_side`);
+format 1 sealed each value on its own (:func:`seal_value`, :func:`open_value`), and its
+entries are read as they always were.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 import os
+from functools import lru_cache
 from typing import Any, Final
 
 from cryptography.exceptions import InvalidSignature
@@ -22,26 +29,32 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from audit.errors import InvalidAuditInput
-from common.aead import SealError, open_sealed, seal
+from common.aead import KeyDestroyed, Sealer, SealError, open_sealed, seal
 from common.canonical import encoder
 
 KEY_BYTES: Final = 32
 _KEK_CONTEXT: Final = b"gdpr-gateway-audit-kek/v1"
 _WRAP_CONTEXT: Final = "gdpr-gateway-audit-subject-key/v1"
 _VALUE_CONTEXT: Final = "gdpr-gateway-audit-value/v1"
+_SIDE_CONTEXT: Final = "gdpr-gateway-audit-values/v2"
 _CHECKPOINT_CONTEXT: Final = "gdpr-gateway-audit-checkpoint/v1"
 
 __all__ = [
     "KEY_BYTES",
+    "KeyDestroyed",
     "SealError",
+    "Sealer",
     "check_key",
     "checkpoint_message",
+    "encode_side",
     "encode_value",
     "kek_id",
     "new_data_key",
+    "open_side",
     "open_value",
     "public_key_of",
     "seal_plain",
+    "seal_side",
     "seal_value",
     "sign_checkpoint",
     "unwrap_key",
@@ -112,6 +125,54 @@ def open_value(data_key: bytes, sealed: str, audit_id: str, side: str, path: str
     """Open what :func:`seal_value` produced for the same entry, side and path."""
     blob = base64.b64decode(sealed)
     return json.loads(open_sealed(data_key, blob, _value_aad(audit_id, side, path)))
+
+
+_SIDE_PREFIX: Final = f"{len(_SIDE_CONTEXT)}:{_SIDE_CONTEXT}"
+
+
+@lru_cache(maxsize=1024)
+def _paths_aad(paths: tuple[str, ...]) -> str:
+    return "".join(f"|{len(path)}:{path}" for path in paths)
+
+
+def _side_aad(audit_id: str, side: str, paths: tuple[str, ...]) -> bytes:
+    # every part length-prefixed: no two (entry, side, paths) give the same bytes
+    return (
+        f"{_SIDE_PREFIX}|{len(audit_id)}:{audit_id}|{len(side)}:{side}{_paths_aad(paths)}"
+    ).encode()
+
+
+def encode_side(values: dict[str, Any]) -> bytes:
+    """The plaintext of one side's sealed values: the JSON object ``{path: value}`` (the
+    canonical form of a sealed value, with its keys sorted). Raises a clear error naming
+    the first field whose value is not JSON."""
+    try:
+        return _encode_value(values).encode()
+    except (TypeError, ValueError):
+        for path in sorted(values):
+            encode_value(values[path], path)
+        raise InvalidAuditInput("a sealed value is not JSON-serialisable") from None
+
+
+def seal_side(
+    sealer: Sealer, plain: bytes, audit_id: str, side: str, paths: tuple[str, ...]
+) -> str:
+    """Seal what :func:`encode_side` made of the values at ``paths`` (sorted) on ``side``
+    of entry ``audit_id``; returns base64 text (what the entry body stores)."""
+    blob = sealer.seal(plain, _side_aad(audit_id, side, paths))
+    return binascii.b2a_base64(blob, newline=False).decode("ascii")
+
+
+def open_side(
+    sealer: Sealer, box: str, audit_id: str, side: str, paths: list[str]
+) -> dict[str, Any]:
+    """Open what :func:`seal_side` produced for the same entry, side and paths: the values
+    by path. Raises :class:`SealError` when it does not open or does not hold them."""
+    plain = sealer.open(base64.b64decode(box), _side_aad(audit_id, side, tuple(paths)))
+    values = json.loads(plain)
+    if not isinstance(values, dict) or sorted(values) != sorted(paths):
+        raise SealError("the sealed values do not match their paths")
+    return values
 
 
 def checkpoint_message(seq: int, head_hash: str, time: str) -> bytes:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from audit.crypto import SealError, encode_value, open_value
+from audit.crypto import Sealer, SealError, encode_side, open_side, open_value
 from audit.errors import InvalidAuditInput
 from audit.types import ACTIONS, OUTCOMES, SEALED_SENSITIVITIES, Intent, Outcome
 
+#: the body format written: 2 seals one ciphertext per entry side, 1 one per field
+#: (docs/audit.md, "Body formats"); both are read
+BODY_VERSION: Final = 2
 MASK: Final = "***"
 ERASED: Final = "erased"
 UNREADABLE: Final = "undecryptable"
@@ -26,9 +30,18 @@ _KEYS: Final = ("system", "customer_id", "actor")
 _UNSTORABLE: Final = re.compile("[\x00\ud800-\udfff]")
 
 
+_second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
+
+
 def now_iso() -> str:
-    # isoformat is the fast path; fixed width: 2026-01-02T03:04:05.123456Z
-    return datetime.now(UTC).isoformat(timespec="microseconds")[:26] + "Z"
+    """Now, fixed width: ``2026-01-02T03:04:05.123456Z`` (the second's text is formatted
+    once per second)."""
+    global _second
+    second, micro = divmod(time.time_ns() // 1000, 1_000_000)
+    known = _second
+    if known[0] != second:
+        known = _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{known[1]}.{micro:06d}Z"
 
 
 def iso(moment: datetime) -> str:
@@ -111,6 +124,8 @@ def check_key(value: object, what: str) -> None:
     value."""
     if not isinstance(value, str):
         return  # types are checked where the value comes in
+    if value.isascii() and "\x00" not in value and len(value) <= MAX_KEY_BYTES:
+        return  # the common case: no surrogate can be ASCII
     if _UNSTORABLE.search(value):
         raise InvalidAuditInput(
             f"{what} holds a character the audit store cannot hold (NUL or a surrogate)"
@@ -164,24 +179,29 @@ def check_reason(reason: object) -> str:
     return reason.strip()
 
 
-def split_values(
-    intent: Intent,
-) -> tuple[dict[str, Any], dict[str, Any], list[tuple[str, str, bytes]]]:
-    """(clear before, clear after, [(side, path, encoded value) to seal]). Clear values
-    are checked when the caller encodes the entry; values to seal are encoded here, so
-    the writer never meets a value it cannot encode."""
+#: one side's values to seal: (side, their paths sorted, the plaintext of them all)
+ToSeal = tuple[str, tuple[str, ...], bytes]
+
+
+def split_values(intent: Intent) -> tuple[dict[str, Any], dict[str, Any], list[ToSeal]]:
+    """(clear before, clear after, [what to seal, per side that has personal values]).
+    Clear values are checked when the caller encodes the entry; values to seal are
+    encoded here, so the writer never meets a value it cannot encode."""
     clear: dict[str, dict[str, Any]] = {"before": {}, "after": {}}
-    sealed: list[tuple[str, str, bytes]] = []
+    to_seal: list[ToSeal] = []
     protected = intent.protected
     for side, values in (("before", intent.before), ("after", intent.after)):
+        personal: dict[str, Any] = {}
         for path, value in values.items():
             if type(path) is not str:
                 raise InvalidAuditInput(f"{side} must be a mapping of field paths")
             if protected.get(path) in SEALED_SENSITIVITIES:
-                sealed.append((side, path, encode_value(value, path)))
+                personal[path] = value
             else:
                 clear[side][path] = value
-    return clear["before"], clear["after"], sealed
+        if personal:
+            to_seal.append((side, tuple(sorted(personal)), encode_side(personal)))
+    return clear["before"], clear["after"], to_seal
 
 
 def base_body(
@@ -206,7 +226,7 @@ def base_body(
 ) -> dict[str, Any]:
     latency = outcome.upstream_latency_ms if outcome else None
     return {
-        "v": 1,
+        "v": BODY_VERSION,
         "audit_id": audit_id,
         "time": now_iso(),
         "actor": actor,
@@ -242,24 +262,41 @@ def render(
     body = json.loads(body_text)
     sealed = body.pop("sealed", None) or {}
     key_id = body.pop("key_id", None)
-    body.pop("v", None)
+    version = body.pop("v", 1)
     data_key: bytes | None = None
     if key is not None and sealed and isinstance(key_id, str):
         data_key = key(key_id)
+    opener = _open_v1 if version == 1 else _open_v2
     for side in ("before", "after"):
         values = dict(body.get(side) or {})
-        for path, blob in (sealed.get(side) or {}).items():
-            if key is None:
-                values[path] = MASK
-            elif data_key is None:
-                values[path] = ERASED
-            else:
-                try:
-                    values[path] = open_value(data_key, blob, body["audit_id"], side, path)
-                except (SealError, ValueError):
-                    values[path] = UNREADABLE
+        part = sealed.get(side) or {}
+        if key is None or data_key is None:
+            shown = MASK if key is None else ERASED
+            values.update(dict.fromkeys(part if version == 1 else part.get("paths", ()), shown))
+        else:
+            values.update(opener(data_key, part, body["audit_id"], side))
         body[side] = values
     body["seq"] = seq
     body["prev_hash"] = prev_hash
     body["hash"] = hash_
     return dict(body)
+
+
+def _open_v1(data_key: bytes, part: dict[str, str], audit_id: str, side: str) -> dict[str, Any]:
+    """Format 1: one ciphertext per field."""
+    values: dict[str, Any] = {}
+    for path, blob in part.items():
+        try:
+            values[path] = open_value(data_key, blob, audit_id, side, path)
+        except (SealError, ValueError):
+            values[path] = UNREADABLE
+    return values
+
+
+def _open_v2(data_key: bytes, part: dict[str, Any], audit_id: str, side: str) -> dict[str, Any]:
+    """Format 2: one ciphertext for the side's sealed values."""
+    paths = part.get("paths") or []
+    try:
+        return open_side(Sealer(data_key), part["box"], audit_id, side, paths)
+    except (SealError, ValueError, KeyError, TypeError):
+        return dict.fromkeys(paths, UNREADABLE)

@@ -7,8 +7,9 @@ sort in the order they were made (two calls are always more than 244 ns apart he
 
 from __future__ import annotations
 
-import os
 import time
+
+from common.entropy import random_bytes
 
 
 def uuid7() -> str:
@@ -16,7 +17,7 @@ def uuid7() -> str:
     ns = time.time_ns()
     ms, rest = divmod(ns, 1_000_000)
     fraction = rest * 4096 // 1_000_000
-    rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+    rand = int.from_bytes(random_bytes(8), "big") & ((1 << 62) - 1)
     value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | fraction << 64 | 0b10 << 62 | rand
     h = f"{value:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -2,8 +2,12 @@
 append transaction.
 
 A subject's key is created on its first sealed value, wrapped under the master key and
-inserted in the same transaction as the entry. The cache lets callers seal in their own
-task; it forgets a subject when an erasure destroys its key, whichever process erased.
+inserted in the same transaction as the entry. The cache holds each key as a
+:class:`~common.aead.Sealer` (its cipher built once) and lets callers seal in their own
+task. When an erasure destroys a subject's key - this process's, as its transaction
+commits, or another process's, seen under the append lock before the next batch is
+chained - the cache forgets the subject and destroys its Sealer, so that it cannot seal
+or open anything again.
 """
 
 from __future__ import annotations
@@ -36,8 +40,11 @@ class KeyRing:
         self._keys.update(keys)
 
     def forget(self, subjects: Iterable[Subject]) -> None:
+        """Drop the subjects' keys and destroy them (an erasure)."""
         for subject in subjects:
-            self._keys.pop(subject, None)
+            known = self._keys.pop(subject, None)
+            if known is not None:
+                known[1].destroy()
 
     async def forget_erased_since(self, tx: ChainTx, seq: int) -> None:
         """Other processes appended after ``seq``: forget the subjects they erased."""
@@ -69,8 +76,9 @@ class KeyRing:
             if found is None:
                 if not key_rows:
                     await self._check_not_rotated(tx)
-                found = uuid7(), crypto.new_data_key()
-                key_rows.append(self._row(subject, found))
+                key_id, data_key = uuid7(), crypto.new_data_key()
+                key_rows.append(self._row(subject, key_id, data_key))
+                found = key_id, crypto.Sealer(data_key)
             keys[subject] = new_keys[subject] = found
         return keys, new_keys, key_rows
 
@@ -85,14 +93,13 @@ class KeyRing:
             return None
         key_id = found[0][0]
         try:
-            return key_id, crypto.unwrap_key(
-                self._master_key, bytes(found[0][1]), key_id, system, cid
-            )
+            data_key = crypto.unwrap_key(self._master_key, bytes(found[0][1]), key_id, system, cid)
         except crypto.SealError as exc:
             raise KeyMismatch("a subject key does not open under the master key") from exc
+        return key_id, crypto.Sealer(data_key)
 
-    def _row(self, subject: Subject, key: DataKey) -> KeyRow:
-        (system, cid), (key_id, data_key) = subject, key
+    def _row(self, subject: Subject, key_id: str, data_key: bytes) -> KeyRow:
+        system, cid = subject
         wrapped = crypto.wrap_key(self._master_key, data_key, key_id, system, cid)
         return key_id, system, cid, wrapped, self._kek_id, now_iso()
 

@@ -16,6 +16,7 @@ closed by the next ``reconcile``; the wait for a customer's lock is bounded
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Collection
@@ -101,7 +102,7 @@ class AuditLog:
         checkpoints = Checkpoints(signing_key, every=checkpoint_every, seconds=checkpoint_seconds)
         writer = ChainWriter(
             backend, master_key=master_key, checkpoints=checkpoints, on_batch=on_batch,
-            head_seq=int(head[0]),
+            head=head,
         )  # fmt: skip
         audit_log = cls(
             backend,
@@ -167,13 +168,26 @@ class AuditLog:
             in_flight.pop(audit_id, None)
             raise
 
-    async def finish(self, intent_id: str, outcome: Outcome) -> str:
+    async def finish(self, intent_id: str, outcome: Outcome, *, durable: bool = True) -> str:
+        """Write the outcome of intent ``intent_id``; returns the outcome entry's id.
+
+        ``durable=True`` returns once the outcome is committed and on disk. With
+        ``durable=False`` it returns once the outcome is checked and queued, without
+        waiting for it to be written: its batch commits without a sync of its own (the
+        next durable commit syncs it). What a crash can then lose - the outcome only,
+        never the intent, which the reconciler closes by re-reading the upstream - is
+        in docs/audit.md, "Durability of an outcome". A failure to write it is logged
+        and the intent is closed by the next ``reconcile``, as when ``finish`` raises."""
         check_outcome(outcome)
         intent = self._intents.in_flight.get(intent_id)
         if intent is None:
             intent = intent_from_entry(await self._reader.open_intent(intent_id))
         body = intent_body(uuid7(), intent, "outcome", outcome, intent_id)
-        pending = Pending(body, (intent.system, intent.customer_id), closes_intent=intent_id)
+        pending = Pending(
+            body, (intent.system, intent.customer_id), closes_intent=intent_id, durable=durable
+        )
+        if not durable:
+            return self._finish_lazily(intent_id, pending)
         try:
             return await self._append(pending)
         except BaseException:
@@ -182,6 +196,32 @@ class AuditLog:
             raise
         finally:
             self._intents.in_flight.pop(intent_id, None)
+
+    def _finish_lazily(self, intent_id: str, pending: Pending) -> str:
+        """Queue an outcome without waiting for it; the intent stays in flight (no
+        reconcile here closes it) until the outcome is committed or has failed."""
+        intents = self._intents
+        try:
+            if self._closed:
+                raise AuditUnavailable("the audit log is closed")
+            written = self._writer.enqueue(pending)
+        except BaseException:
+            intents.unrecorded.add(intent_id)
+            intents.in_flight.pop(intent_id, None)
+            raise
+
+        def done(future: asyncio.Future[str]) -> None:
+            intents.in_flight.pop(intent_id, None)
+            if future.cancelled() or future.exception() is not None:
+                intents.unrecorded.add(intent_id)
+                failure = "cancelled" if future.cancelled() else type(future.exception()).__name__
+                log.warning(
+                    "audit outcome of intent %s not written (%s): the next reconcile closes it",
+                    intent_id, failure,
+                )  # fmt: skip
+
+        written.add_done_callback(done)
+        return str(pending.body["audit_id"])
 
     async def record(self, intent: Intent, outcome: Outcome) -> str:
         check_intent(intent)

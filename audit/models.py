@@ -1,9 +1,11 @@
 """The audit store's tables (SQLModel). The migrations in ``audit/migrations`` create them.
 
 ``audit_entry`` keeps each entry as its canonical JSON ``body`` plus the chain columns;
-the columns used for queries are generated from the body by the database (SQLite and
-PostgreSQL both evaluate ``body ->> 'key'``), so they can never disagree with what the
-hash covers. On PostgreSQL ``body`` is of type ``json``, which keeps the exact text.
+the columns used for queries are computed from the body by the database (``body ->>
+'key'``), so they can never disagree with what the hash covers. The models describe
+them as generated columns, which they are on SQLite; on PostgreSQL migration 0002 has a
+trigger set them from the body instead (one parse of the body, not nine). On PostgreSQL
+``body`` is of type ``json``, which keeps the exact text.
 """
 
 from __future__ import annotations

@@ -154,19 +154,27 @@ class PgBackend:
             async with self._pool.acquire() as conn:
                 return [tuple(r) for r in await conn.fetch(numbered(sql), *params)]
 
+    async def fetch_rows(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Sequence[Any]]:
+        with _store_errors():
+            async with self._pool.acquire() as conn:
+                rows: list[Sequence[Any]] = await conn.fetch(numbered(sql), *params)
+                return rows
+
     async def run(self, statements: Sequence[Statement]) -> None:
         with _store_errors():
             async with self._pool.acquire() as conn, conn.transaction():
                 for sql, rows in statements:
                     await _run(conn, sql, rows)
 
-    async def chain_tx(self) -> _Tx:
+    async def chain_tx(self, *, durable: bool = True) -> _Tx:
         with _store_errors():
             conn = await self._pool.acquire()
         try:
             with _store_errors():
                 tr = conn.transaction()
                 await tr.start()
+                if not durable:  # this transaction's commit does not wait for the WAL flush
+                    await conn.execute("SET LOCAL synchronous_commit TO off")
                 head = await conn.fetchrow(HEAD_SQL + " FOR UPDATE")
             if head is None:
                 raise AuditUnavailable("the audit_head row is missing")
@@ -174,6 +182,16 @@ class PgBackend:
             await _release(self._pool, conn)
             raise
         return _Tx(self._pool, conn, tr, tuple(head))
+
+    async def append_if_head(
+        self, expected: tuple[int, str], statements: Sequence[Statement], *, durable: bool
+    ) -> bool:
+        tx = await self.chain_tx(durable=durable)
+        if (int(tx.head[0]), tx.head[1]) != expected:
+            await tx.rollback()
+            return False
+        await tx.commit(statements)
+        return True
 
     def subject_lock(self, key: int, timeout: float) -> AbstractAsyncContextManager[None]:
         return self._advisory(key, timeout)

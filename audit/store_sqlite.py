@@ -32,9 +32,10 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 class _Tx:
-    def __init__(self, backend: SqliteBackend, head: Row) -> None:
+    def __init__(self, backend: SqliteBackend, head: Row, durable: bool) -> None:
         self._backend = backend
         self.head = head
+        self._durable = durable
         self._done = False
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
@@ -42,13 +43,13 @@ class _Tx:
 
     async def commit(self, statements: Sequence[Statement]) -> None:
         try:
-            await self._backend._on_writer(self._backend._w_commit, statements)
+            await self._backend._on_writer(self._backend._w_commit, statements, self._durable)
         finally:
             self._release()
 
     async def rollback(self) -> None:
         try:
-            await self._backend._on_writer(self._backend._w_rollback)
+            await self._backend._on_writer(self._backend._w_rollback, self._durable)
         finally:
             self._release()
 
@@ -92,37 +93,62 @@ class SqliteBackend:
         return self._w
 
     # --- on the writer thread
-    def _w_begin(self) -> Row:
+    def _w_begin(self, durable: bool = True) -> Row:
+        """BEGIN IMMEDIATE and the head row. Not durable: this transaction's commit
+        writes the WAL without syncing it (SQLite allows the change between
+        transactions only; :meth:`_w_end` restores FULL)."""
         con = self._wcon()
-        con.execute("BEGIN IMMEDIATE")
+        if not durable:
+            con.execute("PRAGMA synchronous=NORMAL")
         try:
+            con.execute("BEGIN IMMEDIATE")
             row = con.execute(HEAD_SQL).fetchone()
             if row is None:
                 raise sqlite3.OperationalError("audit_head row missing")
         except BaseException:
-            con.execute("ROLLBACK")
+            self._w_end(durable)
             raise
         return tuple(row)
+
+    def _w_end(self, durable: bool, commit: bool = False) -> None:
+        """Commit (or roll back), and restore ``synchronous=FULL`` after a transaction
+        that was not durable."""
+        con = self._wcon()
+        try:
+            if commit:
+                con.execute("COMMIT")
+            elif con.in_transaction:
+                con.execute("ROLLBACK")
+        finally:
+            if not durable:
+                con.execute("PRAGMA synchronous=FULL")
 
     def _w_fetchall(self, sql: str, params: Sequence[Any]) -> list[Row]:
         return [tuple(r) for r in self._wcon().execute(sql, tuple(params)).fetchall()]
 
-    def _w_commit(self, statements: Sequence[Statement]) -> None:
+    def _w_commit(self, statements: Sequence[Statement], durable: bool = True) -> None:
         con = self._wcon()
         try:
             for sql, rows in statements:
                 if rows:
                     con.executemany(sql, rows)
-            con.execute("COMMIT")
         except BaseException:
-            if con.in_transaction:
-                con.execute("ROLLBACK")
+            self._w_end(durable)
             raise
+        self._w_end(durable, commit=True)
 
-    def _w_rollback(self) -> None:
-        con = self._wcon()
-        if con.in_transaction:
-            con.execute("ROLLBACK")
+    def _w_append_if_head(
+        self, expected: tuple[int, str], statements: Sequence[Statement], durable: bool
+    ) -> bool:
+        head = self._w_begin(durable)
+        if (int(head[0]), head[1]) != expected:
+            self._w_end(durable)
+            return False
+        self._w_commit(statements, durable)
+        return True
+
+    def _w_rollback(self, durable: bool = True) -> None:
+        self._w_end(durable)
 
     def _w_run(self, statements: Sequence[Statement]) -> None:
         self._wcon().execute("BEGIN IMMEDIATE")
@@ -137,18 +163,28 @@ class SqliteBackend:
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return await self._on_reader(self._r_fetchall, sql, params)
 
+    async def fetch_rows(self, sql: str, params: Sequence[Any] = ()) -> Sequence[Sequence[Any]]:
+        return await self._on_reader(self._r_fetchall, sql, params)
+
     async def run(self, statements: Sequence[Statement]) -> None:
         async with self._write_lock:
             await self._on_writer(self._w_run, statements)
 
-    async def chain_tx(self) -> _Tx:
+    async def chain_tx(self, *, durable: bool = True) -> _Tx:
         await self._write_lock.acquire()
         try:
-            head = await self._on_writer(self._w_begin)
+            head = await self._on_writer(self._w_begin, durable)
         except BaseException:
             self._write_lock.release()
             raise
-        return _Tx(self, head)
+        return _Tx(self, head, durable)
+
+    async def append_if_head(
+        self, expected: tuple[int, str], statements: Sequence[Statement], *, durable: bool
+    ) -> bool:
+        """One trip to the writer thread: begin, check the head, write, commit."""
+        async with self._write_lock:
+            return await self._on_writer(self._w_append_if_head, expected, statements, durable)
 
     def subject_lock(self, key: int, timeout: float) -> AbstractAsyncContextManager[None]:
         return _no_lock()  # one process is the deployment: the in-process lock suffices

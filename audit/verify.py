@@ -8,7 +8,8 @@ chunk read; the CLI turns it into a progress bar, the library draws nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from audit import crypto
@@ -57,15 +58,37 @@ async def _recompute(
     on_progress: Progress | None,
 ) -> ChainState:
     """Hash every entry up to ``head_seq`` in order; ``seen`` gets the recomputed hash
-    at each seq of ``marks``."""
+    at each seq of ``marks``.
+
+    Rows are read ``_VERIFY_CHUNK`` at a time as ``seq > last ORDER BY seq LIMIT n``,
+    which any planner reads along the primary key; with an upper bound as well,
+    PostgreSQL, on a table it had not analysed yet, sorted every row up to it for each
+    chunk (45 ms instead of 6 for 10,000 rows). The next chunk is read while this one is
+    hashed (the store's thread or server works meanwhile); rows appended after the head
+    was read are left out."""
     state = ChainState()
-    while state.seq < head_seq:
-        rows = await backend.fetchall(
-            "SELECT seq, body, prev_hash, hash FROM audit_entry"
-            " WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
-            [state.seq, head_seq, _VERIFY_CHUNK],
+
+    def read(after: int) -> asyncio.Future[Sequence[Sequence[Any]]]:
+        return asyncio.ensure_future(
+            backend.fetch_rows(
+                "SELECT seq, body, prev_hash, hash FROM audit_entry"
+                " WHERE seq > ? ORDER BY seq LIMIT ?",
+                [after, _VERIFY_CHUNK],
+            )
         )
-        if not rows or not check_rows(state, rows, marks, seen.__setitem__):
+
+    reading = read(0) if head_seq > 0 else None
+    while reading is not None:
+        rows = await reading
+        if not rows:
+            break
+        last = int(rows[-1][0])
+        if last > head_seq:  # appended after the head was read: not this verification's
+            rows = [row for row in rows if int(row[0]) <= head_seq]
+        reading = read(last) if last < head_seq else None
+        if not check_rows(state, rows, marks, seen.__setitem__):
+            if reading is not None:
+                await reading  # let the read in flight finish; its rows are not needed
             break
         if on_progress is not None:
             on_progress(state.seq, head_seq)

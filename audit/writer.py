@@ -4,44 +4,42 @@ Callers prepare their entry (validated, sealed, encoded) in their own task and a
 future. The writer takes everything queued, and in one transaction under the database's
 append lock assigns ``seq``, hashes, inserts, updates the head (and signs a checkpoint
 when due), commits, and only then resolves each future: an awaited append is durable,
-and a burst of requests costs one disk flush, not one each.
+and a burst of requests costs one disk flush, not one each. How a batch is committed,
+and why up to two are in flight at once, is :mod:`audit.commit`'s.
 
-One caller's entry cannot fail the others. What the store is known not to hold is refused
-in the caller's task (:func:`audit.entries.check_storable`); should the store still refuse
-a value (:class:`ValueRefused`), the batch is split in halves until the refused entries
-are alone: they fail, every other entry commits, in the order it was queued. Any other
-failure (the store unreachable) fails the whole batch with AuditUnavailable.
+The writer does not wait for the store with work at hand: while a batch is being
+written, the next one is chained and sent behind it (so the callers of one batch prepare
+their next entries while the store writes the other). A large batch with nothing in
+flight is sent in two halves for the same reason. An erasure, a reconciler's close, or
+an entry whose subject key must be looked up waits until nothing is in flight.
+
+An entry appended with ``durable=False`` does not need a sync of its own: a batch made
+only of such entries commits without waiting for the disk (docs/audit.md, "Durability
+of an outcome"), and never carries a checkpoint. What the store is known not to hold is
+refused in the caller's task (:func:`audit.entries.check_storable`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 
-from audit.backend import Backend, ChainTx, Statement
-from audit.batch import (
-    INSERT_CHECKPOINT,
-    INSERT_KEY,
-    UPDATE_HEAD,
-    Chained,
-    DataKey,
-    Pending,
-    Subject,
-    chain,
-    seal_into,
-)
+from audit.backend import Backend, Row
+from audit.batch import Pending, fail, seal_into
 from audit.chain import canonical
 from audit.checkpoint import Checkpoints
-from audit.entries import check_storable, now_iso
-from audit.errors import AuditError, AuditUnavailable, InvalidAuditInput, ValueRefused
+from audit.commit import DEPTH, Committer
+from audit.entries import check_storable
+from audit.errors import AuditUnavailable, InvalidAuditInput
 from audit.failures import swallowed
 from audit.keyring import KeyRing
 
 log = logging.getLogger(__name__)
 
 _MAX_BATCH = 4096
+#: a batch this large, with nothing in flight, is sent in two halves
+_SPLIT = 64
 
 
 class ChainWriter:
@@ -57,14 +55,11 @@ class ChainWriter:
         master_key: bytes,
         checkpoints: Checkpoints,
         on_batch: Callable[[int, float], None] | None,
-        head_seq: int,
+        head: Row,
     ) -> None:
-        self._backend = backend
-        self._checkpoints = checkpoints
-        self._on_batch = on_batch
-        self._last_seq = head_seq
-        self._dirty = False  # appended since this process's last checkpoint
         self._keyring = KeyRing(master_key)
+        self._committer = Committer(backend, self._keyring, checkpoints, head, on_batch)
+        self._idle_seconds = checkpoints.seconds
         self._queue: asyncio.Queue[Pending | None] = asyncio.Queue()
         self._held: Pending | None = None
         self._task: asyncio.Task[None] | None = None
@@ -87,7 +82,7 @@ class ChainWriter:
         self._queue.put_nowait(None)
         await self._task
         with swallowed(log, "audit checkpoint at close"):
-            await self._checkpoint_only()
+            await self._committer.checkpoint_only()
 
     async def __aenter__(self) -> ChainWriter:
         self.start()
@@ -99,12 +94,17 @@ class ChainWriter:
     # ------------------------------------------------------------------ appending
     async def append(self, pending: Pending) -> str:
         """Prepare ``pending`` here, queue it, and return its id once it is committed."""
+        return await self.enqueue(pending)
+
+    def enqueue(self, pending: Pending) -> asyncio.Future[str]:
+        """Prepare ``pending`` here (its errors raised here) and queue it; the future
+        resolves to its id once it is committed."""
         if not self.alive:
             raise AuditUnavailable("the audit log is closed")
         self._prepare(pending)
         pending.future = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(pending)
-        return await pending.future
+        return pending.future
 
     def _prepare(self, pending: Pending) -> None:
         """Seal and encode in the caller's task, so that the append lock is held only to
@@ -120,34 +120,53 @@ class ChainWriter:
             raise InvalidAuditInput("a before/after value is not JSON-serialisable") from exc
         check_storable(pending.body, pending.text)
 
+    # ------------------------------------------------------------------ the writer task
     async def _write_loop(self) -> None:
+        committer = self._committer
+        in_flight = committer.in_flight
         stop = False
-        while not stop:
+        while not stop or in_flight:
+            if in_flight and (stop or (self._held is None and self._queue.empty())):
+                await committer.settle()  # nothing else to do meanwhile
+                continue
             first = self._held
             self._held = None
             if first is None:
                 try:
-                    async with asyncio.timeout(self._checkpoints.seconds):
+                    async with asyncio.timeout(self._idle_seconds):
                         first = await self._queue.get()
                 except TimeoutError:
                     with swallowed(log, "audit idle checkpoint"):
-                        await self._checkpoint_only()
+                        await committer.checkpoint_only()
                     continue
             if first is None:
-                break
+                stop = True
+                continue
             batch, stop = self._take_batch(first)
-            started = time.perf_counter()
-            await self._commit_isolating(batch)
-            if self._on_batch is not None:
-                with swallowed(log, "audit on_batch hook"):
-                    self._on_batch(len(batch), time.perf_counter() - started)
+            await self._write(batch)
         closed = AuditUnavailable("the audit log is closed")
         if self._held is not None:
-            _fail([self._held], closed)
+            fail([self._held], closed)
         while not self._queue.empty():
             item = self._queue.get_nowait()
             if item is not None:
-                _fail([item], closed)
+                fail([item], closed)
+
+    async def _write(self, batch: list[Pending]) -> None:
+        """Send ``batch`` behind those in flight, or commit it once none is."""
+        committer = self._committer
+        while len(committer.in_flight) >= DEPTH:
+            await committer.settle()
+        if committer.ready(batch):
+            if not committer.in_flight and len(batch) >= _SPLIT:
+                half = len(batch) // 2
+                committer.send(batch[:half])
+                batch = batch[half:]
+            committer.send(batch)
+            return
+        while committer.in_flight:
+            await committer.settle()
+        await committer.commit(batch)
 
     def _take_batch(self, first: Pending) -> tuple[list[Pending], bool]:
         """``first`` and what is queued behind it: (the batch, whether close was asked)."""
@@ -163,132 +182,3 @@ class ChainWriter:
                 break
             batch.append(item)
         return batch, False
-
-    async def _commit_isolating(self, batch: list[Pending]) -> None:
-        """Commit ``batch``; when the store refuses a value, halve until the refused
-        entries are alone (they fail, the rest commit in order). Resolves every future."""
-        parts = [batch]
-        while parts:
-            part = parts.pop(0)
-            try:
-                await self._commit(part)
-            except ValueRefused as exc:
-                if len(part) == 1:
-                    log.warning("audit store refused an entry: %s", exc)
-                    _fail(part, exc)
-                else:
-                    half = len(part) // 2
-                    parts[:0] = [part[:half], part[half:]]
-            except AuditError as exc:
-                if isinstance(exc, AuditUnavailable):
-                    log.error("audit store append failed: %s", exc)
-                _fail([item for rest in (part, *parts) for item in rest], exc)
-                return
-            except Exception as exc:
-                log.error("audit store append failed: %s", type(exc).__name__)
-                unavailable = AuditUnavailable("the audit store cannot take the entry")
-                _fail([item for rest in (part, *parts) for item in rest], unavailable)
-                return
-
-    # ------------------------------------------------------------------ one transaction
-    async def _commit(self, batch: list[Pending]) -> None:
-        """Append ``batch`` in one transaction under the append lock, then resolve it."""
-        tx = await self._backend.chain_tx()
-        try:
-            chained, new_keys = await self._write(tx, batch)
-        except BaseException:
-            await tx.rollback()
-            raise
-        self._last_seq = chained.seq
-        self._dirty = True
-        self._keyring.learn(new_keys)
-        self._keyring.forget(item.subject for item in batch if item.erase)
-        _resolve(batch, chained.ids)
-
-    async def _write(
-        self, tx: ChainTx, batch: list[Pending]
-    ) -> tuple[Chained, dict[Subject, DataKey]]:
-        """Chain ``batch`` onto the head in ``tx`` and commit: (what was written, the data
-        keys new to this process)."""
-        seq, head_hash, cp_seq, cp_at = tx.head
-        seq, cp_seq = int(seq), int(cp_seq)
-        if seq != self._last_seq:  # other writers appended: drop keys they erased
-            await self._keyring.forget_erased_since(tx, self._last_seq)
-        keys, new_keys, key_rows = await self._keyring.for_batch(tx, batch)
-        now = now_iso()
-        chained = chain(
-            batch,
-            seq=seq,
-            head_hash=head_hash,
-            keys=keys,
-            cached=self._keyring.cached,
-            still_open=await _still_open(tx, batch),
-            now=now,
-        )
-        statements = [(INSERT_KEY, key_rows), *chained.statements]
-        statements += self._head_statements(chained, cp_seq, cp_at, now)
-        await tx.commit(statements)
-        return chained, new_keys
-
-    def _head_statements(
-        self, chained: Chained, cp_seq: int, cp_at: str | None, now: str
-    ) -> list[Statement]:
-        """The new head, after a signed checkpoint when one is due."""
-        seq, head_hash = chained.seq, chained.head_hash
-        statements: list[Statement] = []
-        if self._checkpoints.due(seq, cp_seq, cp_at):
-            statements.append((INSERT_CHECKPOINT, [self._checkpoints.row(seq, head_hash, now)]))
-            cp_seq, cp_at = seq, now
-        statements.append((UPDATE_HEAD, [(seq, head_hash, cp_seq, cp_at)]))
-        return statements
-
-    async def _checkpoint_only(self) -> None:
-        """Sign the head after an idle period or at close, if this process appended."""
-        if not self._dirty:
-            return
-        tx = await self._backend.chain_tx()
-        try:
-            seq, head_hash, cp_seq, _ = tx.head
-            if int(seq) <= int(cp_seq):
-                await tx.rollback()
-                self._dirty = False
-                return
-            now = now_iso()
-            await tx.commit(
-                [
-                    (INSERT_CHECKPOINT, [self._checkpoints.row(int(seq), head_hash, now)]),
-                    (UPDATE_HEAD, [(int(seq), head_hash, int(seq), now)]),
-                ]
-            )
-            self._dirty = False
-        except BaseException:
-            await tx.rollback()
-            raise
-
-
-async def _still_open(tx: ChainTx, batch: list[Pending]) -> set[str]:
-    """Of the intents the batch closes exclusively (reconciliation), those still open."""
-    exclusive = [i.closes_intent for i in batch if i.exclusive_close and i.closes_intent]
-    if not exclusive:
-        return set()
-    marks = ",".join("?" * len(exclusive))
-    rows = await tx.fetchall(
-        f"SELECT audit_id FROM audit_open_intent WHERE audit_id IN ({marks})",  # noqa: S608 - only placeholders
-        exclusive,
-    )
-    return {r[0] for r in rows}
-
-
-def _resolve(batch: list[Pending], ids: list[str | None]) -> None:
-    for item, audit_id in zip(batch, ids, strict=True):
-        if item.future is not None and not item.future.done():
-            if audit_id is None:
-                item.future.set_exception(InvalidAuditInput("that intent is already closed"))
-            else:
-                item.future.set_result(audit_id)
-
-
-def _fail(items: list[Pending], exc: BaseException) -> None:
-    for item in items:
-        if item.future is not None and not item.future.done():
-            item.future.set_exception(exc)

@@ -6,7 +6,13 @@ append has returned from ``AuditLog.record``, i.e. is committed (SQLite WAL with
 ``synchronous=FULL``; PostgreSQL with ``synchronous_commit=on``). Each entry seals two
 personal values (AES-256-GCM) and carries one clear value, as a typical contact edit.
 PostgreSQL is the server at 127.0.0.1:5432; a scratch database is created and dropped.
-A last run per store has two processes (replicas) append to one chain at once.
+Then, with 256 writers, what the gateway writes per change - an intent, then its
+outcome - with a durable outcome and with ``finish(durable=False)``. A last run per store
+has two processes (replicas) append to one chain at once.
+
+Every rate is given per wall-clock second and per CPU-second of this process (user +
+system, all its threads), with the load average around the run: the machine is shared,
+and CPU time is what other load changes least. ``--json FILE`` writes the figures.
 """
 
 from __future__ import annotations
@@ -14,14 +20,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import json
 import os
 import platform
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -33,6 +44,13 @@ SUBJECTS = 200
 MASTER = base64.b64decode(os.environ.get("AUDIT_BENCH_MASTER", "")) or os.urandom(32)
 SIGNING = base64.b64decode(os.environ.get("AUDIT_BENCH_SIGNING", "")) or os.urandom(32)
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+STORE_NAMES = {"sqlite": "SQLite (WAL, synchronous=FULL)", "postgres": "PostgreSQL 127.0.0.1"}
+#: the gateway's pattern, intent then outcome, as extra runs with this many writers
+CHANGE_WRITERS = 256
+PATTERNS = {
+    "change": "begin + finish, both durable",
+    "change-lazy": "begin + finish(durable=False)",
+}
 
 
 def _intent(n: int) -> Intent:
@@ -47,11 +65,44 @@ def _intent(n: int) -> Intent:
     )  # fmt: skip
 
 
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) of each live thread of this process, by thread name
+    (Linux: /proc/self/task; empty elsewhere)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    seconds: dict[str, float] = {}
+    for thread in threading.enumerate():
+        try:
+            stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        seconds[thread.name] = (int(fields[11]) + int(fields[12])) / tick
+    return seconds
+
+
+def _thread_share(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Each thread's share of the CPU the process's threads used between two readings."""
+    used = {name: after[name] - before.get(name, 0.0) for name in after}
+    total = sum(used.values()) or 1.0
+    return {name: round(value / total, 3) for name, value in sorted(used.items())}
+
+
 async def _appends(
-    url: str, writers: int, seconds: float, start_at: float | None = None
-) -> tuple[float, float, float]:
-    """(appends per second, mean group-commit size, appends per CPU-second of this
-    process) for ``writers`` concurrent callers; from ``start_at`` (epoch) if given."""
+    url: str,
+    writers: int,
+    seconds: float,
+    start_at: float | None = None,
+    pattern: str = "record",
+) -> dict[str, Any]:
+    """Appends by ``writers`` concurrent callers for ``seconds``: per second, per
+    CPU-second of this process, and the mean group-commit size; from ``start_at`` (epoch)
+    if given. ``pattern``: ``record`` (one durable entry per call), ``change`` (what the
+    gateway writes per change: ``begin``, then ``finish``, both durable) or
+    ``change-lazy`` (the same with ``finish(durable=False)``); rates count entries."""
     batches: list[int] = []
     log = await AuditLog.open(
         url, master_key=MASTER, signing_key=SIGNING,
@@ -69,51 +120,85 @@ async def _appends(
         async def writer(index: int) -> None:
             n = index
             while time.perf_counter() < deadline:
-                await log.record(_intent(n), outcome)
-                counts[index] += 1
+                if pattern == "record":
+                    await log.record(_intent(n), outcome)
+                    counts[index] += 1
+                else:
+                    intent_id = await log.begin(_intent(n))
+                    await log.finish(intent_id, outcome, durable=pattern == "change")
+                    counts[index] += 2
                 n += writers
 
+        load, threads = _load(), _thread_cpu()
         started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(writer(i) for i in range(writers)))
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        threads = _thread_share(threads, _thread_cpu())
     finally:
         await log.close()
-    mean_batch = statistics.fmean(batches) if batches else 0.0
-    return sum(counts) / elapsed, mean_batch, sum(counts) / max(cpu, 1e-9)
+    return {
+        "writers": writers,
+        "pattern": pattern,
+        "appends": sum(counts),
+        "per_second": sum(counts) / elapsed,
+        "per_cpu_second": sum(counts) / max(cpu, 1e-9),
+        "mean_batch": statistics.fmean(batches) if batches else 0.0,
+        "thread_cpu_share": threads,
+        "load_before": load,
+        "load_after": _load(),
+    }
 
 
-async def _verify(url: str) -> tuple[int, float]:
+async def _verify(url: str) -> dict[str, Any]:
     log = await AuditLog.open(url, master_key=MASTER, signing_key=SIGNING)
     try:
-        started = time.perf_counter()
+        load = _load()
+        started, cpu = time.perf_counter(), time.process_time()
         report = await log.verify()
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     finally:
         await log.close()
     if not report.ok:
         raise SystemExit(f"verify failed: {report.reason}")
-    return report.entries, report.entries / elapsed
+    return {
+        "entries": report.entries,
+        "per_second": report.entries / elapsed,
+        "per_cpu_second": report.entries / max(cpu, 1e-9),
+        "load_before": load,
+        "load_after": _load(),
+    }
 
 
-async def _pg_database() -> tuple[str, str] | None:
+@asynccontextmanager
+async def _store(kind: str) -> AsyncIterator[str | None]:
+    """A fresh, migrated store of ``kind``: a SQLite file, or a scratch PostgreSQL
+    database (created, and dropped after); None when PostgreSQL is not reachable."""
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="audit-bench-") as tmp:
+            url = f"sqlite+aiosqlite:///{Path(tmp) / 'audit.db'}"
+            await upgrade(url)
+            yield url
+        return
     try:
         conn = await asyncpg.connect(PG_ADMIN, timeout=5)
     except (OSError, asyncpg.PostgresError, TimeoutError):
-        return None
+        yield None
+        return
     name = f"audit_bench_{uuid.uuid4().hex[:10]}"
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    return f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}", name
-
-
-async def _drop(name: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN, timeout=5)
     try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+        await upgrade(url)
+        yield url
     finally:
-        await conn.close()
+        conn = await asyncpg.connect(PG_ADMIN, timeout=5)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
 
 
 async def _two_processes(url: str, writers: int, seconds: float) -> float:
@@ -124,22 +209,12 @@ async def _two_processes(url: str, writers: int, seconds: float) -> float:
         "AUDIT_BENCH_SIGNING": base64.b64encode(SIGNING).decode(),
     }
     start_at = time.time() + 3.0  # both warmed up and waiting by then
+    command = [
+        sys.executable, "-m", "bench.audit_bench", "--worker", url,
+        "--writers", str(writers), "--seconds", str(seconds), "--start-at", str(start_at),
+    ]  # fmt: skip
     procs = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bench.audit_bench",
-            "--worker",
-            url,
-            "--writers",
-            str(writers),
-            "--seconds",
-            str(seconds),
-            "--start-at",
-            str(start_at),
-            stdout=asyncio.subprocess.PIPE,
-            env=env,
-        )
+        await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE, env=env)
         for _ in range(2)
     ]
     rates = []
@@ -152,59 +227,136 @@ async def _two_processes(url: str, writers: int, seconds: float) -> float:
 
 
 async def _worker(url: str, writers: int, seconds: float, start_at: float) -> None:
-    rate, _, _ = await _appends(url, writers, seconds, start_at)
-    print(f"{rate:.1f}")
+    result = await _appends(url, writers, seconds, start_at)
+    print(f"{result['per_second']:.1f}")
 
 
-async def main(seconds: float) -> None:
+async def run(
+    stores: list[str],
+    writers: list[int],
+    seconds: float,
+    replicas: bool,
+    verify: bool,
+    changes: tuple[str, ...] = tuple(PATTERNS),
+) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "seconds": seconds,
+        "load_before": _load(),
+        "appends": [],
+        "replicas": [],
+        "verify": [],
+    }
     print(f"# audit log bench ({platform.python_version()}, {os.cpu_count()} cores, "
-          f"{seconds:g} s per run)\n")  # fmt: skip
-    print(f"load average before: {os.getloadavg()[0]:.2f}\n")
-    print("| store | writers | appends/s (durable) | mean batch | appends per CPU-second |")
-    print("|---|---:|---:|---:|---:|")
-    verify_rows: list[tuple[str, int, float]] = []
-    with tempfile.TemporaryDirectory(prefix="audit-bench-") as tmp:
-        url = f"sqlite+aiosqlite:///{Path(tmp) / 'audit.db'}"
-        await upgrade(url)
-        for writers in WRITERS:
-            rate, batch, per_cpu = await _appends(url, writers, seconds)
-            print(f"| SQLite (WAL, synchronous=FULL) | {writers} | {rate:,.0f} | {batch:.1f}"
-                  f" | {per_cpu:,.0f} |")  # fmt: skip
-        rate = await _two_processes(url, 256, seconds)
-        print(f"| SQLite, two processes on one file | 2 × 256 | {rate:,.0f} | | |")
-        verify_rows.append(("SQLite", *await _verify(url)))
-    pg = await _pg_database()
-    if pg is None:
-        print("| PostgreSQL | - | not reachable at 127.0.0.1:5432: skipped | |")
-    else:
-        url, name = pg
-        try:
-            await upgrade(url)
-            for writers in WRITERS:
-                rate, batch, per_cpu = await _appends(url, writers, seconds)
-                print(f"| PostgreSQL 127.0.0.1 | {writers} | {rate:,.0f} | {batch:.1f}"
-                      f" | {per_cpu:,.0f} |")  # fmt: skip
-            rate = await _two_processes(url, 256, seconds)
-            print(f"| PostgreSQL, two replicas on one database | 2 × 256 | {rate:,.0f} | | |")
-            verify_rows.append(("PostgreSQL", *await _verify(url)))
-        finally:
-            await _drop(name)
-    print("\n| store | entries verified | entries/s |")
-    print("|---|---:|---:|")
-    for store, entries, rate in verify_rows:
-        print(f"| {store} | {entries:,} | {rate:,.0f} |")
-    print(f"\nload average after: {os.getloadavg()[0]:.2f}")
+          f"{seconds:g} s per run), load average before: {results['load_before']}\n")  # fmt: skip
+    print("| store | writers | appends/s (durable) | appends per CPU-second | mean batch | load |")
+    print("|---|---:|---:|---:|---:|---|")
+    for kind in stores:
+        async with _store(kind) as url:
+            if url is None:
+                print(f"| {STORE_NAMES[kind]} | - | not reachable: skipped | | | |")
+                continue
+            runs = [(count, "record") for count in writers]
+            runs += [(CHANGE_WRITERS, pattern) for pattern in changes]
+            for count, pattern in runs:
+                row = {"store": kind, **await _appends(url, count, seconds, pattern=pattern)}
+                results["appends"].append(row)
+                label = "" if pattern == "record" else f" ({PATTERNS[pattern]})"
+                print(f"| {STORE_NAMES[kind]}{label} | {count} | {row['per_second']:,.0f}"
+                      f" | {row['per_cpu_second']:,.0f} | {row['mean_batch']:.1f}"
+                      f" | {row['load_before'][0]:.2f} |")  # fmt: skip
+            if replicas:
+                rate = await _two_processes(url, 256, seconds)
+                results["replicas"].append({"store": kind, "per_second": rate})
+                print(f"| {STORE_NAMES[kind]}, two processes on one store | 2 × 256"
+                      f" | {rate:,.0f} | | | |")  # fmt: skip
+            if verify:
+                results["verify"].append({"store": kind, **await _verify(url)})
+    if results["verify"]:
+        print("\n| store | entries verified | entries/s | entries per CPU-second | load |")
+        print("|---|---:|---:|---:|---|")
+        for row in results["verify"]:
+            print(f"| {STORE_NAMES[row['store']]} | {row['entries']:,} | {row['per_second']:,.0f}"
+                  f" | {row['per_cpu_second']:,.0f} | {row['load_before'][0]:.2f} |")  # fmt: skip
+    results["load_after"] = _load()
+    print(f"\nload average after: {results['load_after']}")
+    return results
+
+
+# What the event loop's thread does per append, from a py-spy profile of an append run:
+# a sample counts for the first category one of whose frames it holds.
+PROFILE_CATEGORIES = (
+    ("seal: AES-GCM per side, nonce, associated data, base64", ("seal_into (audit/batch.py",)),
+    ("canonical JSON of the body (orjson and its guard)", ("canonical (audit/chain.py",)),
+    ("storable check", ("check_storable",)),
+    ("split the values, encode the sealed ones", ("split_values",)),
+    ("body dict, time, entry id", ("intent_body", "uuid7")),
+    ("intent and outcome checks", ("check_intent", "check_outcome")),
+    ("writer: chain (hashes, rows)", ("chain (audit/batch.py",)),
+    ("writer: answer the callers", ("resolve (audit/batch.py", "fail (audit/batch.py")),
+    ("writer: send, settle, driver calls",
+     ("Committer.", "append_if_head", "_on_writer", "asyncpg/", "ChainWriter._write")),
+    ("bench: building Intent objects", ("_intent (bench",)),
+    ("record, enqueue, await (coroutines, futures, queue)", ("AuditLog.record",
+        "AuditLog._append", "ChainWriter.enqueue", "ChainWriter.append", "writer (bench")),
+    ("event loop: waiting in select", ("select (selectors.py",)),
+    ("event loop: the rest", ("_run_once",)),
+)
+
+
+def profile_summary(path: Path) -> list[tuple[str, float]]:
+    """Shares of the event loop's samples by category, from ``py-spy record -f raw``."""
+    counts = dict.fromkeys((name for name, _ in PROFILE_CATEGORIES), 0)
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, number = line.rpartition(" ")
+        frames = stack.split(";")
+        if not any("_run_once" in frame for frame in frames):
+            continue  # another thread, or start-up
+        total += int(number)
+        for name, marks in PROFILE_CATEGORIES:
+            if any(mark in frame for frame in frames for mark in marks):
+                counts[name] += int(number)
+                break
+    return [(name, count / max(total, 1)) for name, count in counts.items()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="duration of each append run")
+    parser.add_argument("--stores", default="sqlite,postgres", help="sqlite,postgres")
+    parser.add_argument("--writers", default=",".join(map(str, WRITERS)),
+                        help="concurrent writers per run, comma-separated")  # fmt: skip
+    parser.add_argument("--no-replicas", action="store_true", help="skip the two-process run")
+    parser.add_argument("--no-verify", action="store_true", help="skip the verify runs")
+    parser.add_argument("--no-changes", action="store_true",
+                        help="skip the begin + finish runs")  # fmt: skip
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--profile-summary", type=Path, metavar="RAW",
+                        help="summarise a py-spy raw profile (of an append run), and stop")
+    parser.add_argument("--worker", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.profile_summary:
+        for name, share in profile_summary(args.profile_summary):
+            print(f"{share:6.1%}  {name}")
+        return
+    if args.worker:
+        asyncio.run(_worker(args.worker, int(args.writers), args.seconds, args.start_at))
+        return
+    stores = [s for s in args.stores.split(",") if s]
+    if unknown := set(stores) - set(STORE_NAMES):
+        parser.error(f"unknown store(s): {sorted(unknown)}")
+    writers = [int(w) for w in args.writers.split(",") if w]
+    changes = () if args.no_changes else tuple(PATTERNS)
+    results = asyncio.run(
+        run(stores, writers, args.seconds, not args.no_replicas, not args.no_verify, changes)
+    )
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=3.0, help="duration of each append run")
-    parser.add_argument("--worker", metavar="URL", help=argparse.SUPPRESS)
-    parser.add_argument("--writers", type=int, default=256, help=argparse.SUPPRESS)
-    parser.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        asyncio.run(_worker(args.worker, args.writers, args.seconds, args.start_at))
-    else:
-        asyncio.run(main(args.seconds))
+    main()
     sys.exit(0)

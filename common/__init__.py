@@ -1,5 +1,5 @@
 """What policies, audit and service share: the vocabulary (:mod:`common.vocabulary`),
-canonical JSON and AES-256-GCM.
+canonical JSON, AES-256-GCM and random bytes drawn in blocks.
 
 The layering: ``common`` imports nothing of ours; ``policies`` imports only ``common``;
 ``audit`` imports only ``common``; ``service`` may import all three. A helper that both

@@ -10,6 +10,16 @@ text must never change:
   bodies and sealed values are ASCII; everything else is UTF-8 text.
 * ``allow_nan``: NaN and the infinities are not JSON. Refused by default (``ValueError``);
   the forms that have always written them (``NaN``, ``Infinity``) keep doing so.
+
+The text is defined as what the standard library's ``json`` writes with these settings,
+and it is what every call returns. Most values are written by ``orjson`` instead (about
+eight times faster), which writes exactly the same text for the values it is given: dicts
+with ``str`` keys, lists, tuples, ``str``, ``int``, ``bool``, ``None``, and floats from
+1e-4 up to 1e16 or 0 (outside that range it writes small numbers differently, and NaN as
+``null``); anything else, any non-ASCII text when ``ascii_only``, and anything orjson
+refuses (a key that is not a ``str``, an integer beyond 64 bits, a lone surrogate) goes
+to ``json``, which also raises the errors. ``tests/common/test_canonical.py`` checks that
+the two agree.
 """
 
 from __future__ import annotations
@@ -18,14 +28,56 @@ import json
 from collections.abc import Callable
 from typing import Any, Final
 
+import orjson
+
 Encode = Callable[[Any], str]
 
-_ENCODERS: Final[dict[tuple[bool, bool], Encode]] = {
+_STDLIB: Final[dict[tuple[bool, bool], Encode]] = {
     (ascii_only, allow_nan): json.JSONEncoder(
         sort_keys=True, separators=(",", ":"), ensure_ascii=ascii_only, allow_nan=allow_nan
     ).encode
     for ascii_only in (False, True)
     for allow_nan in (False, True)
+}
+_LEAVES: Final = frozenset({str, int, bool, type(None)})
+_OPTIONS: Final = orjson.OPT_SORT_KEYS
+
+
+def _plain(value: Any) -> bool:
+    """Is ``value`` made only of what orjson writes exactly as ``json`` does? (Dict keys
+    are not looked at: orjson refuses any that is not a ``str``, and json then decides.)"""
+    kind = type(value)
+    if kind is dict:
+        items = value.values()
+    elif kind is list or kind is tuple:
+        items = value
+    elif kind is float:
+        return bool(1e-4 <= abs(value) < 1e16 or value == 0.0)  # NaN fails both
+    else:
+        return kind in _LEAVES
+    for item in items:  # noqa: SIM110 - a plain loop: all() over a generator is slower
+        if type(item) not in _LEAVES and not _plain(item):
+            return False
+    return True
+
+
+def _fast(stdlib: Encode, ascii_only: bool) -> Encode:
+    def encode(value: Any) -> str:
+        if _plain(value):
+            try:
+                text = orjson.dumps(value, option=_OPTIONS)
+            except orjson.JSONEncodeError:
+                pass  # an integer beyond 64 bits, a lone surrogate: json decides
+            else:
+                if not ascii_only or text.isascii():
+                    return text.decode()
+        return stdlib(value)
+
+    return encode
+
+
+_ENCODERS: Final[dict[tuple[bool, bool], Encode]] = {
+    choice: _fast(stdlib, ascii_only=choice[0]) for choice, stdlib in _STDLIB.items()
 }
 
 
@@ -38,3 +90,9 @@ def canonical_json(value: Any, *, ascii_only: bool = False, allow_nan: bool = Fa
     """The canonical JSON text of ``value``; ``TypeError`` for a value JSON cannot hold,
     ``ValueError`` for NaN or an infinity unless ``allow_nan``."""
     return _ENCODERS[ascii_only, allow_nan](value)
+
+
+def reference_json(value: Any, *, ascii_only: bool = False, allow_nan: bool = False) -> str:
+    """The same text, always written by the standard library's ``json`` (the definition
+    of the canonical form; for tests and for checking)."""
+    return _STDLIB[ascii_only, allow_nan](value)

@@ -72,3 +72,14 @@ def test_uuid7_is_sortable_and_versioned() -> None:
     assert all(i[14] == "7" and i[19] in "89ab" for i in ids)
     assert len(set(ids)) == 50
     assert ids == sorted(ids)  # made one after the other: sorted
+
+
+def test_now_is_fixed_width_utc_and_moves_on() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from audit.entries import now_iso, parse_iso
+
+    stamps = [now_iso() for _ in range(3)]
+    assert all(len(s) == 27 and s.endswith("Z") and s[10] == "T" for s in stamps)
+    assert stamps == sorted(stamps)
+    assert abs(parse_iso(stamps[-1]) - datetime.now(UTC)) < timedelta(seconds=2)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from audit import AuditLog, Outcome
 from audit.crypto import verify_checkpoint
 from tests.audit.conftest import make_intent, sql
@@ -35,15 +37,26 @@ async def test_changed_value_is_detected(audit_log: AuditLog, store_url: str) ->
     assert "hash" in (report.reason or "")
 
 
-async def test_changed_generated_column_is_impossible(audit_log: AuditLog, store_url: str) -> None:
+async def test_a_query_column_cannot_disagree_with_the_body(
+    audit_log: AuditLog, store_url: str
+) -> None:
+    """SQLite's query columns are generated (a write to one is refused); PostgreSQL's
+    are set from the body by a trigger on every insert and update (migration 0002)."""
     await _fill(audit_log, 2)
+    columns = "SELECT actor, customer_id FROM audit_entry WHERE seq = 1"
     try:
-        await sql(store_url, "UPDATE audit_entry SET actor = 'mallory' WHERE seq = 1")
-    except Exception as exc:  # both databases refuse writes to generated columns
+        await sql(store_url, "UPDATE audit_entry SET actor = 'mallory', customer_id = 'x'"
+                             " WHERE seq = 1")  # fmt: skip
+    except Exception as exc:  # SQLite refuses writes to generated columns
         assert "generated" in str(exc).lower() or "cannot" in str(exc).lower()
-    else:
-        raise AssertionError("a generated column was writable")
+    assert await sql(store_url, columns) == [("alice", "2000")]
     assert (await audit_log.verify()).ok
+    # the columns follow the body, which the hash covers
+    (body,) = (await sql(store_url, "SELECT body FROM audit_entry WHERE seq = 1"))[0]
+    forged = str(body).replace('"actor":"alice"', '"actor":"mallory"')
+    await sql(store_url, "UPDATE audit_entry SET body = $1 WHERE seq = 1", forged)
+    assert await sql(store_url, columns) == [("mallory", "2000")]
+    assert not (await audit_log.verify()).ok
 
 
 async def test_deleted_row_is_detected(audit_log: AuditLog, store_url: str) -> None:
@@ -131,7 +144,10 @@ async def test_checkpoint_after_idle_seconds(store_url: str, keys: dict[str, byt
         await log.close()
 
 
-async def test_moved_ciphertext_does_not_open(audit_log: AuditLog, store_url: str) -> None:
+@pytest.mark.parametrize("move", ["to_another_entry", "to_another_side", "paths_changed"])
+async def test_moved_ciphertext_does_not_open(
+    audit_log: AuditLog, store_url: str, move: str
+) -> None:
     ids = await _fill(audit_log, 2)
     from tests.audit.test_log import PO
 
@@ -139,12 +155,20 @@ async def test_moved_ciphertext_does_not_open(audit_log: AuditLog, store_url: st
     import json
 
     first, second = (json.loads(str(b)) for _, b in bodies)
-    second["sealed"]["after"]["Email"] = first["sealed"]["after"]["Email"]
-    second["key_id"] = first["key_id"]
+    sealed = second["sealed"]
+    assert sealed["after"]["paths"] == ["Email", "Phone"]  # one ciphertext per side
+    if move == "to_another_entry":
+        sealed["after"] = first["sealed"]["after"]
+        second["key_id"] = first["key_id"]
+    elif move == "to_another_side":
+        sealed["after"]["box"] = sealed["before"]["box"]
+    else:
+        sealed["after"]["paths"] = ["Email"]
     moved = json.dumps(second, sort_keys=True, separators=(",", ":"))
     await sql(store_url, "UPDATE audit_entry SET body = $1 WHERE seq = 2", moved)
     clear, _ = await audit_log.reveal(ids[1], reason="inspect", request_id="r", **PO)
     assert clear["after"]["Email"] == "undecryptable"
+    assert clear["after"]["Note"] == "new note"
     assert not (await audit_log.verify()).ok
 
 

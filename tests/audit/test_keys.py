@@ -9,12 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from audit import AuditLog, KeyMismatch, Outcome, rotate_master_key
+from audit import AuditLog, InvalidAuditInput, KeyMismatch, Outcome, rotate_master_key
 from audit.crypto import (
+    Sealer,
     SealError,
+    encode_side,
     kek_id,
     new_data_key,
+    open_side,
     open_value,
+    seal_side,
     seal_value,
     unwrap_key,
     wrap_key,
@@ -22,6 +26,7 @@ from audit.crypto import (
 from tests.audit.conftest import EMAIL_AFTER, EMAIL_BEFORE, PHONE_AFTER, make_intent, sql
 
 PERSONAL = (EMAIL_BEFORE, EMAIL_AFTER, PHONE_AFTER)
+PO = {"actor": "olga", "roles": ("privacy_officer",)}
 
 
 def test_sealed_value_is_bound_to_entry_side_and_field() -> None:
@@ -34,6 +39,27 @@ def test_sealed_value_is_bound_to_entry_side_and_field() -> None:
             open_value(key, blob, *place)
     with pytest.raises(SealError):
         open_value(new_data_key(), blob, "entry-a", "after", "Address")
+
+
+def test_sealed_side_is_bound_to_entry_side_and_paths() -> None:
+    sealer = Sealer(new_data_key())
+    values = {"Address": {"street": "Main 1"}, "Email": "a@example.org"}
+    plain = encode_side(values)
+    paths = ("Address", "Email")
+    box = seal_side(sealer, plain, "entry-a", "after", paths)
+    assert open_side(sealer, box, "entry-a", "after", list(paths)) == values
+    for place in (("entry-b", "after", ["Address", "Email"]),
+                  ("entry-a", "before", ["Address", "Email"]),
+                  ("entry-a", "after", ["Address"]), ("entry-a", "after", ["AddressEmail"])):
+        with pytest.raises(SealError):
+            open_side(sealer, box, *place)  # fmt: skip
+    with pytest.raises(SealError):
+        open_side(Sealer(new_data_key()), box, "entry-a", "after", list(paths))
+
+
+def test_a_side_value_that_is_not_json_is_named() -> None:
+    with pytest.raises(InvalidAuditInput, match="'Phone'"):
+        encode_side({"Email": "a@example.org", "Phone": object()})
 
 
 def test_wrapped_key_opens_only_under_its_master_and_subject() -> None:
@@ -133,3 +159,42 @@ async def test_a_process_with_the_old_master_key_stops_after_rotation(
         await log.record(make_intent("1"), Outcome("applied"))  # its key is unchanged
     finally:
         await log.close()
+
+
+def _cached(log: AuditLog, subject: tuple[str, str]) -> Sealer:
+    """The writer's cached key of ``subject`` (white-box: what erasure must destroy)."""
+    return log._writer._keyring.cached[subject][1]
+
+
+async def test_erasure_destroys_the_cached_key_at_once(audit_log: AuditLog) -> None:
+    await audit_log.record(make_intent("1002"), Outcome("applied"))
+    sealer = _cached(audit_log, ("billbee", "1002"))
+    # an entry sealed in its caller's task under the cached key, queued behind the erasure
+    erased, later = await asyncio.gather(
+        audit_log.erase("billbee", "1002", reason="Art. 17", request_id="r", **PO),
+        audit_log.record(make_intent("1002"), Outcome("applied")),
+    )
+    assert sealer.destroyed
+    with pytest.raises(SealError):
+        sealer.seal(b"x", b"aad")
+    clear, _ = await audit_log.reveal(later, reason="check", request_id="r", **PO)
+    assert clear["after"]["Email"] == EMAIL_AFTER  # re-sealed under the subject's new key
+    assert _cached(audit_log, ("billbee", "1002")) is not sealer
+    assert (await audit_log.get(erased))["action"] == "erase"
+
+
+async def test_erasure_by_another_process_destroys_the_cached_key_before_the_next_append(
+    audit_log: AuditLog, store_url: str, keys: dict[str, bytes]
+) -> None:
+    first = await audit_log.record(make_intent("1002"), Outcome("applied"))
+    sealer = _cached(audit_log, ("billbee", "1002"))
+    other = await AuditLog.open(store_url, **keys)
+    try:
+        await other.erase("billbee", "1002", reason="Art. 17", request_id="r", **PO)
+    finally:
+        await other.close()
+    later = await audit_log.record(make_intent("1002"), Outcome("applied"))
+    assert sealer.destroyed
+    old, _ = await audit_log.reveal(first, reason="check", request_id="r", **PO)
+    new, _ = await audit_log.reveal(later, reason="check", request_id="r", **PO)
+    assert (old["after"]["Email"], new["after"]["Email"]) == ("erased", EMAIL_AFTER)

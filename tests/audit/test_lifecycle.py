@@ -14,6 +14,7 @@ import pytest
 from audit import AuditLog, AuditUnavailable, Outcome, upgrade
 from audit.batch import Pending
 from audit.bodies import intent_body
+from audit.chain import GENESIS
 from audit.checkpoint import Checkpoints
 from audit.connect import connect_backend
 from audit.ids import uuid7
@@ -40,7 +41,7 @@ async def test_a_writer_starts_no_task_until_started(tmp_path: Path) -> None:
     try:
         before = asyncio.all_tasks()
         writer = ChainWriter(
-            backend, master_key=os.urandom(32), on_batch=None, head_seq=0,
+            backend, master_key=os.urandom(32), on_batch=None, head=(0, GENESIS, 0, None),
             checkpoints=Checkpoints(os.urandom(32), every=1000, seconds=60.0),
         )  # fmt: skip
         assert asyncio.all_tasks() == before

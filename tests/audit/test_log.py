@@ -182,7 +182,7 @@ async def test_erase_shreds_values_keeps_entries_and_chain(
     # the ciphertexts stay, byte for byte, and the chain still verifies
     body_after = (await sql(store_url, "SELECT body FROM audit_entry WHERE seq = 1"))[0][0]
     assert str(body_after) == str(body_before)
-    assert json.loads(body_after)["sealed"]["after"]["Email"]
+    assert json.loads(body_after)["sealed"]["after"]["box"]
     wrapped = await sql(
         store_url, "SELECT wrapped FROM audit_subject_key WHERE customer_id = '1002'"
     )

@@ -221,3 +221,27 @@ async def test_the_in_process_wait_is_bounded_on_sqlite_too(
         assert log.lock_use() == (0, 0)
     finally:
         await log.close()
+
+
+@pytest.mark.postgres
+async def test_batches_in_flight_when_the_store_is_gone_all_fail_closed(
+    proxy: FaultProxy, proxied_url: str, pg_base_url: str, keys: dict[str, bytes]
+) -> None:
+    """Many appends at once go as two batches in flight: with the store gone, every
+    caller gets AuditUnavailable (none hangs, none is half-written), and the log goes on
+    once the store is back."""
+    log = await AuditLog.open(proxied_url, **keys)
+    try:
+        await log.record(make_intent(), Outcome("applied"))  # the subject's key is cached
+        await proxy.down()
+        results = await asyncio.gather(
+            *(log.record(make_intent(), Outcome("applied")) for _ in range(150)),
+            return_exceptions=True,
+        )
+        assert [type(r) for r in results] == [AuditUnavailable] * 150
+        await proxy.up()
+        await log.record(make_intent(), Outcome("applied"))
+        assert await sql(pg_base_url, "SELECT count(*) FROM audit_entry") == [(2,)]
+        assert (await log.verify()).ok
+    finally:
+        await log.close()

@@ -53,7 +53,7 @@ async def test_a_refused_entry_fails_alone_and_the_rest_commit_in_order(
     batches: list[int] = []
     backend = await connect_backend(pg_base_url)
     writer = ChainWriter(
-        backend, master_key=os.urandom(32), head_seq=0,
+        backend, master_key=os.urandom(32), head=(0, GENESIS, 0, None),
         checkpoints=Checkpoints(os.urandom(32), every=1000, seconds=60.0),
         on_batch=lambda n, _s: batches.append(n),
     )  # fmt: skip
@@ -79,6 +79,42 @@ async def test_a_refused_entry_fails_alone_and_the_rest_commit_in_order(
         assert (int(head[0][0]), head[0][1]) == (40, rows[-1][3])
         # the writer goes on
         assert isinstance(await writer.append(_entry("after")), str)
+    finally:
+        await writer.close()
+        await backend.close()
+
+
+async def test_a_refused_entry_in_the_first_of_two_batches_in_flight_fails_alone(
+    pg_base_url: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """150 entries queued at once go as two batches in flight; the store refuses one of
+    the first: the second, chained on a head that never came, is not written, and both
+    go again the full way - every other entry commits, in the order it was queued."""
+    if pg_base_url is None:
+        pytest.skip("!!! POSTGRESQL AT 127.0.0.1:5432 IS NOT REACHABLE !!!")
+    await reset_pg(pg_base_url)
+    monkeypatch.setattr("audit.writer.check_storable", lambda body, text: None)
+    batches: list[int] = []
+    backend = await connect_backend(pg_base_url)
+    writer = ChainWriter(
+        backend, master_key=os.urandom(32), head=(0, GENESIS, 0, None),
+        checkpoints=Checkpoints(os.urandom(32), every=1000, seconds=60.0),
+        on_batch=lambda n, _s: batches.append(n),
+    )  # fmt: skip
+    writer.start()
+    try:
+        entries = [_entry(f"c{i}") for i in range(150)]
+        entries[30] = _entry("x\x00y")
+        results = await asyncio.gather(*(writer.append(p) for p in entries), return_exceptions=True)
+        assert batches[:2] == [75, 75]  # two batches were in flight
+        assert isinstance(results[30], InvalidAuditInput)
+        good = [r for i, r in enumerate(results) if i != 30]
+        assert all(isinstance(r, str) for r in good)
+        rows = await sql(pg_base_url, "SELECT seq, audit_id, prev_hash, hash FROM audit_entry"
+                                      " ORDER BY seq")  # fmt: skip
+        assert [r[1] for r in rows] == good
+        assert [int(r[0]) for r in rows] == list(range(1, 150))
+        assert all(rows[i][2] == rows[i - 1][3] for i in range(1, len(rows)))
     finally:
         await writer.close()
         await backend.close()

@@ -5,14 +5,16 @@ ETag a client holds, a pseudonym, or a policy revision)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from functools import partial
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audit.chain import GENESIS, canonical, entry_hash
 from audit.crypto import encode_value
-from common.canonical import canonical_json, encoder
+from common.canonical import canonical_json, encoder, reference_json
 from policies.compile import policy_version
 from policies.masking.base import canonical as masking_input
 from service.gateway import record_etag
@@ -91,3 +93,64 @@ def test_record_tags_policy_revision_and_masking_input_are_unchanged() -> None:
         "f805d546b14a98c53fe9a8ab3cd501fb63f71be4cba15e28c32829aa7b45963c"
     )
     assert masking_input({"b": "ä", "a": math.inf}) == b'{"a":Infinity,"b":"\xc3\xa4"}'
+
+
+# What a JSON value may hold, and what the canonical form must also treat as json does:
+# floats of every size (orjson writes 1e-5 as 0.00001), NaN and infinities, integers
+# beyond 64 bits, non-ASCII and control characters, lone surrogates, non-str keys,
+# tuples, subclasses of str and int.
+class _Str(str):
+    pass
+
+
+class _Int(int):
+    pass
+
+
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=2**63 - 2, max_value=2**65)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.floats(min_value=-1e-3, max_value=1e-3)
+    | st.text()
+    | st.sampled_from(["\ud800", "a\udfffb", "\x00\x1f\x7f\u2028é😀", _Str("s"), _Int(7)])
+)
+_KEYS = st.text(max_size=4) | st.sampled_from([1, 2.5, None, True, "\ud83d"])
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=4)
+    | st.tuples(inner, inner)
+    | st.dictionaries(_KEYS, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def _outcome(encode: Callable[[object], str], value: object) -> tuple[str, str]:
+    try:
+        return "text", encode(value)
+    except (TypeError, ValueError) as exc:  # the same kind of error, whichever writes it
+        return "error", type(exc).__name__
+
+
+@settings(max_examples=1500)
+@given(_VALUES, st.booleans(), st.booleans())
+def test_the_fast_encoder_writes_what_json_writes(
+    value: object, ascii_only: bool, allow_nan: bool
+) -> None:
+    fast = encoder(ascii_only=ascii_only, allow_nan=allow_nan)
+    assert _outcome(fast, value) == _outcome(
+        lambda v: reference_json(v, ascii_only=ascii_only, allow_nan=allow_nan), value
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [1e-5, -2.5e-7, 1e16, 1.5e300, 5e-324, math.nan, 2**64, "\ud800", {1: "a"}, (1, 2.0)],
+)
+def test_values_orjson_writes_differently_get_the_json_text(value: object) -> None:
+    for ascii_only in (False, True):
+        reference = partial(reference_json, ascii_only=ascii_only, allow_nan=True)
+        expected = _outcome(reference, value)
+        assert _outcome(encoder(ascii_only=ascii_only, allow_nan=True), value) == expected
