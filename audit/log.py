@@ -34,6 +34,7 @@ from audit.ids import uuid7
 from audit.locks import SubjectLocks, lock_key
 from audit.reader import Reader
 from audit.reconcile import OpenIntents, Resolver, reconcile
+from audit.review import Review
 from audit.types import Intent, Outcome, Page, VerifyReport
 from audit.urls import parse_url
 from audit.writer import ChainWriter
@@ -60,6 +61,10 @@ class AuditLog:
         self.iter_entries = reader.iter_entries
         self.head = reader.head
         self.verify = reader.verify
+        # the review's rows and trends (audit.review): reads only, like the reader
+        review = Review(backend)
+        self.changes = review.changes
+        self.trends = review.trends
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod

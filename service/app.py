@@ -43,7 +43,7 @@ from service.middleware import (
 )
 from service.reload import policies_ctx
 from service.routes import audit as audit_routes
-from service.routes import customers, health, record, systems, ui
+from service.routes import customers, health, record, review, systems, ui
 from service.settings import Settings
 from service.shutdown import Lifecycle, lifecycle_middleware
 from service.upstreams import Connector, record_shows
@@ -88,6 +88,7 @@ def create_app(
 
     app.add_routes(customers.routes)
     app.add_routes(systems.routes)
+    app.add_routes(review.routes)  # before /v1/audit/{audit_id}
     app.add_routes(audit_routes.routes)
     app.add_routes(record.routes)
     app.add_routes(health.routes)
