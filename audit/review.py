@@ -177,7 +177,7 @@ def _add(counts: dict[str, Any], action: str, outcome: str, code: str | None, n:
 
 def _row(entry: dict[str, Any], outcome: dict[str, Any] | None) -> dict[str, Any]:
     """One row: the entry, with its outcome's members when it is an intent."""
-    row = {name: entry.get(name) for name in _ROW_MEMBERS}
+    row: dict[str, Any] = {name: entry.get(name) for name in _ROW_MEMBERS}
     row["change_id"] = entry["audit_id"]
     row["entries"] = [entry["audit_id"]]
     row["dangling"] = entry["phase"] == "intent" and outcome is None
