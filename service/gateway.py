@@ -1,4 +1,4 @@
-"""The path of one change (ARCHITECTURE.md, steps 4-10), free of HTTP.
+"""The path of one change (docs/architecture.md, "The path of one change"), free of HTTP.
 
 Handlers authenticate, parse and shape answers; this module decides, audits and
 forwards. It raises only domain errors (``service.errors``, ``audit.errors``).

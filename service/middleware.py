@@ -71,7 +71,7 @@ def problem_response(
     errors: Sequence[FieldProblem] = (),
     headers: Mapping[str, str] | None = None,
 ) -> web.Response:
-    """An ``application/problem+json`` answer (RFC 9457) in API.md's shape."""
+    """An ``application/problem+json`` answer (RFC 9457) in docs/api.md's shape."""
     body: dict[str, object] = {
         "type": PROBLEM_TYPE_BASE + code,
         "title": title,

@@ -1,4 +1,4 @@
-"""``hash``: salted SHA-256 of the value. Not pseudonymisation for guessable values (GDPR.md):
+"""``hash``: salted SHA-256 of the value. Not pseudonymisation for guessable values (docs/gdpr.md):
 the salt is per deployment, so prefer ``pseudonym`` where records must be joined."""
 
 from __future__ import annotations

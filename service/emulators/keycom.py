@@ -22,7 +22,7 @@ from service.emulators.httputil import (
 from service.emulators.keys import STORE_KEY
 from service.emulators.spec import Record, SystemSpec
 
-# field -> (kind, max length for strings); order and types as docs/UPSTREAMS.md's table
+# field -> (kind, max length for strings); order and types as docs/vendors/UPSTREAMS.md's table
 FIELDS: dict[str, tuple[str, int | None]] = {
     "address_id": ("int", None), "language_id": ("int", None),
     "restricted_type_id": ("restricted", None), "status_id": ("int", None),

@@ -1,4 +1,4 @@
-"""The packages' layering, as CONVENTIONS.md states it: ``common`` imports nothing of
+"""The packages' layering, as docs/architecture.md states it: ``common`` imports nothing of
 ours, ``policies`` and ``audit`` only ``common``, ``service`` any of them; and the audit
 library draws no progress bar (tqdm belongs to the CLI, in service/commands).
 

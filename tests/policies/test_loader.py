@@ -20,7 +20,7 @@ BILL_FIELDS = (
     "Address3", "City", "State", "Zip", "County", "ZipExt", "CountryAbbrev", "Phone1", "Phone2",
     "Fax", "Email", "IsPrimary", "Inactive", "BranchCode", "EmailInvoices", "BusinessName2",
 )
-# Every field each vendor documents (shared/seeds/*.txt and UPSTREAMS.md), nested included.
+# Every field each vendor documents (docs/vendors/*.txt and UPSTREAMS.md), nested included.
 SEED_FIELDS = {
     "timelog": (
         "Address Address2 Address3 City CountryID CreditorID CurrencyID CustomerID CustomerNo "

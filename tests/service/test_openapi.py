@@ -272,7 +272,7 @@ def test_the_framework_codes_are_documented() -> None:
 
 
 def api_md_codes(text: str) -> dict[str, int]:
-    """``| 403 | `purpose_required`, `purpose_not_allowed` | ... |`` rows of API.md."""
+    """``| 403 | `purpose_required`, `purpose_not_allowed` | ... |`` rows of docs/api.md."""
     found: dict[str, int] = {}
     for line in text.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
