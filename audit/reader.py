@@ -18,6 +18,7 @@ from audit import crypto
 from audit.backend import HEAD_SQL, Backend
 from audit.entries import check_key, iso, render
 from audit.errors import EntryNotFound, InvalidAuditInput, KeyMismatch, OutOfScope
+from audit.retention import erasure
 from audit.types import OUTCOMES, Page, VerifyReport
 from audit.verify import Progress, verify_chain
 
@@ -68,8 +69,9 @@ class Reader:
         hash_: str,
         cache: dict[str, bytes | None] | None = None,
     ) -> dict[str, Any]:
-        """The entry with its sealed values opened (``erased`` once the key is gone);
-        ``cache`` keeps data keys across the entries of one read."""
+        """The entry with its sealed values opened (``erased`` once the key is gone, and
+        then ``erasure``: why - ``request`` or ``retention`` - and when); ``cache`` keeps
+        data keys across the entries of one read."""
         cache = {} if cache is None else cache
         key_ids = _key_ids(body)
         for key_id in key_ids:
@@ -77,7 +79,11 @@ class Reader:
                 cache[key_id] = await self._data_key(key_id)
         if not key_ids:
             return render(int(seq), body, prev, hash_)
-        return render(int(seq), body, prev, hash_, key=cache.__getitem__)
+        entry = render(int(seq), body, prev, hash_, key=cache.__getitem__)
+        gone = [key_id for key_id in key_ids if cache[key_id] is None]
+        if gone:
+            entry["erasure"] = await erasure(self._backend, gone)
+        return entry
 
     async def open_intents(self) -> list[EntryRow]:
         """Every intent without an outcome, oldest first: (seq, body, prev_hash, hash,

@@ -28,7 +28,7 @@ from audit.batch import (
     Chained,
     DataKey,
     Pending,
-    Subject,
+    Slot,
     chain,
     seal_into,
 )
@@ -110,7 +110,7 @@ class ChainWriter:
         """Seal and encode in the caller's task, so that the append lock is held only to
         chain and insert. The writer redoes it if the key changed meanwhile (erasure)."""
         if pending.to_seal:
-            cached = self._keyring.cached.get(pending.subject)
+            cached = self._keyring.cached.get(pending.slot)
             if cached is not None:  # else the writer seals, once it has the key
                 seal_into(pending, cached)
                 pending.key_id = cached[0]
@@ -207,7 +207,7 @@ class ChainWriter:
 
     async def _write(
         self, tx: ChainTx, batch: list[Pending]
-    ) -> tuple[Chained, dict[Subject, DataKey]]:
+    ) -> tuple[Chained, dict[Slot, DataKey]]:
         """Chain ``batch`` onto the head in ``tx`` and commit: (what was written, the data
         keys new to this process)."""
         seq, head_hash, cp_seq, cp_at = tx.head

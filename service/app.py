@@ -42,6 +42,7 @@ from service.middleware import (
     stamp_context_headers,
 )
 from service.reload import policies_ctx
+from service.retention import retention_ctx
 from service.routes import audit as audit_routes
 from service.routes import customers, health, record, review, systems, ui
 from service.settings import Settings
@@ -85,6 +86,7 @@ def create_app(
     app.cleanup_ctx.append(_upstreams_ctx)
     app.cleanup_ctx.append(_audit_ctx(migrate))
     app.cleanup_ctx.append(_gateway_ctx)
+    app.cleanup_ctx.append(retention_ctx)  # periodic jobs: the expiry of sealed values
 
     app.add_routes(customers.routes)
     app.add_routes(systems.routes)
@@ -144,6 +146,7 @@ def _audit_ctx(
             lock_wait_seconds=settings.audit_lock_wait_seconds,
             lock_connections=settings.audit_lock_connections,
             on_lock_timeout=metrics.audit_lock_timeout,
+            key_period_days=settings.audit_key_period_days,
         )
         metrics.watch_audit_locks(audit_log.lock_use)
         resolver = _resolver(app[CONNECTORS_KEY])

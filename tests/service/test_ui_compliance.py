@@ -149,6 +149,17 @@ def test_a_privacy_officer_exports_and_erases_the_subject(week: Week) -> None:
     assert week.api["verify"]["ok"] is True
 
 
+def test_an_expired_value_reads_erased_retention_and_verify_still_passes(week: Week) -> None:
+    rows = week.seen["expired_subject"]
+    expire = next(r["cells"] for r in rows if r["cells"][3] == "expire")
+    assert expire[1] == "gdpr-gateway retention"  # the gateway's own job, by itself
+    assert expire[2].startswith("reason: retention: the retention period of 2 sealed value(s)")
+    values = {row[0]: row[1:] for row in week.seen["expired_values"]}
+    assert values["CustomerName2"] == ["erased (retention)", "erased (retention)"]
+    assert week.seen["expired_note"].startswith("The values of this subject were erased (retention")
+    assert week.seen["verify_after_expiry"] == "ok"
+
+
 def test_markup_in_every_new_place_a_value_is_shown_stays_text(week: Week) -> None:
     probe = week.seen["markup"]
     assert MARKUP_ACTOR in probe["changes"]  # the changes list

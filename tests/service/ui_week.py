@@ -40,6 +40,7 @@ MARKUP_ACTIVITY = '<img src=x id=injected-record onerror="document.title=3"> sho
 MARKUP_TOKEN = "markup-actor-token"
 SUBJECT = ("billbee", "1002")
 SCREENSHOTS = ("changes", "subject", "trends", "record")
+LONG_AGO_DAYS = 1200
 
 
 def js(value: Any) -> str:
@@ -69,7 +70,9 @@ def _with_markup_actor(settings: Settings) -> Settings:
         systems=frozenset({"*"}),
         sha256=hashlib.sha256(MARKUP_TOKEN.encode()).hexdigest(),
     )
-    return dataclasses.replace(settings, tokens=(*settings.tokens, entry), policies_reload_seconds=0)
+    return dataclasses.replace(
+        settings, tokens=(*settings.tokens, entry), policies_reload_seconds=0
+    )
 
 
 async def _client(app: Any) -> TestClient[Any, Any]:
@@ -97,6 +100,9 @@ async def _seed(stack: Stack) -> None:
             await patch("billbee", "1001", {"Tel1": "+49 30 1111111"}, 409)  # archived
             if n == 3:
                 await patch("keycom", "4002", {"name": "New Name"}, 409)  # restricted
+    with mock.patch.object(audit.entries, "now_iso", lambda: days_ago(LONG_AGO_DAYS)):
+        # past sedona's 1095 days: the gateway's own expiry job forgets these values
+        await patch("sedona", "2001", {"CustomerName2": "Old second line"})
     with mock.patch.object(audit.entries, "now_iso", lambda: days_ago(2)):
         await patch("billbee", "1002", {"NoSuchField": 1}, 422)
         first = await patch("billbee", "1002", {"Tel1": "+49 30 2222222"})
@@ -143,11 +149,14 @@ async def _message(page: Page, contains: str) -> str:
     return text
 
 
+def _downloaded(folder: Path, name: str) -> bool:
+    return (folder / name).exists() and not list(folder.glob("*.crdownload"))
+
+
 async def _download(folder: Path, name: str) -> Path:
     for _ in range(100):
-        found = folder / name
-        if found.exists() and not list(folder.glob("*.crdownload")):
-            return found
+        if await asyncio.to_thread(_downloaded, folder, name):
+            return folder / name
         await asyncio.sleep(0.05)
     raise TimeoutError(f"no download {name}")
 
@@ -170,7 +179,9 @@ async def _auditor(page: Page, stack: Stack, week: Week, shots: Path) -> None:
 
     await _view(page, "record")
     await page.wait_for("document.querySelectorAll('#record-body section.activity').length === 4")
-    week.seen["record_text"] = await page.evaluate("document.getElementById('view-record').innerText")
+    week.seen["record_text"] = await page.evaluate(
+        "document.getElementById('view-record').innerText"
+    )
     week.seen["record_versions"] = await page.evaluate(
         "Array.from(document.querySelectorAll('#record-body .version'), p => p.textContent)"
     )
@@ -178,7 +189,8 @@ async def _auditor(page: Page, stack: Stack, week: Week, shots: Path) -> None:
     await page.screenshot(week.screenshots["record"])
     await page.evaluate("document.getElementById('record-markdown').click(); true")
     downloads = shots / "downloads"
-    week.downloads["markdown"] = (await _download(downloads, "record-of-processing.md")).read_text()
+    markdown = await _download(downloads, "record-of-processing.md")
+    week.downloads["markdown"] = await asyncio.to_thread(markdown.read_text)
 
     # every change of billbee 1002, from the link in its row
     await _view(page, "changes")
@@ -231,7 +243,7 @@ async def _privacy_officer(page: Page, stack: Stack, week: Week, shots: Path) ->
     await page.evaluate("document.getElementById('s-export').click(); true")
     week.seen["export_message"] = await _message(page, "Exported billbee/1002")
     path = await _download(shots / "downloads", "billbee-1002-export.json")
-    week.downloads["export"] = json.loads(path.read_text())
+    week.downloads["export"] = json.loads(await asyncio.to_thread(path.read_text))
     # the erase button stays disabled until the subject is typed
     week.seen["erase_disabled_blank"] = await page.evaluate(
         "document.getElementById('e-erase').disabled"
@@ -279,7 +291,49 @@ async def _privacy_officer(page: Page, stack: Stack, week: Week, shots: Path) ->
     week.seen["verify_after_erase"] = await page.evaluate(
         "document.getElementById('v-ok').textContent"
     )
+    await _expired_value(page, week)
     await _sign_out(page)
+
+
+async def _expired_value(page: Page, week: Week) -> None:
+    """The change of sedona 2001 of long ago, after the expiry job: erased (retention)."""
+    await _view(page, "subject")
+    await page.evaluate(
+        "document.getElementById('s-system').value = 'sedona';"
+        "document.getElementById('s-customer').value = '2001';"
+        "document.getElementById('s-show').click(); true"
+    )
+    await page.wait_for(
+        "document.getElementById('s-name').textContent === 'sedona/2001' &&"
+        " Array.from(document.querySelectorAll('#subject-body tr')).some(r =>"
+        " r.cells[3].textContent === 'expire')"
+    )
+    rows = await page.evaluate(ROWS.format(body="subject-body"))
+    week.seen["expired_subject"] = rows
+    old = rows[0]  # oldest first: the change of long ago
+    await page.evaluate(
+        f"document.querySelector('#subject-body tr[data-change-id={js(old['id'])}]"
+        " td.entries button').click(); true"
+    )
+    await page.wait_for(f"document.getElementById('d-id').textContent === {js(old['id'])}")
+    await page.evaluate(
+        "document.getElementById('reason').value = 'was it kept too long?';"
+        "document.getElementById('reveal').click(); true"
+    )
+    await page.wait_for("!document.getElementById('revealed').hidden")
+    week.seen["expired_values"] = await page.evaluate(
+        "Array.from(document.querySelectorAll('#r-values-body tr'), r =>"
+        " Array.from(r.cells, c => c.textContent))"
+    )
+    week.seen["expired_note"] = await page.evaluate(
+        "document.getElementById('r-erased').textContent"
+    )
+    await page.evaluate("document.getElementById('verify').click(); true")
+    await page.wait_for("!document.getElementById('verify-result').hidden"
+                        " && document.getElementById('v-ok').textContent !== ''")
+    week.seen["verify_after_expiry"] = await page.evaluate(
+        "document.getElementById('v-ok').textContent"
+    )
 
 
 async def _markup(page: Page, stack: Stack, week: Week, settings: Settings) -> None:
@@ -345,7 +399,9 @@ async def run_week(tmp: Path, extra: Callable[[Page, Stack, Week], Awaitable[Non
         return clients[-1]
 
     def tweak(settings: Settings) -> Settings:
-        return dataclasses.replace(_with_markup_actor(settings), policies_dir=policies)
+        # the expiry job runs by itself, every 0.2 s
+        return dataclasses.replace(_with_markup_actor(settings), policies_dir=policies,
+                                   audit_expire_seconds=0.2)  # fmt: skip
 
     week = Week()
     try:
