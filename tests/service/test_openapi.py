@@ -38,6 +38,7 @@ from common.vocabulary import (
     VALIDATION_CODES,
     Action,
     AuditOutcome,
+    ErasureReason,
     FieldCode,
     Phase,
     Problem,
@@ -335,6 +336,11 @@ def test_the_policy_format_words_are_the_policy_engine_s() -> None:
     field = _schema(spec, "FieldRow")["properties"]
     assert field["type"]["enum"] == list(TYPES)
     assert field["sensitivity"]["enum"] == list(SENSITIVITIES)
+
+
+def test_the_erasure_reasons_are_the_vocabulary() -> None:
+    entry = _schema(load_spec(), "AuditEntry")["properties"]
+    assert entry["erasure"]["properties"]["reason"]["enum"] == list(ErasureReason)
 
 
 def test_the_record_s_words_are_the_policy_format_s() -> None:

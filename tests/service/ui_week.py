@@ -12,6 +12,7 @@ tests assert on the observations, so the slow part runs once per module.
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import hashlib
 import json
@@ -161,6 +162,11 @@ async def _download(folder: Path, name: str) -> Path:
     raise TimeoutError(f"no download {name}")
 
 
+async def _viewport_shot(page: Page, path: Path) -> None:
+    answer = await page.send("Page.captureScreenshot", format="png")
+    await asyncio.to_thread(path.write_bytes, base64.b64decode(answer["data"]))
+
+
 ROWS = (
     "Array.from(document.querySelectorAll('#{body} tr')).map(r => ({{id: r.dataset.changeId,"
     " dangling: r.classList.contains('dangling'),"
@@ -186,7 +192,7 @@ async def _auditor(page: Page, stack: Stack, week: Week, shots: Path) -> None:
         "Array.from(document.querySelectorAll('#record-body .version'), p => p.textContent)"
     )
     week.screenshots["record"] = shots / "record.png"
-    await page.screenshot(week.screenshots["record"])
+    await _viewport_shot(page, week.screenshots["record"])  # the page is long: its top
     await page.evaluate("document.getElementById('record-markdown').click(); true")
     downloads = shots / "downloads"
     markdown = await _download(downloads, "record-of-processing.md")
