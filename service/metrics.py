@@ -297,7 +297,7 @@ class Metrics:
         self.audit_expiry_runs_total.labels(result if result in EXPIRY_RESULTS else OTHER).inc()
         if values > 0:
             self.audit_values_expired_total.inc(values)
-        if result != "failed":
+        if result in ("ran", "skipped"):  # a failed run read nothing
             self._oldest_sealed = (
                 datetime.fromisoformat(oldest_sealed.replace("Z", "+00:00")).timestamp()
                 if oldest_sealed
