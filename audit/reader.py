@@ -23,6 +23,8 @@ from audit.types import OUTCOMES, Page, VerifyReport
 from audit.verify import Progress, verify_chain
 
 MAX_LIMIT: Final = 1000
+#: destroyed keys whose erasure (reason, time) a reader keeps at most
+_ERASURES_KEPT: Final = 10_000
 #: one stored entry: (seq, body, prev_hash, hash)
 EntryRow = tuple[Any, ...]
 
@@ -39,6 +41,8 @@ class Reader:
         self._backend = backend
         self._master_key = master_key
         self._public_key = public_key
+        # why and when destroyed keys were destroyed: fixed once they are, so kept
+        self._erasures: dict[str, dict[str, Any] | None] = {}
 
     @property
     def public_key(self) -> bytes:
@@ -80,10 +84,19 @@ class Reader:
         if not key_ids:
             return render(int(seq), body, prev, hash_)
         entry = render(int(seq), body, prev, hash_, key=cache.__getitem__)
-        gone = [key_id for key_id in key_ids if cache[key_id] is None]
-        if gone:
-            entry["erasure"] = await erasure(self._backend, gone)
+        for key_id in key_ids:
+            if cache[key_id] is None:
+                entry["erasure"] = await self._erasure(key_id)
+                break
         return entry
+
+    async def _erasure(self, key_id: str) -> dict[str, Any] | None:
+        if key_id not in self._erasures:
+            found = await erasure(self._backend, [key_id])
+            if len(self._erasures) >= _ERASURES_KEPT:
+                self._erasures.clear()
+            self._erasures[key_id] = found
+        return self._erasures[key_id]
 
     async def open_intents(self) -> list[EntryRow]:
         """Every intent without an outcome, oldest first: (seq, body, prev_hash, hash,
