@@ -102,9 +102,16 @@ class ExpiryReport:
 
 
 def sealed_count(body: dict[str, Any]) -> int:
-    """How many values an entry body holds sealed (a side's map of path -> ciphertext)."""
-    sealed = body.get("sealed") or {}
-    return sum(len(side) if isinstance(side, dict) else 1 for side in sealed.values() if side)
+    """How many values an entry body holds sealed: per side, a map of path -> ciphertext
+    (body format 1), or ``{"paths": [...], "box": ciphertext}`` (one ciphertext per side,
+    the paths in clear: format 2)."""
+    count = 0
+    for side in (body.get("sealed") or {}).values():
+        if isinstance(side, dict) and isinstance(side.get("paths"), list) and "box" in side:
+            count += len(side["paths"])
+        elif isinstance(side, dict):
+            count += len(side)
+    return count
 
 
 async def _due(backend: Backend, now: str) -> list[Due]:

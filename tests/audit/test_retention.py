@@ -61,6 +61,10 @@ def test_a_slot_ends_the_key_period_in_which_the_retention_ends() -> None:
 def test_sealed_values_are_counted_per_side() -> None:
     assert sealed_count({"sealed": {"before": {"A": "x", "B": "y"}, "after": {"A": "z"}}}) == 3
     assert sealed_count({"sealed": None}) == 0 and sealed_count({}) == 0
+    # one ciphertext per side, the paths in clear (the audit log's body format 2)
+    two = {"sealed": {"before": {"paths": ["A", "B"], "box": "x"},
+                      "after": {"paths": ["A"], "box": "y"}}}  # fmt: skip
+    assert sealed_count(two) == 3
 
 
 async def test_a_subject_s_values_go_to_a_key_per_retention_period(
