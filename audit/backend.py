@@ -66,6 +66,11 @@ class Backend(Protocol):
         """Hold the lock ``key`` across processes (LockTimeout after ``timeout`` s)."""
         ...
 
+    def job_lock(self, key: int) -> AbstractAsyncContextManager[bool]:
+        """Try to hold the lock ``key`` across processes for a job, without waiting:
+        yields whether it is held (False: another process runs the job now)."""
+        ...
+
     def lock_use(self) -> tuple[int, int]:
         """(lock connections held now, the most there can be); (0, 0) without any."""
         ...

@@ -3,8 +3,14 @@ step that chains a batch onto the head - sequence numbers, hashes, and the rows 
 table the append touches (:func:`chain`) - and the answers to its callers.
 
 The statements run in this order in one transaction: new subject keys, the entries, the
-intents opened, the intents closed, the keys an erasure destroys, a checkpoint when one
-is due, the head.
+intents opened, the intents closed, the keys an erasure destroys, the entries' own further
+statements (an expiry's keys, :mod:`audit.retention`), a checkpoint when one is due, the
+head.
+
+A subject has a data key per *slot*: the end of the retention period of the values it
+seals (``expires``, :func:`audit.retention.slot_expiry`), or none (kept until erased). The
+values of one entry share its slot, and a slot's key can be destroyed as a whole when
+that period ends, without touching any entry (:mod:`audit.retention`).
 """
 
 from __future__ import annotations
@@ -21,12 +27,16 @@ from audit.entries import ToSeal
 from audit.errors import InvalidAuditInput
 
 Subject = tuple[str, str]
+#: which key of a subject seals an entry: (system, customer id, end of the retention
+#: period of its values, or None: kept until erased)
+Slot = tuple[str, str, str | None]
 #: a subject's data key: (key id, its cipher); destroyed when the key is erased
 DataKey = tuple[str, crypto.Sealer]
 
 INSERT_KEY = (
-    "INSERT INTO audit_subject_key (key_id, system, customer_id, wrapped, kek_id, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT INTO audit_subject_key"
+    " (key_id, system, customer_id, wrapped, kek_id, created_at, expires_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_OPEN = "INSERT INTO audit_open_intent (audit_id, seq, created_at) VALUES (?, ?, ?)"
 DELETE_OPEN = "DELETE FROM audit_open_intent WHERE audit_id = ?"
@@ -55,10 +65,20 @@ class Pending:
     erase: bool = False
     #: False: its commit need not wait for the disk (a later durable commit syncs it)
     durable: bool = True
+    #: the end of the retention period of its sealed values (None: kept until erased)
+    expires: str | None = None
+    #: further statements of the same transaction (an expiry destroys its keys)
+    also: list[Statement] = field(default_factory=list, repr=False)
     future: asyncio.Future[str] | None = None
     # Prepared by the caller, outside the append lock, when the subject's key is known:
     text: str | None = field(default=None, repr=False)
     key_id: str | None = None
+
+
+    @property
+    def slot(self) -> Slot:
+        """The key this entry's values are sealed under: its subject's, for its period."""
+        return (self.subject[0], self.subject[1], self.expires)
 
 
 @dataclass
@@ -99,8 +119,8 @@ def chain(
     *,
     seq: int,
     head_hash: str,
-    keys: Mapping[Subject, DataKey],
-    cached: Mapping[Subject, DataKey],
+    keys: Mapping[Slot, DataKey],
+    cached: Mapping[Slot, DataKey],
     still_open: set[str],
     now: str,
 ) -> Chained:
@@ -111,6 +131,7 @@ def chain(
     opens: list[tuple[str, int, str]] = []
     closes: list[tuple[str]] = []
     destroys: list[tuple[str, str, str]] = []
+    also: list[Statement] = []
     ids: list[str | None] = []
     for item in batch:
         if item.exclusive_close and item.closes_intent not in still_open:
@@ -118,9 +139,9 @@ def chain(
             continue
         body = item.body
         text = item.text
-        if text is None or item.subject in keys or not is_current(item, cached.get(item.subject)):
+        if text is None or item.slot in keys or not is_current(item, cached.get(item.slot)):
             if item.to_seal:
-                seal_into(item, keys[item.subject])
+                seal_into(item, keys[item.slot])
             text = canonical(body)
         seq += 1
         digest = entry_hash(seq, head_hash, text)
@@ -133,11 +154,13 @@ def chain(
             closes.append((item.closes_intent,))
         if item.erase:
             destroys.append((now, item.subject[0], item.subject[1]))
+        also.extend(item.also)
     statements: list[Statement] = [
         (INSERT_ENTRY, rows),
         (INSERT_OPEN, opens),
         (DELETE_OPEN, closes),
         (DESTROY_KEYS, destroys),
+        *also,
     ]
     return Chained(seq, head_hash, ids, statements)
 

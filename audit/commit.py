@@ -108,12 +108,13 @@ class Committer:
             return False
         cached = self._keyring.cached
         return all(
-            not (item.exclusive_close or item.erase) and is_current(item, cached.get(item.subject))
+            not (item.exclusive_close or item.erase) and is_current(item, cached.get(item.slot))
             for item in batch
         )
 
     def send(self, batch: list[Pending]) -> None:
         """Chain a ready ``batch`` on the head after the batches in flight and send it."""
+        self._keyring.touch(batch)
         durable = any(item.durable for item in batch)
         seq, head_hash, cp_seq, cp_at = self._sent
         now = now_iso()

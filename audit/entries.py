@@ -94,6 +94,7 @@ def check_intent(intent: Intent) -> None:
         and type(intent.after) is dict
         and isinstance(intent.protected, Mapping)
         and type(intent.policy_version) is str
+        and (intent.retention_days is None or _is_days(intent.retention_days))
     ):
         return
     _check_intent_slowly(intent)
@@ -116,6 +117,12 @@ def _check_intent_slowly(intent: Intent) -> None:
             raise InvalidAuditInput(f"{name} must be a mapping of field paths")
     if not isinstance(intent.policy_version, str):
         raise InvalidAuditInput("policy_version must be a string")
+    if intent.retention_days is not None and not _is_days(intent.retention_days):
+        raise InvalidAuditInput("retention_days must be a positive integer or None")
+
+
+def _is_days(value: object) -> bool:
+    return type(value) is int and value > 0
 
 
 def check_key(value: object, what: str) -> None:

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Collection
+from datetime import datetime
 from typing import Any
 
 from audit import crypto
@@ -35,6 +36,8 @@ from audit.ids import uuid7
 from audit.locks import SubjectLocks, lock_key
 from audit.reader import Reader
 from audit.reconcile import OpenIntents, Resolver, reconcile
+from audit.retention import DEFAULT_KEY_PERIOD_DAYS, ExpiryReport, expire, slot_expiry
+from audit.review import Review
 from audit.types import Intent, Outcome, Page, VerifyReport
 from audit.urls import parse_url
 from audit.writer import ChainWriter
@@ -51,8 +54,11 @@ class AuditLog:
         reader: Reader,
         writer: ChainWriter,
         locks: SubjectLocks,
+        *,
+        key_period_days: int = DEFAULT_KEY_PERIOD_DAYS,
     ) -> None:
         self._backend, self._reader, self._writer, self._locks = backend, reader, writer, locks
+        self._key_period = key_period_days
         self._intents = OpenIntents()
         self._closed = False
         # the read side, as the reader offers it
@@ -61,6 +67,10 @@ class AuditLog:
         self.iter_entries = reader.iter_entries
         self.head = reader.head
         self.verify = reader.verify
+        # the review's rows and trends (audit.review): reads only, like the reader
+        review = Review(backend)
+        self.changes = review.changes
+        self.trends = review.trends
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -77,17 +87,21 @@ class AuditLog:
         lock_wait_seconds: float = 10.0,
         lock_connections: int = 24,
         on_lock_timeout: Callable[[LockWait], None] | None = None,
+        key_period_days: int = DEFAULT_KEY_PERIOD_DAYS,
     ) -> AuditLog:
         """Open the log at ``url`` and start its writer. ``lock_wait_seconds`` bounds the
         wait for a customer's lock; ``lock_connections`` is the size of PostgreSQL's lock
         pool (one connection per write in flight); ``on_lock_timeout(wait)`` observes
-        each wait given up."""
+        each wait given up; ``key_period_days`` is the retention key period
+        (:mod:`audit.retention`)."""
         master_key = crypto.check_key(master_key, "master key")
         signing_key = crypto.check_key(signing_key, "signing key")
         if checkpoint_every < 1 or checkpoint_seconds <= 0:
             raise InvalidAuditInput("checkpoint_every and checkpoint_seconds must be positive")
-        if lock_wait_seconds <= 0 or lock_connections < 1:
-            raise InvalidAuditInput("lock_wait_seconds and lock_connections must be positive")
+        if lock_wait_seconds <= 0 or lock_connections < 1 or key_period_days < 1:
+            raise InvalidAuditInput(
+                "lock_wait_seconds, lock_connections and key_period_days must be positive"
+            )
         store = parse_url(url)
         if create:
             await migrate(url)
@@ -109,6 +123,7 @@ class AuditLog:
             Reader(backend, master_key=master_key, public_key=public_key),
             writer,
             SubjectLocks(backend, wait_seconds=lock_wait_seconds, on_timeout=on_lock_timeout),
+            key_period_days=key_period_days,
         )
         writer.start()
         log.info("audit store open (%s), head at seq %d", store.kind, head[0])
@@ -159,7 +174,10 @@ class AuditLog:
         clear_before, clear_after, to_seal = split_values(intent)
         body = intent_body(audit_id, intent, "intent", None, None)
         body["before"], body["after"] = clear_before, clear_after
-        pending = Pending(body, (intent.system, intent.customer_id), to_seal, opens_intent=True)
+        pending = Pending(
+            body, (intent.system, intent.customer_id), to_seal, opens_intent=True,
+            expires=self._expires(body, intent, to_seal),
+        )  # fmt: skip
         in_flight = self._intents.in_flight
         in_flight[audit_id] = intent
         try:
@@ -230,7 +248,25 @@ class AuditLog:
         clear_before, clear_after, to_seal = split_values(intent)
         body = intent_body(audit_id, intent, "outcome", outcome, None)
         body["before"], body["after"] = clear_before, clear_after
-        return await self._append(Pending(body, (intent.system, intent.customer_id), to_seal))
+        return await self._append(
+            Pending(body, (intent.system, intent.customer_id), to_seal,
+                    expires=self._expires(body, intent, to_seal))
+        )  # fmt: skip
+
+    def _expires(self, body: dict[str, Any], intent: Intent, to_seal: list[Any]) -> str | None:
+        """The retention slot of an entry's sealed values (:mod:`audit.retention`)."""
+        if not to_seal:
+            return None
+        return slot_expiry(body["time"], intent.retention_days, self._key_period)
+
+    async def expire(
+        self, *, now: datetime | None = None, dry_run: bool = False
+    ) -> ExpiryReport:
+        """Destroy the keys whose retention period ended, an ``expire`` entry per subject
+        (:func:`audit.retention.expire`); one process at a time."""
+        if self._closed:
+            raise AuditUnavailable("the audit log is closed")
+        return await expire(self._backend, self._append, now=now, dry_run=dry_run)
 
     async def erase(
         self,

@@ -24,6 +24,8 @@ GENERATED = (
     "phase",
     "outcome",
     "intent_id",
+    "problem_code",  # 0002: the refusal code, for the trend panel
+    "key_id",  # 0002: the subject key an entry's values are sealed under
 )
 
 
@@ -46,6 +48,8 @@ class AuditEntry(SQLModel, table=True):
         Index("ix_audit_entry_outcome", "outcome", "seq"),
         Index("ix_audit_entry_time", "time"),
         Index("ix_audit_entry_intent", "intent_id"),
+        Index("ix_audit_entry_key", "key_id"),
+        Index("ix_audit_entry_problem", "problem_code", "seq"),
     )
 
     seq: int = Field(sa_column=Column(_SEQ, primary_key=True, autoincrement=False))
@@ -61,6 +65,8 @@ class AuditEntry(SQLModel, table=True):
     phase: str | None = Field(default=None, sa_column=_generated("phase"))
     outcome: str | None = Field(default=None, sa_column=_generated("outcome"))
     intent_id: str | None = Field(default=None, sa_column=_generated("intent_id"))
+    problem_code: str | None = Field(default=None, sa_column=_generated("problem_code"))
+    key_id: str | None = Field(default=None, sa_column=_generated("key_id"))
 
 
 class AuditHead(SQLModel, table=True):
@@ -91,7 +97,10 @@ class AuditSubjectKey(SQLModel, table=True):
     """A data subject's data key, wrapped by the master key; NULL once erased."""
 
     __tablename__ = "audit_subject_key"
-    __table_args__ = (Index("ix_audit_subject_key_subject", "system", "customer_id"),)
+    __table_args__ = (
+        Index("ix_audit_subject_key_subject", "system", "customer_id"),
+        Index("ix_audit_subject_key_expires", "expires_at"),
+    )
 
     key_id: str = Field(sa_column=Column(Text, primary_key=True))
     system: str = Field(sa_column=Column(Text, nullable=False))
@@ -100,6 +109,11 @@ class AuditSubjectKey(SQLModel, table=True):
     kek_id: str = Field(sa_column=Column(Text, nullable=False))
     created_at: str = Field(sa_column=Column(Text, nullable=False))
     erased_at: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    #: the end of the retention period of the values this key seals (UTC, the entries'
+    #: time format); NULL: kept until erased (no retention stated, or a key made before 0002)
+    expires_at: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    #: why ``wrapped`` is NULL: ``retention``, or NULL for an erasure (Art. 17)
+    erased_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class AuditOpenIntent(SQLModel, table=True):

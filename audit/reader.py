@@ -18,10 +18,13 @@ from audit import crypto
 from audit.backend import HEAD_SQL, Backend
 from audit.entries import check_key, iso, render
 from audit.errors import EntryNotFound, InvalidAuditInput, KeyMismatch, OutOfScope
+from audit.retention import erasure
 from audit.types import OUTCOMES, Page, VerifyReport
 from audit.verify import Progress, verify_chain
 
 MAX_LIMIT: Final = 1000
+#: destroyed keys whose erasure (reason, time) a reader keeps at most
+_ERASURES_KEPT: Final = 10_000
 #: one stored entry: (seq, body, prev_hash, hash)
 EntryRow = tuple[Any, ...]
 
@@ -38,6 +41,8 @@ class Reader:
         self._backend = backend
         self._master_key = master_key
         self._public_key = public_key
+        # why and when destroyed keys were destroyed: fixed once they are, so kept
+        self._erasures: dict[str, dict[str, Any] | None] = {}
 
     @property
     def public_key(self) -> bytes:
@@ -68,8 +73,9 @@ class Reader:
         hash_: str,
         cache: dict[str, bytes | None] | None = None,
     ) -> dict[str, Any]:
-        """The entry with its sealed values opened (``erased`` once the key is gone);
-        ``cache`` keeps data keys across the entries of one read."""
+        """The entry with its sealed values opened (``erased`` once the key is gone, and
+        then ``erasure``: why - ``request`` or ``retention`` - and when); ``cache`` keeps
+        data keys across the entries of one read."""
         cache = {} if cache is None else cache
         key_ids = _key_ids(body)
         for key_id in key_ids:
@@ -77,7 +83,20 @@ class Reader:
                 cache[key_id] = await self._data_key(key_id)
         if not key_ids:
             return render(int(seq), body, prev, hash_)
-        return render(int(seq), body, prev, hash_, key=cache.__getitem__)
+        entry = render(int(seq), body, prev, hash_, key=cache.__getitem__)
+        for key_id in key_ids:
+            if cache[key_id] is None:
+                entry["erasure"] = await self._erasure(key_id)
+                break
+        return entry
+
+    async def _erasure(self, key_id: str) -> dict[str, Any] | None:
+        if key_id not in self._erasures:
+            found = await erasure(self._backend, [key_id])
+            if len(self._erasures) >= _ERASURES_KEPT:
+                self._erasures.clear()
+            self._erasures[key_id] = found
+        return self._erasures[key_id]
 
     async def open_intents(self) -> list[EntryRow]:
         """Every intent without an outcome, oldest first: (seq, body, prev_hash, hash,

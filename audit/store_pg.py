@@ -196,6 +196,23 @@ class PgBackend:
     def subject_lock(self, key: int, timeout: float) -> AbstractAsyncContextManager[None]:
         return self._advisory(key, timeout)
 
+    @asynccontextmanager
+    async def job_lock(self, key: int) -> AsyncIterator[bool]:
+        """``pg_try_advisory_lock`` on a connection of the lock pool, held for the job;
+        yields False at once when another session holds it."""
+        with _store_errors():
+            conn = await self._lock_pool.acquire(timeout=10)
+        try:
+            with _store_errors():
+                held = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
+            try:
+                yield held
+            finally:
+                if held:
+                    await _unlock(conn, key)
+        finally:
+            await _release(self._lock_pool, conn)
+
     def lock_use(self) -> tuple[int, int]:
         """(lock connections held by writes now, the most there can be)."""
         return self._locks_held, self._max_locks

@@ -10,6 +10,9 @@ Errors come out as audit errors: ``sqlite3.DataError`` (a value too big) as the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -188,6 +191,29 @@ class SqliteBackend:
 
     def subject_lock(self, key: int, timeout: float) -> AbstractAsyncContextManager[None]:
         return _no_lock()  # one process is the deployment: the in-process lock suffices
+
+    @asynccontextmanager
+    async def job_lock(self, key: int) -> AsyncIterator[bool]:
+        """An exclusive ``flock`` on ``<database>.job-<key>.lock`` beside the database
+        file, without waiting: processes on one file run the job one at a time."""
+        path = self._path.with_name(f"{self._path.name}.job-{key:x}.lock")
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise AuditUnavailable(f"the audit store failed ({type(exc).__name__})") from exc
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                with contextlib.suppress(OSError):
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
     def lock_use(self) -> tuple[int, int]:
         return 0, 0  # no lock connections

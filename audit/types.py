@@ -31,6 +31,9 @@ class Intent:
     after: Mapping[str, Any] = field(repr=False)
     protected: Mapping[str, str] = field(repr=False)
     policy_version: str
+    #: how many days the audit log may keep the sealed values (the policy's retention of
+    #: their categories, the longest); None: kept until erased (audit.retention)
+    retention_days: int | None = None
 
 
 @dataclass(frozen=True)

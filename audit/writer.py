@@ -110,7 +110,7 @@ class ChainWriter:
         """Seal and encode in the caller's task, so that the append lock is held only to
         chain and insert. The writer redoes it if the key changed meanwhile (erasure)."""
         if pending.to_seal:
-            cached = self._keyring.cached.get(pending.subject)
+            cached = self._keyring.cached.get(pending.slot)
             if cached is not None:  # else the writer seals, once it has the key
                 seal_into(pending, cached)
                 pending.key_id = cached[0]

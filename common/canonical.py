@@ -69,7 +69,8 @@ def _fast(stdlib: Encode, ascii_only: bool) -> Encode:
             except orjson.JSONEncodeError:
                 pass  # an integer beyond 64 bits, a lone surrogate: json decides
             else:
-                if not ascii_only or text.isascii():
+                # json's ensure_ascii also escapes DEL (\u007f), which orjson writes as is
+                if not ascii_only or (text.isascii() and b"\x7f" not in text):
                     return text.decode()
         return stdlib(value)
 

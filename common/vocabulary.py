@@ -71,6 +71,16 @@ class Action(StrEnum):
     REVEAL = "reveal"
     ERASE = "erase"
     EXPORT = "export"
+    #: the retention period of a subject's sealed values ended: their keys were destroyed
+    EXPIRE = "expire"
+
+
+class ErasureReason(StrEnum):
+    """Why a sealed value reads ``erased``: its subject's erasure (Art. 17) or the end
+    of its retention period (Art. 5(1)(e))."""
+
+    REQUEST = "request"
+    RETENTION = "retention"
 
 
 class Phase(StrEnum):
@@ -193,6 +203,7 @@ __all__ = [
     "VALIDATION_CODES",
     "Action",
     "AuditOutcome",
+    "ErasureReason",
     "FieldCode",
     "Phase",
     "Problem",

@@ -19,6 +19,7 @@ from policies.compiled import (
     max_sensitivity,
 )
 from policies.controls import refused_characters
+from policies.processing import compile_processing
 
 MISSING: Any = object()
 EMAIL_CATEGORIES = ("user.contact.email",)
@@ -77,6 +78,7 @@ def compile_policy(data: Mapping[str, Any], source: str = "") -> CompiledPolicy:
             n for n in fields if n in writable and n != data["id_field"]
         ),
         object_fields=tuple(n for n, s in fields.items() if s.children is not None),
+        processing=compile_processing(data["processing"]) if "processing" in data else None,
     )
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from common.vocabulary import Problem, Role
 from policies.controls import STRICT
 from policies.model import SENSITIVITY_RANK, UNKNOWN_SENSITIVITY
+from policies.processing import Processing
 
 RecordTest = Callable[[Mapping[str, Any]], bool]
 INDEX = re.compile(r"\[\d+\]")
@@ -104,8 +105,23 @@ class CompiledPolicy:
     clear_candidates: tuple[str, ...] = ()
     # top-level object fields (a patch may give them in part)
     object_fields: tuple[str, ...] = ()
+    #: the processing activity (record of processing, audit retention); None: not stated
+    processing: Processing | None = None
     # RecordState per tuple of active escalation rules (filled by policies.state)
     state_cache: dict[Any, Any] = field(default_factory=dict, repr=False)
+
+    def retention_days(self, paths: Iterable[str]) -> int | None:
+        """How long the audit log may keep the sealed values of ``paths`` (field paths,
+        indexes allowed): the longest retention of their data categories; None when the
+        policy states no retention (kept until erased) or no path is given."""
+        if self.processing is None:
+            return None
+        retention = self.processing.retention
+        days = [
+            retention.days_for(spec.category if spec is not None else None)
+            for spec in (self.spec_for(path) for path in paths)
+        ]
+        return max(days) if days else None
 
     @property
     def needs_pre_image(self) -> bool:

@@ -12,17 +12,18 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from common.vocabulary import RULE_PROBLEMS, Purpose, Role
+from policies.checker import Checker, show
 from policies.controls import CONTROLS
 from policies.masking.registry import STRATEGIES, strategy_names
 from policies.model import FORMATS, MODES, SENSITIVITIES, SENSITIVITY_RANK, TYPES
-from policies.taxonomy import is_category, nearest_categories
+from policies.processing_schema import check_processing
 from policies.yamlmarks import Key
 
 ROLES: Final = tuple(Role)
 PURPOSES: Final = tuple(Purpose)
 
 TOP_KEYS = {"system", "title", "description", "mode", "id_field", "edit_profiles", "masking",
-            "rules", "fields"}
+            "rules", "fields", "processing"}
 TOP_REQUIRED = ("system", "mode", "id_field", "masking", "fields")
 FIELD_KEYS = {"type", "description", "read_only", "required", "min_length", "max_length",
               "min_items", "max_items", "enum", "pattern", "format", "category", "sensitivity",
@@ -33,62 +34,6 @@ STRING_ONLY = ("min_length", "max_length", "pattern", "format", "allow_controls"
 ARRAY_ONLY = ("min_items", "max_items")
 CONDITION_WORDS = ("set", "unset")
 CONDITION_OPS = ("equals", "in")
-
-
-class Checker:
-    """Collects (key path, message) pairs."""
-
-    def __init__(self) -> None:
-        self.errors: list[tuple[Key, str]] = []
-
-    def err(self, key: Key, message: str) -> None:
-        self.errors.append((key, message))
-
-    def keys(self, key: Key, value: Mapping[str, Any], allowed: set[str]) -> None:
-        for name in value:
-            if name not in allowed:
-                self.err((*key, name), f"unknown key (valid: {', '.join(sorted(allowed))})")
-
-    def mapping(self, key: Key, value: Any) -> bool:
-        if not isinstance(value, dict):
-            self.err(key, f"expected a mapping, got {_show(value)}")
-            return False
-        return True
-
-    def string(self, key: Key, value: Any) -> bool:
-        if not isinstance(value, str) or not value:
-            self.err(key, f"expected a non-empty string, got {_show(value)}")
-            return False
-        return True
-
-    def boolean(self, key: Key, value: Any) -> bool:
-        if not isinstance(value, bool):
-            self.err(key, f"expected true or false, got {_show(value)}")
-            return False
-        return True
-
-    def count(self, key: Key, value: Any) -> bool:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            self.err(key, f"expected an integer, got {_show(value)}")
-            return False
-        return True
-
-    def choice(self, key: Key, value: Any, valid: tuple[str, ...] | list[str], what: str) -> bool:
-        if not isinstance(value, str) or value not in valid:
-            self.err(key, f"unknown {what} {_show(value)} (valid: {', '.join(valid)})")
-            return False
-        return True
-
-    def choices(self, key: Key, value: Any, valid: tuple[str, ...], what: str) -> bool:
-        if not isinstance(value, list):
-            self.err(key, f"expected a list of {what}s, got {_show(value)}")
-            return False
-        return all([self.choice((*key, i), v, valid, what) for i, v in enumerate(value)])
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def check(data: Any) -> list[tuple[Key, str]]:
@@ -126,10 +71,12 @@ def check(data: Any) -> list[tuple[Key, str]]:
         _check_masking(c, data["masking"])
     rules = data.get("rules", [])
     if not isinstance(rules, list):
-        c.err(("rules",), f"expected a list of rules, got {_show(rules)}")
+        c.err(("rules",), f"expected a list of rules, got {show(rules)}")
     else:
         for i, rule in enumerate(rules):
             _check_rule(c, ("rules", i), rule, fields)
+    if "processing" in data:
+        check_processing(c, data["processing"], fields, profiles)
     return c.errors
 
 
@@ -214,11 +161,11 @@ def _check_constraints(c: Checker, key: Key, spec: Mapping[str, Any], ftype: str
         if ftype not in ("string", "integer", "number"):
             c.err((*key, "enum"), f"only for string, integer or number, not {ftype}")
         elif not isinstance(values, list) or not values:
-            c.err((*key, "enum"), f"expected a non-empty list, got {_show(values)}")
+            c.err((*key, "enum"), f"expected a non-empty list, got {show(values)}")
         else:
             for i, v in enumerate(values):
                 if not _is_type(v, ftype):
-                    c.err((*key, "enum", i), f"expected a {ftype}, got {_show(v)}")
+                    c.err((*key, "enum", i), f"expected a {ftype}, got {show(v)}")
     if "pattern" in spec and c.string((*key, "pattern"), spec["pattern"]):
         try:
             re.compile(spec["pattern"])
@@ -245,12 +192,7 @@ def _is_type(value: Any, ftype: str) -> bool:
 
 
 def _check_category(c: Checker, key: Key, value: Any) -> None:
-    if not c.string(key, value):
-        return
-    if not is_category(value):
-        near = nearest_categories(value)
-        hint = f"; nearest: {', '.join(near)}" if near else ""
-        c.err(key, f"unknown data category {value!r} in the fideslang taxonomy{hint}")
+    c.category(key, value)
 
 
 def _check_field_edit(
@@ -311,7 +253,7 @@ def _check_strategy(c: Checker, key: Key, value: Any) -> str | None:
         value = value["strategy"]
         key = (*key, "strategy")
     if not isinstance(value, str) or value not in STRATEGIES:
-        c.err(key, f"unknown masking strategy {_show(value)} "
+        c.err(key, f"unknown masking strategy {show(value)} "
               f"(valid: {', '.join(strategy_names())})")
         return None
     _, errors = STRATEGIES[value].parse_options(options)

@@ -42,8 +42,9 @@ from service.middleware import (
     stamp_context_headers,
 )
 from service.reload import policies_ctx
+from service.retention import retention_ctx
 from service.routes import audit as audit_routes
-from service.routes import customers, health, systems, ui
+from service.routes import customers, health, record, review, systems, ui
 from service.settings import Settings
 from service.shutdown import Lifecycle, lifecycle_middleware
 from service.upstreams import Connector, record_shows
@@ -85,10 +86,13 @@ def create_app(
     app.cleanup_ctx.append(_upstreams_ctx)
     app.cleanup_ctx.append(_audit_ctx(migrate))
     app.cleanup_ctx.append(_gateway_ctx)
+    app.cleanup_ctx.append(retention_ctx)  # periodic jobs: the expiry of sealed values
 
     app.add_routes(customers.routes)
     app.add_routes(systems.routes)
+    app.add_routes(review.routes)  # before /v1/audit/{audit_id}
     app.add_routes(audit_routes.routes)
+    app.add_routes(record.routes)
     app.add_routes(health.routes)
     app.add_routes(ui.routes)
     app.router.add_get("/metrics", metrics_handler(metrics.registry))
@@ -142,6 +146,7 @@ def _audit_ctx(
             lock_wait_seconds=settings.audit_lock_wait_seconds,
             lock_connections=settings.audit_lock_connections,
             on_lock_timeout=metrics.audit_lock_timeout,
+            key_period_days=settings.audit_key_period_days,
         )
         metrics.watch_audit_locks(audit_log.lock_use)
         resolver = _resolver(app[CONNECTORS_KEY])

@@ -218,6 +218,10 @@ class AuditSection(Section):
     reconcile_min_age_seconds: OptionalNonNegative = None  # None: derived from the upstreams
     lock_wait_seconds: Annotated[Number, Gt(0)] = 10.0
     lock_connections: Annotated[Integer, Ge(1)] = 24
+    # retention of sealed values (audit.retention): the key period, and how often the
+    # gateway runs the expiry job (0: never; run `gdpr-gateway audit expire` instead)
+    key_period_days: Annotated[Integer, Ge(1), Le(366)] = 7
+    expire_seconds: Annotated[Number, Ge(0)] = 3600.0
 
 
 class MaskingSection(Section):

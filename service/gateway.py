@@ -15,6 +15,7 @@ from typing import Any
 
 from audit import AuditLog, Intent, Outcome
 from audit.errors import AuditUnavailable, InvalidAuditInput
+from audit.types import SEALED_SENSITIVITIES
 from common.canonical import canonical_json
 from common.vocabulary import Action, AuditOutcome, Problem, Purpose, Verdict, parse
 from policies import Decision, PolicyEngine
@@ -96,6 +97,7 @@ class Gateway:
         changed: tuple[str, ...] = (),
     ) -> Intent:
         policy = engine.policies[req.system]
+        protected = dict(decision.protection) if decision is not None else {}
         return Intent(
             actor=req.principal.name,
             roles=tuple(sorted(req.principal.roles)),
@@ -107,8 +109,12 @@ class Gateway:
             changed=decision.changed if decision is not None else changed,
             before=dict(decision.before) if decision is not None else {},
             after=dict(decision.after) if decision is not None else {},
-            protected=dict(decision.protection) if decision is not None else {},
+            protected=protected,
             policy_version=policy.version,
+            # how long the audit log keeps the sealed values (audit.retention)
+            retention_days=policy.retention_days(
+                path for path, level in protected.items() if level in SEALED_SENSITIVITIES
+            ),
         )
 
     async def _record_rejection(

@@ -11,7 +11,9 @@ No label ever carries a customer id, a field value or a user name.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from typing import Final
 
 from aiohttp.typedefs import Handler
@@ -46,6 +48,8 @@ VERIFY_RESULTS: Final = ("ok", "broken")
 #: the PostgreSQL lock pool's connections: held by writes in flight, and the pool's size
 LOCK_POOL_STATES: Final = ("in_use", "max")
 LOCK_WAITS: Final = tuple(wait.value for wait in LockWait)
+#: results of one run of the expiry job (service/retention.py)
+EXPIRY_RESULTS: Final = ("ran", "skipped", "failed")
 
 _LATENCY_BUCKETS: Final = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -145,6 +149,20 @@ class Metrics:
             f"{PREFIX}audit_intents_reconciled", "Audit intents found without an outcome "
             "(left dangling by a process that died) and closed by reconciliation", registry=r,
         )  # fmt: skip
+        self.audit_values_expired_total = Counter(
+            f"{PREFIX}audit_values_expired", "Sealed values made unreadable because their "
+            "retention period ended (their keys destroyed by the expiry job)", registry=r,
+        )  # fmt: skip
+        self.audit_expiry_runs_total = Counter(
+            f"{PREFIX}audit_expiry_runs", "Runs of the expiry job by result ('skipped': "
+            "another replica held the job)", ["result"], registry=r,
+        )  # fmt: skip
+        self._oldest_sealed: float | None = None
+        self.audit_oldest_sealed_value_age_seconds = Gauge(
+            f"{PREFIX}audit_oldest_sealed_value_age_seconds", "Age of the oldest sealed value "
+            "the audit log can still open, as of the last expiry run (0: none)", registry=r,
+        )  # fmt: skip
+        self.audit_oldest_sealed_value_age_seconds.set_function(self._oldest_sealed_age)
         self._preinitialise()
 
     def _preinitialise(self) -> None:
@@ -169,6 +187,8 @@ class Metrics:
             self.audit_lock_connections.labels(state).set(0)
         for wait in LOCK_WAITS:
             self.audit_lock_timeouts_total.labels(wait)
+        for result in EXPIRY_RESULTS:
+            self.audit_expiry_runs_total.labels(result)
 
     def init_routes(self, routes: Iterable[str]) -> None:
         """Declare the route templates: their series start at 0 and any other route is
@@ -270,6 +290,24 @@ class Metrics:
         """A customer's lock given up; fits the audit log's ``on_lock_timeout`` callback."""
         label = wait if wait in LOCK_WAITS else OTHER
         self.audit_lock_timeouts_total.labels(label).inc()
+
+    def audit_expiry(self, result: str, values: int = 0, oldest_sealed: str | None = None) -> None:
+        """One run of the expiry job: its result, the values it made unreadable, and when
+        the oldest value still readable was sealed (ISO 8601; None: no sealed value)."""
+        self.audit_expiry_runs_total.labels(result if result in EXPIRY_RESULTS else OTHER).inc()
+        if values > 0:
+            self.audit_values_expired_total.inc(values)
+        if result in ("ran", "skipped"):  # a failed run read nothing
+            self._oldest_sealed = (
+                datetime.fromisoformat(oldest_sealed.replace("Z", "+00:00")).timestamp()
+                if oldest_sealed
+                else None
+            )
+
+    def _oldest_sealed_age(self) -> float:
+        if self._oldest_sealed is None:
+            return 0.0
+        return max(0.0, time.time() - self._oldest_sealed)
 
     def breaker_state(self, system: str, state: str) -> None:
         """The breaker's state: closed=0, half_open=1, open=2 (``half-open`` accepted)."""

@@ -77,6 +77,8 @@ class Settings:
     audit_reconcile_min_age_seconds: float | None  # None: derived (app.forward_bound)
     audit_lock_wait_seconds: float  # then 503 audit_unavailable, nothing forwarded
     audit_lock_connections: int  # PostgreSQL: one per write in flight
+    audit_key_period_days: int  # retention: a value is forgotten within one period
+    audit_expire_seconds: float  # the expiry job's interval; 0: no job in the gateway
     pseudonym_key: Secret
     hash_salt: Secret
     tokens: tuple[TokenEntry, ...]

@@ -1,5 +1,6 @@
-"""``gdpr-gateway audit verify|export|public-key|rotate-master-key``: the ops user's view
-of the audit log, on the demo's store (``--state-dir``) or a deployment's (``--config``)."""
+"""``gdpr-gateway audit verify|export|expire|public-key|rotate-master-key``: the ops
+user's view of the audit log, on the demo's store (``--state-dir``) or a deployment's
+(``--config``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -138,6 +140,42 @@ def _export(args: argparse.Namespace) -> int:
             out.close()
 
 
+def _moment(text: str) -> datetime:
+    """``--at``: an ISO 8601 date or date-time (UTC unless it says otherwise)."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected an ISO 8601 date or date-time") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _expire(args: argparse.Namespace) -> int:
+    if args.at is not None and args.apply:
+        print("error: --at previews a later date and goes with --dry-run only", file=sys.stderr)
+        return 2
+
+    async def job(settings: AuditSettings) -> int:
+        log = await _open(settings)
+        try:
+            report = await log.expire(now=args.at, dry_run=not args.apply)
+        finally:
+            await log.close()
+        if not report.ran:
+            print("another process is running the expiry job now; nothing was done")
+            return 1
+        done = "would expire" if report.dry_run else "expired"
+        print(f"{done}: {report.values} sealed value(s) in {report.entries} entr"
+              f"{'y' if report.entries == 1 else 'ies'}, {report.keys} key(s) of "
+              f"{report.subjects} subject(s)")  # fmt: skip
+        if report.audit_ids:
+            print(f"audit entries written: {len(report.audit_ids)} (action expire)")
+        print(f"keys without retention (kept until erased): {report.without_retention}")
+        print(f"oldest sealed value still readable: {report.oldest_sealed or '-'}")
+        return 0
+
+    return _run(args, job)
+
+
 def _public_key(args: argparse.Namespace) -> int:
     key = public_key_of(_settings(args).signing_key)
     print(key.hex() if args.format == "hex" else base64.b64encode(key).decode())
@@ -185,6 +223,20 @@ def register(subparsers: Any) -> None:
     export.add_argument("--output", metavar="FILE", help="write here instead of stdout")
     export.add_argument("--progress", action="store_true", help="progress bar on stderr")
     export.set_defaults(handler=_export)
+
+    expire = sub.add_parser(
+        "expire", help="forget sealed values past their policy's retention (by key destruction)"
+    )
+    add_store_options(expire)
+    mode = expire.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--dry-run", action="store_true", help="report what would expire")
+    mode.add_argument("--apply", action="store_true",
+                      help="destroy the keys, an expire entry per subject")  # fmt: skip
+    expire.add_argument(
+        "--at", type=_moment, metavar="WHEN",
+        help="with --dry-run: what would have expired by this ISO 8601 date-time",
+    )
+    expire.set_defaults(handler=_expire)
 
     public = sub.add_parser("public-key", help="the Ed25519 key that signs checkpoints")
     add_store_options(public)

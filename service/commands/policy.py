@@ -1,4 +1,5 @@
-"""``gdpr-gateway policy check [PATH... | --config FILE]`` and ``policy show SYSTEM``.
+"""``gdpr-gateway policy check [PATH... | --config FILE]``, ``policy show SYSTEM`` and
+``policy record [--format markdown|json|csv]``.
 
 Without paths, the policies in force: with ``--config``, the deployment's
 ``policies_dir`` (read as ``serve`` reads the configuration), else each system's
@@ -16,6 +17,8 @@ from typing import Any
 from common.vocabulary import Role
 from policies import PolicyLoadError, load_policy_set
 from policies.loader import load_file, policy_files
+from policies.record import build_record
+from policies.record_render import to_csv, to_markdown
 from service.config import load_policies_dir
 from service.registry import SYSTEMS
 from service.reload import source_dir
@@ -48,6 +51,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _add_config(show)
     show.add_argument("--json", action="store_true", help="the rows as JSON")
     show.set_defaults(handler=run_show)
+    record = actions.add_parser(
+        "record", help="the record of processing activities (GDPR Art. 30) of the policies"
+    )
+    record.add_argument(
+        "--format", choices=("markdown", "json", "csv"), default="markdown",
+        help="Markdown for people (default), JSON as GET /v1/record-of-processing, CSV",
+    )
+    record.add_argument(
+        "--policies", nargs="+", type=Path, metavar="PATH",
+        help="load these policy files or directories instead of the policies in force",
+    )
+    _add_config(record)
+    record.add_argument("--output", type=Path, metavar="FILE", help="write here, not stdout")
+    record.set_defaults(handler=run_record)
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
@@ -123,6 +140,30 @@ def run_show(args: argparse.Namespace) -> int:
               f"may change those fields (else {esc.problem})")
     print()
     print(render_table(rows))
+    return 0
+
+
+def run_record(args: argparse.Namespace) -> int:
+    """The record of processing, generated from the policies (``policies.record``)."""
+    try:
+        policies = load_policy_set(in_force(args.policies, args.config))
+    except PolicyLoadError as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        return 1
+    record = build_record(policies)
+    if args.format == "json":
+        text = json.dumps(record, indent=2, ensure_ascii=False) + "\n"
+    else:
+        text = to_csv(record) if args.format == "csv" else to_markdown(record)
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        args.output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        print(f"error: cannot write {args.output} ({exc.strerror})", file=sys.stderr)
+        return 2
     return 0
 
 

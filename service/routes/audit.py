@@ -46,7 +46,7 @@ def _out_of_scope() -> Forbidden:
     return Forbidden("this entry lies outside the principal's system scope")
 
 
-def _time(request: web.Request, name: str) -> datetime | None:
+def query_time(request: web.Request, name: str) -> datetime | None:
     raw = request.query.get(name)
     if raw is None:
         return None
@@ -59,7 +59,7 @@ def _time(request: web.Request, name: str) -> datetime | None:
         ) from None
 
 
-def _limit(request: web.Request) -> int:
+def query_limit(request: web.Request) -> int:
     raw = request.query.get("limit", "50")
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
         raise ValidationFailed(
@@ -87,9 +87,9 @@ async def list_entries(request: web.Request) -> web.Response:
             customer_id=query_id(request, "customer_id"),
             actor=query_text(request, "actor"),
             outcome=outcome,
-            since=_time(request, "since"),
-            until=_time(request, "until"),
-            limit=_limit(request),
+            since=query_time(request, "since"),
+            until=query_time(request, "until"),
+            limit=query_limit(request),
             cursor=query_text(request, "cursor"),
             systems=scope(who),
         )

@@ -1,8 +1,9 @@
-"""The audit review page (``GET /ui/``): three static files, served with strict headers.
+"""The audit review page (``GET /ui/``): a few static files, served with strict headers.
 
-The page is plain HTML, one script and one style sheet, all same-origin; its script asks
-for a bearer token and calls the review API (``/v1/audit...``) with it. Loading the page
-needs no token: a browser sends none when it navigates. Only the three known files are
+The page is plain HTML, a few ES module scripts and one style sheet, all same-origin; its
+script asks for a bearer token and calls the review API (``/v1/audit...``,
+``/v1/subjects/...``, ``/v1/record-of-processing``) with it. Loading the page
+needs no token: a browser sends none when it navigates. Only the known files are
 served (no directory listing, no path from the request ever reaches the file system);
 they are package data, read once and kept (they do not change while the process runs).
 """
@@ -25,10 +26,13 @@ UI_PATH: Final = "/ui/"
 UI_BARE_PATH: Final = "/ui"
 ASSET_PATH: Final = "/ui/{asset}"
 
+#: the page's script modules (app.js imports the others)
+SCRIPTS: Final = ("app.js", "core.js", "changes.js", "entries.js", "subject.js", "trends.js",
+                  "record.js")  # fmt: skip
 #: the only files served: request name -> (packaged file, content type)
 ASSETS: Final = {
     "index.html": ("index.html", "text/html"),
-    "app.js": ("app.js", "text/javascript"),
+    **{name: (name, "text/javascript") for name in SCRIPTS},
     "style.css": ("style.css", "text/css"),
 }
 

@@ -80,9 +80,25 @@ async def load_store(url: str, tables: Mapping[str, list[list[Any]]]) -> None:
         await conn.close()
 
 
+#: what a reader adds since the fixture was written: why and when a value reads "erased"
+#: (issue 12); checked apart, by check_erasures
+ADDED_SINCE = ("erasure",)
+
+
+def without_added(value: object) -> object:
+    if isinstance(value, list):
+        return [without_added(v) for v in value]
+    if isinstance(value, dict):
+        return {k: v for k, v in value.items() if k not in ADDED_SINCE}
+    return value
+
+
 def same(a: object, b: object) -> bool:
-    """Equal as JSON (NaN, which a sealed value may hold, equal to itself)."""
-    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    """Equal as JSON (NaN, which a sealed value may hold, equal to itself), leaving out
+    what readers add since the fixture was written."""
+    return json.dumps(without_added(a), sort_keys=True) == json.dumps(
+        without_added(b), sort_keys=True
+    )
 
 
 async def check_format(store_url: str, name: str) -> None:
@@ -97,6 +113,8 @@ async def check_format(store_url: str, name: str) -> None:
         for audit_id, expected in fixture["reveals"].items():
             clear, _ = await log.reveal(audit_id, reason="compat", request_id="r", **PO)
             assert same(clear, expected), audit_id
+            if "erased" in json.dumps(expected):  # an erased subject says why
+                assert clear["erasure"]["reason"] == "request", audit_id
         for subject, expected in fixture["exports"].items():
             system, cid = subject.split("/")
             exported, _ = await log.export_subject(system, cid, request_id="x", **PO)

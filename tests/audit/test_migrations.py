@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from pathlib import Path
@@ -92,12 +93,15 @@ async def test_postgres_0002_keeps_every_query_column_and_fills_new_rows(
     )
     try:
         await _to_revision(url, "0001")
+        # entries without sealed values: today's key table (0003) is not there yet at 0001
+        plain = [dataclasses.replace(make_intent(str(n)), before={}, after={}, protected={})
+                 for n in range(3)]  # fmt: skip
         async with await AuditLog.open(url, **keys) as log:
-            old = [await log.record(make_intent(str(n)), Outcome("applied")) for n in range(3)]
+            old = [await log.record(intent, Outcome("applied")) for intent in plain]
         conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
         try:
             before = [tuple(r) for r in await conn.fetch(columns)]
-            await upgrade(url)  # 0002
+            await upgrade(url)  # 0002 and on
             assert [tuple(r) for r in await conn.fetch(columns)] == before
             async with await AuditLog.open(url, **keys) as log:
                 new = await log.begin(make_intent("1"))
@@ -107,7 +111,7 @@ async def test_postgres_0002_keeps_every_query_column_and_fills_new_rows(
                 assert (await log.verify()).ok
             after = [tuple(r) for r in await conn.fetch(columns)]
             assert after[:3] == before and after[3][1:5] == (new, "1", "alice", "intent")
-            await _to_revision(url, "0001", down=True)
+            await _to_revision(url, "0001", down=True)  # through 0003 and 0002
             assert [tuple(r) for r in await conn.fetch(columns)] == after
         finally:
             await conn.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -169,9 +170,30 @@ async def test_names_and_label_names_follow_conventions(
     assert all(
         n.endswith(("_total", "_created", "_seconds_bucket", "_seconds_sum", "_seconds_count",
                     "_entries_bucket", "_entries_sum", "_entries_count", "_state", "_info",
-                    "_successful", "_up", "_connections"))
+                    "_successful", "_up", "_connections", "_age_seconds"))
         for n in names
     ), sorted(names)
+
+
+def test_the_expiry_job_s_metrics() -> None:
+    m = Metrics(CollectorRegistry())
+    age = "gdpr_gateway_audit_oldest_sealed_value_age_seconds"
+    assert m.registry.get_sample_value(age) == 0  # nothing sealed yet
+    for result in ("ran", "skipped", "failed"):  # pre-initialised
+        assert m.registry.get_sample_value(
+            "gdpr_gateway_audit_expiry_runs_total", {"result": result}) == 0
+    a_day_ago = datetime.now(UTC) - timedelta(days=1)
+    m.audit_expiry("ran", 5, a_day_ago.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    m.audit_expiry("skipped", 0, a_day_ago.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    m.audit_expiry("failed")
+    m.audit_expiry("bogus")
+    assert m.registry.get_sample_value("gdpr_gateway_audit_values_expired_total") == 5
+    assert 86399 < (m.registry.get_sample_value(age) or 0) < 86500
+    for result, n in (("ran", 1), ("skipped", 1), ("failed", 1), ("other", 1)):
+        assert m.registry.get_sample_value(
+            "gdpr_gateway_audit_expiry_runs_total", {"result": result}) == n
+    m.audit_expiry("ran", 0, None)  # every sealed value gone
+    assert m.registry.get_sample_value(age) == 0
 
 
 def test_unmatched_is_kept_without_declared_routes() -> None:

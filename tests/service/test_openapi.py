@@ -38,12 +38,16 @@ from common.vocabulary import (
     VALIDATION_CODES,
     Action,
     AuditOutcome,
+    ErasureReason,
     FieldCode,
     Phase,
     Problem,
     Purpose,
 )
+from policies import load_policy_set
 from policies.model import MODES, SENSITIVITIES, TYPES
+from policies.processing import RecipientKind, Safeguard
+from policies.record import PERSONAL, build_record
 from service.app import create_app
 from service.demo_settings import demo_settings
 from service.middleware import HTTP_PROBLEMS
@@ -334,6 +338,24 @@ def test_the_policy_format_words_are_the_policy_engine_s() -> None:
     assert field["sensitivity"]["enum"] == list(SENSITIVITIES)
 
 
+def test_the_erasure_reasons_are_the_vocabulary() -> None:
+    entry = _schema(load_spec(), "AuditEntry")["properties"]
+    assert entry["erasure"]["properties"]["reason"]["enum"] == list(ErasureReason)
+
+
+def test_the_record_s_words_are_the_policy_format_s() -> None:
+    spec = load_spec()
+    activity = _schema(spec, "ProcessingActivity")["properties"]
+    recipient = activity["recipients"]["items"]["properties"]
+    assert recipient["kind"]["enum"] == list(RecipientKind)
+    transfer = activity["transfers"]["items"]["properties"]
+    assert transfer["safeguard"]["enum"] == list(Safeguard)
+    row = _schema(spec, "PersonalDataRow")["properties"]
+    assert row["sensitivity"]["enum"] == list(PERSONAL)
+    purposes = activity["purposes"]["items"]["properties"]["purpose"]
+    assert purposes["examples"] == list(Purpose)
+
+
 # -- each operation answers what it says ----------------------------------------------------
 
 
@@ -520,6 +542,7 @@ BODIES: list[tuple[str, dict[str, Any]]] = [
         "EraseResult",
         {"system": "billbee", "customer_id": "1002", "erased": True, "audit_id": "01JERASE"},
     ),
+    ("RecordOfProcessing", build_record(load_policy_set())),
     ("Health", {"status": "ok"}),
     ("Readiness", {"status": "not_ready", "checks": {"policies": True, "audit": False}}),
     ("Reason", {"reason": "subject access request 42"}),

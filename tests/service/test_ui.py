@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from service.routes.ui import ASSETS, asset_bytes
+from service.routes.ui import ASSETS, SCRIPTS, asset_bytes
 from tests.service import browser as browser_module
 from tests.service.browser import MISSING_MESSAGE, Browser, Page, chromium_present
 from tests.service.conftest import AUDITOR, EDITOR
@@ -56,7 +56,7 @@ async def test_the_page_is_served_with_strict_headers(stack: Any) -> None:
     assert_security_headers(response.headers)
     assert "X-Request-Id" in response.headers
     html = await response.text()
-    assert '<script src="app.js"' in html and 'href="style.css"' in html
+    assert '<script type="module" src="app.js"' in html and 'href="style.css"' in html
     # no inline script or style: every <script> has a src, no style attribute or element
     assert re.findall(r"<script(?![^>]*\bsrc=)", html) == []
     assert "<style" not in html and "style=" not in html
@@ -65,7 +65,8 @@ async def test_the_page_is_served_with_strict_headers(stack: Any) -> None:
 
 @pytest.mark.parametrize(
     ("name", "content_type"),
-    [("app.js", "text/javascript"), ("style.css", "text/css"), ("index.html", "text/html")],
+    [*((name, "text/javascript") for name in SCRIPTS), ("style.css", "text/css"),
+     ("index.html", "text/html")],
 )
 async def test_each_asset_is_served_with_its_type(
     stack: Any, name: str, content_type: str
@@ -78,12 +79,30 @@ async def test_each_asset_is_served_with_its_type(
     assert len(asset_bytes(name)) > 500
 
 
-async def test_the_script_never_writes_markup() -> None:
-    script = asset_bytes("app.js").decode("utf-8")
-    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+@pytest.mark.parametrize("name", SCRIPTS)
+async def test_no_script_ever_writes_markup(name: str) -> None:
+    script = asset_bytes(name).decode("utf-8")
+    sinks = ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
+             "new Function", "setAttribute(\"style", ".style.", "javascript:", "srcdoc")
+    for sink in sinks:
         assert sink not in script, sink
     assert "localStorage" not in script and "document.cookie" not in script
-    assert "sessionStorage" in script
+
+
+def test_the_token_is_kept_in_session_storage_only() -> None:
+    scripts = "".join(asset_bytes(name).decode("utf-8") for name in SCRIPTS)
+    assert "sessionStorage" in scripts and "localStorage" not in scripts
+    assert scripts.count("sessionStorage.setItem") == 1  # at sign-in, nowhere else
+
+
+def test_every_module_the_page_imports_is_served() -> None:
+    imported = {
+        found
+        for name in SCRIPTS
+        for found in re.findall(r'from "\./([a-z]+\.js)"', asset_bytes(name).decode("utf-8"))
+    }
+    assert imported and imported <= set(SCRIPTS)
+    assert set(SCRIPTS) - imported == {"app.js"}  # the entry point, loaded by index.html
 
 
 @pytest.mark.parametrize(
@@ -105,7 +124,7 @@ async def test_unknown_paths_under_ui_are_problem_404s(stack: Any, path: str) ->
     body = await response.json(content_type=None)
     assert body["code"] == "not_found"
     assert body["status"] == 404
-    assert set(ASSETS) == {"index.html", "app.js", "style.css"}
+    assert set(ASSETS) == {"index.html", "style.css", *SCRIPTS}
 
 
 async def test_an_unknown_asset_name_keeps_the_security_headers(stack: Any) -> None:
@@ -157,6 +176,12 @@ async def test_the_ui_answers_as_openapi_yaml_documents(stack: Any) -> None:
 def js(value: Any) -> str:
     """A Python value as a JavaScript literal."""
     return json.dumps(value)
+
+
+async def show_view(page: Page, name: str) -> None:
+    """Click the tab of a view and wait until it shows."""
+    await page.evaluate(f"document.getElementById('tab-{name}').click(); true")
+    await page.wait_for(f"!document.getElementById('view-{name}').hidden")
 
 
 async def sign_in(page: Page, token: str) -> None:
@@ -233,6 +258,8 @@ async def test_review_in_a_real_browser(stack: Any, tmp_path: Path) -> None:
 
         # a privacy officer: the update's entries, newest first
         await sign_in(page, "demo-privacy")
+        await page.wait_for("!document.getElementById('review').hidden")
+        await show_view(page, "entries")
         await page.wait_for("document.querySelectorAll('#entries-body tr').length >= 2")
         assert await page.evaluate("sessionStorage.getItem('gdpr-gateway.review-token')") == (
             "demo-privacy"
@@ -293,6 +320,8 @@ async def test_review_in_a_real_browser(stack: Any, tmp_path: Path) -> None:
 
         # an auditor: the entry is readable, the reveal is refused with a readable message
         await sign_in(page, "demo-auditor")
+        await page.wait_for("!document.getElementById('review').hidden")
+        await show_view(page, "entries")
         await page.wait_for(
             f"document.querySelector('#entries-body tr[data-audit-id={js(update_id)}]') !== null"
         )
