@@ -19,9 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from audit import crypto
 from audit.backend import Backend
@@ -43,6 +43,8 @@ from audit.urls import parse_url
 from audit.writer import ChainWriter
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class AuditLog:
@@ -61,16 +63,33 @@ class AuditLog:
         self._key_period = key_period_days
         self._intents = OpenIntents()
         self._closed = False
-        # the read side, as the reader offers it
-        self.query = reader.query
-        self.get = reader.get
+        #: outcomes queued by ``finish(durable=False)`` and not yet written
+        self._lazy: set[asyncio.Future[str]] = set()
+        # the read side, as the reader offers it; a read first waits for this process's
+        # queued outcomes, so that it sees every outcome ``finish`` returned (reads its
+        # own writes). ``iter_entries`` and ``verify`` read the committed chain as it is.
+        self.query = self._settled(reader.query)
+        self.get = self._settled(reader.get)
         self.iter_entries = reader.iter_entries
         self.head = reader.head
         self.verify = reader.verify
         # the review's rows and trends (audit.review): reads only, like the reader
         review = Review(backend)
-        self.changes = review.changes
+        self.changes = self._settled(review.changes)
         self.trends = review.trends
+
+    def _settled(self, read: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        async def settled(*args: P.args, **kwargs: P.kwargs) -> R:
+            await self.settle()
+            return await read(*args, **kwargs)
+
+        return settled
+
+    async def settle(self) -> None:
+        """Wait until every outcome queued by ``finish(durable=False)`` so far is written
+        or has failed (as logged there); returns at once when none is queued."""
+        if self._lazy:
+            await asyncio.wait(list(self._lazy))
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -228,7 +247,10 @@ class AuditLog:
             intents.in_flight.pop(intent_id, None)
             raise
 
+        self._lazy.add(written)
+
         def done(future: asyncio.Future[str]) -> None:
+            self._lazy.discard(future)
             intents.in_flight.pop(intent_id, None)
             if future.cancelled() or future.exception() is not None:
                 intents.unrecorded.add(intent_id)
@@ -321,6 +343,7 @@ class AuditLog:
         """The entry in clear; first writes (durably) a ``reveal`` entry naming the reason.
         An entry outside ``systems`` is refused before anything is written."""
         reason = check_reason(reason)
+        await self.settle()
         row = await self._reader.row(audit_id, systems)
         masked = render(int(row[0]), row[1], row[2], row[3])
         body = admin_body(
@@ -349,6 +372,7 @@ class AuditLog:
         body = admin_body(
             "export", system, customer_id, actor=actor, roles=roles, request_id=request_id
         )
+        await self.settle()
         rows = await self._reader.of_subject(system, customer_id)
         export_id = await self._append(Pending(body, (system, customer_id)))
         cache: dict[str, bytes | None] = {}

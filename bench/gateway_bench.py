@@ -104,7 +104,7 @@ class Bench:
         self.args = args
         self.folder = folder
         self.emulators = emulators
-        self.reads_per_change = 1 if args.no_conflict_check else 2
+        self.conflict_check = not args.no_conflict_check
         self.counted = {"answers": 0, "upstream_writes": 0, "audit_entries": 0}
 
     def _wrk_runs(self, label: str, url: str, workload: Workload,
@@ -139,7 +139,7 @@ class Bench:
                 urls = self.emulators.urls
                 argv = [sys.executable, "-m", "bench.bare_proxy", "--port", str(port),
                         "--billbee", urls["billbee"], "--keycom", urls["keycom"], "--uvloop"]
-                argv += ["--reread"] if self.reads_per_change == 2 else []
+                argv += ["--reread"] if self.conflict_check else []
             else:
                 url = stack.enter_context(audit_store(store, self.folder))
                 config = gateway_config(
@@ -170,7 +170,8 @@ class Bench:
             label, record["upstream"],
             applied=sum(run["applied"] for run in wrk_runs),
             in_flight=sum(run["connections"] for run in wrk_runs),
-            write_method=workload.write_method, reads_per_change=self.reads_per_change,
+            write_method=workload.write_method,
+            reads_per_change=workload.reads_per_change(self.conflict_check),
         )
         if "audit" in record:
             problems += checks.check_audit(label, record["audit"], writes=writes)
@@ -185,8 +186,10 @@ class Bench:
                  results: dict[str, Any], customers: dict[str, Any]) -> list[str]:
         scenario: dict[str, Any] = {
             "system": workload.system, "store": store, "field": workload.field,
-            "upstream_calls_per_change": {"GET": self.reads_per_change,
-                                          workload.write_method: 1},
+            "upstream_calls_per_change": {
+                "GET": workload.reads_per_change(self.conflict_check),
+                workload.write_method: 1,
+            },
             "customers": customers, "runs": [],
         }
         results["scenarios"].append(scenario)

@@ -57,6 +57,9 @@ class HttpConnector:
 
     system: str = ""
     mode: Mode = "put"
+    #: re-read before the write (the edit-conflict check); a system whose write cannot
+    #: overwrite a field it does not send may turn it off (docs/upstreams.md)
+    conflict_reread: bool = True
     read_coverage: frozenset[str] = frozenset()
     #: credential keys ``settings.credentials`` must hold
     required_credentials: ClassVar[tuple[str, ...]] = ()
