@@ -25,6 +25,7 @@ from aiohttp.typedefs import Handler
 from audit.errors import AuditUnavailable, InvalidAuditInput, LockTimeout
 from common.vocabulary import Problem
 from service.errors import FieldProblem, GatewayError, ValidationFailed
+from service.json_codec import json_response
 from service.keys import AUDIT_ID_KEY, REQUEST_ID_KEY, SETTINGS_KEY
 from service.logs import log_event
 from service.registry import SYSTEMS
@@ -81,7 +82,7 @@ def problem_response(
     }
     if errors:
         body["errors"] = [{"field": e.field, "code": e.code, "message": e.message} for e in errors]
-    response = web.json_response(
+    response = json_response(
         body, status=status, headers=dict(headers or {}), content_type=PROBLEM_CONTENT_TYPE
     )
     response[PROBLEM_CODE_KEY] = code

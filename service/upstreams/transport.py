@@ -22,6 +22,7 @@ from typing import Any, ClassVar, TypeVar
 import aiohttp
 from yarl import URL
 
+from service import json_codec
 from service.errors import (
     CircuitOpen,
     FieldProblem,
@@ -177,6 +178,7 @@ class HttpConnector:
                 headers=headers,
                 raise_for_status=False,
                 trace_configs=[sent_tracing()],
+                json_serialize=json_codec.dumps,
             )
             # aiohttp silently re-sends a GET/PUT once after a reset connection. The
             # retry policy lives in one place (here) and every attempt is observed, so
