@@ -142,7 +142,8 @@ class PgBackend:
         )
         try:
             lock_pool = await asyncpg.create_pool(
-                dsn, min_size=0, max_size=max_locks, command_timeout=None, timeout=10
+                dsn, min_size=0, max_size=max_locks, command_timeout=None, timeout=10,
+                reset=_lock_session_reset,
             )
         except BaseException:
             await pool.close()
@@ -203,8 +204,12 @@ class PgBackend:
         with _store_errors():
             conn = await self._lock_pool.acquire(timeout=10)
         try:
-            with _store_errors():
-                held = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
+            try:
+                with _store_errors():
+                    held = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
+            except BaseException:
+                _terminate(conn)  # whether the lock was taken is not known
+                raise
             try:
                 yield held
             finally:
@@ -229,11 +234,17 @@ class PgBackend:
         self._locks_held += 1
         try:
             left = max(0.001, deadline - loop.time())
-            await _bounded(
-                conn.execute("SELECT pg_advisory_lock($1)", key, timeout=left),
-                LockWait.SUBJECT,
-                seconds,
-            )
+            try:
+                await _bounded(
+                    conn.execute("SELECT pg_advisory_lock($1)", key, timeout=left),
+                    LockWait.SUBJECT,
+                    seconds,
+                )
+            except BaseException:
+                # given up or cancelled: the server may still have granted the lock
+                # (a race with the cancel), so the session cannot go back to the pool
+                _terminate(conn)
+                raise
             try:
                 yield
             finally:
@@ -267,15 +278,28 @@ async def _unlock(conn: Any, key: int) -> None:
     try:
         await conn.execute("SELECT pg_advisory_unlock($1)", key, timeout=_UNLOCK_SECONDS)
     except BaseException as exc:
-        with swallowed(log, "audit lock connection terminate"):
-            conn.terminate()
+        _terminate(conn)
         if not isinstance(exc, _UNAVAILABLE):
             raise
         log.warning("audit advisory unlock failed (%s)", type(exc).__name__)
 
 
+def _terminate(conn: Any) -> None:
+    with swallowed(log, "audit lock connection terminate"):
+        conn.terminate()
+
+
+async def _lock_session_reset(conn: Any) -> None:
+    """The lock pool's reset when a connection goes back: nothing to send. asyncpg's
+    default (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``) costs a
+    round trip per change (issue 11); a lock connection only ever takes and releases one
+    advisory lock, and one whose lock state is not known clean is terminated instead of
+    released (a failed or cancelled lock or unlock: ``_advisory``, ``job_lock``,
+    ``_unlock``), so what goes back holds no lock."""
+
+
 async def _release(pool: Any, conn: Any) -> None:
-    """Give a connection back; never raises (asyncpg terminates one whose reset fails,
-    and resetting unlocks every advisory lock of the session)."""
+    """Give a connection back; never raises (asyncpg terminates one whose reset fails;
+    the lock pool's reset is :func:`_lock_session_reset`). A terminated one is dropped."""
     with swallowed(log, "audit store connection release", *_UNAVAILABLE):
         await pool.release(conn)
