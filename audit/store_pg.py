@@ -138,12 +138,13 @@ class PgBackend:
     @classmethod
     async def connect(cls, dsn: str, *, max_size: int = 6, max_locks: int = 24) -> PgBackend:
         pool = await asyncpg.create_pool(
-            dsn, min_size=1, max_size=max_size, command_timeout=30, timeout=10
+            dsn, min_size=1, max_size=max_size, command_timeout=30, timeout=10,
+            reset=_no_reset_query,
         )
         try:
             lock_pool = await asyncpg.create_pool(
                 dsn, min_size=0, max_size=max_locks, command_timeout=None, timeout=10,
-                reset=_lock_session_reset,
+                reset=_no_reset_query,
             )
         except BaseException:
             await pool.close()
@@ -289,17 +290,20 @@ def _terminate(conn: Any) -> None:
         conn.terminate()
 
 
-async def _lock_session_reset(conn: Any) -> None:
-    """The lock pool's reset when a connection goes back: nothing to send. asyncpg's
-    default (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``) costs a
-    round trip per change (issue 11); a lock connection only ever takes and releases one
-    advisory lock, and one whose lock state is not known clean is terminated instead of
-    released (a failed or cancelled lock or unlock: ``_advisory``, ``job_lock``,
-    ``_unlock``), so what goes back holds no lock."""
+async def _no_reset_query(conn: Any) -> None:
+    """Both pools' reset when a connection goes back: no query. asyncpg's default
+    (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``) costs a round trip
+    per release, several per change (issue 11), and there is nothing for it to undo:
+    asyncpg still rolls back a transaction left open (``Connection._reset``, before this);
+    no connection LISTENs, keeps a cursor or sets session state (``SET LOCAL`` only);
+    a lock connection only ever takes and releases one advisory lock, and one whose lock
+    state is not known clean is terminated instead of released (a failed or cancelled
+    lock or unlock: ``_advisory``, ``job_lock``, ``_unlock``), so none goes back holding
+    a lock."""
 
 
 async def _release(pool: Any, conn: Any) -> None:
     """Give a connection back; never raises (asyncpg terminates one whose reset fails;
-    the lock pool's reset is :func:`_lock_session_reset`). A terminated one is dropped."""
+    the pools' reset is :func:`_no_reset_query`). A terminated one is dropped."""
     with swallowed(log, "audit store connection release", *_UNAVAILABLE):
         await pool.release(conn)
