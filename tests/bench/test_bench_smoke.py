@@ -111,6 +111,8 @@ def test_the_results_have_the_documented_shape(smoke: tuple[dict[str, Any], Path
         assert isinstance(summary["added_p99_ms"], float)
         for run in scenario["runs"]:
             assert len(run["load_before"]) == len(run["load_after"]) == 3
+            # the server's CPU per answer is recorded (its value is not asserted)
+            assert isinstance(run["throughput"]["cpu_ms_per_answer"], float)
             latency = run["throughput"]["latency_ms"]
             assert set(latency) == {"min", "mean", "max", "stdev", "p50", "p90", "p99", "p99.9"}
     assert scenario["customers"]["chosen"] > 0
