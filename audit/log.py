@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
@@ -65,23 +65,33 @@ class AuditLog:
         self._closed = False
         #: outcomes queued by ``finish(durable=False)`` and not yet written
         self._lazy: set[asyncio.Future[str]] = set()
-        # the read side, as the reader offers it; a read first waits for this process's
-        # queued outcomes, so that it sees every outcome ``finish`` returned (reads its
-        # own writes). ``iter_entries`` and ``verify`` read the committed chain as it is.
+        # the read side, as the reader offers it; each read first waits for this
+        # process's queued outcomes, so that it sees every outcome ``finish`` returned
+        # (it reads its own writes)
         self.query = self._settled(reader.query)
         self.get = self._settled(reader.get)
-        self.iter_entries = reader.iter_entries
-        self.head = reader.head
-        self.verify = reader.verify
+        self.iter_entries = self._settled_iter(reader.iter_entries)
+        self.head = self._settled(reader.head)
+        self.verify = self._settled(reader.verify)
         # the review's rows and trends (audit.review): reads only, like the reader
         review = Review(backend)
         self.changes = self._settled(review.changes)
-        self.trends = review.trends
+        self.trends = self._settled(review.trends)
 
     def _settled(self, read: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         async def settled(*args: P.args, **kwargs: P.kwargs) -> R:
             await self.settle()
             return await read(*args, **kwargs)
+
+        return settled
+
+    def _settled_iter(
+        self, read: Callable[P, AsyncIterator[R]]
+    ) -> Callable[P, AsyncIterator[R]]:
+        async def settled(*args: P.args, **kwargs: P.kwargs) -> AsyncIterator[R]:
+            await self.settle()
+            async for item in read(*args, **kwargs):
+                yield item
 
         return settled
 
