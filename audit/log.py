@@ -32,6 +32,7 @@ from audit.connect import check_master_key, connect_backend, migrate, read_head
 from audit.entries import check_intent, check_outcome, check_reason, render, split_values
 from audit.errors import AuditUnavailable, InvalidAuditInput, LockWait
 from audit.failures import swallowed
+from audit.idempotency import IdempotencyStore, erase_statement
 from audit.ids import uuid7
 from audit.locks import SubjectLocks, lock_key
 from audit.reader import Reader
@@ -56,14 +57,18 @@ class AuditLog:
         locks: SubjectLocks,
         *,
         key_period_days: int = DEFAULT_KEY_PERIOD_DAYS,
+        idempotency: IdempotencyStore | None = None,
     ) -> None:
         self._backend, self._reader, self._writer, self._locks = backend, reader, writer, locks
+        #: the idempotency keys of writes (:mod:`audit.idempotency`), on the same store
+        self.idempotency = idempotency
         self._key_period = key_period_days
         self._intents = OpenIntents()
         self._closed = False
         # the read side, as the reader offers it
         self.query = reader.query
         self.get = reader.get
+        self.following = reader.following
         self.iter_entries = reader.iter_entries
         self.head = reader.head
         self.verify = reader.verify
@@ -124,6 +129,7 @@ class AuditLog:
             writer,
             SubjectLocks(backend, wait_seconds=lock_wait_seconds, on_timeout=on_lock_timeout),
             key_period_days=key_period_days,
+            idempotency=IdempotencyStore(backend, master_key),
         )
         writer.start()
         log.info("audit store open (%s), head at seq %d", store.kind, head[0])
@@ -289,7 +295,11 @@ class AuditLog:
             request_id=request_id,
             reason=check_reason(reason),
         )
-        return await self._append(Pending(body, (system, customer_id), erase=True))
+        # the subject's stored answers of idempotent writes go in the same transaction
+        return await self._append(
+            Pending(body, (system, customer_id), erase=True,
+                    also=[erase_statement(system, customer_id)])
+        )  # fmt: skip
 
     async def reconcile(
         self, resolver: Resolver | None = None, *, min_age_seconds: float = 0.0

@@ -88,6 +88,8 @@ class Phase(StrEnum):
 
     INTENT = "intent"
     OUTCOME = "outcome"
+    #: a later resolution of an ``unknown`` outcome (a re-read of the upstream)
+    RESOLUTION = "resolution"
 
 
 class AuditOutcome(StrEnum):
@@ -137,6 +139,9 @@ class Problem(StrEnum):
     UPSTREAM_ERROR = "upstream_error"
     AUDIT_UNAVAILABLE = "audit_unavailable"
     UPSTREAM_TIMEOUT = "upstream_timeout"
+    IDEMPOTENCY_KEY_INVALID = "idempotency_key_invalid"
+    IDEMPOTENCY_IN_PROGRESS = "idempotency_in_progress"
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
 
 
 #: the problems the policy engine's decide() can give

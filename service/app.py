@@ -22,6 +22,7 @@ from common.vocabulary import AuditOutcome
 from service.auth import Authenticator
 from service.caller_limits import CallerLimiter
 from service.gateway import Gateway
+from service.idempotency import idempotency_ctx
 from service.keys import (
     AUDIT_KEY,
     AUTH_KEY,
@@ -44,7 +45,7 @@ from service.middleware import (
 from service.reload import policies_ctx
 from service.retention import retention_ctx
 from service.routes import audit as audit_routes
-from service.routes import customers, health, record, review, systems, ui
+from service.routes import changes, customers, health, record, review, systems, ui
 from service.settings import Settings
 from service.shutdown import Lifecycle, lifecycle_middleware
 from service.upstreams import Connector, record_shows
@@ -87,12 +88,17 @@ def create_app(
     app.cleanup_ctx.append(_audit_ctx(migrate))
     app.cleanup_ctx.append(_gateway_ctx)
     app.cleanup_ctx.append(retention_ctx)  # periodic jobs: the expiry of sealed values
+    # ... and of idempotency keys; a claim lasts as long as the longest write can
+    app.cleanup_ctx.append(
+        idempotency_ctx(forward_bound(settings) + settings.audit_lock_wait_seconds)
+    )
 
     app.add_routes(customers.routes)
     app.add_routes(systems.routes)
     app.add_routes(review.routes)  # before /v1/audit/{audit_id}
     app.add_routes(audit_routes.routes)
     app.add_routes(record.routes)
+    app.add_routes(changes.routes)
     app.add_routes(health.routes)
     app.add_routes(ui.routes)
     app.router.add_get("/metrics", metrics_handler(metrics.registry))
