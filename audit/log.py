@@ -37,6 +37,7 @@ from audit.ids import uuid7
 from audit.locks import SubjectLocks, lock_key
 from audit.reader import Reader
 from audit.reconcile import OpenIntents, Resolver, reconcile
+from audit.resolve import Attempts, ChangeResolver, resolve_unknowns
 from audit.retention import DEFAULT_KEY_PERIOD_DAYS, ExpiryReport, expire, slot_expiry
 from audit.review import Review
 from audit.types import Intent, Outcome, Page, VerifyReport
@@ -64,6 +65,7 @@ class AuditLog:
         self.idempotency = idempotency
         self._key_period = key_period_days
         self._intents = OpenIntents()
+        self._resolve_attempts = Attempts()
         self._closed = False
         # the read side, as the reader offers it
         self.query = reader.query
@@ -311,6 +313,18 @@ class AuditLog:
         return await reconcile(
             self._reader, self._append, self._intents, resolver, min_age_seconds
         )
+
+    async def resolve_unknowns(
+        self, resolver: ChangeResolver, *, window_seconds: float, pause_seconds: float
+    ) -> int:
+        """Resolve ``unknown`` outcomes by a re-read of the upstream (:mod:`audit.resolve`):
+        a ``resolution`` entry each (applied / not_applied); how many were resolved."""
+        if self._closed:
+            raise AuditUnavailable("the audit log is closed")
+        return await resolve_unknowns(
+            self._backend, self._reader, self._append, resolver, self._resolve_attempts,
+            window_seconds=window_seconds, pause_seconds=pause_seconds,
+        )  # fmt: skip
 
     async def _append(self, pending: Pending) -> str:
         if self._closed:

@@ -99,6 +99,8 @@ class AuditOutcome(StrEnum):
     REJECTED = "rejected"
     UPSTREAM_FAILED = "upstream_failed"
     UNKNOWN = "unknown"
+    #: a ``resolution`` only: a re-read shows the values from before the change
+    NOT_APPLIED = "not_applied"
 
 
 class Verdict(StrEnum):
