@@ -315,7 +315,12 @@ class AuditLog:
         )
 
     async def resolve_unknowns(
-        self, resolver: ChangeResolver, *, window_seconds: float, pause_seconds: float
+        self,
+        resolver: ChangeResolver,
+        *,
+        window_seconds: float,
+        pause_seconds: float,
+        settle_seconds: float = 0.0,
     ) -> int:
         """Resolve ``unknown`` outcomes by a re-read of the upstream (:mod:`audit.resolve`):
         a ``resolution`` entry each (applied / not_applied); how many were resolved."""
@@ -324,6 +329,7 @@ class AuditLog:
         return await resolve_unknowns(
             self._backend, self._reader, self._append, resolver, self._resolve_attempts,
             window_seconds=window_seconds, pause_seconds=pause_seconds,
+            settle_seconds=settle_seconds,
         )  # fmt: skip
 
     async def _append(self, pending: Pending) -> str:

@@ -9,9 +9,11 @@ A resolution is an entry of its own, phase ``resolution``, naming the intent in
 ``intent_id`` with the outcome learnt; the ``unknown`` outcome entry stays as it was (the
 chain is append-only). Each intent is tried a bounded number of times with a doubling
 pause (:data:`MAX_ATTEMPTS`, from one reconcile tick up), and only within
-``window_seconds`` of its outcome. One process at a time resolves (the job lock
-:data:`RESOLVE_LOCK`), and a resolution is written only while none exists, so every
-intent has at most one.
+``window_seconds`` of its outcome; ``not_applied`` only once the outcome is older
+than a write can take (``settle_seconds``: the reconciler's minimum age), since a
+write the upstream still processes may land after the first re-read. One process at a
+time resolves (the job lock :data:`RESOLVE_LOCK`), and a resolution is written only
+while none exists, so every intent has at most one.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any, Final
 from audit.backend import Backend
 from audit.batch import Pending
 from audit.bodies import intent_body, intent_from_entry
-from audit.entries import ERASED, UNREADABLE, render
+from audit.entries import ERASED, UNREADABLE, parse_iso, render
 from audit.errors import EntryNotFound
 from audit.ids import uuid7
 from audit.reader import Reader
@@ -81,8 +83,11 @@ async def resolve_unknowns(
     *,
     window_seconds: float,
     pause_seconds: float,
+    settle_seconds: float = 0.0,
 ) -> int:
-    """Try to resolve the unknown outcomes that are due; how many were resolved."""
+    """Try to resolve the unknown outcomes that are due; how many were resolved.
+    ``not_applied`` is concluded only once the outcome is ``settle_seconds`` old (the
+    longest a write can still be under way upstream); ``applied`` at any time."""
     async with backend.job_lock(RESOLVE_LOCK) as held:
         if not held:
             return 0
@@ -98,6 +103,8 @@ async def resolve_unknowns(
             if not attempts.due(intent_id, now):
                 continue
             result = await _learn(reader, resolver, intent_id)
+            if result == AuditOutcome.NOT_APPLIED and _age(outcome) < settle_seconds:
+                result = AuditOutcome.UNKNOWN  # it may still land: look again later
             if result not in RESOLVED:
                 attempts.failed(intent_id, now, pause_seconds)
                 continue
@@ -107,6 +114,10 @@ async def resolve_unknowns(
             attempts.tries.pop(intent_id, None)
             resolved += 1
         return resolved
+
+
+def _age(entry: Mapping[str, Any]) -> float:
+    return time.time() - parse_iso(str(entry["time"])).timestamp()
 
 
 async def _learn(reader: Reader, resolver: ChangeResolver, intent_id: str) -> str:

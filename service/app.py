@@ -219,10 +219,12 @@ async def _reconcile(
     if closed:
         log_event(log, "audit_intents_reconciled", count=closed)
     if change_resolver is not None:
-        # unknown outcomes: a re-read of the upstream, within a day, with doubling pauses
+        # unknown outcomes: a re-read of the upstream, within a day, with doubling pauses;
+        # "not applied" only once older than a write can take (min_age)
         resolved = await audit_log.resolve_unknowns(
-            change_resolver, window_seconds=RESOLVE_WINDOW_SECONDS, pause_seconds=every
-        )
+            change_resolver, window_seconds=RESOLVE_WINDOW_SECONDS, pause_seconds=every,
+            settle_seconds=min_age,
+        )  # fmt: skip
         if resolved:
             log_event(log, "audit_unknowns_resolved", count=resolved)
 

@@ -295,3 +295,76 @@ async def test_the_status_is_for_its_principal_and_auditors_only(stack: Stack) -
     assert (await stack.client.get(url)).status == 401
     assert (await stack.client.get("/v1/changes/no-such-change", headers=EDITOR)).status == 404
     assert (await stack.client.get("/v1/changes/bad%20id", headers=EDITOR)).status == 404
+
+
+@pytest.fixture
+async def reconciling(aiohttp_client: Callable[..., Any], tmp_path: Path) -> AsyncIterator[Stack]:
+    """The reconciler ticks every 0.1 s (it resolves unknown outcomes too); a write is
+    taken to be over upstream after 0.5 s (then "not applied" may be concluded)."""
+
+    def tweak(settings: Settings) -> Settings:
+        return dataclasses.replace(
+            _quick(settings), audit_reconcile_seconds=0.1, audit_reconcile_min_age_seconds=0.5
+        )
+
+    async for s in make_stack(aiohttp_client, tmp_path, tweak=tweak):
+        yield s
+
+
+async def poll(stack: Stack, url: str, seconds: float = 10.0) -> dict[str, Any]:
+    """What a client does with the Location of a 504: poll until settled."""
+    deadline = time.monotonic() + seconds
+    while True:
+        resp = await stack.client.get(url, headers=EDITOR)
+        assert resp.status == 200
+        change: dict[str, Any] = await resp.json()
+        if change["settled"] or time.monotonic() > deadline:
+            return change
+        await asyncio.sleep(0.1)
+
+
+async def test_an_unknown_outcome_that_did_not_land_is_resolved_not_applied(
+    reconciling: Stack,
+) -> None:
+    stack = reconciling
+    before = stack.store("keycom").get(4001)["note"]
+    await stack.fault("keycom", methods=["PATCH"], reset=1)  # lost before it was written
+    resp = await stack.client.patch(KEYCOM, json={"note": "never landed"}, headers=EDITOR)
+    assert resp.status == 504
+    change = await poll(stack, resp.headers["Location"])
+    assert change["state"] == "unknown"  # the outcome entry stays as it was
+    assert change["resolution"]["outcome"] == "not_applied", change
+    assert change["settled"] is True
+    assert stack.store("keycom").get(4001)["note"] == before
+    verified = await (await stack.client.get("/v1/audit/verify", headers=AUDITOR)).json()
+    assert verified["ok"] is True
+    # one resolution only, however many ticks ran
+    entries = await (
+        await stack.client.get("/v1/audit", params={"limit": "500"}, headers=AUDITOR)
+    ).json()
+    resolutions = [e for e in entries["entries"] if e["phase"] == "resolution"]
+    assert len(resolutions) == 1
+    assert resolutions[0]["intent_id"] == resp.headers["X-Audit-Id"]
+
+
+async def test_an_unknown_outcome_that_landed_late_is_resolved_applied(
+    reconciling: Stack,
+) -> None:
+    stack = reconciling
+    # the write is lost and, while the gateway reads back, the record does not show it yet
+    await stack.fault("keycom", methods=["PATCH"], reset=1)
+    resp = await stack.client.patch(KEYCOM, json={"note": "landed late"}, headers=EDITOR)
+    assert resp.status == 504
+    url = resp.headers["Location"]
+    # ... then it lands (as an upstream that queued the write would apply it)
+    store = stack.store("keycom")
+    store.put(4001, {**store.get(4001), "note": "landed late"})
+    change = await poll(stack, url)
+    assert change["resolution"]["outcome"] == "applied", change
+    assert change["resolution"]["at"] >= change["outcome_at"]
+    # review and export still read the log with the new entry kind
+    review = await stack.client.get("/v1/audit/changes", headers=AUDITOR)
+    assert review.status == 200
+    export = await stack.client.get("/v1/subjects/keycom/4001/export", headers=PRIVACY)
+    assert export.status == 200
+    assert any(e["phase"] == "resolution" for e in (await export.json())["entries"])
