@@ -368,3 +368,31 @@ async def test_an_unknown_outcome_that_landed_late_is_resolved_applied(
     export = await stack.client.get("/v1/subjects/keycom/4001/export", headers=PRIVACY)
     assert export.status == 200
     assert any(e["phase"] == "resolution" for e in (await export.json())["entries"])
+
+
+@pytest.fixture
+async def short_lived(aiohttp_client: Callable[..., Any], tmp_path: Path) -> AsyncIterator[Stack]:
+    """Keys kept 0.3 s; the expiry job runs every 0.1 s."""
+
+    def tweak(settings: Settings) -> Settings:
+        return dataclasses.replace(
+            settings, idempotency_retention_seconds=0.3, idempotency_expire_seconds=0.1
+        )
+
+    async for s in make_stack(aiohttp_client, tmp_path, tweak=tweak):
+        yield s
+
+
+async def test_the_expiry_job_deletes_keys_past_their_retention(
+    short_lived: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    stack = short_lived
+    resp = await stack.client.patch(KEYCOM, json={"note": "short"}, headers=keyed("short"))
+    assert resp.status == 200
+    backend = stack.audit._backend
+    deadline = time.monotonic() + 10.0
+    with caplog.at_level(logging.INFO):
+        while await backend.fetchall("SELECT key_hash FROM idempotency_key"):
+            assert time.monotonic() < deadline, "the expiry job did not delete the key"
+            await asyncio.sleep(0.05)
+    assert any(r.msg == "idempotency_keys_expired" for r in caplog.records)

@@ -1,7 +1,8 @@
 """``Idempotency-Key`` across two gateway replicas sharing one PostgreSQL database and one
 set of emulators: a retry sent to the other replica gets the first answer; two replicas
 given the same key at once forward once; a claim left by a replica that died is taken
-over once it expires, never before.
+over once it expires, never before; a keyed write while the store is down is 503 and
+leaves no claim behind.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from service.emulators import EmulatorCluster, emulators_of
 from service.idempotency import fingerprint
 from service.keys import AUDIT_KEY
 from service.registry import SYSTEMS
-from tests.service.conftest import EDITOR
+from tests.faultproxy import FaultProxy
+from tests.service.conftest import EDITOR, make_stack
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(60)]
 
@@ -145,3 +147,38 @@ async def test_a_dead_replicas_claim_blocks_until_it_expires(replicas: Replicas)
         "SELECT owner, status FROM idempotency_key WHERE key_hash = ?", [other_hash]
     )
     assert rows[0][1] == 200 and rows[0][0] != dead.owner
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[FaultProxy]:
+    async with FaultProxy(5432) as running:
+        yield running
+
+
+async def test_a_keyed_write_while_the_store_is_down_is_503_and_runs_once_it_is_back(
+    aiohttp_client: Callable[..., Any], tmp_path: Path, proxy: FaultProxy
+) -> None:
+    name = f"idem_down_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(ADMIN_DSN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = f"postgresql+asyncpg://postgres@{proxy.url_host}/{name}"
+        async for stack in make_stack(aiohttp_client, tmp_path, audit_url=url):
+            await proxy.down()
+            for _attempt in range(2):  # the first finds its pooled connections cut
+                resp = await stack.client.patch(
+                    KEYCOM, json={"note": "store down"}, headers=keyed("while-down")
+                )
+                assert resp.status == 503, await resp.text()
+                assert (await resp.json())["code"] == "audit_unavailable"
+            assert (await stack.stats("keycom")).get("PATCH", 0) == 0
+            await proxy.up()
+            resp = await stack.client.patch(
+                KEYCOM, json={"note": "store down"}, headers=keyed("while-down")
+            )
+            assert resp.status == 200, await resp.text()
+            assert "Idempotent-Replayed" not in resp.headers
+            assert (await stack.stats("keycom"))["PATCH"] == 1
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
