@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 
 from service.settings import Settings
@@ -297,18 +298,33 @@ async def test_the_status_is_for_its_principal_and_auditors_only(stack: Stack) -
     assert (await stack.client.get("/v1/changes/bad%20id", headers=EDITOR)).status == 404
 
 
-@pytest.fixture
-async def reconciling(aiohttp_client: Callable[..., Any], tmp_path: Path) -> AsyncIterator[Stack]:
+@pytest.fixture(params=["sqlite", "postgres"])
+async def reconciling(
+    request: pytest.FixtureRequest, aiohttp_client: Callable[..., Any], tmp_path: Path
+) -> AsyncIterator[Stack]:
     """The reconciler ticks every 0.1 s (it resolves unknown outcomes too); a write is
-    taken to be over upstream after 0.5 s (then "not applied" may be concluded)."""
+    taken to be over upstream after 0.5 s (then "not applied" may be concluded). On
+    SQLite and on a PostgreSQL database of its own."""
 
     def tweak(settings: Settings) -> Settings:
         return dataclasses.replace(
             _quick(settings), audit_reconcile_seconds=0.1, audit_reconcile_min_age_seconds=0.5
         )
 
-    async for s in make_stack(aiohttp_client, tmp_path, tweak=tweak):
-        yield s
+    if request.param == "sqlite":
+        async for s in make_stack(aiohttp_client, tmp_path, tweak=tweak):
+            yield s
+        return
+    name = f"resolve_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+        async for s in make_stack(aiohttp_client, tmp_path, audit_url=url, tweak=tweak):
+            yield s
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
 
 
 async def poll(stack: Stack, url: str, seconds: float = 10.0) -> dict[str, Any]:
