@@ -412,3 +412,24 @@ async def test_the_expiry_job_deletes_keys_past_their_retention(
             assert time.monotonic() < deadline, "the expiry job did not delete the key"
             await asyncio.sleep(0.05)
     assert any(r.msg == "idempotency_keys_expired" for r in caplog.records)
+
+
+async def test_a_retry_after_a_dead_claim_expired_does_not_send_a_change_that_landed(
+    stack: Stack,
+) -> None:
+    """A process died after its write landed and before it kept the answer: once its
+    claim expired, the retry runs anew, finds the values in place and forwards nothing."""
+    from service.idempotency import fingerprint
+
+    store = stack.audit.idempotency
+    change = {"note": "landed before the crash"}
+    key_hash = store.key_hash("demo-editor", "crashed")
+    await store.claim(key_hash, fingerprint("PATCH", KEYCOM, change), ("keycom", "4001"),
+                      claim_seconds=0.0, retention_seconds=60.0)  # fmt: skip
+    upstream = stack.store("keycom")
+    upstream.put(4001, {**upstream.get(4001), **change})  # the dead process's write
+    resp = await stack.client.patch(KEYCOM, json=change, headers=keyed("crashed"))
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    assert (body["applied"], body["changed"]) == (False, [])
+    assert (await stack.stats("keycom")).get("PATCH", 0) == 0
