@@ -107,6 +107,34 @@ async def test_a_retry_to_the_other_replica_gets_the_first_answer(replicas: Repl
     assert await replicas.patches() == 1
 
 
+async def test_a_dropped_connection_retried_at_the_other_replica_applies_once(
+    replicas: Replicas,
+) -> None:
+    """The client's timeout fires while replica a forwards (the upstream is slow); it
+    retries at replica b, which waits for a's answer (or answers 409 meanwhile) and then
+    replays it: one PATCH upstream."""
+    await replicas.fault(methods=["PATCH"], latency_ms=500)
+    key = f"dropped-{uuid.uuid4()}"
+    statuses: list[int] = []
+    async with aiohttp.ClientSession() as session:
+        for attempt in range(12):
+            target = replicas.a if attempt == 0 else replicas.b
+            try:
+                async with session.patch(
+                    str(target.make_url(KEYCOM)), json={"note": "dropped"}, headers=keyed(key),
+                    timeout=aiohttp.ClientTimeout(total=0.2),
+                ) as resp:  # fmt: skip
+                    statuses.append(resp.status)
+                    if resp.status == 200:
+                        assert resp.headers["Idempotent-Replayed"] == "true"
+                        break
+            except TimeoutError:
+                statuses.append(0)
+            await asyncio.sleep(0.05)
+    assert statuses[0] == 0 and statuses[-1] == 200, statuses
+    assert await replicas.patches() == 1
+
+
 async def test_the_same_key_at_both_replicas_at_once_forwards_once(replicas: Replicas) -> None:
     await replicas.fault(methods=["PATCH"], latency_ms=300)
     key = f"both-at-once-{uuid.uuid4()}"
