@@ -433,3 +433,19 @@ async def test_a_retry_after_a_dead_claim_expired_does_not_send_a_change_that_la
     body = await resp.json()
     assert (body["applied"], body["changed"]) == (False, [])
     assert (await stack.stats("keycom")).get("PATCH", 0) == 0
+
+
+async def test_an_intent_without_an_outcome_is_pending(stack: Stack) -> None:
+    """A change whose outcome is not written yet (under way, or its process died)."""
+    from audit import Intent
+
+    intent = Intent(
+        actor="demo-editor", roles=("editor",), system="keycom", customer_id="4001",
+        purpose="customer_service", request_id="pending-test", action="update",
+        changed=("note",), before={"note": "a"}, after={"note": "b"}, protected={},
+        policy_version="test",
+    )  # fmt: skip
+    intent_id = await stack.audit.begin(intent)
+    resp = await stack.client.get(f"/v1/changes/{intent_id}", headers=EDITOR)
+    change = await resp.json()
+    assert (change["state"], change["settled"], change["outcome_at"]) == ("pending", False, None)
