@@ -43,6 +43,7 @@ from audit.review import Review
 from audit.types import Intent, Outcome, Page, VerifyReport
 from audit.urls import parse_url
 from audit.writer import ChainWriter
+from common.vocabulary import Action
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +290,7 @@ class AuditLog:
         """GDPR Art. 17: destroy the subject's data key(s) and write an ``erase`` entry, in
         one transaction. The entries stay and the chain still verifies."""
         body = admin_body(
-            "erase",
+            Action.ERASE,
             system,
             customer_id,
             actor=actor,
@@ -354,7 +355,7 @@ class AuditLog:
         row = await self._reader.row(audit_id, systems)
         masked = render(int(row[0]), row[1], row[2], row[3])
         body = admin_body(
-            "reveal",
+            Action.REVEAL,
             masked["system"],
             masked["customer_id"],
             actor=actor,
@@ -377,7 +378,7 @@ class AuditLog:
     ) -> tuple[list[dict[str, Any]], str]:
         """GDPR Art. 15: every entry on one subject, oldest first, in clear unless erased."""
         body = admin_body(
-            "export", system, customer_id, actor=actor, roles=roles, request_id=request_id
+            Action.EXPORT, system, customer_id, actor=actor, roles=roles, request_id=request_id
         )
         rows = await self._reader.of_subject(system, customer_id)
         export_id = await self._append(Pending(body, (system, customer_id)))
