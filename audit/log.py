@@ -19,9 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import Callable, Collection
 from datetime import datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from audit import crypto
 from audit.backend import Backend
@@ -32,19 +32,21 @@ from audit.connect import check_master_key, connect_backend, migrate, read_head
 from audit.entries import check_intent, check_outcome, check_reason, render, split_values
 from audit.errors import AuditUnavailable, InvalidAuditInput, LockWait
 from audit.failures import swallowed
+from audit.idempotency import IdempotencyStore, erase_statement
 from audit.ids import uuid7
 from audit.locks import SubjectLocks, lock_key
 from audit.reader import Reader
 from audit.reconcile import OpenIntents, Resolver, reconcile
+from audit.resolve import Attempts, ChangeResolver, resolve_unknowns
 from audit.retention import DEFAULT_KEY_PERIOD_DAYS, ExpiryReport, expire, slot_expiry
 from audit.review import Review
+from audit.settle import Queued
 from audit.types import Intent, Outcome, Page, VerifyReport
 from audit.urls import parse_url
 from audit.writer import ChainWriter
+from common.vocabulary import Action
 
 log = logging.getLogger(__name__)
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 class AuditLog:
@@ -58,48 +60,36 @@ class AuditLog:
         locks: SubjectLocks,
         *,
         key_period_days: int = DEFAULT_KEY_PERIOD_DAYS,
+        idempotency: IdempotencyStore | None = None,
     ) -> None:
         self._backend, self._reader, self._writer, self._locks = backend, reader, writer, locks
+        #: the idempotency keys of writes (:mod:`audit.idempotency`), on the same store
+        self.idempotency = idempotency
         self._key_period = key_period_days
         self._intents = OpenIntents()
+        self._resolve_attempts = Attempts()
         self._closed = False
         #: outcomes queued by ``finish(durable=False)`` and not yet written
-        self._lazy: set[asyncio.Future[str]] = set()
+        self._queued = Queued()
+        settled, settled_iter = self._queued.before, self._queued.before_iter
         # the read side, as the reader offers it; each read first waits for this
         # process's queued outcomes, so that it sees every outcome ``finish`` returned
         # (it reads its own writes)
-        self.query = self._settled(reader.query)
-        self.get = self._settled(reader.get)
-        self.iter_entries = self._settled_iter(reader.iter_entries)
-        self.head = self._settled(reader.head)
-        self.verify = self._settled(reader.verify)
+        self.query = settled(reader.query)
+        self.get = settled(reader.get)
+        self.following = settled(reader.following)
+        self.iter_entries = settled_iter(reader.iter_entries)
+        self.head = settled(reader.head)
+        self.verify = settled(reader.verify)
         # the review's rows and trends (audit.review): reads only, like the reader
         review = Review(backend)
-        self.changes = self._settled(review.changes)
-        self.trends = self._settled(review.trends)
-
-    def _settled(self, read: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-        async def settled(*args: P.args, **kwargs: P.kwargs) -> R:
-            await self.settle()
-            return await read(*args, **kwargs)
-
-        return settled
-
-    def _settled_iter(
-        self, read: Callable[P, AsyncIterator[R]]
-    ) -> Callable[P, AsyncIterator[R]]:
-        async def settled(*args: P.args, **kwargs: P.kwargs) -> AsyncIterator[R]:
-            await self.settle()
-            async for item in read(*args, **kwargs):
-                yield item
-
-        return settled
+        self.changes = settled(review.changes)
+        self.trends = settled(review.trends)
 
     async def settle(self) -> None:
-        """Wait until every outcome queued by ``finish(durable=False)`` so far is written
-        or has failed (as logged there); returns at once when none is queued."""
-        if self._lazy:
-            await asyncio.wait(list(self._lazy))
+        """Until every outcome queued by ``finish(durable=False)`` so far is written or
+        has failed (as logged there); at once when none is queued."""
+        await self._queued.settle()
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -153,6 +143,7 @@ class AuditLog:
             writer,
             SubjectLocks(backend, wait_seconds=lock_wait_seconds, on_timeout=on_lock_timeout),
             key_period_days=key_period_days,
+            idempotency=IdempotencyStore(backend, master_key),
         )
         writer.start()
         log.info("audit store open (%s), head at seq %d", store.kind, head[0])
@@ -257,10 +248,9 @@ class AuditLog:
             intents.in_flight.pop(intent_id, None)
             raise
 
-        self._lazy.add(written)
+        self._queued.add(written)
 
         def done(future: asyncio.Future[str]) -> None:
-            self._lazy.discard(future)
             intents.in_flight.pop(intent_id, None)
             if future.cancelled() or future.exception() is not None:
                 intents.unrecorded.add(intent_id)
@@ -313,7 +303,7 @@ class AuditLog:
         """GDPR Art. 17: destroy the subject's data key(s) and write an ``erase`` entry, in
         one transaction. The entries stay and the chain still verifies."""
         body = admin_body(
-            "erase",
+            Action.ERASE,
             system,
             customer_id,
             actor=actor,
@@ -321,7 +311,11 @@ class AuditLog:
             request_id=request_id,
             reason=check_reason(reason),
         )
-        return await self._append(Pending(body, (system, customer_id), erase=True))
+        # the subject's stored answers of idempotent writes go in the same transaction
+        return await self._append(
+            Pending(body, (system, customer_id), erase=True,
+                    also=[erase_statement(system, customer_id)])
+        )  # fmt: skip
 
     async def reconcile(
         self, resolver: Resolver | None = None, *, min_age_seconds: float = 0.0
@@ -333,6 +327,24 @@ class AuditLog:
         return await reconcile(
             self._reader, self._append, self._intents, resolver, min_age_seconds
         )
+
+    async def resolve_unknowns(
+        self,
+        resolver: ChangeResolver,
+        *,
+        window_seconds: float,
+        pause_seconds: float,
+        settle_seconds: float = 0.0,
+    ) -> int:
+        """Resolve ``unknown`` outcomes by a re-read of the upstream (:mod:`audit.resolve`):
+        a ``resolution`` entry each (applied / not_applied); how many were resolved."""
+        if self._closed:
+            raise AuditUnavailable("the audit log is closed")
+        return await resolve_unknowns(
+            self._backend, self._reader, self._append, resolver, self._resolve_attempts,
+            window_seconds=window_seconds, pause_seconds=pause_seconds,
+            settle_seconds=settle_seconds,
+        )  # fmt: skip
 
     async def _append(self, pending: Pending) -> str:
         if self._closed:
@@ -357,7 +369,7 @@ class AuditLog:
         row = await self._reader.row(audit_id, systems)
         masked = render(int(row[0]), row[1], row[2], row[3])
         body = admin_body(
-            "reveal",
+            Action.REVEAL,
             masked["system"],
             masked["customer_id"],
             actor=actor,
@@ -380,7 +392,7 @@ class AuditLog:
     ) -> tuple[list[dict[str, Any]], str]:
         """GDPR Art. 15: every entry on one subject, oldest first, in clear unless erased."""
         body = admin_body(
-            "export", system, customer_id, actor=actor, roles=roles, request_id=request_id
+            Action.EXPORT, system, customer_id, actor=actor, roles=roles, request_id=request_id
         )
         await self.settle()
         rows = await self._reader.of_subject(system, customer_id)
