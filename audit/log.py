@@ -40,6 +40,7 @@ from audit.reconcile import OpenIntents, Resolver, reconcile
 from audit.resolve import Attempts, ChangeResolver, resolve_unknowns
 from audit.retention import DEFAULT_KEY_PERIOD_DAYS, ExpiryReport, expire, slot_expiry
 from audit.review import Review
+from audit.settle import Queued
 from audit.types import Intent, Outcome, Page, VerifyReport
 from audit.urls import parse_url
 from audit.writer import ChainWriter
@@ -68,17 +69,27 @@ class AuditLog:
         self._intents = OpenIntents()
         self._resolve_attempts = Attempts()
         self._closed = False
-        # the read side, as the reader offers it
-        self.query = reader.query
-        self.get = reader.get
-        self.following = reader.following
-        self.iter_entries = reader.iter_entries
-        self.head = reader.head
-        self.verify = reader.verify
+        #: outcomes queued by ``finish(durable=False)`` and not yet written
+        self._queued = Queued()
+        settled, settled_iter = self._queued.before, self._queued.before_iter
+        # the read side, as the reader offers it; each read first waits for this
+        # process's queued outcomes, so that it sees every outcome ``finish`` returned
+        # (it reads its own writes)
+        self.query = settled(reader.query)
+        self.get = settled(reader.get)
+        self.following = settled(reader.following)
+        self.iter_entries = settled_iter(reader.iter_entries)
+        self.head = settled(reader.head)
+        self.verify = settled(reader.verify)
         # the review's rows and trends (audit.review): reads only, like the reader
         review = Review(backend)
-        self.changes = review.changes
-        self.trends = review.trends
+        self.changes = settled(review.changes)
+        self.trends = settled(review.trends)
+
+    async def settle(self) -> None:
+        """Until every outcome queued by ``finish(durable=False)`` so far is written or
+        has failed (as logged there); at once when none is queued."""
+        await self._queued.settle()
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -237,6 +248,8 @@ class AuditLog:
             intents.in_flight.pop(intent_id, None)
             raise
 
+        self._queued.add(written)
+
         def done(future: asyncio.Future[str]) -> None:
             intents.in_flight.pop(intent_id, None)
             if future.cancelled() or future.exception() is not None:
@@ -352,6 +365,7 @@ class AuditLog:
         """The entry in clear; first writes (durably) a ``reveal`` entry naming the reason.
         An entry outside ``systems`` is refused before anything is written."""
         reason = check_reason(reason)
+        await self.settle()
         row = await self._reader.row(audit_id, systems)
         masked = render(int(row[0]), row[1], row[2], row[3])
         body = admin_body(
@@ -380,6 +394,7 @@ class AuditLog:
         body = admin_body(
             Action.EXPORT, system, customer_id, actor=actor, roles=roles, request_id=request_id
         )
+        await self.settle()
         rows = await self._reader.of_subject(system, customer_id)
         export_id = await self._append(Pending(body, (system, customer_id)))
         cache: dict[str, bytes | None] = {}

@@ -138,11 +138,13 @@ class PgBackend:
     @classmethod
     async def connect(cls, dsn: str, *, max_size: int = 6, max_locks: int = 24) -> PgBackend:
         pool = await asyncpg.create_pool(
-            dsn, min_size=1, max_size=max_size, command_timeout=30, timeout=10
+            dsn, min_size=1, max_size=max_size, command_timeout=30, timeout=10,
+            reset=_no_reset_query,
         )
         try:
             lock_pool = await asyncpg.create_pool(
-                dsn, min_size=0, max_size=max_locks, command_timeout=None, timeout=10
+                dsn, min_size=0, max_size=max_locks, command_timeout=None, timeout=10,
+                reset=_no_reset_query,
             )
         except BaseException:
             await pool.close()
@@ -203,8 +205,12 @@ class PgBackend:
         with _store_errors():
             conn = await self._lock_pool.acquire(timeout=10)
         try:
-            with _store_errors():
-                held = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
+            try:
+                with _store_errors():
+                    held = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
+            except BaseException:
+                _terminate(conn)  # whether the lock was taken is not known
+                raise
             try:
                 yield held
             finally:
@@ -229,11 +235,17 @@ class PgBackend:
         self._locks_held += 1
         try:
             left = max(0.001, deadline - loop.time())
-            await _bounded(
-                conn.execute("SELECT pg_advisory_lock($1)", key, timeout=left),
-                LockWait.SUBJECT,
-                seconds,
-            )
+            try:
+                await _bounded(
+                    conn.execute("SELECT pg_advisory_lock($1)", key, timeout=left),
+                    LockWait.SUBJECT,
+                    seconds,
+                )
+            except BaseException:
+                # given up or cancelled: the server may still have granted the lock
+                # (a race with the cancel), so the session cannot go back to the pool
+                _terminate(conn)
+                raise
             try:
                 yield
             finally:
@@ -267,15 +279,31 @@ async def _unlock(conn: Any, key: int) -> None:
     try:
         await conn.execute("SELECT pg_advisory_unlock($1)", key, timeout=_UNLOCK_SECONDS)
     except BaseException as exc:
-        with swallowed(log, "audit lock connection terminate"):
-            conn.terminate()
+        _terminate(conn)
         if not isinstance(exc, _UNAVAILABLE):
             raise
         log.warning("audit advisory unlock failed (%s)", type(exc).__name__)
 
 
+def _terminate(conn: Any) -> None:
+    with swallowed(log, "audit lock connection terminate"):
+        conn.terminate()
+
+
+async def _no_reset_query(conn: Any) -> None:
+    """Both pools' reset when a connection goes back: no query. asyncpg's default
+    (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``) costs a round trip
+    per release, several per change (issue 11), and there is nothing for it to undo:
+    asyncpg still rolls back a transaction left open (``Connection._reset``, before this);
+    no connection LISTENs, keeps a cursor or sets session state (``SET LOCAL`` only);
+    a lock connection only ever takes and releases one advisory lock, and one whose lock
+    state is not known clean is terminated instead of released (a failed or cancelled
+    lock or unlock: ``_advisory``, ``job_lock``, ``_unlock``), so none goes back holding
+    a lock."""
+
+
 async def _release(pool: Any, conn: Any) -> None:
-    """Give a connection back; never raises (asyncpg terminates one whose reset fails,
-    and resetting unlocks every advisory lock of the session)."""
+    """Give a connection back; never raises (asyncpg terminates one whose reset fails;
+    the pools' reset is :func:`_no_reset_query`). A terminated one is dropped."""
     with swallowed(log, "audit store connection release", *_UNAVAILABLE):
         await pool.release(conn)

@@ -4,11 +4,16 @@ upstream calls for a change, and nothing else.
 It accepts the gateway's PATCH route and makes the same upstream calls as the gateway
 (``service/gateway.py`` and ``service/upstreams/``), with the same credentials:
 
-* keycom (native partial update): GET the record, with ``--reread`` GET it once more (the
-  gateway's edit-conflict re-read), then PATCH ``customers/{id}/`` with the patch as sent;
-* billbee (read-merge-PUT): GET ``/api/v1/customers/{id}``, with ``--reread`` GET again,
-  merge the patch into the record (RFC 7396), leave out the fields a PUT does not take
-  (``ArchivedAt``, ``RestoredAt``), set ``Id`` and PUT the whole object.
+* keycom (native partial update): GET the record, then PATCH ``customers/{id}/`` with
+  the patch as sent (the gateway makes no edit-conflict re-read there: a PATCH cannot
+  overwrite a field it does not send; ``KeycomConnector.conflict_reread``);
+* billbee (read-merge-PUT): GET ``/api/v1/customers/{id}``, with ``--reread`` GET again
+  (the gateway's edit-conflict re-read), merge the patch into the record (RFC 7396),
+  leave out the fields a PUT does not take (``ArchivedAt``, ``RestoredAt``), set ``Id``
+  and PUT the whole object.
+
+``--reread`` stands for the gateway's ``conflict_check`` setting; which system re-reads
+is its connector's ``conflict_reread``, read here from the same class.
 
 No authentication, policy, audit, masking or metrics. ``bench/checks.py`` checks with
 the emulator's counters that both make the same calls per change. An upstream answer
@@ -29,6 +34,8 @@ from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 
 from service.emulators import billbee as billbee_emulator
 from service.emulators import keycom as keycom_emulator
+from service.upstreams.billbee import BillbeeConnector
+from service.upstreams.keycom import KeycomConnector
 
 _BILLBEE = billbee_emulator.CREDENTIALS
 BILLBEE_HEADERS = {
@@ -91,6 +98,11 @@ async def keycom_change(session: ClientSession, cid: str, patch: dict[str, Any],
 
 
 CHANGES = {"billbee": billbee_change, "keycom": keycom_change}
+#: the systems whose change re-reads before the write when the conflict check is on
+REREADS = {
+    "billbee": BillbeeConnector.conflict_reread,
+    "keycom": KeycomConnector.conflict_reread,
+}
 
 
 async def patch_customer(request: web.Request) -> web.Response:
@@ -101,7 +113,8 @@ async def patch_customer(request: web.Request) -> web.Response:
     session: ClientSession = request.app[SESSIONS][request.match_info["system"]]
     try:
         result = await change(
-            session, request.match_info["customer_id"], patch, request.app[REREAD]
+            session, request.match_info["customer_id"], patch,
+            request.app[REREAD] and REREADS[request.match_info["system"]],
         )
     except UpstreamFailed as exc:
         return web.json_response({"applied": False, "detail": str(exc)}, status=502)
@@ -135,7 +148,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--billbee", required=True)
     parser.add_argument("--keycom", required=True)
-    parser.add_argument("--reread", action="store_true", help="GET twice before the write")
+    parser.add_argument("--reread", action="store_true",
+                        help="GET twice before the write where the gateway does")
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop's event loop")
     args = parser.parse_args()
     if args.uvloop:

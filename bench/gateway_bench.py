@@ -48,6 +48,7 @@ from bench.procs import (
     Emulators,
     audit_store,
     cli,
+    cpu_seconds,
     free_port,
     gateway_config,
     postgres_version,
@@ -104,12 +105,14 @@ class Bench:
         self.args = args
         self.folder = folder
         self.emulators = emulators
-        self.reads_per_change = 1 if args.no_conflict_check else 2
+        self.conflict_check = not args.no_conflict_check
         self.counted = {"answers": 0, "upstream_writes": 0, "audit_entries": 0}
 
     def _wrk_runs(self, label: str, url: str, workload: Workload,
-                  ids_file: Path) -> dict[str, Any]:
-        """Warm-up, throughput, one at a time; the first with wrong answers ends them."""
+                  ids_file: Path, pid: int) -> dict[str, Any]:
+        """Warm-up, throughput, one at a time; the first with wrong answers ends them.
+        Each run also records the server's CPU per answer (``cpu_ms_per_answer``: user
+        + system time of its process and children over the run, by the answers)."""
         a = self.args
         plan = [("warmup", STAMP_WARMUP, a.connections, a.warmup),
                 ("throughput", STAMP_THROUGHPUT, a.connections, a.duration),
@@ -118,9 +121,14 @@ class Bench:
         for part, stamp, connections, seconds in plan:
             if not seconds:
                 continue
+            cpu_before = cpu_seconds(pid)
             runs[part] = run_wrk(
                 url, workload, ids_file, stamp=stamp, connections=connections,
                 seconds=seconds, value_format=INVALID_VALUE_FORMAT if a.invalid_values else None,
+            )
+            used = cpu_seconds(pid) - cpu_before
+            runs[part]["cpu_ms_per_answer"] = round(
+                1000.0 * used / max(1, runs[part]["requests"]), 3
             )
             if checks.check_answers(label, runs[part]):
                 break
@@ -139,7 +147,7 @@ class Bench:
                 urls = self.emulators.urls
                 argv = [sys.executable, "-m", "bench.bare_proxy", "--port", str(port),
                         "--billbee", urls["billbee"], "--keycom", urls["keycom"], "--uvloop"]
-                argv += ["--reread"] if self.reads_per_change == 2 else []
+                argv += ["--reread"] if self.conflict_check else []
             else:
                 url = stack.enter_context(audit_store(store, self.folder))
                 config = gateway_config(
@@ -149,8 +157,10 @@ class Bench:
                 run_cli("db", "upgrade", "--config", str(config))
                 argv = [cli(), "serve", "--config", str(config)]
             self.emulators.reset()
-            with server(argv, port, label, log):
-                runs = self._wrk_runs(label, f"http://127.0.0.1:{port}", workload, ids_file)
+            with server(argv, port, label, log) as proc:
+                runs = self._wrk_runs(
+                    label, f"http://127.0.0.1:{port}", workload, ids_file, proc.pid
+                )
                 self.emulators.settled_requests(workload.system)
             record.update(runs)
             record["load_after"] = report.loadavg()
@@ -170,7 +180,8 @@ class Bench:
             label, record["upstream"],
             applied=sum(run["applied"] for run in wrk_runs),
             in_flight=sum(run["connections"] for run in wrk_runs),
-            write_method=workload.write_method, reads_per_change=self.reads_per_change,
+            write_method=workload.write_method,
+            reads_per_change=workload.reads_per_change(self.conflict_check),
         )
         if "audit" in record:
             problems += checks.check_audit(label, record["audit"], writes=writes)
@@ -185,8 +196,10 @@ class Bench:
                  results: dict[str, Any], customers: dict[str, Any]) -> list[str]:
         scenario: dict[str, Any] = {
             "system": workload.system, "store": store, "field": workload.field,
-            "upstream_calls_per_change": {"GET": self.reads_per_change,
-                                          workload.write_method: 1},
+            "upstream_calls_per_change": {
+                "GET": workload.reads_per_change(self.conflict_check),
+                workload.write_method: 1,
+            },
             "customers": customers, "runs": [],
         }
         results["scenarios"].append(scenario)
@@ -204,7 +217,8 @@ class Bench:
 def _print_run(run: dict[str, Any], system: str, store: str) -> None:
     thr, lat = run.get("throughput") or run["warmup"], run.get("latency")
     line = (f"{run['server']:9} {system:7} {store:8} rep {run['rep']}: "
-            f"{thr['rps']:8.1f} req/s  p50 {thr['latency_ms']['p50']:.2f} ms  "
+            f"{thr['rps']:8.1f} req/s  cpu {thr['cpu_ms_per_answer']:.2f} ms/answer  "
+            f"p50 {thr['latency_ms']['p50']:.2f} ms  "
             f"p99 {thr['latency_ms']['p99']:.2f} ms  answers {thr['statuses']}")
     if lat:
         line += (f" | 1 at a time p50 {lat['latency_ms']['p50']:.2f} ms "

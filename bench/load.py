@@ -25,6 +25,8 @@ from bench.procs import TOKEN, BenchError
 from policies import PolicyEngine, Principal, load_policy_set
 from service.emulators import billbee, keycom
 from service.emulators.store import GENERATED_FIRST, GENERATED_LAST
+from service.upstreams.billbee import BillbeeConnector
+from service.upstreams.keycom import KeycomConnector
 
 LUA = Path(__file__).resolve().parent / "patch.lua"
 PURPOSE = "customer_service"
@@ -40,13 +42,24 @@ class Workload:
     value_format: str
     #: the one upstream write of a change (the gateway's and the reference's)
     write_method: str
+    #: whether a change re-reads before its write (the edit-conflict check), as the
+    #: system's connector says (``conflict_reread``, docs/upstreams.md)
+    conflict_reread: bool
+
+    def reads_per_change(self, conflict_check: bool) -> int:
+        """The GETs of one change: the pre-image, and the re-read where there is one."""
+        return 2 if conflict_check and self.conflict_reread else 1
 
 
 WORKLOADS: dict[str, Workload] = {
-    # native partial update: GET, GET (conflict re-read), PATCH of the field
-    "keycom": Workload("keycom", "phone", "+358 %d %07d", "PATCH"),
+    # native partial update: GET, PATCH of the field (no re-read: it cannot overwrite)
+    "keycom": Workload(
+        "keycom", "phone", "+358 %d %07d", "PATCH", KeycomConnector.conflict_reread
+    ),
     # read-merge-write: GET, GET (conflict re-read), PUT of the merged whole record
-    "billbee": Workload("billbee", "Tel1", "+49 %d %07d", "PUT"),
+    "billbee": Workload(
+        "billbee", "Tel1", "+49 %d %07d", "PUT", BillbeeConnector.conflict_reread
+    ),
 }
 _GENERATORS = {"keycom": keycom.generate, "billbee": billbee.generate}
 

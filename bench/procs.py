@@ -86,6 +86,26 @@ def server(argv: list[str], port: int, what: str, log: Path) -> Iterator[subproc
             stop(proc, what)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (all its threads) and of its living
+    child processes, from ``/proc`` (0.0 where there is none: not Linux, or gone)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo, seen = 0.0, [pid], set()
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
 def http_json(method: str, url: str) -> Any:
     request = urllib.request.Request(url, method=method)  # noqa: S310 - loopback only
     with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310

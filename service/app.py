@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from importlib import resources
 from typing import Any
@@ -22,6 +21,7 @@ from audit.resolve import ChangeResolver
 from common.vocabulary import AuditOutcome
 from service.auth import Authenticator
 from service.caller_limits import CallerLimiter
+from service.edge import edge_middleware
 from service.gateway import Gateway
 from service.idempotency import idempotency_ctx
 from service.keys import (
@@ -38,24 +38,19 @@ from service.keys import (
 )
 from service.logs import log_event
 from service.metrics import Metrics, metrics_handler
-from service.middleware import (
-    problem_middleware,
-    request_context_middleware,
-    stamp_context_headers,
-)
+from service.middleware import stamp_context_headers
 from service.reload import policies_ctx
 from service.retention import retention_ctx
 from service.routes import audit as audit_routes
 from service.routes import changes, customers, health, record, review, systems, ui
 from service.settings import Settings
-from service.shutdown import Lifecycle, lifecycle_middleware
+from service.shutdown import Lifecycle
 from service.upstreams import Connector, record_shows
 
 log = logging.getLogger("gdpr_gateway.app")
 #: how long after an unknown outcome the reconciler still tries to resolve it
 RESOLVE_WINDOW_SECONDS = 86400.0
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def create_app(
@@ -69,12 +64,8 @@ def create_app(
         registry if registry is not None else CollectorRegistry(), systems=settings.upstreams
     )
     app = web.Application(
-        middlewares=[
-            lifecycle_middleware,
-            request_context_middleware,
-            _metrics_middleware,
-            problem_middleware,
-        ],
+        # lifecycle, request context, metrics and problem+json in one (service/edge.py)
+        middlewares=[edge_middleware],
         client_max_size=settings.body_limit_bytes,
     )
     app[SETTINGS_KEY] = settings
@@ -308,25 +299,3 @@ async def _gateway_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     # before the audit log closes: every change under way gets its outcome
     await gateway.writes.wait_idle()
-
-
-@web.middleware
-async def _metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Requests by system, route template and status; labels stay bounded."""
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        resource = request.match_info.route.resource
-        route = resource.canonical if resource is not None else "unmatched"
-        system = request.match_info.get("system", "none")
-        if system != "none" and system not in request.app[SETTINGS_KEY].upstreams:
-            system = "unknown"  # a caller's typo must not become a new label
-        metrics = request.app[METRICS_KEY]
-        metrics.request(system, route, status, time.perf_counter() - started)

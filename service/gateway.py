@@ -242,11 +242,22 @@ class Gateway:
 
             body = decision.merged if connector.mode == "put" else dict(patch)
             assert body is not None  # a put policy always yields the merged object
-            intent_id = await self.audit.begin(self._intent(engine, req, action, decision))
+            # The edit-conflict re-read (where the system needs one) runs while the
+            # intent is written: a read sends nothing, and the write waits for both.
+            reread = (
+                asyncio.ensure_future(connector.fetch(req.customer_id))
+                if self.conflict_check and connector.conflict_reread
+                else None
+            )
+            try:
+                intent_id = await self.audit.begin(self._intent(engine, req, action, decision))
+            except BaseException:
+                await _discard(reread)
+                raise
             # Forward and its audit outcome are one unit: a client hanging up must not
             # leave a forward without its outcome.
             forward = asyncio.ensure_future(
-                self._forward(req, connector, pre_image, body, intent_id, decision.after)
+                self._forward(req, connector, pre_image, body, intent_id, decision.after, reread)
             )
             try:
                 result = await asyncio.shield(forward)
@@ -270,10 +281,11 @@ class Gateway:
         body: dict[str, Any],
         intent_id: str,
         expected: Mapping[str, Any],
+        reread: asyncio.Future[dict[str, Any]] | None,
     ) -> dict[str, Any]:
-        if self.conflict_check:
+        if reread is not None:
             try:
-                current = await connector.fetch(req.customer_id)
+                current = await reread
             except GatewayError as exc:
                 # a read: nothing was written, whatever its answer
                 failed = _read_failed(exc) if isinstance(exc, UpstreamOutcomeUnknown) else exc
@@ -302,7 +314,9 @@ class Gateway:
                     intent_id, AuditOutcome.UNKNOWN, exc.code, status, _ms(started)
                 )
                 raise _with_audit(exc, intent_id) from None
-            await self._finish(intent_id, AuditOutcome.APPLIED, exc.code, None, _ms(started))
+            await self._finish(
+                intent_id, AuditOutcome.APPLIED, exc.code, None, _ms(started), durable=False
+            )
             return landed
         except (UpstreamError, CustomerNotFound) as exc:
             status = getattr(exc, "upstream_status", None)
@@ -310,7 +324,9 @@ class Gateway:
                 intent_id, AuditOutcome.UPSTREAM_FAILED, exc.code, status, _ms(started)
             )
             raise _with_audit(exc, intent_id) from None
-        await self._finish(intent_id, AuditOutcome.APPLIED, None, 200, _ms(started))
+        await self._finish(
+            intent_id, AuditOutcome.APPLIED, None, 200, _ms(started), durable=False
+        )
         return result
 
     @staticmethod
@@ -331,10 +347,19 @@ class Gateway:
         code: Problem | None,
         status: int | None,
         latency_ms: float | None,
+        *,
+        durable: bool = True,
     ) -> None:
         """Record the outcome of a begun intent. Should that fail, the change may have
         happened and the audit log does not know: only a 504 may be answered (the
-        reconciler closes the intent, re-reading the upstream, once the store is back)."""
+        reconciler closes the intent, re-reading the upstream, once the store is back).
+
+        An ``applied`` outcome is written with ``durable=False``: the answer does not
+        wait for its sync. Should it be lost (a crash before the next durable commit,
+        a store failure after it was queued), the intent stays open and the reconciler
+        re-reads the upstream, which shows the applied values: it closes the intent as
+        ``applied`` (docs/audit.md "Durability of an outcome", docs/reliability.md).
+        Every other outcome is durable before the answer."""
         try:
             await self.audit.finish(
                 intent_id,
@@ -344,6 +369,7 @@ class Gateway:
                     upstream_status=status,
                     upstream_latency_ms=latency_ms,
                 ),
+                durable=durable,
             )
         except Exception as exc:
             log_event(log, "audit_outcome_unrecorded", level=logging.WARNING,
@@ -389,6 +415,13 @@ def _read_failed(exc: UpstreamOutcomeUnknown) -> UpstreamError:
     return UpstreamError(
         f"{exc.detail}; nothing was written", upstream_status=exc.upstream_status
     )
+
+
+async def _discard(task: asyncio.Future[Any] | None) -> None:
+    """Cancel a read no longer needed and wait for it (its failure, if any, unseen)."""
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 def _with_audit(exc: GatewayError, audit_id: str | None) -> GatewayError:

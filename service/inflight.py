@@ -8,8 +8,6 @@ The shutdown waits on two of them: the HTTP requests being answered
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
 
 class InFlight:
@@ -17,23 +15,40 @@ class InFlight:
         self._count = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._hold = _Hold(self)
 
     @property
     def count(self) -> int:
         return self._count
 
-    @contextlib.asynccontextmanager
-    async def hold(self) -> AsyncIterator[None]:
-        """Count the ``async with`` body as one unit under way."""
+    def hold(self) -> _Hold:
+        """Count the ``async with`` body as one unit under way (one context manager
+        object for every holder: it keeps no state of its own, so nothing is built per
+        request)."""
+        return self._hold
+
+    def _enter(self) -> None:
         self._count += 1
         self._idle.clear()
-        try:
-            yield
-        finally:
-            self._count -= 1
-            if self._count == 0:
-                self._idle.set()
+
+    def _leave(self) -> None:
+        self._count -= 1
+        if self._count == 0:
+            self._idle.set()
 
     async def wait_idle(self) -> None:
         """Until nothing is under way (bound it with ``asyncio.timeout``)."""
         await self._idle.wait()
+
+
+class _Hold:
+    __slots__ = ("_of",)
+
+    def __init__(self, of: InFlight) -> None:
+        self._of = of
+
+    async def __aenter__(self) -> None:
+        self._of._enter()
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._of._leave()

@@ -17,6 +17,7 @@ the stack of ``file:line in function`` frames - never the exception message.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -47,8 +48,10 @@ _FIELDS_ATTR: Final = "gdpr_fields"
 _CAMEL: Final = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
+@functools.lru_cache(maxsize=1024)
 def is_forbidden(name: str) -> bool:
-    """Whether a field of this name may carry personal data or secrets."""
+    """Whether a field of this name may carry personal data or secrets (field names are
+    the code's own, few: the answer is kept per name)."""
     lowered = _CAMEL.sub("_", name).lower()  # CustomerId -> customer_id
     return lowered in FORBIDDEN_PARTS or any(
         p in FORBIDDEN_PARTS for p in re.split(r"[_\W]+", lowered)

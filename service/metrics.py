@@ -40,6 +40,9 @@ STRATEGIES: Final = canonical_names()
 UPSTREAM_METHODS: Final = ("GET", "PUT", "PATCH", "POST", "DELETE")
 #: upstream status label when no HTTP answer came (timeout, connection refused)
 NO_RESPONSE: Final = "no_response"
+#: at most this many label combinations have their children kept (raw labels are
+#: bounded by the routes and systems; the bound holds even if a caller's were not)
+_CHILDREN_KEPT: Final = 4096
 #: results of a policy (re)load (service/reload.py)
 RELOAD_RESULTS: Final = ("success", "failure")
 BREAKER_STATES: Final[Mapping[str, int]] = {"closed": 0, "half_open": 1, "open": 2}
@@ -70,6 +73,12 @@ class Metrics:
         self.systems = tuple(systems)
         self._system_labels = frozenset((*self.systems, NO_SYSTEM, UNKNOWN_SYSTEM))
         self._routes: frozenset[str] | None = None
+        # the children of the per-request series, by their raw labels: built once, then
+        # only incremented (the label checks and the library's lookup are not repeated)
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._upstream_children: dict[
+            tuple[str, str, int | None], tuple[Counter, Histogram]
+        ] = {}
         r = registry
         self.requests_total = Counter(
             f"{PREFIX}http_requests", "HTTP requests answered, by system, route template "
@@ -195,6 +204,7 @@ class Metrics:
         recorded as ``other``. Templates containing ``{system}`` get one series per system."""
         routes = tuple(routes)
         self._routes = frozenset(routes)
+        self._request_children.clear()
         for route in routes:
             systems = self.systems if "{system}" in route else (NO_SYSTEM,)
             for system in systems:
@@ -217,9 +227,18 @@ class Metrics:
 
     def request(self, system: str, route: str, status: int, seconds: float) -> None:
         """One answered request: ``route`` is the template (``/v1/systems/{system}/...``)."""
-        system, route = self._system(system), self._route(route)
-        self.requests_total.labels(system, route, _status(status)).inc()
-        self.request_seconds.labels(system, route).observe(max(0.0, seconds))
+        key = (system, route, status)
+        children = self._request_children.get(key)
+        if children is None:
+            system, route = self._system(system), self._route(route)
+            children = (
+                self.requests_total.labels(system, route, _status(status)),
+                self.request_seconds.labels(system, route),
+            )
+            if len(self._request_children) < _CHILDREN_KEPT:
+                self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(max(0.0, seconds))
 
     def decision(self, system: str, outcome: Verdict, problem_code: Problem | None) -> None:
         """A change decided: ``allowed``, ``denied`` (with its problem code) or ``dry_run``.
@@ -244,11 +263,20 @@ class Metrics:
 
     def upstream(self, system: str, method: str, status: int | None, seconds: float) -> None:
         """One upstream HTTP attempt; fits the connectors' ``observe`` callback."""
-        system = self._system(system)
-        method = method.upper() if method.upper() in UPSTREAM_METHODS else OTHER
-        label = NO_RESPONSE if status is None else _status(status)
-        self.upstream_total.labels(system, method, label).inc()
-        self.upstream_seconds.labels(system, method).observe(max(0.0, seconds))
+        key = (system, method, status)
+        children = self._upstream_children.get(key)
+        if children is None:
+            system = self._system(system)
+            method = method.upper() if method.upper() in UPSTREAM_METHODS else OTHER
+            label = NO_RESPONSE if status is None else _status(status)
+            children = (
+                self.upstream_total.labels(system, method, label),
+                self.upstream_seconds.labels(system, method),
+            )
+            if len(self._upstream_children) < _CHILDREN_KEPT:
+                self._upstream_children[key] = children
+        children[0].inc()
+        children[1].observe(max(0.0, seconds))
 
     def audit_batch(self, size: int, seconds: float) -> None:
         """One committed audit batch; fits the audit log's ``on_batch`` callback."""

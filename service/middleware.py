@@ -25,6 +25,7 @@ from aiohttp.typedefs import Handler
 from audit.errors import AuditUnavailable, InvalidAuditInput, LockTimeout
 from common.vocabulary import Problem
 from service.errors import FieldProblem, GatewayError, ValidationFailed
+from service.json_codec import json_response
 from service.keys import AUDIT_ID_KEY, REQUEST_ID_KEY, SETTINGS_KEY
 from service.logs import log_event
 from service.registry import SYSTEMS
@@ -83,7 +84,7 @@ def problem_response(
     }
     if errors:
         body["errors"] = [{"field": e.field, "code": e.code, "message": e.message} for e in errors]
-    response = web.json_response(
+    response = json_response(
         body, status=status, headers=dict(headers or {}), content_type=PROBLEM_CONTENT_TYPE
     )
     response[PROBLEM_CODE_KEY] = code
@@ -112,7 +113,17 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     """Every error becomes problem+json; nothing internal reaches the body."""
     try:
         return await handler(request)
-    except GatewayError as exc:
+    except Exception as exc:
+        response = problem_for(request, exc)
+        if response is None:
+            raise
+        return response
+
+
+def problem_for(request: web.Request, exc: Exception) -> web.Response | None:
+    """The problem+json answer for an error a handler raised; ``None`` for an
+    ``HTTPException`` below 400 (a redirect is an answer, raised as it is)."""
+    if isinstance(exc, GatewayError):
         headers: dict[str, str] = {}
         if exc.retry_after is not None:
             headers["Retry-After"] = retry_after_header(exc.retry_after)
@@ -127,7 +138,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         if exc.close_connection:
             response.force_close()
         return response
-    except AuditUnavailable as exc:
+    if isinstance(exc, AuditUnavailable):
         detail = (
             "the customer's lock could not be had in time; nothing was forwarded"
             if isinstance(exc, LockTimeout)
@@ -140,34 +151,33 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             detail,
             headers={"Retry-After": retry_after_header(exc.retry_after)},
         )
-    except InvalidAuditInput:  # a value the audit store cannot hold: the caller's input
+    if isinstance(exc, InvalidAuditInput):  # a value the audit store cannot hold
         refused = ValidationFailed(
             "a value of this request cannot be recorded in the audit log; nothing was forwarded"
         )
         return problem_response(refused.code, refused.status, refused.title, refused.detail)
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise  # redirects and the like are answers, not errors
+            return None  # redirects and the like are answers, not errors
         code, title, detail = HTTP_PROBLEMS.get(
             exc.status, (_slug(exc.reason), exc.reason, exc.reason)
         )
         keep = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
         return problem_response(code, exc.status, title, detail, headers=keep)
-    except Exception as exc:
-        # Type and frames only: the message may carry request data.
-        log_event(
-            _errors,
-            "unhandled_exception",
-            level=logging.ERROR,
-            error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
-            stack=[f"{f.filename}:{f.lineno} in {f.name}" for f in traceback.extract_tb(
-                exc.__traceback__
-            )],
-            request_id=request.get(REQUEST_ID_KEY),
-        )
-        return problem_response(
-            Problem.INTERNAL_ERROR, 500, "Internal error", "an unexpected error occurred"
-        )
+    # Type and frames only: the message may carry request data.
+    log_event(
+        _errors,
+        "unhandled_exception",
+        level=logging.ERROR,
+        error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+        stack=[f"{f.filename}:{f.lineno} in {f.name}" for f in traceback.extract_tb(
+            exc.__traceback__
+        )],
+        request_id=request.get(REQUEST_ID_KEY),
+    )
+    return problem_response(
+        Problem.INTERNAL_ERROR, 500, "Internal error", "an unexpected error occurred"
+    )
 
 
 def _slug(reason: str) -> str:
@@ -201,12 +211,21 @@ async def request_context_middleware(
         cancelled = True
         raise
     finally:
-        if response is not None and not response.prepared:
-            response.headers[REQUEST_ID_HEADER] = request_id
-            audit_id = request.get(AUDIT_ID_KEY)
-            if audit_id:
-                response.headers[AUDIT_ID_HEADER] = audit_id
-        _access_line(request, response, started, cancelled=cancelled)
+        stamp_ids(request, response, request_id)
+        access_line(request, response, started, cancelled=cancelled)
+
+
+def stamp_ids(
+    request: web.Request, response: web.StreamResponse | None, request_id: str
+) -> None:
+    """``X-Request-Id`` and, when one was written, ``X-Audit-Id`` on an answer not yet
+    sent (a streamed one has them from :func:`stamp_context_headers`)."""
+    if response is not None and not response.prepared:
+        headers = response.headers
+        headers[REQUEST_ID_HEADER] = request_id
+        audit_id = request.get(AUDIT_ID_KEY)
+        if audit_id:
+            headers[AUDIT_ID_HEADER] = audit_id
 
 
 async def stamp_context_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -225,7 +244,7 @@ async def stamp_context_headers(request: web.Request, response: web.StreamRespon
         response.headers[AUDIT_ID_HEADER] = audit_id
 
 
-def _access_line(
+def access_line(
     request: web.Request,
     response: web.StreamResponse | None,
     started: float,

@@ -32,7 +32,6 @@ import signal
 from collections.abc import Callable
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from service.inflight import InFlight
 from service.keys import LIFECYCLE_KEY, POLICIES_KEY
@@ -52,18 +51,6 @@ class Lifecycle:
     def __init__(self) -> None:
         self.draining = False
         self.requests = InFlight()
-
-
-@web.middleware
-async def lifecycle_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Outermost: counts requests under way; while draining, closes each connection
-    after its answer, so that a keep-alive client reconnects to another replica."""
-    lifecycle = request.app[LIFECYCLE_KEY]
-    async with lifecycle.requests.hold():
-        response = await handler(request)
-    if lifecycle.draining:
-        response.force_close()
-    return response
 
 
 async def run_server(

@@ -31,6 +31,7 @@ from service.errors import (
     ValidationFailed,
 )
 from service.gateway_types import Request
+from service.json_codec import json_response
 from service.keys import (
     AUDIT_ID_KEY,
     AUTH_KEY,
@@ -236,4 +237,4 @@ def answer(request: web.Request, body: Any, *, audit_id: str | None = None,
            status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     if audit_id:
         request[AUDIT_ID_KEY] = audit_id
-    return web.json_response(body, status=status, headers=headers)
+    return json_response(body, status=status, headers=headers)

@@ -34,10 +34,14 @@ class Connector(Protocol):
     ``patch`` forwards the patch (keycom).
     ``read_coverage``: the top-level WRITE-model field names a ``fetch`` returns; a
     whole-object write must not clear a writable field outside it.
+    ``conflict_reread``: whether a change re-reads the record before its write (the
+    edit-conflict check, docs/upstreams.md "Upstream calls per change"): needed where
+    the write sends the whole object and so could overwrite a field changed meanwhile.
     """
 
     system: str
     mode: Mode
+    conflict_reread: bool
     read_coverage: frozenset[str]
     breaker: CircuitBreaker
 

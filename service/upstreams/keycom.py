@@ -1,6 +1,7 @@
 """Keypro KeyCom: ``GET``/``PATCH customers/{id}/``, ``Authorization: Token <40 hex>``.
 
-The upstream updates only the given fields, so the patch is forwarded as it is and
+The upstream updates only the given fields, so the patch is forwarded as it is (with
+no edit-conflict re-read before it: it cannot overwrite what it does not send) and
 never retried once it may have been sent (see ``transport``): ``modified`` changes on
 every write, so a second send is a second write, not a repeat of the first.
 """
@@ -26,6 +27,11 @@ class KeycomCredentials(Credentials):
 class KeycomConnector(HttpConnector):
     system = System.KEYCOM
     mode = "patch"
+    #: A PATCH sends only the fields the change names, and KeyCom updates only those: it
+    #: cannot overwrite a field changed meanwhile, and changes through the gateway to
+    #: one customer are serialised by the subject lock. So no edit-conflict re-read: one
+    #: GET (the pre-image) and one PATCH per change (docs/upstreams.md).
+    conflict_reread = False
     read_coverage = frozenset(
         {
             "address_id", "language_id", "restricted_type_id", "status_id", "type_id",

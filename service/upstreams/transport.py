@@ -23,6 +23,7 @@ from typing import Any, ClassVar, TypeVar
 import aiohttp
 from yarl import URL
 
+from service import json_codec
 from service.errors import (
     CircuitOpen,
     FieldProblem,
@@ -58,6 +59,9 @@ class HttpConnector(ABC):
 
     system: str = ""
     mode: Mode = "put"
+    #: re-read before the write (the edit-conflict check); a system whose write cannot
+    #: overwrite a field it does not send may turn it off (docs/upstreams.md)
+    conflict_reread: bool = True
     read_coverage: frozenset[str] = frozenset()
     #: credential keys ``settings.credentials`` must hold
     required_credentials: ClassVar[tuple[str, ...]] = ()
@@ -179,6 +183,7 @@ class HttpConnector(ABC):
                 headers=headers,
                 raise_for_status=False,
                 trace_configs=[sent_tracing()],
+                json_serialize=json_codec.dumps,
             )
             # aiohttp silently re-sends a GET/PUT once after a reset connection. The
             # retry policy lives in one place (here) and every attempt is observed, so

@@ -245,3 +245,40 @@ async def test_batches_in_flight_when_the_store_is_gone_all_fail_closed(
         assert (await log.verify()).ok
     finally:
         await log.close()
+
+
+async def _advisory_locks(url: str) -> int:
+    """Advisory locks held in this test's database (other databases' are not counted)."""
+    rows = await sql(
+        url,
+        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+        " WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database()",
+    )
+    return int(rows[0][0])
+
+
+@pytest.mark.postgres
+async def test_lock_connections_go_back_to_the_pool_holding_no_lock(
+    proxied_url: str, pg_base_url: str, keys: dict[str, bytes]
+) -> None:
+    """The lock pool sends no reset when a connection goes back (a round trip per
+    change saved): each lock is released by its own unlock, and a connection whose
+    lock wait was given up is terminated, not pooled - so no lock outlives its holder."""
+    holder = await AuditLog.open(proxied_url, **keys)
+    waiter = await AuditLog.open(proxied_url, lock_wait_seconds=0.3, **keys)
+    try:
+        for customer in ("1", "2", "1", "3"):
+            async with holder.subject_lock("billbee", customer):
+                assert await _advisory_locks(pg_base_url) == 1
+        assert await _advisory_locks(pg_base_url) == 0  # connections pooled, none held
+        async with holder.subject_lock("billbee", "1002"):
+            with pytest.raises(LockTimeout):
+                async with waiter.subject_lock("billbee", "1002"):
+                    pytest.fail("the lock is held elsewhere")
+        assert await _advisory_locks(pg_base_url) == 0
+        async with waiter.subject_lock("billbee", "1002"):
+            assert await _advisory_locks(pg_base_url) == 1
+        assert await _advisory_locks(pg_base_url) == 0
+    finally:
+        await holder.close()
+        await waiter.close()

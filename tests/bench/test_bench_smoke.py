@@ -44,7 +44,9 @@ def test_every_answer_of_the_smoke_is_checked(smoke: tuple[dict[str, Any], Path]
     answers = writes = audited = 0
     for scenario in results["scenarios"]:
         method = {"keycom": "PATCH", "billbee": "PUT"}[scenario["system"]]
-        assert scenario["upstream_calls_per_change"] == {"GET": 2, method: 1}
+        # keycom: the pre-image and the PATCH; billbee: pre-image, re-read, PUT
+        calls = {"keycom": {"GET": 1, "PATCH": 1}, "billbee": {"GET": 2, "PUT": 1}}
+        assert scenario["upstream_calls_per_change"] == calls[scenario["system"]]
         assert [(r["server"], r["rep"]) for r in scenario["runs"]] == [
             ("reference", 1), ("gateway", 1)
         ]
@@ -62,8 +64,9 @@ def test_every_answer_of_the_smoke_is_checked(smoke: tuple[dict[str, Any], Path]
                 applied += wrk["applied"]
             upstream = run["upstream"]
             assert applied <= upstream[method] <= applied + 5  # 4 + 1 in flight at most
-            assert upstream["GET"] == 2 * upstream[method]
-            assert sum(upstream.values()) == 3 * upstream[method]  # nothing else
+            reads = calls[scenario["system"]]["GET"]
+            assert upstream["GET"] == reads * upstream[method]
+            assert sum(upstream.values()) == (reads + 1) * upstream[method]  # nothing else
             answers += applied
             writes += upstream[method]
             if run["server"] == "gateway":
@@ -108,6 +111,8 @@ def test_the_results_have_the_documented_shape(smoke: tuple[dict[str, Any], Path
         assert isinstance(summary["added_p99_ms"], float)
         for run in scenario["runs"]:
             assert len(run["load_before"]) == len(run["load_after"]) == 3
+            # the server's CPU per answer is recorded (its value is not asserted)
+            assert isinstance(run["throughput"]["cpu_ms_per_answer"], float)
             latency = run["throughput"]["latency_ms"]
             assert set(latency) == {"min", "mean", "max", "stdev", "p50", "p90", "p99", "p99.9"}
     assert scenario["customers"]["chosen"] > 0

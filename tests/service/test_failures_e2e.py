@@ -109,16 +109,48 @@ async def test_record_changed_between_read_and_write_is_an_edit_conflict(stack: 
     assert ("outcome", "rejected", "edit_conflict") in await outcomes(stack)
 
 
-async def test_keycom_modified_timestamp_detects_a_concurrent_edit(stack: Stack) -> None:
-    with changed_before_second_read(
-        stack, "keycom", lambda r: r.update(modified="2030-01-01T00:00:00.000000Z")
-    ):
+async def test_billbee_change_reads_twice_and_writes_once(stack: Stack) -> None:
+    """A whole-object write re-reads before it (the edit-conflict check): 2 GET, 1 PUT."""
+    resp = await stack.client.patch(URL, json={"Tel1": "+49 30 7777778"}, headers=EDITOR)
+    assert resp.status == 200
+    stats = await stack.stats("billbee")
+    assert (stats.get("GET"), stats.get("PUT")) == (2, 1)
+
+
+async def test_keycom_change_reads_once_and_patches_once(stack: Stack) -> None:
+    """A native partial update needs no edit-conflict re-read: 1 GET, 1 PATCH."""
+    resp = await stack.client.patch(
+        "/v1/systems/keycom/customers/4001", json={"note": "call back"}, headers=EDITOR
+    )
+    assert resp.status == 200
+    stats = await stack.stats("keycom")
+    assert (stats.get("GET"), stats.get("PATCH")) == (1, 1)
+
+
+async def test_keycom_edit_of_another_field_meanwhile_is_not_lost(stack: Stack) -> None:
+    """Someone changes a field upstream between the gateway's read and its write (here
+    while the intent is written): the PATCH sends only the changed field, so the other
+    edit survives; the gateway's own field is written."""
+    store, audit = stack.store("keycom"), stack.audit
+    original_begin = audit.begin
+
+    async def begin(intent: Any) -> str:
+        audit_id: str = await original_begin(intent)
+        record = store.get(4001)
+        record.update(phone="+358 40 555 0199", modified="2030-01-01T00:00:00.000000Z")
+        store.put(4001, record)
+        return audit_id
+
+    audit.begin = begin
+    try:
         resp = await stack.client.patch(
             "/v1/systems/keycom/customers/4001", json={"note": "call back"}, headers=EDITOR
         )
-    assert resp.status == 409
-    assert (await resp.json())["code"] == "edit_conflict"
-    assert (await stack.stats("keycom")).get("PATCH", 0) == 0
+    finally:
+        audit.begin = original_begin
+    assert resp.status == 200
+    final = store.get(4001)
+    assert (final["phone"], final["note"]) == ("+358 40 555 0199", "call back")
 
 
 async def test_audit_store_down_is_503_and_nothing_is_forwarded(

@@ -200,3 +200,29 @@ async def test_a_patch_whose_read_goes_unanswered_changed_nothing_and_is_502(
     problem = await resp.json()
     assert problem["code"] == "upstream_error" and "nothing was written" in problem["detail"]
     assert (await quick.stats("keycom")).get("PATCH", 0) == 0
+
+
+async def test_an_applied_outcome_is_not_waited_for_a_failed_one_is(quick: Stack) -> None:
+    """The answer to an applied change does not wait for its outcome's sync (the
+    reconciler covers a lost one: docs/reliability.md); an outcome that says nothing was
+    applied is durable before the answer. Both are then read back through the API."""
+    audit = quick.audit
+    original_finish = audit.finish
+    durable: dict[str, bool] = {}
+
+    async def finish(intent_id: str, outcome: Any, **kw: Any) -> str:
+        durable[outcome.outcome] = kw.get("durable", True)
+        result: str = await original_finish(intent_id, outcome, **kw)
+        return result
+
+    audit.finish = finish
+    try:
+        ok = await quick.client.patch(KEYCOM, json={"note": "lazily"}, headers=EDITOR)
+        await quick.fault("billbee", methods=["PUT"], status=500, count=10)
+        failed = await quick.client.patch(BILLBEE, json={"Tel1": "+49 30 5550001"}, headers=EDITOR)
+    finally:
+        audit.finish = original_finish
+    assert (ok.status, failed.status) == (200, 502)
+    assert durable == {"applied": False, "upstream_failed": True}
+    assert (await _outcome(quick, ok.headers["X-Audit-Id"]))["outcome"] == "applied"
+    assert (await _outcome(quick, failed.headers["X-Audit-Id"]))["outcome"] == "upstream_failed"
