@@ -11,7 +11,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from importlib import resources
 from typing import Any
 
 from aiohttp import web
@@ -41,6 +40,7 @@ from service.middleware import (
     request_context_middleware,
     stamp_context_headers,
 )
+from service.openapi_gen import OpenApiCache
 from service.reload import policies_ctx
 from service.retention import retention_ctx
 from service.routes import audit as audit_routes
@@ -80,7 +80,7 @@ def create_app(
     app[CALLER_LIMITER_KEY] = CallerLimiter(
         settings.caller_rate_limit_per_second, settings.caller_rate_limit_burst
     )
-    app[OPENAPI_KEY] = resources.files("service").joinpath("openapi.yaml").read_bytes()
+    app[OPENAPI_KEY] = OpenApiCache()  # openapi.yaml + the policies in force
 
     app.cleanup_ctx.append(policies_ctx)
     app.cleanup_ctx.append(_upstreams_ctx)
