@@ -103,6 +103,17 @@ def query_text(request: web.Request, name: str) -> str | None:
     return value
 
 
+def query_cursor(request: web.Request) -> str | None:
+    """The paging cursor; ``cursor=`` (empty) is no cursor: the first page."""
+    return query_text(request, "cursor") or None
+
+
+def if_match(request: web.Request) -> str | None:
+    """``If-Match``; empty (or only spaces) is no precondition, as if not sent."""
+    value = request.headers.get("If-Match")
+    return value if value is not None and value.strip() else None
+
+
 def principal(request: web.Request) -> Principal:
     """Authenticate once per request (401 on failure), count it against the caller's
     rate limit (429), and remember the principal."""

@@ -7,7 +7,7 @@ from aiohttp import web
 from service.access import CHANGE_RECORD, READ_RECORD
 from service.errors import GatewayError
 from service.keys import AUDIT_ID_KEY, GATEWAY_KEY
-from service.routes.common import answer, flag, gateway_request, json_object
+from service.routes.common import answer, flag, gateway_request, if_match, json_object
 
 routes = web.RouteTableDef()
 PATH = "/v1/systems/{system}/customers/{customer_id}"
@@ -27,7 +27,7 @@ async def patch_customer(request: web.Request) -> web.Response:
             admitted,
             patch,
             dry_run=flag(request, "dry_run"),
-            if_match=request.headers.get("If-Match"),
+            if_match=if_match(request),
         )
     except GatewayError as exc:
         if exc.audit_id:
