@@ -163,14 +163,30 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+#: beyond this a float no longer spells every integer (I-JSON, RFC 7493 2.2)
+_WHOLE_LIMIT = 2**53
+
+
+def _number(text: str) -> float | int:
+    """A number with a fraction or an exponent; a whole one (``2.0``, ``1e3``) is the
+    integer it equals, as JSON Schema reads it (an ``integer`` field takes it; what is
+    forwarded is ``2``, never ``2.0``, which some upstream parsers refuse for an int)."""
+    value = float(text)
+    if value.is_integer() and abs(value) <= _WHOLE_LIMIT:
+        return int(value)
+    return value
+
+
 def parse_json(raw: bytes) -> Any:
-    """Strict JSON: no NaN/Infinity, no member name twice in one object (at any depth).
+    """Strict JSON: no NaN/Infinity, no member name twice in one object (at any depth);
+    a whole number written with a fraction is that integer (:func:`_number`).
 
     RFC 8259 leaves duplicate names to the parser: this one would keep the last, an
     upstream's might keep the first - a check passed on one value, another forwarded.
     """
     try:
-        return json.loads(raw, parse_constant=_reject_constant, object_pairs_hook=_unique_members)
+        return json.loads(raw, parse_constant=_reject_constant, object_pairs_hook=_unique_members,
+                          parse_float=_number)
     except _DuplicateKey:
         raise BadRequest("the body is not valid JSON: duplicate keys in an object") from None
     except (ValueError, UnicodeDecodeError, RecursionError):

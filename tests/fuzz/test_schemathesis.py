@@ -1,12 +1,16 @@
-"""schemathesis against service/openapi.yaml, on the production path.
+"""schemathesis against the document the gateway serves, on the production path.
 
 The four emulators (``gdpr-gateway emulate``), a PostgreSQL audit database of its own
 (``gdpr-gateway db upgrade``) and ``gdpr-gateway serve`` with the demo tokens, each in a
-process of its own on loopback; then ``st run`` with every check schemathesis has (server
-errors, status codes, content types, headers and bodies against the document, auth,
-negative data, ...) as tests/fuzz/schemathesis.toml adjusts them. Its JSON report is the
-result: every failure must be in ``KNOWN`` (a defect named with its issue item, strict:
-once it is gone the entry must go too), and the run must have tried enough cases.
+process of its own on loopback; then ``st run`` on the gateway's own ``/openapi.yaml``
+(service/openapi.yaml with each system's path and typed PATCH and record schemas,
+generated from the policies) with every check schemathesis has (server errors, status
+codes, content types, headers and bodies against the document, auth, negative data,
+positive data accepted, ...) as tests/fuzz/schemathesis.toml adjusts them, and the hooks
+of tests/fuzz/st_hooks.py (positive customer cases aimed at customers that exist). Its
+JSON report is the result: every failure must be in ``KNOWN`` (a defect named with its
+issue item, strict: once it is gone the entry must go too), and the run must have tried
+enough cases.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from tests.service.test_serve_command import wait_port
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(1800 if LONG else 300)]
 
 REPO = Path(__file__).resolve().parents[2]
-SPEC = REPO / "service" / "openapi.yaml"
+HOOKS = "tests.fuzz.st_hooks"
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 ST = Path(sys.executable).with_name("st")
 PG = "postgresql://postgres@127.0.0.1:5432"
@@ -166,7 +170,8 @@ def report(gateway: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     folder = tmp_path_factory.mktemp("schemathesis-report")
     path = folder / "report.json"
     command = [
-        str(ST), "--config-file", str(CONFIG), "--no-color", "run", str(SPEC), "--url", gateway,
+        str(ST), "--config-file", str(CONFIG), "--no-color", "run", f"{gateway}/openapi.yaml",
+        "--url", gateway,
         "--checks", "all", "--max-examples", str(ST_EXAMPLES), "--workers", "1",
         "--continue-on-failure",  # a known failure must not end an operation's run early
         "--report", "json", "--report-json-path", str(path),
@@ -175,7 +180,9 @@ def report(gateway: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
         command += ["--seed", str(ST_SEED)]
     with (folder / "st.log").open("w") as out:
         done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT,  # noqa: S603
-                              timeout=1700 if LONG else 280, check=False)
+                              timeout=1700 if LONG else 280, check=False, cwd=REPO,
+                              env={**os.environ, "SCHEMATHESIS_HOOKS": HOOKS,
+                                   "PYTHONPATH": str(REPO)})
     assert path.exists(), f"schemathesis wrote no report (exit {done.returncode}): {out.name}"
     body: dict[str, Any] = json.loads(path.read_text())
     body["log"] = out.name
