@@ -6,10 +6,17 @@ three positive cases in four get a customer id that exists in the emulators (the
 records and its generated range), chosen from the drawn id, so a run is repeatable; the
 fourth keeps the drawn id (404, or a poison id). A case whose path is the negative part
 keeps its id. Only the test run narrows ids: the served document stays as it is.
+
+An ``Idempotency-Key`` is chosen once per change (docs/clients.md); a generator that sends
+the key ``"0"`` with two different bodies is answered 422 ``idempotency_key_reused``,
+rightly, and the schema cannot say so. A positive PATCH's key gets a suffix of its own
+(a count of the cases), so no two changes share one; replays are tested in
+tests/service/test_idempotency.py.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import zlib
 from typing import Any
@@ -18,6 +25,7 @@ import schemathesis
 from schemathesis import GenerationMode
 from schemathesis.core.parameters import ParameterLocation
 
+_CASES = itertools.count()
 CUSTOMER = re.compile(r"^/v1/systems/([a-z]+)/customers/\{customer_id\}$")
 # docs/api.md "Demo data": the named records, then some of the generated 100000-109999
 KNOWN: dict[str, tuple[str, ...]] = {
@@ -42,4 +50,14 @@ def map_case(ctx: Any, case: Any) -> Any:
     if pick % 4:
         ids = KNOWN[match.group(1)]
         case.path_parameters["customer_id"] = ids[pick % len(ids)]
+    _one_key_per_request(case, meta)
     return case
+
+
+def _one_key_per_request(case: Any, meta: Any) -> None:
+    headers = case.headers or {}
+    key = headers.get("Idempotency-Key")
+    info = meta.components.get(ParameterLocation.HEADER) if meta is not None else None
+    if key is None or (info is not None and info.mode == GenerationMode.NEGATIVE):
+        return
+    headers["Idempotency-Key"] = f"{str(key)[:200]}-{next(_CASES)}"
