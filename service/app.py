@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from importlib import resources
 from typing import Any
 
 from aiohttp import web
@@ -39,6 +38,7 @@ from service.keys import (
 from service.logs import log_event
 from service.metrics import Metrics, metrics_handler
 from service.middleware import stamp_context_headers
+from service.openapi_gen import OpenApiCache
 from service.reload import policies_ctx
 from service.retention import retention_ctx
 from service.routes import audit as audit_routes
@@ -75,7 +75,7 @@ def create_app(
     app[CALLER_LIMITER_KEY] = CallerLimiter(
         settings.caller_rate_limit_per_second, settings.caller_rate_limit_burst
     )
-    app[OPENAPI_KEY] = resources.files("service").joinpath("openapi.yaml").read_bytes()
+    app[OPENAPI_KEY] = OpenApiCache()  # openapi.yaml + the policies in force
 
     app.cleanup_ctx.append(policies_ctx)
     app.cleanup_ctx.append(_upstreams_ctx)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from service.caller_limits import CallerLimiter
     from service.gateway import Gateway
     from service.metrics import Metrics
+    from service.openapi_gen import OpenApiCache
     from service.reload import PolicyReloader
     from service.settings import Settings
     from service.shutdown import Lifecycle
@@ -37,4 +38,4 @@ AUDIT_KEY: web.AppKey[AuditLog] = web.AppKey("audit_log")
 CONNECTORS_KEY: web.AppKey[Mapping[str, Connector]] = web.AppKey("connectors")
 GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
 CALLER_LIMITER_KEY: web.AppKey[CallerLimiter] = web.AppKey("caller_limiter")
-OPENAPI_KEY = web.AppKey("openapi_document", bytes)
+OPENAPI_KEY: web.AppKey[OpenApiCache] = web.AppKey("openapi_document")

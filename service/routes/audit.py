@@ -26,6 +26,7 @@ from service.routes.common import (
     customer_id,
     json_object,
     principal,
+    query_cursor,
     query_id,
     query_text,
     reason,
@@ -91,7 +92,7 @@ async def list_entries(request: web.Request) -> web.Response:
             since=query_time(request, "since"),
             until=query_time(request, "until"),
             limit=query_limit(request),
-            cursor=query_text(request, "cursor"),
+            cursor=query_cursor(request),
             systems=scope(who),
         )
     except InvalidAuditInput:

@@ -104,6 +104,17 @@ def query_text(request: web.Request, name: str) -> str | None:
     return value
 
 
+def query_cursor(request: web.Request) -> str | None:
+    """The paging cursor; ``cursor=`` (empty) is no cursor: the first page."""
+    return query_text(request, "cursor") or None
+
+
+def if_match(request: web.Request) -> str | None:
+    """``If-Match``; empty (or only spaces) is no precondition, as if not sent."""
+    value = request.headers.get("If-Match")
+    return value if value is not None and value.strip() else None
+
+
 def principal(request: web.Request) -> Principal:
     """Authenticate once per request (401 on failure), count it against the caller's
     rate limit (429), and remember the principal."""
@@ -153,14 +164,30 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+#: beyond this a float no longer spells every integer (I-JSON, RFC 7493 2.2)
+_WHOLE_LIMIT = 2**53
+
+
+def _number(text: str) -> float | int:
+    """A number with a fraction or an exponent; a whole one (``2.0``, ``1e3``) is the
+    integer it equals, as JSON Schema reads it (an ``integer`` field takes it; what is
+    forwarded is ``2``, never ``2.0``, which some upstream parsers refuse for an int)."""
+    value = float(text)
+    if value.is_integer() and abs(value) <= _WHOLE_LIMIT:
+        return int(value)
+    return value
+
+
 def parse_json(raw: bytes) -> Any:
-    """Strict JSON: no NaN/Infinity, no member name twice in one object (at any depth).
+    """Strict JSON: no NaN/Infinity, no member name twice in one object (at any depth);
+    a whole number written with a fraction is that integer (:func:`_number`).
 
     RFC 8259 leaves duplicate names to the parser: this one would keep the last, an
     upstream's might keep the first - a check passed on one value, another forwarded.
     """
     try:
-        return json.loads(raw, parse_constant=_reject_constant, object_pairs_hook=_unique_members)
+        return json.loads(raw, parse_constant=_reject_constant, object_pairs_hook=_unique_members,
+                          parse_float=_number)
     except _DuplicateKey:
         raise BadRequest("the body is not valid JSON: duplicate keys in an object") from None
     except (ValueError, UnicodeDecodeError, RecursionError):

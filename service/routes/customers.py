@@ -11,7 +11,7 @@ from service.errors import GatewayError
 from service.gateway_types import Admitted
 from service.idempotency import key_of, once
 from service.keys import AUDIT_ID_KEY, GATEWAY_KEY
-from service.routes.common import answer, flag, gateway_request, json_object
+from service.routes.common import answer, flag, gateway_request, if_match, json_object
 
 routes = web.RouteTableDef()
 PATH = "/v1/systems/{system}/customers/{customer_id}"
@@ -43,7 +43,7 @@ async def _update(request: web.Request, admitted: Admitted, patch: dict[str, Any
             admitted,
             patch,
             dry_run=flag(request, "dry_run"),
-            if_match=request.headers.get("If-Match"),
+            if_match=if_match(request),
         )
     except GatewayError as exc:
         if exc.audit_id:

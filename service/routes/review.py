@@ -24,7 +24,7 @@ from service.access import REVIEW_AUDIT, authorize, scope
 from service.errors import FieldProblem, ValidationFailed
 from service.keys import AUDIT_KEY
 from service.routes.audit import query_limit, query_time
-from service.routes.common import principal, query_id, query_text
+from service.routes.common import principal, query_cursor, query_id, query_text
 
 routes = web.RouteTableDef()
 
@@ -72,7 +72,7 @@ async def list_changes(request: web.Request) -> web.Response:
             since=query_time(request, "since"),
             until=query_time(request, "until"),
             limit=query_limit(request),
-            cursor=query_text(request, "cursor"),
+            cursor=query_cursor(request),
             oldest_first=_order(request),
             systems=scope(who),
         )

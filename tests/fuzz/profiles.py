@@ -17,7 +17,7 @@ LONG: Final = os.environ.get("FUZZ", "").lower() == "long"
 # hypothesis: examples per shipped policy (one test per policy file)
 POLICY_EXAMPLES: Final = int(os.environ.get("FUZZ_EXAMPLES", "2000" if LONG else "200"))
 # schemathesis: examples per API operation and phase (the run reports what it generated)
-ST_EXAMPLES: Final = int(os.environ.get("FUZZ_ST_EXAMPLES", "500" if LONG else "200"))
+ST_EXAMPLES: Final = int(os.environ.get("FUZZ_ST_EXAMPLES", "500" if LONG else "100"))
 ST_SEED: Final = 20260801  # make test: the same cases every run
 
 _COMMON: dict[str, Any] = {

@@ -226,7 +226,7 @@ def _wrong_type(spec: FieldSpec) -> st.SearchStrategy[Any]:
     if t == "integer":
         return (
             st.booleans()
-            | FINITE
+            | FINITE.filter(lambda f: not f.is_integer())  # 2.0 is the integer 2 (JSON Schema)
             | st.integers().map(str)
             | containers
         )

@@ -385,6 +385,7 @@ def test_secured_operations_answer_401_and_open_ones_do_not_need_a_token() -> No
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/openapi.yaml"),
+        ("GET", "/openapi.json"),
         # the review page loads without a token (a browser sends none); a token that is
         # sent must be valid (401), which `security: []` does not forbid
         ("GET", "/ui"),
@@ -424,17 +425,33 @@ def test_the_document_ships_as_package_data() -> None:
 
 
 async def test_the_document_is_served_at_openapi_yaml(aiohttp_client: Any) -> None:
-    from service.keys import OPENAPI_KEY
+    """Served: the hand-written document with the policies' schemas, as YAML and JSON with
+    one ETag; If-None-Match with it is 304."""
+    from types import SimpleNamespace
+
+    from service.keys import OPENAPI_KEY, POLICIES_KEY
+    from service.openapi_gen import OpenApiCache, build
     from service.routes import health
 
+    policies = load_policy_set(None)
     app = web.Application()
-    app[OPENAPI_KEY] = resources.files("service").joinpath("openapi.yaml").read_bytes()
+    app[OPENAPI_KEY] = OpenApiCache()
+    app[POLICIES_KEY] = SimpleNamespace(engine=SimpleNamespace(policies=policies))  # type: ignore[assignment]
     app.add_routes(health.routes)
     client = await aiohttp_client(app)
     response = await client.get("/openapi.yaml")
     assert response.status == 200
     assert response.content_type == "application/yaml"
-    assert await response.read() == SPEC_PATH.read_bytes()
+    served = yaml.safe_load(await response.read())
+    assert served == json.loads(json.dumps(build(load_spec(), policies)))
+    etag = response.headers["ETag"]
+    as_json = await client.get("/openapi.json")
+    assert as_json.content_type == "application/json"
+    assert await as_json.json() == served and as_json.headers["ETag"] == etag
+    again = await client.get("/openapi.yaml", headers={"If-None-Match": etag})
+    assert again.status == 304 and not await again.read()
+    other = await client.get("/openapi.yaml", headers={"If-None-Match": '"other"'})
+    assert other.status == 200
 
 
 # -- the schemas accept the bodies the code builds ------------------------------------------
@@ -730,13 +747,21 @@ async def assert_conforms(spec: dict[str, Any], template: str, response: Any) ->
 
 async def test_the_running_gateway_answers_as_documented(stack: Any) -> None:
     """Every route, its success and its common refusals, through the real app (emulated
-    upstreams, SQLite audit): each answer matches the operation's documented response."""
-    spec = load_spec()
+    upstreams, SQLite audit): each answer matches the operation's documented response,
+    in the document the gateway serves (the customer routes with the policies' schemas)."""
     client = stack.client
+    async with client.get("/openapi.yaml") as response:
+        spec = yaml.safe_load(await response.read())
+    static = load_spec()
+    generated = {p for p in spec["paths"] if p not in static["paths"]}
+    assert generated == {f"/v1/systems/{s}/customers/{{customer_id}}" for s in SYSTEMS}
+    assert {p: spec["paths"][p] for p in static["paths"] if p in spec["paths"]} == {
+        p: item for p, item in static["paths"].items() if "{system}/customers" not in p
+    }
     editor = {"Authorization": "Bearer demo-editor", "X-Purpose": "customer_service"}
     auditor = {"Authorization": "Bearer demo-auditor"}
     officer = {"Authorization": "Bearer demo-privacy"}
-    customer = "/v1/systems/{system}/customers/{customer_id}"
+    customer = "/v1/systems/billbee/customers/{customer_id}"
     seen: list[str | None] = []
 
     async def check(template: str, method: str, path: str, **kwargs: Any) -> Any:
@@ -847,6 +872,12 @@ async def test_the_running_gateway_answers_as_documented(stack: Any) -> None:
         await check(template, "GET", template)
     served = await check("/openapi.yaml", "GET", "/openapi.yaml")
     assert yaml.safe_load(served) == spec
+    await check("/openapi.json", "GET", "/openapi.json")
+    for system, known in (("sedona", "2001"), ("timelog", "3001"), ("keycom", "4002")):
+        for headers in (editor, auditor, officer):  # every masking of every system
+            await check(customer.replace("billbee", system), "GET",
+                        f"/v1/systems/{system}/customers/{known}",
+                        headers={**headers, "X-Purpose": "customer_service"})
     assert {
         "unauthenticated",
         "forbidden",
