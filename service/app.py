@@ -95,7 +95,7 @@ def create_app(
     app.add_routes(record.routes)
     app.add_routes(health.routes)
     app.add_routes(ui.routes)
-    app.router.add_get("/metrics", metrics_handler(metrics.registry))
+    app.router.add_get("/metrics", metrics_handler(metrics))
     # bounded route labels: every template known now, anything else counts as "other"
     metrics.init_routes(
         r.canonical for r in app.router.resources() if r.canonical != "/metrics"
@@ -151,7 +151,9 @@ def _audit_ctx(
         metrics.watch_audit_locks(audit_log.lock_use)
         resolver = _resolver(app[CONNECTORS_KEY])
         bound = reconcile_min_age(settings)
-        shared = settings.audit_url.startswith("postgresql")
+        # shared: other replicas (PostgreSQL) or other workers of this server may have
+        # writes in flight
+        shared = settings.audit_url.startswith("postgresql") or settings.workers > 1
         reconciler: asyncio.Task[None] | None = None
         try:
             # At start-up: this process has nothing in flight yet. On a shared PostgreSQL
