@@ -151,6 +151,7 @@ def markdown(results: dict[str, Any], plot_name: str | None) -> str:
         f"throughput: wrk, 1 thread, {s['connections']} connections, {s['duration_s']} s after "
         f"a {s['warmup_s']} s warm-up; then one request at a time (1 connection, "
         f"{s['latency_duration_s']} s). Conflict check: {'on' if s['conflict_check'] else 'off'}. "
+        f"Gateway workers: {s.get('gateway_workers', 1)} (the reference: one process). "
         f"Every answer checked: {results['answers_checked']:,} answers, "
         f"{results['upstream_writes_checked']:,} upstream writes, "
         f"{results['audit_entries_checked']:,} audit entries.",
