@@ -54,6 +54,7 @@ from bench.procs import (
     postgres_version,
     run_cli,
     server,
+    tree_cpu_seconds,
 )
 
 STORES = ("sqlite", "postgres")
@@ -157,9 +158,16 @@ class Bench:
                 argv = [cli(), "serve", "--config", str(config),
                         "--workers", str(self.args.workers)]
             self.emulators.reset()
-            with server(argv, port, label, log):
+            with server(argv, port, label, log) as proc:
+                cpu_before = tree_cpu_seconds(proc.pid)
                 runs = self._wrk_runs(label, f"http://127.0.0.1:{port}", workload, ids_file)
                 self.emulators.settled_requests(workload.system)
+                cpu = tree_cpu_seconds(proc.pid) - cpu_before
+            answers = sum(run["requests"] for run in runs.values())
+            # the server's processes (a supervisor and its workers): CPU per answer, less
+            # moved by the machine's load than req/s
+            record["cpu_seconds"] = round(cpu, 3)
+            record["cpu_ms_per_answer"] = round(1000 * cpu / answers, 3) if answers else None
             record.update(runs)
             record["load_after"] = report.loadavg()
             record["upstream"] = self.emulators.requests(workload.system)
@@ -217,7 +225,8 @@ def _print_run(run: dict[str, Any], system: str, store: str) -> None:
     if lat:
         line += (f" | 1 at a time p50 {lat['latency_ms']['p50']:.2f} ms "
                  f"p99 {lat['latency_ms']['p99']:.2f} ms")
-    print(line + f"  load {run['load_after'][0]}", flush=True)
+    print(line + f"  cpu {run.get('cpu_ms_per_answer')} ms/answer  load {run['load_after'][0]}",
+          flush=True)
 
 
 def _stop_on_sigterm(signum: int, frame: object) -> None:

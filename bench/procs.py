@@ -86,6 +86,22 @@ def server(argv: list[str], port: int, what: str, log: Path) -> Iterator[subproc
             stop(proc, what)
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its children (the workers) so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry.name) == pid or int(fields[1]) == pid:  # fields[1]: the parent
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
 def http_json(method: str, url: str) -> Any:
     request = urllib.request.Request(url, method=method)  # noqa: S310 - loopback only
     with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310

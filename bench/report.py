@@ -78,6 +78,9 @@ def summarise(scenario: dict[str, Any]) -> None:
             "c1_rps": _median([t["rps"] for t in lat]),
             "c1_p50_ms": _median([t["latency_ms"]["p50"] for t in lat]),
             "c1_p99_ms": _median([t["latency_ms"]["p99"] for t in lat]),
+            "cpu_ms_per_answer": _median([r["cpu_ms_per_answer"] for r in runs
+                                          if r["server"] == server
+                                          and r.get("cpu_ms_per_answer") is not None]),
         }
     ref, gw = summary["reference"], summary["gateway"]
     pairs = [
