@@ -153,6 +153,11 @@ class Supervisor:
         }
         try:
             log_event(log, "supervisor_started", workers=self._count, port=self._port)
+            if not self._settings.audit_url.startswith("postgresql"):
+                # correct, but the workers queue for SQLite's one write lock (measured:
+                # no faster than one worker, a much longer tail; docs/operations.md)
+                log_event(log, "workers_share_sqlite", level=logging.WARNING,
+                          workers=self._count)  # fmt: skip
             for index in range(self._count):
                 self._start(index)
             return self._loop()
