@@ -139,6 +139,9 @@ def test_two_workers_share_the_port_the_metrics_and_one_chain_and_stop_cleanly(
         allowed = metric(port, "gdpr_gateway_decisions_total", system="keycom",
                          outcome="allowed", code="none")  # fmt: skip
         assert allowed == len(customers)
+        # not in the shared files: the answering worker's own (every worker loads the same)
+        assert metric(port, "gdpr_gateway_policy_info", system="keycom") == 1.0
+        assert metric(port, "gdpr_gateway_audit_store_up") == 1.0  # the lowest of the live
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
