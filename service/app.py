@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from audit import AuditLog, AuditUnavailable
 from common.vocabulary import AuditOutcome
+from service import multiproc
 from service.auth import Authenticator
 from service.caller_limits import CallerLimiter
 from service.gateway import Gateway
@@ -87,6 +88,8 @@ def create_app(
     app.cleanup_ctx.append(_audit_ctx(migrate))
     app.cleanup_ctx.append(_gateway_ctx)
     app.cleanup_ctx.append(retention_ctx)  # periodic jobs: the expiry of sealed values
+    if multiproc.enabled():  # a worker of serve --workers N: its gauges to the shared files
+        app.cleanup_ctx.append(multiproc.sampler(metrics.sample))
 
     app.add_routes(customers.routes)
     app.add_routes(systems.routes)

@@ -13,7 +13,8 @@ the supervisor removes with :func:`mark_dead`).
 What the files cannot carry: ``Info`` series (the policy versions in force) are this
 worker's own (every worker reloads on the same SIGHUP and file change), and a gauge read
 by a function at scrape time is written to its file by ``Metrics.sample`` before each
-exposition (so another worker's value is as of its own last scrape or sample tick).
+exposition and every :data:`SAMPLE_SECONDS` (:func:`sampler`), so another worker's value
+is at most that old.
 
 Without :func:`enable` (one process, ``--workers 1``, the demo, the tests' apps)
 nothing changes: each app has its own registry.
@@ -21,15 +22,19 @@ nothing changes: each app has its own registry.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
-from collections.abc import Iterator
-from typing import Final
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, multiprocess, values
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+#: how often each worker writes its function gauges to its files
+SAMPLE_SECONDS: Final = 5.0
 
 
 def enable(directory: str) -> None:
@@ -68,3 +73,26 @@ def exposition_registry(own: CollectorRegistry) -> CollectorRegistry:
     multiprocess.MultiProcessCollector(registry, path=os.environ[ENV])  # type: ignore[no-untyped-call]
     registry.register(_InfoOnly(own))
     return registry
+
+
+def sampler(
+    sample: Callable[[], None],
+) -> Callable[[Any], AsyncIterator[None]]:
+    """A cleanup context that calls ``sample`` (``Metrics.sample``) every
+    :data:`SAMPLE_SECONDS` while the app runs."""
+
+    async def sampler_ctx(_app: Any) -> AsyncIterator[None]:
+        async def forever() -> None:
+            while True:
+                sample()
+                await asyncio.sleep(SAMPLE_SECONDS)
+
+        task = asyncio.create_task(forever(), name="metrics-sampler")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return sampler_ctx
