@@ -11,8 +11,9 @@ from audit.entries import base_body, check_key
 from audit.errors import InvalidAuditInput
 from audit.ids import uuid7
 from audit.types import Intent, Outcome
+from common.vocabulary import AuditOutcome
 
-_APPLIED: Final = Outcome("applied")
+_APPLIED: Final = Outcome(AuditOutcome.APPLIED)
 
 
 def intent_body(

@@ -32,15 +32,18 @@ from audit.connect import check_master_key, connect_backend, migrate, read_head
 from audit.entries import check_intent, check_outcome, check_reason, render, split_values
 from audit.errors import AuditUnavailable, InvalidAuditInput, LockWait
 from audit.failures import swallowed
+from audit.idempotency import IdempotencyStore, erase_statement
 from audit.ids import uuid7
 from audit.locks import SubjectLocks, lock_key
 from audit.reader import Reader
 from audit.reconcile import OpenIntents, Resolver, reconcile
+from audit.resolve import Attempts, ChangeResolver, resolve_unknowns
 from audit.retention import DEFAULT_KEY_PERIOD_DAYS, ExpiryReport, expire, slot_expiry
 from audit.review import Review
 from audit.types import Intent, Outcome, Page, VerifyReport
 from audit.urls import parse_url
 from audit.writer import ChainWriter
+from common.vocabulary import Action
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +59,19 @@ class AuditLog:
         locks: SubjectLocks,
         *,
         key_period_days: int = DEFAULT_KEY_PERIOD_DAYS,
+        idempotency: IdempotencyStore | None = None,
     ) -> None:
         self._backend, self._reader, self._writer, self._locks = backend, reader, writer, locks
+        #: the idempotency keys of writes (:mod:`audit.idempotency`), on the same store
+        self.idempotency = idempotency
         self._key_period = key_period_days
         self._intents = OpenIntents()
+        self._resolve_attempts = Attempts()
         self._closed = False
         # the read side, as the reader offers it
         self.query = reader.query
         self.get = reader.get
+        self.following = reader.following
         self.iter_entries = reader.iter_entries
         self.head = reader.head
         self.verify = reader.verify
@@ -124,6 +132,7 @@ class AuditLog:
             writer,
             SubjectLocks(backend, wait_seconds=lock_wait_seconds, on_timeout=on_lock_timeout),
             key_period_days=key_period_days,
+            idempotency=IdempotencyStore(backend, master_key),
         )
         writer.start()
         log.info("audit store open (%s), head at seq %d", store.kind, head[0])
@@ -281,7 +290,7 @@ class AuditLog:
         """GDPR Art. 17: destroy the subject's data key(s) and write an ``erase`` entry, in
         one transaction. The entries stay and the chain still verifies."""
         body = admin_body(
-            "erase",
+            Action.ERASE,
             system,
             customer_id,
             actor=actor,
@@ -289,7 +298,11 @@ class AuditLog:
             request_id=request_id,
             reason=check_reason(reason),
         )
-        return await self._append(Pending(body, (system, customer_id), erase=True))
+        # the subject's stored answers of idempotent writes go in the same transaction
+        return await self._append(
+            Pending(body, (system, customer_id), erase=True,
+                    also=[erase_statement(system, customer_id)])
+        )  # fmt: skip
 
     async def reconcile(
         self, resolver: Resolver | None = None, *, min_age_seconds: float = 0.0
@@ -301,6 +314,24 @@ class AuditLog:
         return await reconcile(
             self._reader, self._append, self._intents, resolver, min_age_seconds
         )
+
+    async def resolve_unknowns(
+        self,
+        resolver: ChangeResolver,
+        *,
+        window_seconds: float,
+        pause_seconds: float,
+        settle_seconds: float = 0.0,
+    ) -> int:
+        """Resolve ``unknown`` outcomes by a re-read of the upstream (:mod:`audit.resolve`):
+        a ``resolution`` entry each (applied / not_applied); how many were resolved."""
+        if self._closed:
+            raise AuditUnavailable("the audit log is closed")
+        return await resolve_unknowns(
+            self._backend, self._reader, self._append, resolver, self._resolve_attempts,
+            window_seconds=window_seconds, pause_seconds=pause_seconds,
+            settle_seconds=settle_seconds,
+        )  # fmt: skip
 
     async def _append(self, pending: Pending) -> str:
         if self._closed:
@@ -324,7 +355,7 @@ class AuditLog:
         row = await self._reader.row(audit_id, systems)
         masked = render(int(row[0]), row[1], row[2], row[3])
         body = admin_body(
-            "reveal",
+            Action.REVEAL,
             masked["system"],
             masked["customer_id"],
             actor=actor,
@@ -347,7 +378,7 @@ class AuditLog:
     ) -> tuple[list[dict[str, Any]], str]:
         """GDPR Art. 15: every entry on one subject, oldest first, in clear unless erased."""
         body = admin_body(
-            "export", system, customer_id, actor=actor, roles=roles, request_id=request_id
+            Action.EXPORT, system, customer_id, actor=actor, roles=roles, request_id=request_id
         )
         rows = await self._reader.of_subject(system, customer_id)
         export_id = await self._append(Pending(body, (system, customer_id)))

@@ -10,7 +10,7 @@ trigger set them from the body instead (one parse of the body, not nine). On Pos
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Computed, Index, Integer, LargeBinary, Text
+from sqlalchemy import BigInteger, Column, Computed, Float, Index, Integer, LargeBinary, Text
 from sqlalchemy.dialects.postgresql import JSON
 from sqlmodel import Field, SQLModel
 
@@ -124,3 +124,24 @@ class AuditOpenIntent(SQLModel, table=True):
     audit_id: str = Field(sa_column=Column(Text, primary_key=True))
     seq: int = Field(sa_column=Column(BigInteger, nullable=False))
     created_at: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class IdempotencyKey(SQLModel, table=True):
+    """One (principal, Idempotency-Key) and the first answer (:mod:`audit.idempotency`)."""
+
+    __tablename__ = "idempotency_key"
+    __table_args__ = (
+        Index("ix_idempotency_key_expires", "expires_at"),
+        Index("ix_idempotency_key_subject", "system", "customer_id"),
+    )
+
+    key_hash: str = Field(sa_column=Column(Text, primary_key=True))
+    fingerprint: str = Field(sa_column=Column(Text, nullable=False))
+    owner: str = Field(sa_column=Column(Text, nullable=False))
+    system: str = Field(sa_column=Column(Text, nullable=False))
+    customer_id: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: float = Field(sa_column=Column(Float, nullable=False))
+    claimed_until: float = Field(sa_column=Column(Float, nullable=False))
+    expires_at: float = Field(sa_column=Column(Float, nullable=False))
+    status: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    answer: str | None = Field(default=None, sa_column=Column(Text, nullable=True))

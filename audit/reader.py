@@ -117,6 +117,15 @@ class Reader:
             raise EntryNotFound(f"no open intent {intent_id}")
         return render(int(rows[0][0]), rows[0][1], rows[0][2], rows[0][3])
 
+    async def following(self, intent_id: str) -> list[dict[str, Any]]:
+        """The (masked) entries that name ``intent_id`` as their intent (its outcome, a
+        later resolution), oldest first."""
+        rows = await self._backend.fetchall(
+            "SELECT seq, body, prev_hash, hash FROM audit_entry WHERE intent_id = ? ORDER BY seq",
+            [intent_id],
+        )
+        return [render(int(r[0]), r[1], r[2], r[3]) for r in rows]
+
     async def of_subject(self, system: str, customer_id: str) -> list[EntryRow]:
         """Every stored entry on one subject, oldest first."""
         return await self._backend.fetchall(

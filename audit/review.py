@@ -26,6 +26,7 @@ from typing import Any, Final
 from audit.backend import Backend
 from audit.entries import check_key, iso, render
 from audit.errors import InvalidAuditInput
+from common.vocabulary import Action, AuditOutcome
 
 MAX_LIMIT: Final = 1000
 #: the longest range of one trend query, in days
@@ -163,13 +164,13 @@ def _counts() -> dict[str, Any]:
 
 
 def _add(counts: dict[str, Any], action: str, outcome: str, code: str | None, n: int) -> None:
-    if outcome == "rejected":
+    if outcome == AuditOutcome.REJECTED:
         refusals = counts["refusals"]
-        key = code or "unknown"
+        key = code or "unknown"  # a refusal recorded without a problem code
         refusals[key] = refusals.get(key, 0) + n
-    elif action == "reveal":
+    elif action == Action.REVEAL:
         counts["reveals"] += n
-    elif outcome == "applied":
+    elif outcome == AuditOutcome.APPLIED:
         counts["changes"] += n
     else:
         counts["failed"] += n

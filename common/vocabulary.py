@@ -88,6 +88,8 @@ class Phase(StrEnum):
 
     INTENT = "intent"
     OUTCOME = "outcome"
+    #: a later resolution of an ``unknown`` outcome (a re-read of the upstream)
+    RESOLUTION = "resolution"
 
 
 class AuditOutcome(StrEnum):
@@ -97,6 +99,8 @@ class AuditOutcome(StrEnum):
     REJECTED = "rejected"
     UPSTREAM_FAILED = "upstream_failed"
     UNKNOWN = "unknown"
+    #: a ``resolution`` only: a re-read shows the values from before the change
+    NOT_APPLIED = "not_applied"
 
 
 class Verdict(StrEnum):
@@ -137,6 +141,9 @@ class Problem(StrEnum):
     UPSTREAM_ERROR = "upstream_error"
     AUDIT_UNAVAILABLE = "audit_unavailable"
     UPSTREAM_TIMEOUT = "upstream_timeout"
+    IDEMPOTENCY_KEY_INVALID = "idempotency_key_invalid"
+    IDEMPOTENCY_IN_PROGRESS = "idempotency_in_progress"
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
 
 
 #: the problems the policy engine's decide() can give

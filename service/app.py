@@ -18,11 +18,13 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from audit import AuditLog, AuditUnavailable
+from audit.resolve import ChangeResolver
 from common.vocabulary import AuditOutcome
 from service import multiproc
 from service.auth import Authenticator
 from service.caller_limits import CallerLimiter
 from service.gateway import Gateway
+from service.idempotency import idempotency_ctx
 from service.keys import (
     AUDIT_KEY,
     AUTH_KEY,
@@ -45,12 +47,14 @@ from service.middleware import (
 from service.reload import policies_ctx
 from service.retention import retention_ctx
 from service.routes import audit as audit_routes
-from service.routes import customers, health, record, review, systems, ui
+from service.routes import changes, customers, health, record, review, systems, ui
 from service.settings import Settings
 from service.shutdown import Lifecycle, lifecycle_middleware
 from service.upstreams import Connector, record_shows
 
 log = logging.getLogger("gdpr_gateway.app")
+#: how long after an unknown outcome the reconciler still tries to resolve it
+RESOLVE_WINDOW_SECONDS = 86400.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -88,6 +92,10 @@ def create_app(
     app.cleanup_ctx.append(_audit_ctx(migrate))
     app.cleanup_ctx.append(_gateway_ctx)
     app.cleanup_ctx.append(retention_ctx)  # periodic jobs: the expiry of sealed values
+    # ... and of idempotency keys; a claim lasts as long as the longest write can
+    app.cleanup_ctx.append(
+        idempotency_ctx(forward_bound(settings) + settings.audit_lock_wait_seconds)
+    )
     if multiproc.enabled():  # a worker of serve --workers N: its gauges to the shared files
         app.cleanup_ctx.append(multiproc.sampler(metrics.sample))
 
@@ -96,6 +104,7 @@ def create_app(
     app.add_routes(review.routes)  # before /v1/audit/{audit_id}
     app.add_routes(audit_routes.routes)
     app.add_routes(record.routes)
+    app.add_routes(changes.routes)
     app.add_routes(health.routes)
     app.add_routes(ui.routes)
     app.router.add_get("/metrics", metrics_handler(metrics))
@@ -165,7 +174,8 @@ def _audit_ctx(
             await _reconcile(audit_log, resolver, bound if shared else 0.0, metrics)
             reconciler = asyncio.create_task(
                 _reconcile_forever(
-                    audit_log, resolver, bound, settings.audit_reconcile_seconds, metrics
+                    audit_log, resolver, bound, settings.audit_reconcile_seconds, metrics,
+                    _change_resolver(app[CONNECTORS_KEY]),
                 ),
                 name="audit-reconciler",
             )
@@ -206,11 +216,22 @@ async def _reconcile(
     resolver: Callable[[str, str, Mapping[str, Any]], Awaitable[str]],
     min_age: float,
     metrics: Metrics,
+    change_resolver: ChangeResolver | None = None,
+    every: float = 60.0,
 ) -> None:
     closed = await audit_log.reconcile(resolver, min_age_seconds=min_age)
     metrics.intents_reconciled(closed)
     if closed:
         log_event(log, "audit_intents_reconciled", count=closed)
+    if change_resolver is not None:
+        # unknown outcomes: a re-read of the upstream, within a day, with doubling pauses;
+        # "not applied" only once older than a write can take (min_age)
+        resolved = await audit_log.resolve_unknowns(
+            change_resolver, window_seconds=RESOLVE_WINDOW_SECONDS, pause_seconds=every,
+            settle_seconds=min_age,
+        )  # fmt: skip
+        if resolved:
+            log_event(log, "audit_unknowns_resolved", count=resolved)
 
 
 async def _reconcile_forever(
@@ -219,13 +240,14 @@ async def _reconcile_forever(
     min_age: float,
     every: float,
     metrics: Metrics,
+    change_resolver: ChangeResolver,
 ) -> None:
     """Close what a crashed process (this one earlier, or another replica) left open,
     and what this one could not record. No failure of one tick ends the loop."""
     while True:
         await asyncio.sleep(every)
         try:
-            await _reconcile(audit_log, resolver, min_age, metrics)
+            await _reconcile(audit_log, resolver, min_age, metrics, change_resolver, every)
         except AuditUnavailable:
             log_event(log, "audit_reconcile_skipped", reason="store_unavailable")
         except Exception as exc:  # the next tick tries again; the type only, no values
@@ -250,6 +272,30 @@ def _resolver(
             return AuditOutcome.UNKNOWN
         landed = record_shows(record, after)
         return AuditOutcome.APPLIED if landed else AuditOutcome.UNKNOWN
+
+    return resolve
+
+
+def _change_resolver(connectors: Mapping[str, Connector]) -> ChangeResolver:
+    """Later: re-read the upstream to learn whether a change whose outcome is unknown
+    landed (every changed value shows), did not (every value from before shows), or
+    cannot be told (anything else: someone changed the record since, the read failed)."""
+
+    async def resolve(
+        system: str, customer_id: str, before: Mapping[str, Any], after: Mapping[str, Any]
+    ) -> str:
+        connector = connectors.get(system)
+        if connector is None or not after:
+            return AuditOutcome.UNKNOWN
+        try:
+            record = await connector.fetch(customer_id)
+        except Exception:  # any failure to look leaves the outcome unknown, as it was
+            return AuditOutcome.UNKNOWN
+        if record_shows(record, after):
+            return AuditOutcome.APPLIED
+        if len(before) == len(after) and record_shows(record, before):
+            return AuditOutcome.NOT_APPLIED
+        return AuditOutcome.UNKNOWN
 
     return resolve
 

@@ -151,9 +151,11 @@ def settings_from(document: Document, systems: Registry) -> Settings:
     their section's name; the sections that are lists or mappings of their own (tokens,
     JWT, upstreams) become their own types."""
     values = dict(document)
-    sections = {name: values.pop(name) for name in ("audit", "shutdown", "masking", "auth")}
+    sections = {
+        name: values.pop(name) for name in ("audit", "shutdown", "idempotency", "masking", "auth")
+    }
     values.pop("upstreams")
-    for section in ("audit", "shutdown"):
+    for section in ("audit", "shutdown", "idempotency"):
         values |= {f"{section}_{key}": value for key, value in dict(sections[section]).items()}
     values |= dict(sections["masking"])
     auth = document.auth

@@ -224,6 +224,15 @@ class AuditSection(Section):
     expire_seconds: Annotated[Number, Ge(0)] = 3600.0
 
 
+class IdempotencySection(Section):
+    # how long a key's first answer is replayed (docs/clients.md, "Safe retries")
+    retention_seconds: Annotated[Number, Gt(0)] = 86400.0
+    # how long a retry waits for the first request with its key before 409
+    wait_seconds: Annotated[Number, Ge(0)] = 5.0
+    # how often the gateway deletes keys whose retention ended (0: never)
+    expire_seconds: Annotated[Number, Ge(0)] = 300.0
+
+
 class MaskingSection(Section):
     pseudonym_key: Annotated[SecretText, base64_key(32)]
     hash_salt: Annotated[SecretText, base64_key(16)]
@@ -270,6 +279,7 @@ class Document(Section):
     masking: MaskingSection
     auth: AuthSection = AuthSection()
     shutdown: ShutdownSection = ShutdownSection()
+    idempotency: IdempotencySection = IdempotencySection()
     #: one section per system, each an ``UpstreamSection`` (:func:`document_model`)
     upstreams: Section
 

@@ -127,6 +127,24 @@ class EditConflict(GatewayError):
     code, status, title = Problem.EDIT_CONFLICT, 409, "Edit conflict"
 
 
+class IdempotencyKeyInvalid(GatewayError):
+    """The ``Idempotency-Key`` header is not 1-255 printable ASCII characters."""
+
+    code, status, title = Problem.IDEMPOTENCY_KEY_INVALID, 400, "Invalid idempotency key"
+
+
+class IdempotencyInProgress(GatewayError):
+    """A request with the same key is still running (past the bounded wait)."""
+
+    code, status, title = Problem.IDEMPOTENCY_IN_PROGRESS, 409, "Idempotency key in use"
+
+
+class IdempotencyKeyReused(GatewayError):
+    """The same key was sent with another request (method, path or body)."""
+
+    code, status, title = Problem.IDEMPOTENCY_KEY_REUSED, 422, "Idempotency key reused"
+
+
 class PreconditionFailed(GatewayError):
     code, status, title = Problem.PRECONDITION_FAILED, 412, "Precondition failed"
 

@@ -36,6 +36,8 @@ AUDIT_ID_HEADER: Final = "X-Audit-Id"
 #: the ``Server`` header of every answer: no framework, no versions (aiohttp's default
 #: would name Python's and aiohttp's)
 SERVER_NAME: Final = "gdpr-gateway"
+#: the status of one change: ``GET /v1/changes/{audit_id}`` (service/routes/changes.py)
+CHANGES_PATH: Final = "/v1/changes/"
 #: the problem code of this request's answer, for the access log (set by record_problem)
 REQUEST_PROBLEM_KEY = web.RequestKey("problem_code", str)
 #: the problem code a problem_response carries, for the access log
@@ -88,6 +90,13 @@ def problem_response(
     return response
 
 
+def change_status_headers(audit_id: str) -> dict[str, str]:
+    """``Location`` and ``Link`` of the status of the change ``audit_id`` (docs/api.md,
+    "The status of a change"): on every 504 of a change."""
+    url = CHANGES_PATH + audit_id
+    return {"Location": url, "Link": f'<{url}>; rel="status"'}
+
+
 def record_problem(request: web.Request, code: str) -> None:
     """Tell the access log the problem code of an answer built without problem_response."""
     request[REQUEST_PROBLEM_KEY] = code
@@ -110,6 +119,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         audit_id = getattr(exc, "audit_id", None)
         if audit_id:
             request[AUDIT_ID_KEY] = audit_id
+            if exc.status == 504:  # the outcome is unknown: where to learn it later
+                headers.update(change_status_headers(audit_id))
         response = problem_response(
             exc.code, exc.status, exc.title, exc.detail, errors=exc.errors, headers=headers
         )

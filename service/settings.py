@@ -94,6 +94,11 @@ class Settings:
     shutdown_grace_seconds: float
     #: the systems these settings were read for (their connectors, policies, emulators)
     systems: Registry
+    #: idempotency keys (docs/clients.md, "Safe retries"): how long an answer is
+    #: replayed, how long a retry waits for the first request, how often keys expire
+    idempotency_retention_seconds: float = 86400.0
+    idempotency_wait_seconds: float = 5.0
+    idempotency_expire_seconds: float = 300.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tokens", tuple(self.tokens))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from common.vocabulary import Role
-from policies import PolicyLoadError, load_policy_set
+from policies import PolicyLoadError, PolicySet, load_policy_set
 from policies.loader import load_file, policy_files
 from policies.record import build_record
 from policies.record_render import to_csv, to_markdown
@@ -112,12 +112,19 @@ def run_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def run_show(args: argparse.Namespace) -> int:
+def _load_or_report(args: argparse.Namespace) -> PolicySet | None:
+    """The policies in force, or ``None`` once every load error is on stderr."""
     try:
-        policies = load_policy_set(in_force(args.policies, args.config))
+        return load_policy_set(in_force(args.policies, args.config))
     except PolicyLoadError as exc:
         for line in exc.errors:
             print(line, file=sys.stderr)
+        return None
+
+
+def run_show(args: argparse.Namespace) -> int:
+    policies = _load_or_report(args)
+    if policies is None:
         return 1
     if args.system not in policies:
         known = ", ".join(policies.systems)
@@ -145,11 +152,8 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_record(args: argparse.Namespace) -> int:
     """The record of processing, generated from the policies (``policies.record``)."""
-    try:
-        policies = load_policy_set(in_force(args.policies, args.config))
-    except PolicyLoadError as exc:
-        for line in exc.errors:
-            print(line, file=sys.stderr)
+    policies = _load_or_report(args)
+    if policies is None:
         return 1
     record = build_record(policies)
     if args.format == "json":

@@ -19,7 +19,7 @@ from service.emulators.httputil import (
     json_body,
     same_secret,
 )
-from service.emulators.keys import LIMITER_KEY, STORE_KEY
+from service.emulators.keys import LIMITER_KEY, STORE_KEY, customer_reader
 from service.emulators.ratelimit import RateLimiter
 from service.emulators.spec import Record, SystemSpec
 
@@ -96,15 +96,9 @@ def _guard(request: web.Request) -> web.Response | None:
     return response
 
 
-async def get_customer(request: web.Request) -> web.Response:
-    refused = _guard(request)
-    if refused is not None:
-        return refused
-    customer_id = int_id(request.match_info["id"])
-    record = None if customer_id is None else request.app[STORE_KEY].get(customer_id)
-    if record is None:
-        return error(404, "Customer not found")
-    return envelope(record)
+get_customer = customer_reader(
+    _guard, lambda _: error(404, "Customer not found"), lambda _, record: envelope(record)
+)
 
 
 async def list_customers(request: web.Request) -> web.Response:

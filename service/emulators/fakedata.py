@@ -9,57 +9,15 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
 
 _LOCALES: dict[str, dict[str, tuple[str, ...]]] = {
-    "de": {
-        "first": ("Anna", "Lukas", "Marie", "Jonas", "Sophie", "Felix", "Lena", "Paul", "Mia",
-                  "Leon", "Hannah", "Finn", "Emilia", "Tim", "Laura", "Jan", "Katharina"),
-        "last": ("Müller", "Schmidt", "Schneider", "Fischer", "Weber", "Meyer", "Wagner",
-                 "Becker", "Schulz", "Hoffmann", "Koch", "Richter", "Klein", "Wolf", "Neumann"),
-        "street": ("Hauptstraße", "Bahnhofstraße", "Gartenweg", "Lindenallee", "Schulstraße",
-                   "Bergstraße", "Am Markt", "Rosenweg"),
-        "city": ("Berlin", "Hamburg", "München", "Köln", "Leipzig", "Dresden", "Bremen",
-                 "Hannover", "Nürnberg", "Freiburg"),
-        "suffix": ("GmbH", "KG", "e.K.", "GmbH & Co. KG", "UG"),
-        "domain": ("example.de", "mail.example.de", "example.com"),
-    },
-    "dk": {
-        "first": ("Mette", "Lars", "Sofie", "Mads", "Ida", "Rasmus", "Freja", "Jens", "Emma",
-                  "Søren", "Karen", "Anders", "Line", "Henrik", "Camilla"),
-        "last": ("Jensen", "Nielsen", "Hansen", "Pedersen", "Andersen", "Christensen",
-                 "Larsen", "Sørensen", "Rasmussen", "Jørgensen", "Madsen", "Kristensen"),
-        "street": ("Vestergade", "Østergade", "Nørregade", "Strandvejen", "Skovvej",
-                   "Kirkevej", "Møllevej", "Havnegade"),
-        "city": ("København", "Aarhus", "Odense", "Aalborg", "Esbjerg", "Randers", "Kolding",
-                 "Vejle", "Roskilde"),
-        "suffix": ("ApS", "A/S", "I/S", "IVS"),
-        "domain": ("example.dk", "example.com", "example.net"),
-    },
-    "us": {
-        "first": ("James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael",
-                  "Linda", "David", "Elizabeth", "William", "Barbara", "Richard", "Susan"),
-        "last": ("Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller",
-                 "Davis", "Rodriguez", "Martinez", "Wilson", "Anderson", "Taylor", "Moore"),
-        "street": ("Main St", "Oak Ave", "Maple Dr", "Cedar Ln", "Elm St", "Pine Rd",
-                   "Washington Blvd", "Lakeview Ct"),
-        "city": ("Springfield", "Franklin", "Greenville", "Clinton", "Fairview", "Madison",
-                 "Georgetown", "Salem", "Riverside"),
-        "state": ("TX", "OH", "PA", "NY", "FL", "IL", "GA", "NC", "MI", "WA"),
-        "suffix": ("LLC", "Inc.", "Corp.", "Co."),
-        "domain": ("example.com", "example.org", "example.net"),
-    },
-    "fi": {
-        "first": ("Aino", "Eero", "Helmi", "Juha", "Sanna", "Mikko", "Liisa", "Antti", "Elina",
-                  "Timo", "Kaisa", "Ville", "Noora", "Pekka", "Riikka"),
-        "last": ("Korhonen", "Virtanen", "Mäkinen", "Nieminen", "Mäkelä", "Hämäläinen",
-                 "Laine", "Heikkinen", "Koskinen", "Järvinen", "Lehtonen", "Lehtinen"),
-        "street": ("Rantatie", "Koulukatu", "Kirkkotie", "Mäntytie", "Koivukuja",
-                   "Järvitie", "Puistokatu", "Myllytie"),
-        "city": ("Tampere", "Kuopio", "Jyväskylä", "Lahti", "Oulu", "Joensuu", "Porvoo",
-                 "Hämeenlinna", "Savonlinna"),
-        "suffix": ("Oy", "Ky", "Tmi", "Osk"),
-        "domain": ("example.fi", "example.com", "example.net"),
-    },
+    locale: {part: tuple(names) for part, names in parts.items()}
+    for locale, parts in yaml.safe_load(
+        (Path(__file__).parent / "locales.yaml").read_text(encoding="utf-8")
+    ).items()
 }
 
 _ASCII = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "ø": "oe", "å": "aa",

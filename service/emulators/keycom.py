@@ -19,7 +19,7 @@ from service.emulators.httputil import (
     json_body,
     same_secret,
 )
-from service.emulators.keys import STORE_KEY
+from service.emulators.keys import STORE_KEY, customer_reader, requested_customer
 from service.emulators.spec import Record, SystemSpec
 
 # field -> (kind, max length for strings); order and types as docs/vendors/UPSTREAMS.md's table
@@ -68,20 +68,9 @@ def _guard(request: web.Request) -> web.Response | None:
     return None
 
 
-def _customer(request: web.Request) -> tuple[int | None, Record | None]:
-    customer_id = int_id(request.match_info["id"])
-    record = None if customer_id is None else request.app[STORE_KEY].get(customer_id)
-    return customer_id, record
-
-
-async def get_customer(request: web.Request) -> web.Response:
-    refused = _guard(request)
-    if refused is not None:
-        return refused
-    _, record = _customer(request)
-    if record is None:
-        return error(404, "Not found.")
-    return web.json_response(record)
+get_customer = customer_reader(
+    _guard, lambda _: error(404, "Not found."), lambda _, record: web.json_response(record)
+)
 
 
 async def list_customers(request: web.Request) -> web.Response:
@@ -110,7 +99,7 @@ async def patch_customer(request: web.Request) -> web.Response:
     refused = _guard(request)
     if refused is not None:
         return refused
-    customer_id, found = _customer(request)
+    customer_id, found = requested_customer(request)
     if customer_id is None or found is None:
         return error(404, "Not found.")
     try:

@@ -12,7 +12,7 @@ from aiohttp import web
 from common.vocabulary import System
 from service.emulators.fakedata import person, rng_for
 from service.emulators.httputil import BodyError, basic_ok, int_id, json_body
-from service.emulators.keys import STORE_KEY
+from service.emulators.keys import STORE_KEY, customer_reader
 from service.emulators.spec import Record, SystemSpec
 
 #: the credentials this emulator accepts (the demo's, published in docs/upstreams.md)
@@ -74,14 +74,15 @@ def _authorised(request: web.Request) -> bool:
     return basic_ok(request, creds["username"], creds["password"])
 
 
-async def get_customer(request: web.Request) -> web.Response:
+def _guard(request: web.Request) -> web.Response | None:
     if not _authorised(request):
         return error(401, "Authorization has been denied for this request.")
-    customer_id = int_id(request.match_info["id"])
-    record = None if customer_id is None else request.app[STORE_KEY].get(customer_id)
-    if record is None:
-        return error(404, "Customer not found.")
-    return web.json_response(record)
+    return None
+
+
+get_customer = customer_reader(
+    _guard, lambda _: error(404, "Customer not found."), lambda _, record: web.json_response(record)
+)
 
 
 async def put_customer(request: web.Request) -> web.Response:

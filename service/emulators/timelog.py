@@ -10,8 +10,8 @@ from aiohttp import web
 
 from common.vocabulary import System
 from service.emulators.fakedata import person, rng_for
-from service.emulators.httputil import BodyError, int_id, is_int, json_body, same_secret
-from service.emulators.keys import STORE_KEY
+from service.emulators.httputil import BodyError, is_int, json_body, same_secret
+from service.emulators.keys import STORE_KEY, customer_reader
 from service.emulators.spec import Record, SystemSpec
 
 API_VERSION = "v1"
@@ -103,15 +103,11 @@ def _guard(request: web.Request) -> web.Response | None:
     return None
 
 
-async def get_customer(request: web.Request) -> web.Response:
-    refused = _guard(request)
-    if refused is not None:
-        return refused
-    customer_id = int_id(request.match_info["id"])
-    record = None if customer_id is None else request.app[STORE_KEY].get(customer_id)
-    if record is None:
-        return _not_found("Customer could not be found", request.path)
-    return web.json_response(_envelope(record, request.match_info["account"]))
+get_customer = customer_reader(
+    _guard,
+    lambda request: _not_found("Customer could not be found", request.path),
+    lambda request, record: web.json_response(_envelope(record, request.match_info["account"])),
+)
 
 
 async def update_customer(request: web.Request) -> web.Response:

@@ -18,6 +18,7 @@ from common.vocabulary import AuditOutcome, FieldCode, parse
 from policies import Principal
 from service.access import ACT_FOR_SUBJECT, REVIEW_AUDIT, authorize, scope
 from service.errors import AuditEntryNotFound, FieldProblem, Forbidden, ValidationFailed
+from service.idempotency import key_of, once
 from service.keys import AUDIT_KEY, GATEWAY_KEY, METRICS_KEY, REQUEST_ID_KEY
 from service.routes.common import (
     answer,
@@ -178,19 +179,25 @@ async def export_subject(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/subjects/{system}/{customer_id}/erase")
-async def erase_subject(request: web.Request) -> web.Response:
+async def erase_subject(request: web.Request) -> web.StreamResponse:
     who, system, customer_id = _subject(request)
-    why = reason(await json_object(request))
-    erase_id = await request.app[AUDIT_KEY].erase(
-        system,
-        customer_id,
-        actor=who.name,
-        roles=tuple(sorted(who.roles)),
-        reason=why,
-        request_id=request[REQUEST_ID_KEY],
-    )
-    return answer(
-        request,
-        {"system": system, "customer_id": customer_id, "erased": True, "audit_id": erase_id},
-        audit_id=erase_id,
-    )
+    key = key_of(request)  # 400 for a malformed Idempotency-Key, before the body
+    body = await json_object(request)
+    why = reason(body)
+
+    async def run() -> web.Response:
+        erase_id = await request.app[AUDIT_KEY].erase(
+            system,
+            customer_id,
+            actor=who.name,
+            roles=tuple(sorted(who.roles)),
+            reason=why,
+            request_id=request[REQUEST_ID_KEY],
+        )
+        return answer(
+            request,
+            {"system": system, "customer_id": customer_id, "erased": True, "audit_id": erase_id},
+            audit_id=erase_id,
+        )
+
+    return await once(request, key, who.name, (system, customer_id), body, run)

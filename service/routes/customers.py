@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from service.access import CHANGE_RECORD, READ_RECORD
 from service.errors import GatewayError
+from service.gateway_types import Admitted
+from service.idempotency import key_of, once
 from service.keys import AUDIT_ID_KEY, GATEWAY_KEY
 from service.routes.common import answer, flag, gateway_request, json_object
 
@@ -14,14 +18,26 @@ PATH = "/v1/systems/{system}/customers/{customer_id}"
 
 
 @routes.patch(PATH)
-async def patch_customer(request: web.Request) -> web.Response:
+async def patch_customer(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY_KEY]
     system = request.match_info["system"]
     # 401, then 404 for an id that cannot be one: before anything is read or audited
     req = gateway_request(request, system)
     # 404 unknown_system and 403 forbidden before the body is read
     admitted = gateway.admit(req, CHANGE_RECORD)
+    key = key_of(request)  # 400 for a malformed Idempotency-Key, before the body
     patch = await json_object(request)
+
+    async def run() -> web.Response:
+        return await _update(request, admitted, patch)
+
+    subject = (system, req.customer_id)
+    return await once(request, key, req.principal.name, subject, patch, run)
+
+
+async def _update(request: web.Request, admitted: Admitted, patch: dict[str, Any]) -> web.Response:
+    gateway = request.app[GATEWAY_KEY]
+    req = admitted.request
     try:
         result = await gateway.update(
             admitted,
@@ -36,7 +52,7 @@ async def patch_customer(request: web.Request) -> web.Response:
     return answer(
         request,
         {
-            "system": system,
+            "system": req.system,
             "customer_id": req.customer_id,
             "applied": result.applied,
             "dry_run": result.dry_run,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
@@ -51,7 +52,7 @@ PACING_MARGIN = 0.9
 T = TypeVar("T")
 
 
-class HttpConnector:
+class HttpConnector(ABC):
     """Base of the four connectors. Subclasses set the class attributes and implement
     ``fetch``/``apply`` with :meth:`_call`, plus ``_auth`` for their credentials."""
 
@@ -112,20 +113,24 @@ class HttpConnector:
 
     # -- the interface, per system ----------------------------------------------------
 
+    @abstractmethod
     async def fetch(self, customer_id: str) -> dict[str, Any]:
-        raise NotImplementedError
+        """The upstream record, in the policy's field names."""
 
+    @abstractmethod
     async def apply(self, customer_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError
+        """Send ``body`` (the patch, or the merged whole object); the record as answered."""
 
     # -- hooks for subclasses ---------------------------------------------------------
 
+    @abstractmethod
     def _auth(self) -> dict[str, str]:
         """Headers carrying this system's credentials (built when the session opens)."""
-        raise NotImplementedError
 
     def _check_options(self) -> None:
-        """Refuse unusable ``settings.options`` with a ``ValueError`` (names, no values)."""
+        """Refuse unusable ``settings.options`` with a ``ValueError`` (names, no values).
+        By default a system takes no options."""
+        return None
 
     def _bucket_key(self, method: str, route: str) -> str | None:
         """Which pacing bucket a call draws from; ``None``: not paced. By default one

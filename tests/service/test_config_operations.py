@@ -1,4 +1,5 @@
-"""The settings of reload, shutdown and reconciliation: file, environment, checks, docs."""
+"""The settings of reload, shutdown, reconciliation and idempotency keys: file, environment,
+checks, docs."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ OPERATIONS = {
     ("shutdown", "grace_seconds"): 20.0,
     ("audit", "reconcile_seconds"): 60.0,
     ("audit", "reconcile_min_age_seconds"): None,
+    ("idempotency", "retention_seconds"): 86400.0,
+    ("idempotency", "wait_seconds"): 5.0,
+    ("idempotency", "expire_seconds"): 300.0,
 }
 
 
@@ -53,12 +57,25 @@ def test_from_the_file_and_from_the_environment(tmp_path: Path) -> None:
         ("GDPR_GATEWAY_AUDIT_RECONCILE_SECONDS", "0"),
         ("GDPR_GATEWAY_AUDIT_RECONCILE_MIN_AGE_SECONDS", "-3"),
         ("GDPR_GATEWAY_SHUTDOWN_DRAIN_SECONDS", "soon"),
+        ("GDPR_GATEWAY_IDEMPOTENCY_RETENTION_SECONDS", "0"),
+        ("GDPR_GATEWAY_IDEMPOTENCY_WAIT_SECONDS", "-1"),
+        ("GDPR_GATEWAY_IDEMPOTENCY_EXPIRE_SECONDS", "often"),
     ],
 )
 def test_impossible_values_are_refused(tmp_path: Path, variable: str, value: str) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(write(tmp_path, FULL), {variable: value})
     assert [e for e in caught.value.errors if e.startswith(variable)]
+
+
+def test_idempotency_from_the_file_and_from_the_environment(tmp_path: Path) -> None:
+    text = FULL + "idempotency:\n  retention_seconds: 3600\n  wait_seconds: 2\n"
+    settings = load_settings(
+        write(tmp_path, text), {"GDPR_GATEWAY_IDEMPOTENCY_EXPIRE_SECONDS": "0"}
+    )
+    assert settings.idempotency_retention_seconds == 3600
+    assert settings.idempotency_wait_seconds == 2
+    assert settings.idempotency_expire_seconds == 0  # from the environment
 
 
 def test_every_one_is_documented() -> None:

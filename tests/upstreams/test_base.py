@@ -72,3 +72,22 @@ def test_field_problems_read_the_usual_shapes() -> None:
 def test_unknown_names_are_dropped_when_fields_are_known() -> None:
     problems = problems_for(["Name", "Smith", "MetaData[0].Value"], known={"Name", "MetaData"})
     assert [p.field for p in problems] == ["Name", "MetaData[0].Value"]
+
+
+def test_a_connector_without_its_credentials_or_calls_cannot_be_built() -> None:
+    """The base declares fetch, apply and _auth abstract: a system that forgets one is
+    refused when it is built, not at its first call."""
+    from service.upstreams.transport import HttpConnector
+
+    class Forgetful(HttpConnector):  # fetch and apply, but no _auth
+        system = "forgetful"
+
+        async def fetch(self, customer_id: str) -> dict[str, object]:
+            return {}
+
+        async def apply(self, customer_id: str, body: dict[str, object]) -> dict[str, object]:
+            return body
+
+    with pytest.raises(TypeError, match="_auth"):
+        Forgetful(None, None)  # type: ignore[arg-type]
+    assert HttpConnector.__abstractmethods__ == frozenset({"fetch", "apply", "_auth"})
