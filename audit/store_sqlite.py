@@ -3,6 +3,9 @@ thread, in WAL mode with ``synchronous=FULL`` (see docs/audit.md for why).
 
 A group commit is one ``BEGIN IMMEDIATE … COMMIT`` on the writer thread; the write lock
 it takes is database-wide, so separate processes on one file still form one chain.
+A customer's lock across processes (the workers of ``serve --workers N`` on one file) is
+a POSIX record lock on one byte of ``<database>.subjects.lock``, at the offset of the
+customer's lock key, taken without blocking and retried until the wait runs out.
 Errors come out as audit errors: ``sqlite3.DataError`` (a value too big) as the caller's
 :class:`ValueRefused`, any other database or file error as :class:`AuditUnavailable`.
 """
@@ -21,9 +24,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from audit.backend import HEAD_SQL, Row, Statement
-from audit.errors import AuditUnavailable, ValueRefused
+from audit.errors import AuditUnavailable, LockTimeout, LockWait, ValueRefused
 
 T = TypeVar("T")
+
+#: a lock key (a signed 64-bit int) as a non-negative file offset
+_OFFSET_MASK = (1 << 62) - 1
+_RETRY_FIRST, _RETRY_MAX = 0.001, 0.02
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -72,6 +79,7 @@ class SqliteBackend:
         self._w: sqlite3.Connection | None = None
         self._r: sqlite3.Connection | None = None
         self._write_lock = asyncio.Lock()
+        self._subjects_fd: int | None = None
 
     @classmethod
     async def connect(cls, path: Path) -> SqliteBackend:
@@ -190,7 +198,40 @@ class SqliteBackend:
             return await self._on_writer(self._w_append_if_head, expected, statements, durable)
 
     def subject_lock(self, key: int, timeout: float) -> AbstractAsyncContextManager[None]:
-        return _no_lock()  # one process is the deployment: the in-process lock suffices
+        return self._subject_lock(key, wait=timeout)
+
+    @asynccontextmanager
+    async def _subject_lock(self, key: int, *, wait: float) -> AsyncIterator[None]:
+        """The customer's lock among processes: a write lock on one byte (its key).
+        Within one process the audit log's own lock comes first (POSIX record locks of
+        one process never exclude each other)."""
+        if self._subjects_fd is None:
+            path = self._path.with_name(f"{self._path.name}.subjects.lock")
+            try:
+                self._subjects_fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                raise AuditUnavailable(f"the audit store failed ({type(exc).__name__})") from exc
+        fd, offset = self._subjects_fd, key & _OFFSET_MASK
+        loop = asyncio.get_running_loop()
+        deadline, pause = loop.time() + wait, _RETRY_FIRST
+        while True:
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset, os.SEEK_SET)
+                break
+            except OSError as exc:  # EAGAIN/EACCES: another process holds it
+                if not isinstance(exc, BlockingIOError | PermissionError):
+                    raise AuditUnavailable(
+                        f"the audit store failed ({type(exc).__name__})"
+                    ) from exc
+                if loop.time() >= deadline:
+                    raise LockTimeout(LockWait.SUBJECT, wait) from None
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, _RETRY_MAX)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset, os.SEEK_SET)
 
     @asynccontextmanager
     async def job_lock(self, key: int) -> AsyncIterator[bool]:
@@ -219,6 +260,9 @@ class SqliteBackend:
         return 0, 0  # no lock connections
 
     async def close(self) -> None:
+        if self._subjects_fd is not None:
+            os.close(self._subjects_fd)
+            self._subjects_fd = None
         for con, pool in ((self._w, self._writer), (self._r, self._reader)):
             if con is not None:
                 await asyncio.get_running_loop().run_in_executor(pool, con.close)
@@ -236,7 +280,3 @@ async def _translated(pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any
     except (sqlite3.Error, OSError) as exc:
         raise AuditUnavailable(f"the audit store failed ({type(exc).__name__})") from exc
 
-
-@asynccontextmanager
-async def _no_lock() -> AsyncIterator[None]:
-    yield

@@ -3,11 +3,12 @@
     python -m bench.gateway_bench [--systems keycom,billbee] [--stores sqlite,postgres]
         [--reps 3] [--duration 10] [--warmup 2] [--connections 32] [--latency-duration 5]
         [--out-dir bench/results] [--update-docs] [--no-plot] [--no-conflict-check]
+        [--workers N]
 
 Starts the four emulators (billbee's rate limit off) in a process of their own. Then, per
 scenario (system x audit store), ``--reps`` times in turn (A B A B): the reference proxy
-(``bench/bare_proxy.py``), then the gateway (``gdpr-gateway serve --config`` with the full
-shipped policy and a durable audit log on a fresh SQLite file or a fresh PostgreSQL
+(``bench/bare_proxy.py``), then the gateway (``gdpr-gateway serve --config --workers N``
+with the full shipped policy and a durable audit log on a fresh SQLite file or a fresh PostgreSQL
 database at 127.0.0.1:5432). Each server process gets a warm-up, a throughput run
 (``--connections``) and a run one request at a time, all with wrk (``bench/patch.lua``);
 then it is stopped and every answer is checked (``bench/checks.py``). A run whose answers
@@ -57,6 +58,9 @@ from bench.procs import (
 )
 
 STORES = ("sqlite", "postgres")
+#: the gateway's worker processes unless --workers says otherwise: chosen by measurement
+#: on the 2-CPU bench machine (docs/performance.md, "Workers (issue 11)")
+DEFAULT_WORKERS = 1
 STAMP_WARMUP, STAMP_THROUGHPUT, STAMP_LATENCY = 1, 2, 3
 _LOG_ERROR = re.compile(r'"level": "(ERROR|CRITICAL)"|^Traceback', re.MULTILINE)
 
@@ -84,6 +88,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--latency-duration", type=int, default=5,
                         help="seconds one request at a time (0: none)")
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
+                        help="gateway worker processes (serve --workers; the reference "
+                        f"stays one process; default {DEFAULT_WORKERS}: docs/performance.md)")
     parser.add_argument("--no-conflict-check", action="store_true",
                         help="gateway without the re-read; the reference then reads once")
     parser.add_argument("--out-dir", type=Path, default=report.ROOT / "bench" / "results")
@@ -93,8 +100,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--invalid-values", action="store_true",
                         help="send values the policy refuses: the checks must fail")
     args = parser.parse_args(argv)
-    if args.reps < 1 or args.duration < 1 or args.connections < 1:
-        parser.error("--reps, --duration and --connections must be at least 1")
+    if args.reps < 1 or args.duration < 1 or args.connections < 1 or args.workers < 1:
+        parser.error("--reps, --duration, --connections and --workers must be at least 1")
     return args
 
 
@@ -155,13 +162,21 @@ class Bench:
                     conflict_check=not self.args.no_conflict_check,
                 )
                 run_cli("db", "upgrade", "--config", str(config))
-                argv = [cli(), "serve", "--config", str(config)]
+                argv = [cli(), "serve", "--config", str(config),
+                        "--workers", str(self.args.workers)]
             self.emulators.reset()
             with server(argv, port, label, log) as proc:
+                cpu_before = cpu_seconds(proc.pid)
                 runs = self._wrk_runs(
                     label, f"http://127.0.0.1:{port}", workload, ids_file, proc.pid
                 )
                 self.emulators.settled_requests(workload.system)
+                cpu = cpu_seconds(proc.pid) - cpu_before
+            answers = sum(run["requests"] for run in runs.values())
+            # the server's processes (a supervisor and its workers): CPU per answer, less
+            # moved by the machine's load than req/s
+            record["cpu_seconds"] = round(cpu, 3)
+            record["cpu_ms_per_answer"] = round(1000 * cpu / answers, 3) if answers else None
             record.update(runs)
             record["load_after"] = report.loadavg()
             record["upstream"] = self.emulators.requests(workload.system)
@@ -223,7 +238,8 @@ def _print_run(run: dict[str, Any], system: str, store: str) -> None:
     if lat:
         line += (f" | 1 at a time p50 {lat['latency_ms']['p50']:.2f} ms "
                  f"p99 {lat['latency_ms']['p99']:.2f} ms")
-    print(line + f"  load {run['load_after'][0]}", flush=True)
+    print(line + f"  cpu {run.get('cpu_ms_per_answer')} ms/answer  load {run['load_after'][0]}",
+          flush=True)
 
 
 def _stop_on_sigterm(signum: int, frame: object) -> None:
@@ -249,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             "systems": args.systems, "stores": args.stores, "reps": args.reps,
             "duration_s": args.duration, "warmup_s": args.warmup,
             "connections": args.connections, "latency_duration_s": args.latency_duration,
+            "gateway_workers": args.workers,
             "conflict_check": not args.no_conflict_check, "invalid_values": args.invalid_values,
             "wrk_threads": 1, "allowed_non_2xx": checks.ALLOWED_NON_2XX,
         },

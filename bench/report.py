@@ -78,6 +78,9 @@ def summarise(scenario: dict[str, Any]) -> None:
             "c1_rps": _median([t["rps"] for t in lat]),
             "c1_p50_ms": _median([t["latency_ms"]["p50"] for t in lat]),
             "c1_p99_ms": _median([t["latency_ms"]["p99"] for t in lat]),
+            "cpu_ms_per_answer": _median([r["cpu_ms_per_answer"] for r in runs
+                                          if r["server"] == server
+                                          and r.get("cpu_ms_per_answer") is not None]),
         }
     ref, gw = summary["reference"], summary["gateway"]
     pairs = [
@@ -151,6 +154,7 @@ def markdown(results: dict[str, Any], plot_name: str | None) -> str:
         f"throughput: wrk, 1 thread, {s['connections']} connections, {s['duration_s']} s after "
         f"a {s['warmup_s']} s warm-up; then one request at a time (1 connection, "
         f"{s['latency_duration_s']} s). Conflict check: {'on' if s['conflict_check'] else 'off'}. "
+        f"Gateway workers: {s.get('gateway_workers', 1)} (the reference: one process). "
         f"Every answer checked: {results['answers_checked']:,} answers, "
         f"{results['upstream_writes_checked']:,} upstream writes, "
         f"{results['audit_entries_checked']:,} audit entries.",

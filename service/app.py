@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from audit import AuditLog, AuditUnavailable
 from audit.resolve import ChangeResolver
 from common.vocabulary import AuditOutcome
+from service import multiproc
 from service.auth import Authenticator
 from service.caller_limits import CallerLimiter
 from service.edge import edge_middleware
@@ -86,6 +87,8 @@ def create_app(
     app.cleanup_ctx.append(
         idempotency_ctx(forward_bound(settings) + settings.audit_lock_wait_seconds)
     )
+    if multiproc.enabled():  # a worker of serve --workers N: its gauges to the shared files
+        app.cleanup_ctx.append(multiproc.sampler(metrics.sample))
 
     app.add_routes(customers.routes)
     app.add_routes(systems.routes)
@@ -95,7 +98,7 @@ def create_app(
     app.add_routes(changes.routes)
     app.add_routes(health.routes)
     app.add_routes(ui.routes)
-    app.router.add_get("/metrics", metrics_handler(metrics.registry))
+    app.router.add_get("/metrics", metrics_handler(metrics))
     # bounded route labels: every template known now, anything else counts as "other"
     metrics.init_routes(
         r.canonical for r in app.router.resources() if r.canonical != "/metrics"
@@ -151,7 +154,9 @@ def _audit_ctx(
         metrics.watch_audit_locks(audit_log.lock_use)
         resolver = _resolver(app[CONNECTORS_KEY])
         bound = reconcile_min_age(settings)
-        shared = settings.audit_url.startswith("postgresql")
+        # shared: other replicas (PostgreSQL) or other workers of this server may have
+        # writes in flight
+        shared = settings.audit_url.startswith("postgresql") or settings.workers > 1
         reconciler: asyncio.Task[None] | None = None
         try:
             # At start-up: this process has nothing in flight yet. On a shared PostgreSQL

@@ -262,6 +262,7 @@ class Document(Section):
 
     host: Name = "127.0.0.1"
     port: Annotated[Integer, Ge(0), Le(65535)] = 8080
+    workers: Annotated[Integer, Ge(0), Le(256)] = 0  # 0: the usable CPUs (1 on SQLite)
     body_limit_bytes: Annotated[Integer, Ge(1)] = 65536
     body_timeout_seconds: Annotated[Number, Gt(0)] = 30.0
     keepalive_timeout_seconds: Annotated[Number, Gt(0)] = 75.0

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Final
 
+from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.aiohttp import make_aiohttp_handler
@@ -23,6 +24,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from audit.errors import LockWait
 from common.vocabulary import VALIDATION_CODES, Problem, Verdict, parse
 from policies.masking.registry import canonical_names
+from service import multiproc
 from service.registry import SYSTEMS as SHIPPED
 
 PREFIX: Final = "gdpr_gateway_"
@@ -123,7 +125,7 @@ class Metrics:
         self.audit_lock_connections = Gauge(
             f"{PREFIX}audit_lock_connections", "PostgreSQL lock-pool connections: 'in_use' "
             "(each held by a write in flight) and 'max' (0 and 0 on SQLite)", ["state"],
-            registry=r,
+            registry=r, multiprocess_mode="livesum",
         )  # fmt: skip
         self.audit_lock_timeouts_total = Counter(
             f"{PREFIX}audit_lock_timeouts", "Writes answered 503 because a customer's lock "
@@ -133,6 +135,7 @@ class Metrics:
         self.breaker = Gauge(
             f"{PREFIX}upstream_circuit_state", "Circuit breaker per upstream: "
             "0 closed, 1 half_open, 2 open", ["system"], registry=r,
+            multiprocess_mode="livemax",
         )  # fmt: skip
         self.policy_reloads_total = Counter(
             f"{PREFIX}policy_reload", "Policy set reloads by result: a refused set leaves "
@@ -141,6 +144,7 @@ class Metrics:
         self.policy_last_reload_successful = Gauge(
             f"{PREFIX}policy_last_reload_successful", "1 if the last policy load succeeded, "
             "0 while the files on disk are a set that was refused", registry=r,
+            multiprocess_mode="livemin",
         )  # fmt: skip
         self.policy_info = Info(
             f"{PREFIX}policy", "The policy version in force, per system (one series each)",
@@ -149,6 +153,7 @@ class Metrics:
         self.audit_store_up = Gauge(
             f"{PREFIX}audit_store_up", "1 when the audit store answered its last check "
             "(start-up, /readyz), 0 when it did not", registry=r,
+            multiprocess_mode="livemin",
         )  # fmt: skip
         self.audit_verifications_total = Counter(
             f"{PREFIX}audit_verifications", "Chain verifications run by this process, by "
@@ -170,8 +175,12 @@ class Metrics:
         self.audit_oldest_sealed_value_age_seconds = Gauge(
             f"{PREFIX}audit_oldest_sealed_value_age_seconds", "Age of the oldest sealed value "
             "the audit log can still open, as of the last expiry run (0: none)", registry=r,
+            multiprocess_mode="livemax",
         )  # fmt: skip
-        self.audit_oldest_sealed_value_age_seconds.set_function(self._oldest_sealed_age)
+        #: gauges read by a function at each scrape (written to the shared files by
+        #: :meth:`sample` with several workers: service/multiproc.py)
+        self._sampled: list[tuple[Gauge, Callable[[], float]]] = []
+        self._sample(self.audit_oldest_sealed_value_age_seconds, self._oldest_sealed_age)
         self._preinitialise()
 
     def _preinitialise(self) -> None:
@@ -311,8 +320,18 @@ class Metrics:
 
     def watch_audit_locks(self, lock_use: Callable[[], tuple[int, int]]) -> None:
         """Read the lock pool's use at each scrape: ``lock_use() -> (in use, max)``."""
-        self.audit_lock_connections.labels("in_use").set_function(lambda: lock_use()[0])
-        self.audit_lock_connections.labels("max").set_function(lambda: lock_use()[1])
+        self._sample(self.audit_lock_connections.labels("in_use"), lambda: lock_use()[0])
+        self._sample(self.audit_lock_connections.labels("max"), lambda: lock_use()[1])
+
+    def _sample(self, gauge: Gauge, read: Callable[[], float]) -> None:
+        gauge.set_function(read)
+        self._sampled.append((gauge, read))
+
+    def sample(self) -> None:
+        """Write the function gauges' values (needed only when the values live in files
+        shared by workers, where a function is not read at scrape time)."""
+        for gauge, read in self._sampled:
+            gauge.set(read())
 
     def audit_lock_timeout(self, wait: str) -> None:
         """A customer's lock given up; fits the audit log's ``on_lock_timeout`` callback."""
@@ -349,6 +368,15 @@ def _status(status: int) -> str:
     return str(status) if 100 <= status <= 599 else OTHER
 
 
-def metrics_handler(registry: CollectorRegistry) -> Handler:
-    """``GET /metrics``: the library's own aiohttp handler over this registry."""
-    return make_aiohttp_handler(registry)
+def metrics_handler(metrics: Metrics) -> Handler:
+    """``GET /metrics``: the library's own aiohttp handler over these metrics - or, with
+    several workers, over every worker's (service/multiproc.py)."""
+    if not multiproc.enabled():
+        return make_aiohttp_handler(metrics.registry)
+    handler = make_aiohttp_handler(multiproc.exposition_registry(metrics.registry))
+
+    async def every_worker(request: web.Request) -> web.StreamResponse:
+        metrics.sample()
+        return await handler(request)
+
+    return every_worker

@@ -60,6 +60,7 @@ class Settings:
 
     host: str
     port: int
+    workers: int  # serve's worker processes; 0: the usable CPUs (1 on SQLite)
     body_limit_bytes: int
     body_timeout_seconds: float
     keepalive_timeout_seconds: float

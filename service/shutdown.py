@@ -62,12 +62,15 @@ async def run_server(
     drain_seconds: float | None = None,
     stop: asyncio.Event | None = None,
     on_started: Callable[[web.AppRunner], None] | None = None,
+    reuse_port: bool = False,
+    worker: int | None = None,
 ) -> None:
     """Serve ``app`` until SIGTERM/SIGINT (or ``stop`` is set), then shut down as above.
 
     The server is :class:`service.server.GatewayRunner` (keep-alive, head limits, edge
     answers from ``settings``); ``drain_seconds`` overrides ``shutdown.drain_seconds``
-    (the demo drains 0 s by default)."""
+    (the demo drains 0 s by default). ``reuse_port`` and ``worker``: one of the workers
+    of ``serve --workers N`` (service/workers.py), listening with ``SO_REUSEPORT``."""
     drain = settings.shutdown_drain_seconds if drain_seconds is None else drain_seconds
     stop = stop if stop is not None else asyncio.Event()
     hurry = asyncio.Event()
@@ -96,8 +99,8 @@ async def run_server(
             handled.append(sig)
         loop.add_signal_handler(signal.SIGHUP, on_hup)
         handled.append(signal.SIGHUP)
-        await web.TCPSite(runner, host, port).start()
-        log_event(log, "serving", host=host, port=_bound_port(runner, port))
+        await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
+        log_event(log, "serving", host=host, port=_bound_port(runner, port), worker=worker)
         if on_started is not None:
             on_started(runner)
         await stop.wait()

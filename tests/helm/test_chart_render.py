@@ -90,6 +90,18 @@ def test_changed_shutdown_timing_reaches_the_gateway_and_the_grace_period(helm: 
     assert fixed.deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 90
 
 
+def test_workers_reach_the_gateway_and_the_schema_bounds_them(helm: Helm) -> None:
+    def workers(rendered: Rendered) -> str:
+        gateway = rendered.deployment["spec"]["template"]["spec"]["containers"][0]
+        (value,) = [e["value"] for e in gateway["env"] if e["name"] == "GDPR_GATEWAY_WORKERS"]
+        return str(value)
+
+    assert workers(helm.scenario("default")) == "0"  # the CPU limit decides (0 = auto)
+    assert workers(helm.template(["default"], {"workers": "3"})) == "3"
+    with pytest.raises(HelmError):
+        helm.template(["default"], {"workers": "-1"})
+
+
 def checksums(rendered: Rendered) -> dict[str, str]:
     annotations = rendered.deployment["spec"]["template"]["metadata"]["annotations"]
     return {k: v for k, v in annotations.items() if k.startswith("checksum/")}

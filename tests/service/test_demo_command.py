@@ -26,8 +26,8 @@ def free_block() -> int:
         try:
             for port in range(base, base + 5):
                 s = socket.socket()
+                sockets.append(s)  # closed below even when its bind fails
                 s.bind(("127.0.0.1", port))
-                sockets.append(s)
             return base
         except OSError:
             continue

@@ -35,7 +35,7 @@ def metrics() -> Metrics:
 
 async def scrape(aiohttp_client: Callable[..., Any], metrics: Metrics) -> dict[str, float]:
     app = web.Application()
-    app.router.add_get("/metrics", metrics_handler(metrics.registry))
+    app.router.add_get("/metrics", metrics_handler(metrics))
     client: TestClient[Any, Any] = await aiohttp_client(app)
     resp = await client.get("/metrics")
     assert resp.status == 200

@@ -77,3 +77,29 @@ def test_forward_bound_covers_every_attempt_of_the_slowest_upstream(tmp_path: Pa
     )
     slowest = max(settings.upstreams.values(), key=lambda u: u.timeout_seconds)
     assert forward_bound(settings) >= 2 * slowest.timeout_seconds * (slowest.max_retries + 1)
+
+
+async def test_with_several_workers_a_fresh_intent_is_left_to_the_worker_forwarding_it(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    # one process on SQLite closes every open intent at start (nothing of its own is in
+    # flight yet); a worker of `serve --workers 2` must not: the other worker may be
+    # forwarding it right now
+    url = f"sqlite+aiosqlite:///{tmp_path}/audit.db"
+    master, signing = os.urandom(32), os.urandom(32)
+    other_worker = await AuditLog.open(url, master_key=master, signing_key=signing, create=True)
+    in_flight = await other_worker.begin(intent("100001", "+49 30 1357135"))
+    settings = demo_settings(
+        port=0, state_dir=tmp_path, upstream_urls=dict.fromkeys(SYSTEMS, "http://127.0.0.1:1"),
+        audit_url=url, master_key=master, signing_key=signing,
+    )
+    registry = CollectorRegistry()
+    client = await aiohttp_client(
+        create_app(dataclasses.replace(settings, workers=2), registry=registry)
+    )
+    assert registry.get_sample_value("gdpr_gateway_audit_intents_reconciled_total") == 0.0
+    resp = await client.get("/v1/audit", params={"system": "billbee"}, headers=AUDITOR)
+    entries = (await resp.json())["entries"]
+    assert [e["audit_id"] for e in entries] == [in_flight]
+    assert not [e for e in entries if e["phase"] == "outcome"]
+    await other_worker.close()

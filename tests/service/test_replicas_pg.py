@@ -118,6 +118,7 @@ async def test_three_replicas_lose_no_update_and_survive_a_sigkill(
         }]},
         upstreams={"billbee": {"rate_limit_per_second": 1000, "rate_limit_burst": 100}},
         shutdown={"drain_seconds": 0},
+        workers=1,  # one process per replica: the one SIGKILLed is the one that dies
     )
     assert await asyncio.to_thread(cli_main, ["db", "upgrade", "--config", str(config)]) == 0
     ports = [free_block() for _ in range(3)]

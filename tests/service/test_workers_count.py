@@ -1,0 +1,62 @@
+"""How many workers ``serve`` runs: the setting, ``--workers``, the usable CPUs."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+
+from service import workers
+from service.demo_settings import demo_settings
+from service.registry import SYSTEMS
+from service.settings import Settings
+
+
+def settings(tmp_path: Path, url: str, count: int) -> Settings:
+    base = demo_settings(
+        port=0, state_dir=tmp_path, upstream_urls=dict.fromkeys(SYSTEMS, "http://127.0.0.1:9"),
+        audit_url=f"sqlite+aiosqlite:///{tmp_path}/a.db", master_key=os.urandom(32),
+        signing_key=os.urandom(32),
+    )  # fmt: skip
+    return dataclasses.replace(base, audit_url=url, workers=count)
+
+
+def test_cgroup_v2_and_v1_quotas(tmp_path: Path) -> None:
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert workers._cgroup_quota(tmp_path) == (150000, 100000)
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert workers._cgroup_quota(tmp_path) is None
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("50000\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert workers._cgroup_quota(v1) == (50000, 100000)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert workers._cgroup_quota(v1) is None
+
+
+def test_usable_cpus_is_the_affinity_bounded_by_the_quota(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    affinity = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(workers, "_cgroup_quota", lambda: None)
+    assert workers.usable_cpus() == affinity
+    monkeypatch.setattr(workers, "_cgroup_quota", lambda: (50000, 100000))  # half a CPU
+    assert workers.usable_cpus() == 1
+    monkeypatch.setattr(workers, "_cgroup_quota", lambda: (10**9, 100000))
+    assert workers.usable_cpus() == affinity
+
+
+def test_the_count_asked_wins_and_0_means_the_cpus_on_postgresql_1_on_sqlite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(workers, "usable_cpus", lambda: 6)
+    sqlite = settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path}/a.db", 0)
+    postgres = settings(tmp_path, "postgresql://127.0.0.1/test", 0)
+    assert workers.resolve_workers(sqlite, None) == 1
+    assert workers.resolve_workers(postgres, None) == 6
+    assert workers.resolve_workers(postgres, 3) == 3
+    assert workers.resolve_workers(dataclasses.replace(sqlite, workers=4), None) == 4
+    assert workers.resolve_workers(dataclasses.replace(sqlite, workers=4), 1) == 1
