@@ -38,6 +38,15 @@ _STORED_WITHOUT_SLOT: Final = _STORED + " AND expires_at IS NULL"
 PRUNE_SECONDS: Final = 7 * 86400.0
 
 
+#: a live key wrapped by another master key: written as two ranges so that both SQLite
+#: and PostgreSQL look it up in ``ix_audit_subject_key_kek`` (``<>`` scans the table,
+#: and this runs before every batch that makes a key - it cost a scan of every
+#: subject's key per new subject)
+OTHER_KEK_SQL: Final = (
+    "SELECT key_id FROM audit_subject_key WHERE (kek_id < ? OR kek_id > ?)"
+    " AND wrapped IS NOT NULL LIMIT 1"
+)
+
 class KeyRing:
     def __init__(self, master_key: bytes) -> None:
         self._master_key = master_key
@@ -142,11 +151,7 @@ class KeyRing:
     async def _check_not_rotated(self, tx: ChainTx) -> None:
         """Before wrapping a new key: refuse if the store's keys were re-wrapped under
         another master key since this process started (it would mix master keys)."""
-        other = await tx.fetchall(
-            "SELECT key_id FROM audit_subject_key WHERE wrapped IS NOT NULL AND kek_id <> ?"
-            " LIMIT 1",
-            [self._kek_id],
-        )
+        other = await tx.fetchall(OTHER_KEK_SQL, [self._kek_id, self._kek_id])
         if other:
             raise AuditUnavailable(
                 "the master key was rotated: restart this process with the current key"

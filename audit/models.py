@@ -100,6 +100,7 @@ class AuditSubjectKey(SQLModel, table=True):
     __table_args__ = (
         Index("ix_audit_subject_key_subject", "system", "customer_id"),
         Index("ix_audit_subject_key_expires", "expires_at"),
+        Index("ix_audit_subject_key_kek", "kek_id"),
     )
 
     key_id: str = Field(sa_column=Column(Text, primary_key=True))
