@@ -248,20 +248,29 @@ async def _reconcile_forever(
             )  # fmt: skip
 
 
+async def _current(
+    connectors: Mapping[str, Connector], system: str, customer_id: str, after: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """The upstream record a resolver compares with a change's values; ``None`` when
+    there is nothing to compare (no values, an unknown system) or the read failed - any
+    failure to look leaves the outcome unknown, as it was."""
+    connector = connectors.get(system)
+    if connector is None or not after:
+        return None
+    try:
+        return await connector.fetch(customer_id)
+    except Exception:
+        return None
+
+
 def _resolver(
     connectors: Mapping[str, Connector],
 ) -> Callable[[str, str, Mapping[str, Any]], Awaitable[str]]:
     """After a crash: re-read the upstream to learn whether a dangling write landed."""
 
     async def resolve(system: str, customer_id: str, after: Mapping[str, Any]) -> str:
-        connector = connectors.get(system)
-        if connector is None or not after:
-            return AuditOutcome.UNKNOWN
-        try:
-            record = await connector.fetch(customer_id)
-        except Exception:  # any failure to look leaves the outcome unknown, as it was
-            return AuditOutcome.UNKNOWN
-        landed = record_shows(record, after)
+        record = await _current(connectors, system, customer_id, after)
+        landed = record is not None and record_shows(record, after)
         return AuditOutcome.APPLIED if landed else AuditOutcome.UNKNOWN
 
     return resolve
@@ -275,12 +284,8 @@ def _change_resolver(connectors: Mapping[str, Connector]) -> ChangeResolver:
     async def resolve(
         system: str, customer_id: str, before: Mapping[str, Any], after: Mapping[str, Any]
     ) -> str:
-        connector = connectors.get(system)
-        if connector is None or not after:
-            return AuditOutcome.UNKNOWN
-        try:
-            record = await connector.fetch(customer_id)
-        except Exception:  # any failure to look leaves the outcome unknown, as it was
+        record = await _current(connectors, system, customer_id, after)
+        if record is None:
             return AuditOutcome.UNKNOWN
         if record_shows(record, after):
             return AuditOutcome.APPLIED

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from service import commands
-from service.failures import explain
+from service.failures import reported
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,11 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.handler(args)
     except Exception as exc:
-        lines = explain(exc, args)
-        if lines is None:
+        if not reported(exc, args):
             raise
-        for line in lines:
-            print(line, file=sys.stderr)
         return 2
     return code
 

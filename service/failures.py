@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import sys
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -121,3 +122,14 @@ def explain(exc: BaseException, args: argparse.Namespace) -> list[str] | None:
         if isinstance(exc, kind):
             return say(exc, args)
     return None
+
+
+def reported(exc: BaseException, args: argparse.Namespace) -> bool:
+    """Print what to fix on stderr and say True; False (nothing printed) for a failure
+    nobody expected, which the caller lets through as a traceback."""
+    lines = explain(exc, args)
+    if lines is None:
+        return False
+    for line in lines:
+        print(line, file=sys.stderr)
+    return True

@@ -39,6 +39,7 @@ from aiohttp import web
 from audit import AuditUnavailable
 from audit.idempotency import ClaimState, IdempotencyStore, StoredAnswer
 from common.canonical import canonical_json
+from service.background import running
 from service.errors import IdempotencyInProgress, IdempotencyKeyInvalid, IdempotencyKeyReused
 from service.keys import AUDIT_ID_KEY, AUDIT_KEY, SETTINGS_KEY
 from service.logs import log_event
@@ -225,15 +226,8 @@ def idempotency_ctx(
         app[CLAIM_SECONDS_KEY] = claim_seconds
         every = app[SETTINGS_KEY].idempotency_expire_seconds
         store = app[AUDIT_KEY].idempotency
-        task: asyncio.Task[None] | None = None
-        if every > 0 and store is not None:
-            task = asyncio.create_task(_expire_forever(store, every), name="idempotency-expiry")
-        try:
+        job = _expire_forever(store, every) if every > 0 and store is not None else None
+        async with running(job, "idempotency-expiry"):
             yield
-        finally:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
 
     return ctx

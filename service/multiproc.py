@@ -23,7 +23,6 @@ nothing changes: each app has its own registry.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Final
@@ -31,6 +30,8 @@ from typing import Any, Final
 from prometheus_client import CollectorRegistry, multiprocess, values
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+
+from service.background import running
 
 ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 #: how often each worker writes its function gauges to its files
@@ -87,12 +88,7 @@ def sampler(
                 sample()
                 await asyncio.sleep(SAMPLE_SECONDS)
 
-        task = asyncio.create_task(forever(), name="metrics-sampler")
-        try:
+        async with running(forever(), "metrics-sampler"):
             yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     return sampler_ctx

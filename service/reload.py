@@ -28,7 +28,6 @@ there is nothing to watch.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import re
@@ -40,6 +39,7 @@ from aiohttp import web
 
 from policies import MaskingConfigError, PolicyEngine, PolicyLoadError, load_policy_set
 from policies.loader import policy_files
+from service.background import running
 from service.keys import METRICS_KEY, POLICIES_KEY, SETTINGS_KEY
 from service.logs import log_event
 from service.metrics import Metrics
@@ -231,15 +231,7 @@ async def policies_ctx(app: web.Application) -> AsyncIterator[None]:
     app[POLICIES_KEY] = reloader
     log_event(log, "policies_loaded", systems=list(reloader.engine.policies.systems),
               watching=settings.policies_dir is not None and settings.policies_reload_seconds > 0)
-    watcher: asyncio.Task[None] | None = None
-    if settings.policies_dir is not None and settings.policies_reload_seconds > 0:
-        watcher = asyncio.create_task(
-            reloader.watch(settings.policies_reload_seconds), name="policy-watcher"
-        )
-    try:
+    watching = settings.policies_dir is not None and settings.policies_reload_seconds > 0
+    job = reloader.watch(settings.policies_reload_seconds) if watching else None
+    async with running(job, "policy-watcher"):
         yield
-    finally:
-        if watcher is not None:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher

@@ -14,13 +14,13 @@ plus a key period, the job is not running.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from audit import AuditLog, AuditUnavailable
+from service.background import running
 from service.keys import AUDIT_KEY, METRICS_KEY, SETTINGS_KEY
 from service.logs import log_event
 from service.metrics import Metrics
@@ -59,15 +59,6 @@ async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: the expiry loop while the app runs (none when
     ``audit.expire_seconds`` is 0)."""
     every = app[SETTINGS_KEY].audit_expire_seconds
-    task: asyncio.Task[None] | None = None
-    if every > 0:
-        task = asyncio.create_task(
-            _expire_forever(app[AUDIT_KEY], app[METRICS_KEY], every), name="audit-retention"
-        )
-    try:
+    job = _expire_forever(app[AUDIT_KEY], app[METRICS_KEY], every) if every > 0 else None
+    async with running(job, "audit-retention"):
         yield
-    finally:
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task

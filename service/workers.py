@@ -265,7 +265,7 @@ def _worker_main(
     multiproc.enable(metrics_dir)
     # imported here: the app is built in the worker, after the metrics mode is set
     from service.app import create_app
-    from service.failures import explain
+    from service.failures import reported
     from service.shutdown import run_server
 
     def started(_runner: object) -> None:
@@ -278,11 +278,8 @@ def _worker_main(
                            reuse_port=True, on_started=started, worker=index)
             )  # fmt: skip
     except Exception as exc:
-        lines = explain(exc, _NO_ARGS)
-        if lines is None:
+        if not reported(exc, _NO_ARGS):
             raise
-        for line in lines:
-            print(line, file=sys.stderr)
         sys.exit(2)
 
 
