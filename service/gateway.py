@@ -7,7 +7,6 @@ forwards. It raises only domain errors (``service.errors``, ``audit.errors``).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -16,11 +15,18 @@ from typing import Any
 from audit import AuditLog, Intent, Outcome
 from audit.errors import AuditUnavailable, InvalidAuditInput
 from audit.types import SEALED_SENSITIVITIES
-from common.canonical import canonical_json
 from common.vocabulary import Action, AuditOutcome, Problem, Purpose, Verdict, parse
 from policies import Decision, PolicyEngine
 from policies.merge import merge_patch
 from service.access import authorize
+from service.change_steps import (
+    discard,
+    elapsed_ms,
+    read_back,
+    read_failed,
+    record_etag,
+    with_audit,
+)
 from service.errors import (
     CustomerNotFound,
     EditConflict,
@@ -37,15 +43,9 @@ from service.gateway_types import Admitted, ReadResult, Request, UpdateResult
 from service.inflight import InFlight
 from service.logs import log_event
 from service.metrics import Metrics
-from service.upstreams import Connector, record_shows
+from service.upstreams import Connector
 
 log = logging.getLogger("gdpr_gateway.gateway")
-
-
-def record_etag(record: Mapping[str, Any]) -> str:
-    """The ETag of an upstream record as the gateway read it (before masking)."""
-    canonical = canonical_json(record, allow_nan=True)
-    return '"' + hashlib.sha256(canonical.encode()).hexdigest()[:32] + '"'
 
 
 class Gateway:
@@ -185,7 +185,7 @@ class Gateway:
             audit_id = await self._record_rejection(
                 engine, req, action, ValidationFailed.code, attempted
             )
-            raise _with_audit(
+            raise with_audit(
                 ValidationFailed(
                     f"{len(errors)} field(s) failed validation",
                     errors=[FieldProblem(e.path, e.code, e.message) for e in errors],
@@ -197,13 +197,13 @@ class Gateway:
             try:
                 pre_image = await connector.fetch(req.customer_id)
             except UpstreamOutcomeUnknown as exc:
-                raise _read_failed(exc) from None
+                raise read_failed(exc) from None
             if if_match is not None and if_match.strip() != record_etag(pre_image):
                 audit_id = await self._record_rejection(
                     engine, req, action, PreconditionFailed.code, attempted
                 )
                 self.metrics.decision(req.system, Verdict.DENIED, PreconditionFailed.code)
-                raise _with_audit(
+                raise with_audit(
                     PreconditionFailed("the record changed since the tag was issued"), audit_id
                 )
 
@@ -214,7 +214,7 @@ class Gateway:
                 code = decision.problem or Problem.FORBIDDEN
                 self.metrics.decision(req.system, Verdict.DENIED, code)
                 audit_id = await self._record_rejection(engine, req, action, code, attempted)
-                raise _with_audit(
+                raise with_audit(
                     PolicyDenied(
                         code,
                         decision.detail,
@@ -252,7 +252,7 @@ class Gateway:
             try:
                 intent_id = await self.audit.begin(self._intent(engine, req, action, decision))
             except BaseException:
-                await _discard(reread)
+                await discard(reread)
                 raise
             # Forward and its audit outcome are one unit: a client hanging up must not
             # leave a forward without its outcome.
@@ -288,17 +288,19 @@ class Gateway:
                 current = await reread
             except GatewayError as exc:
                 # a read: nothing was written, whatever its answer
-                failed = _read_failed(exc) if isinstance(exc, UpstreamOutcomeUnknown) else exc
+                failed = read_failed(exc) if isinstance(exc, UpstreamOutcomeUnknown) else exc
                 await self._finish(
-                    intent_id, AuditOutcome.UPSTREAM_FAILED, failed.code, None, None
+                    intent_id, AuditOutcome.UPSTREAM_FAILED, failed.code, None, None,
+                    sent=False,
                 )
-                raise _with_audit(failed, intent_id) from None
+                raise with_audit(failed, intent_id) from None
             if connector.version_tag(current) != connector.version_tag(pre_image):
                 await self._finish(
-                    intent_id, AuditOutcome.REJECTED, EditConflict.code, None, None
+                    intent_id, AuditOutcome.REJECTED, EditConflict.code, None, None,
+                    sent=False,
                 )
                 self.metrics.decision(req.system, Verdict.DENIED, EditConflict.code)
-                raise _with_audit(
+                raise with_audit(
                     EditConflict("the record changed between read and write"), intent_id
                 )
         started = time.perf_counter()
@@ -307,38 +309,27 @@ class Gateway:
         except UpstreamOutcomeUnknown as exc:
             # Sent, no usable answer: never re-sent (docs/upstreams.md); a read tells
             # whether it landed. If it did not (yet), the outcome stays unknown: 504.
-            landed = await self._read_back(connector, req.customer_id, expected)
+            landed = await read_back(connector, req.customer_id, expected)
             status = exc.upstream_status
             if landed is None:
                 await self._finish(
-                    intent_id, AuditOutcome.UNKNOWN, exc.code, status, _ms(started)
+                    intent_id, AuditOutcome.UNKNOWN, exc.code, status, elapsed_ms(started)
                 )
-                raise _with_audit(exc, intent_id) from None
+                raise with_audit(exc, intent_id) from None
             await self._finish(
-                intent_id, AuditOutcome.APPLIED, exc.code, None, _ms(started), durable=False
+                intent_id, AuditOutcome.APPLIED, exc.code, None, elapsed_ms(started), durable=False
             )
             return landed
         except (UpstreamError, CustomerNotFound) as exc:
             status = getattr(exc, "upstream_status", None)
             await self._finish(
-                intent_id, AuditOutcome.UPSTREAM_FAILED, exc.code, status, _ms(started)
+                intent_id, AuditOutcome.UPSTREAM_FAILED, exc.code, status, elapsed_ms(started)
             )
-            raise _with_audit(exc, intent_id) from None
+            raise with_audit(exc, intent_id) from None
         await self._finish(
-            intent_id, AuditOutcome.APPLIED, None, 200, _ms(started), durable=False
+            intent_id, AuditOutcome.APPLIED, None, 200, elapsed_ms(started), durable=False
         )
         return result
-
-    @staticmethod
-    async def _read_back(
-        connector: Connector, customer_id: str, expected: Mapping[str, Any]
-    ) -> dict[str, Any] | None:
-        """The record, if a read shows every changed path with its new value; else None."""
-        try:
-            record = await connector.fetch(customer_id)
-        except GatewayError:
-            return None
-        return record if record_shows(record, expected) else None
 
     async def _finish(
         self,
@@ -349,10 +340,14 @@ class Gateway:
         latency_ms: float | None,
         *,
         durable: bool = True,
+        sent: bool = True,
     ) -> None:
         """Record the outcome of a begun intent. Should that fail, the change may have
         happened and the audit log does not know: only a 504 may be answered (the
         reconciler closes the intent, re-reading the upstream, once the store is back).
+        With ``sent=False`` (a refusal after the intent: the re-read failed or saw
+        another change) nothing reached the upstream, so the answer is 503
+        ``audit_unavailable`` instead.
 
         An ``applied`` outcome is written with ``durable=False``: the answer does not
         wait for its sync. Should it be lost (a crash before the next durable commit,
@@ -374,7 +369,13 @@ class Gateway:
         except Exception as exc:
             log_event(log, "audit_outcome_unrecorded", level=logging.WARNING,
                       error_type=type(exc).__name__, audit_id=intent_id)  # fmt: skip
-            raise _with_audit(
+            if not sent:
+                # nothing reached the upstream: "nothing changed" (503), not the 504
+                # that says the change may have landed; the reconciler closes the intent
+                raise AuditUnavailable(
+                    "the audit log could not record this refusal; nothing was changed"
+                ) from None
+            raise with_audit(
                 UpstreamOutcomeUnknown(
                     "the audit log could not record the outcome of this change, so it is"
                     " unknown; it is reconciled from the upstream once the store is back"
@@ -404,27 +405,3 @@ class Gateway:
             policy_version=engine.policies[req.system].version,
         )
 
-
-def _ms(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000.0, 3)
-
-
-def _read_failed(exc: UpstreamOutcomeUnknown) -> UpstreamError:
-    """A read before the write went unanswered: nothing was written, so the answer is
-    502 ("nothing changed"), never the 504 that means "the change may have landed"."""
-    return UpstreamError(
-        f"{exc.detail}; nothing was written", upstream_status=exc.upstream_status
-    )
-
-
-async def _discard(task: asyncio.Future[Any] | None) -> None:
-    """Cancel a read no longer needed and wait for it (its failure, if any, unseen)."""
-    if task is not None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-
-def _with_audit(exc: GatewayError, audit_id: str | None) -> GatewayError:
-    """Attach the audit id of the entry that records this refusal (X-Audit-Id)."""
-    exc.audit_id = audit_id
-    return exc

@@ -17,7 +17,7 @@ from audit.crypto import encode_value
 from common.canonical import canonical_json, encoder, reference_json
 from policies.compile import policy_version
 from policies.masking.base import canonical as masking_input
-from service.gateway import record_etag
+from service.change_steps import record_etag
 from service.upstreams.base import content_tag
 
 RECORD = {"Name": "Jürgen", "Tags": [1, 2.5, None, True], "Nested": {"b": "ä", "a": 1}}

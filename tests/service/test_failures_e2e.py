@@ -197,3 +197,37 @@ async def test_a_caller_over_its_rate_is_429_before_anything_is_read(
         # another caller has a budget of its own
         other = await stack.client.get(URL, headers=AUDITOR)
         assert other.status == 200
+
+
+async def test_an_edit_conflict_whose_outcome_cannot_be_recorded_is_503_not_504(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Nothing was sent (the re-read saw another change), then the store fails as the
+    refusal is recorded: the answer is 503 audit_unavailable ("nothing changed"), never
+    the 504 that tells the caller the change may have landed. The intent stays open for
+    the reconciler."""
+    audit = stack.audit
+    original_begin = audit.begin
+
+    async def begin(intent: Any) -> str:
+        audit_id: str = await original_begin(intent)
+        # the store goes away once the intent is durable, as a lost volume would
+        raw = sqlite3.connect(tmp_path / "audit.db")
+        raw.execute('ALTER TABLE "audit_entry" RENAME TO "audit_entry_gone"')
+        raw.commit()
+        raw.close()
+        return audit_id
+
+    audit.begin = begin
+    try:
+        with changed_before_second_read(
+            stack, "billbee", lambda r: r.update(Name="Changed Meanwhile")
+        ):
+            resp = await stack.client.patch(
+                URL, json={"Tel1": "+49 30 7777778"}, headers=EDITOR
+            )
+    finally:
+        audit.begin = original_begin
+    assert resp.status == 503
+    assert (await resp.json())["code"] == "audit_unavailable"
+    assert (await stack.stats("billbee")).get("PUT", 0) == 0

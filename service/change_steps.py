@@ -1,0 +1,57 @@
+"""The small steps of the path of one change that need no gateway state: the record's
+entity tag, a read-back after a write with no usable answer, and how a failure is
+turned into the answer the contract names (``service.gateway`` uses them)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from common.canonical import canonical_json
+from service.errors import GatewayError, UpstreamError, UpstreamOutcomeUnknown
+from service.upstreams import Connector, record_shows
+
+
+def record_etag(record: Mapping[str, Any]) -> str:
+    """The ETag of an upstream record as the gateway read it (before masking)."""
+    canonical = canonical_json(record, allow_nan=True)
+    return '"' + hashlib.sha256(canonical.encode()).hexdigest()[:32] + '"'
+
+
+async def read_back(
+    connector: Connector, customer_id: str, expected: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """The record, if a read shows every changed path with its new value; else None."""
+    try:
+        record = await connector.fetch(customer_id)
+    except GatewayError:
+        return None
+    return record if record_shows(record, expected) else None
+
+
+def elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000.0, 3)
+
+
+def read_failed(exc: UpstreamOutcomeUnknown) -> UpstreamError:
+    """A read before the write went unanswered: nothing was written, so the answer is
+    502 ("nothing changed"), never the 504 that means "the change may have landed"."""
+    return UpstreamError(
+        f"{exc.detail}; nothing was written", upstream_status=exc.upstream_status
+    )
+
+
+async def discard(task: asyncio.Future[Any] | None) -> None:
+    """Cancel a read no longer needed and wait for it (its failure, if any, unseen)."""
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def with_audit(exc: GatewayError, audit_id: str | None) -> GatewayError:
+    """Attach the audit id of the entry that records this refusal (X-Audit-Id)."""
+    exc.audit_id = audit_id
+    return exc
