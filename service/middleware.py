@@ -1,15 +1,13 @@
-"""The two middlewares every request passes: request context, and errors as problem+json.
-
-Order in ``create_app``: ``[request_context_middleware, ..., problem_middleware]`` - the
-context middleware outermost, so it sees the final status and problem code of every
-answer (errors included) and stamps ``X-Request-Id`` on it. A handler that streams
-(prepares its response itself) gets the headers from :func:`stamp_context_headers`,
-registered as an ``on_response_prepare`` hook.
+"""What the edge (``service/edge.py``, the one middleware every request passes) is made
+of: the request id, errors as problem+json (:func:`problem_for`), ``X-Request-Id`` and
+``X-Audit-Id`` on every answer, and the one access line. :func:`problem_middleware`
+wraps a single handler the same way (the idempotency wrapper uses it to keep the final
+answer). A handler that streams (prepares its response itself) gets the headers from
+:func:`stamp_context_headers`, registered as an ``on_response_prepare`` hook.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import re
@@ -189,30 +187,6 @@ def request_id_for(offered: str | None) -> str:
     if offered and _SANE_REQUEST_ID.fullmatch(offered):
         return offered
     return uuid.uuid4().hex
-
-
-@web.middleware
-async def request_context_middleware(
-    request: web.Request, handler: Handler
-) -> web.StreamResponse:
-    """Request id in and out, ``X-Audit-Id`` when one was written, one access log line."""
-    request_id = request_id_for(request.headers.get(REQUEST_ID_HEADER))
-    request[REQUEST_ID_KEY] = request_id
-    started = time.perf_counter()
-    response: web.StreamResponse | None = None
-    cancelled = False
-    try:
-        response = await handler(request)
-        return response
-    except web.HTTPException as exc:  # aiohttp answers with the exception itself
-        response = exc
-        raise
-    except asyncio.CancelledError:  # the client went away (if cancellation is enabled)
-        cancelled = True
-        raise
-    finally:
-        stamp_ids(request, response, request_id)
-        access_line(request, response, started, cancelled=cancelled)
 
 
 def stamp_ids(

@@ -28,13 +28,12 @@ from service.errors import (
 from service.keys import AUDIT_ID_KEY, REQUEST_ID_KEY
 from service.logs import JsonFormatter
 from service.middleware import (
-    problem_middleware,
     problem_response,
     record_problem,
-    request_context_middleware,
     request_id_for,
     stamp_context_headers,
 )
+from tests.service.edge_app import edge_app
 
 SECRET_MESSAGE = "jane.doe@example.com-XYZZY"  # a value that must never reach an answer or log
 
@@ -103,9 +102,7 @@ async def teapot(request: web.Request) -> web.Response:
 
 
 def make_app() -> web.Application:
-    app = web.Application(
-        middlewares=[request_context_middleware, problem_middleware], client_max_size=100
-    )
+    app = edge_app(client_max_size=100)
     app.router.add_get("/ok", ok)
     app.router.add_get("/audited", audited)
     app.router.add_post("/validation/{system}", validation)
@@ -373,7 +370,7 @@ async def test_access_line_for_unmatched_and_recorded_problem(
 async def test_context_alone_still_stamps_http_exceptions(
     aiohttp_client: Callable[..., Any],
 ) -> None:
-    app = web.Application(middlewares=[request_context_middleware])
+    app = edge_app()
     app.router.add_get("/ok", ok)
     c: TestClient[Any, Any] = await aiohttp_client(app)
     resp = await c.get("/missing")

@@ -52,6 +52,7 @@ from service.app import create_app
 from service.demo_settings import demo_settings
 from service.middleware import HTTP_PROBLEMS
 from service.registry import SYSTEMS
+from tests.service.edge_app import edge_app
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC_PATH = REPO / "service" / "openapi.yaml"
@@ -620,7 +621,6 @@ def _raisers() -> list[tuple[str, int, Callable[[], Exception]]]:
 async def test_the_real_middleware_answers_problems_the_schema_accepts(
     aiohttp_client: Any,
 ) -> None:
-    middleware = pytest.importorskip("service.middleware")
     audit_errors = pytest.importorskip("audit.errors")
     spec = load_spec()
     validator = schema_validator(spec, "Problem")
@@ -642,9 +642,7 @@ async def test_the_real_middleware_answers_problems_the_schema_accepts(
     async def fail(request: web.Request) -> web.Response:
         raise raisers[int(request.match_info["n"])][2]()
 
-    app = web.Application(
-        middlewares=[middleware.request_context_middleware, middleware.problem_middleware]
-    )
+    app = edge_app()
     app.router.add_get("/fail/{n}", fail)
     client = await aiohttp_client(app)
     answers = [(f"/fail/{n}", "GET", code, status) for n, (code, status, _) in enumerate(raisers)]
