@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from audit.errors import EntryNotFound, InvalidAuditInput, OutOfScope
+from audit.errors import EntryNotFound, OutOfScope
 from common.vocabulary import AuditOutcome, FieldCode, parse
 from policies import Principal
 from service.access import ACT_FOR_SUBJECT, REVIEW_AUDIT, authorize, scope
@@ -23,6 +23,7 @@ from service.keys import AUDIT_KEY, GATEWAY_KEY, METRICS_KEY, REQUEST_ID_KEY
 from service.routes.common import (
     answer,
     audit_id,
+    cursor_checked,
     customer_id,
     json_object,
     principal,
@@ -83,7 +84,7 @@ async def list_entries(request: web.Request) -> web.Response:
                 FieldProblem("outcome", FieldCode.NOT_IN_ENUM, f"one of {sorted(AuditOutcome)}")
             ],
         )
-    try:
+    with cursor_checked():
         page = await request.app[AUDIT_KEY].query(
             system=query_text(request, "system"),
             customer_id=query_id(request, "customer_id"),
@@ -95,12 +96,6 @@ async def list_entries(request: web.Request) -> web.Response:
             cursor=query_cursor(request),
             systems=scope(who),
         )
-    except InvalidAuditInput:
-        # every other parameter was checked above: what is left is the paging cursor
-        raise ValidationFailed(
-            "the cursor is not one this API issued",
-            errors=[FieldProblem("cursor", FieldCode.INVALID_FORMAT, "use next_cursor as given")],
-        ) from None
     return web.json_response({"entries": page.entries, "next_cursor": page.next_cursor})
 
 

@@ -9,12 +9,15 @@ either has a known, bounded shape or is refused with its problem (docs/api.md
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
+from collections.abc import Iterator
 from typing import Any, Final, NoReturn
 
 from aiohttp import web
 
+from audit.errors import InvalidAuditInput
 from common.vocabulary import UNKNOWN_PURPOSE, FieldCode, Purpose, parse
 from policies import Principal
 from policies.controls import has_refused_character, refused_characters
@@ -107,6 +110,19 @@ def query_text(request: web.Request, name: str) -> str | None:
 def query_cursor(request: web.Request) -> str | None:
     """The paging cursor; ``cursor=`` (empty) is no cursor: the first page."""
     return query_text(request, "cursor") or None
+
+
+@contextlib.contextmanager
+def cursor_checked() -> Iterator[None]:
+    """Around a paged audit query whose other parameters were checked already: the
+    ``InvalidAuditInput`` left can only be a cursor this API did not issue (422)."""
+    try:
+        yield
+    except InvalidAuditInput:
+        raise ValidationFailed(
+            "the cursor is not one this API issued",
+            errors=[FieldProblem("cursor", FieldCode.INVALID_FORMAT, "use next_cursor as given")],
+        ) from None
 
 
 def if_match(request: web.Request) -> str | None:

@@ -17,14 +17,19 @@ from typing import Final
 
 from aiohttp import web
 
-from audit.errors import InvalidAuditInput
 from audit.review import MAX_TREND_DAYS
 from common.vocabulary import FieldCode
 from service.access import REVIEW_AUDIT, authorize, scope
 from service.errors import FieldProblem, ValidationFailed
 from service.keys import AUDIT_KEY
 from service.routes.audit import query_limit, query_time
-from service.routes.common import principal, query_cursor, query_id, query_text
+from service.routes.common import (
+    cursor_checked,
+    principal,
+    query_cursor,
+    query_id,
+    query_text,
+)
 
 routes = web.RouteTableDef()
 
@@ -64,7 +69,7 @@ async def list_changes(request: web.Request) -> web.Response:
     q = request.query
     who = principal(request)
     authorize(who, REVIEW_AUDIT, q.get("system"))
-    try:
+    with cursor_checked():
         page = await request.app[AUDIT_KEY].changes(
             system=query_text(request, "system"),
             customer_id=query_id(request, "customer_id"),
@@ -76,12 +81,6 @@ async def list_changes(request: web.Request) -> web.Response:
             oldest_first=_order(request),
             systems=scope(who),
         )
-    except InvalidAuditInput:
-        # every other parameter was checked above: what is left is the paging cursor
-        raise ValidationFailed(
-            "the cursor is not one this API issued",
-            errors=[FieldProblem("cursor", FieldCode.INVALID_FORMAT, "use next_cursor as given")],
-        ) from None
     return web.json_response({"changes": page.changes, "next_cursor": page.next_cursor})
 
 
