@@ -78,8 +78,11 @@ typecheck: install
 audit: install
 	$(BIN)/python deps/audit.py check
 
+# Both cores: pytest-xdist runs the test files in one worker per usable CPU (a file's
+# tests stay together: they share module fixtures). Every PostgreSQL test makes its own
+# database and every server its own port, so the workers do not meet.
 pytest: install postgres browser tools wrk
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadfile
 
 test: lint typecheck audit pytest
 

@@ -122,7 +122,10 @@ async def test_a_dropped_connection_retried_at_the_other_replica_applies_once(
             try:
                 async with session.patch(
                     str(target.make_url(KEYCOM)), json={"note": "dropped"}, headers=keyed(key),
-                    timeout=aiohttp.ClientTimeout(total=0.2),
+                    # the first attempt is dropped (its timeout fires mid-forward); the
+                    # retries wait as a client would (a fixed short timeout made the test
+                    # depend on the machine's speed: a loaded one timed every replay out)
+                    timeout=aiohttp.ClientTimeout(total=0.2 if attempt == 0 else 10),
                 ) as resp:  # fmt: skip
                     statuses.append(resp.status)
                     if resp.status == 200:
