@@ -131,5 +131,9 @@ def reported(exc: BaseException, args: argparse.Namespace) -> bool:
     if lines is None:
         return False
     for line in lines:
-        print(line, file=sys.stderr)
+        # one write per line: the workers of `serve --workers N` and their supervisor
+        # share stderr, and print()'s separate newline let another process's log line
+        # land inside this one
+        sys.stderr.write(line + "\n")
+    sys.stderr.flush()
     return True

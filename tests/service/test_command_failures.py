@@ -207,3 +207,28 @@ def test_an_unreadable_policy_file_is_named(tmp_path: Path) -> None:
     assert_clean(code, said, stderr, tmp_path)
     assert said[0] == "policy error: keycom.yaml:1: cannot read the file (UnicodeDecodeError)"
     assert said[-1].startswith("error: the policy files are invalid; fix the lines above")
+
+
+def test_each_reported_line_is_one_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The supervisor and its workers share stderr: a line written in two parts (print's
+    text, then its newline) let another process's JSON log line land in the middle, and
+    the supervisor's 'giving up' event was lost in a worker's error line."""
+    import argparse
+    import sys
+
+    from audit.errors import StoreNotInitialised
+    from service.failures import reported
+
+    writes: list[str] = []
+
+    class Recorder:
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return len(text)
+
+        def flush(self) -> None:
+            return None
+
+    monkeypatch.setattr(sys, "stderr", Recorder())
+    assert reported(StoreNotInitialised("no schema"), argparse.Namespace(config=None))
+    assert writes and all(w.endswith("\n") and w.count("\n") == 1 for w in writes), writes
