@@ -140,6 +140,8 @@ class Supervisor:
         self._stopping = 0  # stop signals received
         self._hup = False
         self._ever_served = False
+        #: started once the first worker serves (a start that fails fails once)
+        self._waiting: list[int] = []
         self._metrics_dir = ""
         self._reader: Any = self._ready._reader  # type: ignore[attr-defined]
 
@@ -158,8 +160,11 @@ class Supervisor:
                 # no faster than one worker, a much longer tail; docs/operations.md)
                 log_event(log, "workers_share_sqlite", level=logging.WARNING,
                           workers=self._count)  # fmt: skip
-            for index in range(self._count):
-                self._start(index)
+            # One worker first, the others once it serves: a start that cannot succeed
+            # (no schema, a database that refuses, a wrong key) fails in one process,
+            # with one line that names the fix, not once per worker.
+            self._start(0)
+            self._waiting = list(range(1, self._count))
             return self._loop()
         finally:
             for sig, handler in previous.items():
@@ -208,6 +213,10 @@ class Supervisor:
                 worker.serving = True
                 self._ever_served = True
                 self._failures = 0
+        if self._ever_served and not self._stopping:
+            for index in self._waiting:
+                self._start(index)
+            self._waiting = []
 
     def _reap(self, worker: _Worker) -> int:
         """A worker exited: forget it and restart it unless stopping. Its share of the
