@@ -102,31 +102,43 @@ def sockets(pids: set[int], port: int, clients: set[int] | None = None) -> dict[
     return found
 
 
-def test_two_workers_share_the_port_the_metrics_and_one_chain_and_stop_cleanly(
-    urls: dict[str, str], tmp_path: Path
-) -> None:
+def serving_two_workers(urls: dict[str, str], tmp_path: Path) -> tuple[int, subprocess.Popen[str]]:
+    """A migrated SQLite store and ``serve --workers 2`` starting on a free port."""
     port = free_block()
     config = serve_config(tmp_path, urls, port)
     assert cli_main(["db", "upgrade", "--config", str(config)]) == 0
-    proc = start(config, 2)
+    return port, start(config, 2)
+
+
+def answered_by(pids: set[int], port: int, count: int) -> dict[int, int]:
+    """Open ``count`` connections, each answered once (``/readyz``, 200), then closed:
+    which of ``pids`` held each (by the client's port)."""
+    connections = [HTTPConnection("127.0.0.1", port) for _ in range(count)]
+    try:
+        for conn in connections:
+            conn.request("GET", "/readyz")
+            assert conn.getresponse().status == 200
+        return sockets(pids, port, {conn.sock.getsockname()[1] for conn in connections})
+    finally:
+        for conn in connections:
+            conn.close()
+
+
+def test_two_workers_share_the_port_the_metrics_and_one_chain_and_stop_cleanly(
+    urls: dict[str, str], tmp_path: Path
+) -> None:
+    port, proc = serving_two_workers(urls, tmp_path)
     try:
         wait_ready(port, proc)
         pids = wait_workers(proc.pid, port)
         proc.send_signal(signal.SIGHUP)  # every worker reloads
         before = metric(port, "gdpr_gateway_http_requests_total", route="/readyz", status="200")
-        connections = [HTTPConnection("127.0.0.1", port) for _ in range(24)]
-        for conn in connections:
-            conn.request("GET", "/readyz")
-            assert conn.getresponse().status == 200
-        ports = {conn.sock.getsockname()[1] for conn in connections}
-        held = sockets(pids, port, ports)
-        for conn in connections:
-            conn.close()
-        assert len(held) == len(ports)
+        held = answered_by(pids, port, 24)
+        assert len(held) == 24
         assert set(held.values()) == pids  # both workers took connections and answered
 
         after = metric(port, "gdpr_gateway_http_requests_total", route="/readyz", status="200")
-        assert before is not None and after == before + len(connections)
+        assert before is not None and after == before + 24
 
         customers = [str(100001 + i % 4) for i in range(12)]  # 3 changes to each of 4
         with ThreadPoolExecutor(max_workers=8) as pool:
@@ -160,10 +172,7 @@ def test_two_workers_share_the_port_the_metrics_and_one_chain_and_stop_cleanly(
 
 
 def test_a_killed_worker_is_restarted(urls: dict[str, str], tmp_path: Path) -> None:
-    port = free_block()
-    config = serve_config(tmp_path, urls, port)
-    assert cli_main(["db", "upgrade", "--config", str(config)]) == 0
-    proc = start(config, 2)
+    port, proc = serving_two_workers(urls, tmp_path)
     try:
         wait_ready(port, proc)
         pids = wait_workers(proc.pid, port)
@@ -171,13 +180,7 @@ def test_a_killed_worker_is_restarted(urls: dict[str, str], tmp_path: Path) -> N
         os.kill(victim, signal.SIGKILL)
         now = wait_workers(proc.pid, port, gone=frozenset({victim}))
         assert len(now & pids) == 1
-        connections = [HTTPConnection("127.0.0.1", port) for _ in range(16)]
-        for conn in connections:
-            conn.request("GET", "/readyz")
-            assert conn.getresponse().status == 200
-        held = sockets(now, port, {conn.sock.getsockname()[1] for conn in connections})
-        for conn in connections:
-            conn.close()
+        held = answered_by(now, port, 16)
         assert set(held.values()) == now  # the new worker answers too
     finally:
         proc.send_signal(signal.SIGTERM)
