@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import checks, report
+from bench import checks, report, sync_floor
 from bench.load import (
     INVALID_VALUE_FORMAT,
     WORKLOADS,
@@ -279,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp, \
                 Emulators(Path(tmp) / "emulators.log") as emulators:
+            results["sync_floor"] = sync_floor.measure(args.stores, Path(tmp))
             bench = Bench(args, Path(tmp), emulators)
             for system in args.systems:
                 workload = WORKLOADS[system]

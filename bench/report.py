@@ -150,6 +150,7 @@ def markdown(results: dict[str, Any], plot_name: str | None) -> str:
         "pair's in brackets); req/s and p50 / p99 (latency under that load): medians; "
         "added: the gateway's median p50 (p99) one request at a time minus the reference's.",
         "",
+        *_floor_lines(results.get("sync_floor")),
         f"Medians of {s['reps']} repetition(s), run A B A B (reference, gateway, …); "
         f"throughput: wrk, 1 thread, {s['connections']} connections, {s['duration_s']} s after "
         f"a {s['warmup_s']} s warm-up; then one request at a time (1 connection, "
@@ -169,6 +170,24 @@ def markdown(results: dict[str, Any], plot_name: str | None) -> str:
     if plot_name:
         lines += ["", f"![throughput and latency]({plot_name})"]
     return "\n".join(lines) + "\n"
+
+
+def _floor_lines(floors: dict[str, Any] | None) -> list[str]:
+    """The durable commit one at a time per store (``bench/sync_floor.py``): the least
+    the gateway adds to the latency, since an intent is durable before the forward."""
+    if not floors:
+        return []
+    parts = [
+        f"{store} p50 {f['p50_ms']:.2f} ms / p99 {f['p99_ms']:.2f} ms"
+        for store, f in floors.items()
+    ]
+    return [
+        "One durable commit, one at a time, on this machine (`bench/sync_floor.py`, "
+        f"{next(iter(floors.values()))['commits']} commits each): " + "; ".join(parts)
+        + ". Every change waits for one before it is forwarded, so the added latency "
+        "cannot be below it.",
+        "",
+    ]
 
 
 def update_docs(doc: Path, table: str) -> None:

@@ -121,6 +121,10 @@ def test_the_results_have_the_documented_shape(smoke: tuple[dict[str, Any], Path
     table = (out / "gateway.md").read_text()
     assert "| keycom / sqlite |" in table and "| billbee / sqlite |" in table
     assert "Load average" in table and machine["cpu_model"] in table
+    # the floor of the added latency: one durable commit per store, one at a time
+    floor = results["sync_floor"]["sqlite"]
+    assert floor["commits"] == 200 and 0 < floor["p50_ms"] <= floor["p99_ms"]
+    assert "One durable commit, one at a time" in table and "sqlite p50" in table
     assert not (out / "gateway.png").exists()  # --no-plot
 
 
