@@ -76,8 +76,7 @@ async def test_a_batch_of_new_subjects_is_one_transaction_and_their_keys_outlive
     assert steps and all(asked == 2 for asked in steps)
     if trips is not None:
         assert trips.count("_w_chain") == len(steps)
-        assert set(trips) <= {"_w_chain", "_w_begin", "_w_commit", "_w_end"}
-        assert "_w_fetchall" not in trips
+        assert "_w_fetchall" not in trips  # no query made a trip of its own
     stored = await sql(store_url, "SELECT count(*) FROM audit_subject_key")
     assert stored[0][0] == len(SUBJECTS) + 1
 
