@@ -13,19 +13,31 @@ wrote: it commits only if the head row is still that one.
 machine (SQLite) or of the server (PostgreSQL) may lose it, and only it and later such
 transactions - the next durable commit syncs everything written before it.
 
+``chain(step)`` is the whole chain transaction in one go: the store begins it, takes the
+append lock and the head row, and runs ``step(head)``, a generator that yields the queries
+it needs (each answered with its rows) and returns the statements to commit. SQLite runs
+all of it in one trip to its writer thread (no hop per query: issue 11); PostgreSQL
+answers the queries in turn on the transaction's connection.
+
 Every method raises audit errors only: ``ValueRefused`` for a value the store refuses,
 ``AuditUnavailable`` for any other failure of the store.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 Row = tuple[Any, ...]
 # One statement and the parameter rows to run it with (``executemany``).
 Statement = tuple[str, Sequence[Sequence[Any]]]
+
+#: a query a chain step asks for: (sql, parameters); answered with its rows
+Query = tuple[str, Sequence[Any]]
+#: the work of one chain transaction: given the head row, yields its queries and returns
+#: the statements to commit
+ChainStep = Callable[[Row], Generator[Query, list[Row], Sequence[Statement]]]
 
 INSERT_ENTRY = "INSERT INTO audit_entry (seq, body, prev_hash, hash) VALUES (?, ?, ?, ?)"
 HEAD_SQL = "SELECT seq, hash, checkpoint_seq, checkpoint_at FROM audit_head WHERE id = 1"
@@ -54,6 +66,12 @@ class Backend(Protocol):
     async def run(self, statements: Sequence[Statement]) -> None: ...
 
     async def chain_tx(self, *, durable: bool = True) -> ChainTx: ...
+
+    async def chain(self, step: ChainStep, *, durable: bool = True) -> None:
+        """Under the append lock: run ``step`` on the head row, answering its queries,
+        then its statements, and commit; roll back if anything fails (the failure is
+        raised, ``step``'s own errors as they are)."""
+        ...
 
     async def append_if_head(
         self, expected: tuple[int, str], statements: Sequence[Statement], *, durable: bool

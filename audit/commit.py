@@ -29,16 +29,19 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
 
-from audit.backend import Backend, ChainTx, Row, Statement
+from audit.backend import Backend, ChainStep, Query, Row, Statement
 from audit.batch import (
     INSERT_CHECKPOINT,
     INSERT_KEY,
     UPDATE_HEAD,
     Chained,
+    DataKey,
     Pending,
+    Slot,
+    Subject,
     chain,
     fail,
     is_current,
@@ -48,7 +51,7 @@ from audit.checkpoint import Checkpoints
 from audit.entries import now_iso
 from audit.errors import AuditError, AuditUnavailable, ValueRefused
 from audit.failures import swallowed
-from audit.keyring import KeyRing
+from audit.keyring import ERASED_SINCE, KeyRing, subject_rows
 
 log = logging.getLogger(__name__)
 
@@ -207,39 +210,53 @@ class Committer:
             self._sent = self._head
             if isinstance(written, BaseException):
                 raise written
-        tx = await self._backend.chain_tx(durable=durable)
+        seen = _Seen()
         try:
-            chained = await self._write(tx, batch, durable)
-        except BaseException:
-            await tx.rollback()
-            raise
-        self._keyring.forget(item.subject for item in batch if item.erase)
-        resolve(batch, chained.ids)
-
-    async def _write(self, tx: ChainTx, batch: list[Pending], durable: bool) -> Chained:
-        """Chain ``batch`` onto the head in ``tx`` and commit it."""
-        seq, head_hash, cp_seq, cp_at = head_of(tx.head)
-        if seq != self._head[0]:  # other writers appended: drop keys they erased
-            self._others_seen = time.monotonic()
-            await self._keyring.forget_erased_since(tx, self._head[0])
-            self._head = self._sent = (seq, head_hash, cp_seq, cp_at)
-        keys, new_keys, key_rows = await self._keyring.for_batch(tx, batch)
-        now = now_iso()
-        chained = chain(
-            batch,
-            seq=seq,
-            head_hash=head_hash,
-            keys=keys,
-            cached=self._keyring.cached,
-            still_open=await _still_open(tx, batch),
-            now=now,
-        )
-        head_statements, head = self._head_statements(chained, cp_seq, cp_at, now, durable)
-        await tx.commit([(INSERT_KEY, key_rows), *chained.statements, *head_statements])
-        self._head = self._sent = head
+            self._keyring.touch(batch)
+            await self._backend.chain(self._step(batch, durable, seen), durable=durable)
+        finally:
+            if seen.moved is not None:  # other writers appended: drop keys they erased
+                self._others_seen = time.monotonic()
+                self._keyring.forget(seen.erased)
+                self._head = self._sent = seen.moved
+        if seen.chained is None or seen.head is None:  # pragma: no cover - chain() ran step
+            raise AuditUnavailable("the audit store did not run the append")
+        self._head = self._sent = seen.head
         self.dirty = True
-        self._keyring.learn(new_keys)
-        return chained
+        self._keyring.learn(seen.new_keys)
+        self._keyring.forget(item.subject for item in batch if item.erase)
+        resolve(batch, seen.chained.ids)
+
+    def _step(self, batch: list[Pending], durable: bool, seen: _Seen) -> ChainStep:
+        """The full way's transaction as one step (:data:`audit.backend.ChainStep`):
+        the erasures of other writers since the head this process knew, the batch's
+        missing keys (one lookup), the exclusive closes still open, then chain. On
+        SQLite it runs on the writer thread: it changes nothing of this object but
+        ``seen``, which :meth:`_commit` applies."""
+        known = self._head[0]
+
+        def step(row: Row) -> Generator[Query, list[Row], list[Statement]]:
+            seq, head_hash, cp_seq, cp_at = head_of(row)
+            cached = self._keyring.cached
+            if seq != known:
+                seen.erased = set(subject_rows((yield ERASED_SINCE, [known])))
+                seen.moved = (seq, head_hash, cp_seq, cp_at)
+                if seen.erased:
+                    cached = {s: k for s, k in cached.items() if (s[0], s[1]) not in seen.erased}
+            keys, seen.new_keys, key_rows = yield from self._keyring.for_batch(batch, seen.erased)
+            still_open = yield from _still_open(batch)
+            now = now_iso()
+            chained = chain(
+                batch, seq=seq, head_hash=head_hash, keys=keys, cached=cached,
+                still_open=still_open, now=now,
+            )  # fmt: skip
+            head_statements, seen.head = self._head_statements(
+                chained, cp_seq, cp_at, now, durable
+            )
+            seen.chained = chained
+            return [(INSERT_KEY, key_rows), *chained.statements, *head_statements]
+
+        return step
 
     def _head_statements(
         self, chained: Chained, cp_seq: int, cp_at: str | None, now: str, durable: bool
@@ -305,14 +322,25 @@ def _report(exc: BaseException) -> None:
         log.error("audit store append failed: %s", type(exc).__name__)
 
 
-async def _still_open(tx: ChainTx, batch: list[Pending]) -> set[str]:
+def _still_open(batch: list[Pending]) -> Generator[Query, list[Row], set[str]]:
     """Of the intents the batch closes exclusively (reconciliation), those still open."""
     exclusive = [i.closes_intent for i in batch if i.exclusive_close and i.closes_intent]
     if not exclusive:
         return set()
     marks = ",".join("?" * len(exclusive))
-    rows = await tx.fetchall(
+    rows = yield (
         f"SELECT audit_id FROM audit_open_intent WHERE audit_id IN ({marks})",  # noqa: S608 - only placeholders
         exclusive,
     )
     return {r[0] for r in rows}
+
+
+@dataclass
+class _Seen:
+    """What a full-way step found and made, applied by the committer after it ran."""
+
+    moved: Head | None = None  # the head, when other writers had moved it
+    erased: set[Subject] = field(default_factory=set)
+    new_keys: dict[Slot, DataKey] = field(default_factory=dict)
+    chained: Chained | None = None
+    head: Head | None = None  # the head once the batch is committed

@@ -17,23 +17,26 @@ chosen to seal again.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from typing import Any, Final
 
 from audit import crypto
-from audit.backend import ChainTx
+from audit.backend import Query, Row
 from audit.batch import DataKey, Pending, Slot, Subject, is_current
 from audit.entries import now_iso
 from audit.errors import AuditUnavailable, KeyMismatch
 from audit.ids import uuid7
 
 KeyRow = tuple[Any, ...]
-_STORED = (
-    "SELECT key_id, wrapped FROM audit_subject_key"
-    " WHERE system = ? AND customer_id = ? AND erased_at IS NULL"
+#: the live keys of some subjects (``_lookup`` adds which)
+_STORED_MANY: Final = (
+    "SELECT key_id, wrapped, system, customer_id, expires_at FROM audit_subject_key"
+    " WHERE erased_at IS NULL"
 )
-_STORED_IN_SLOT: Final = _STORED + " AND expires_at = ?"
-_STORED_WITHOUT_SLOT: Final = _STORED + " AND expires_at IS NULL"
+#: the subjects erased after a seq (by other processes)
+ERASED_SINCE: Final = (
+    "SELECT system, customer_id FROM audit_entry WHERE seq > ? AND action = 'erase'"
+)
 #: how often the cache drops the keys of slots it did not use meanwhile (one week)
 PRUNE_SECONDS: Final = 7 * 86400.0
 
@@ -90,69 +93,96 @@ class KeyRing:
             self._pruned = time.monotonic()
         self._used |= slots
 
-    async def forget_erased_since(self, tx: ChainTx, seq: int) -> None:
-        """Other processes appended after ``seq``: forget the subjects they erased."""
-        self.forget(
-            (system, cid)
-            for system, cid in await tx.fetchall(
-                "SELECT system, customer_id FROM audit_entry WHERE seq > ? AND action = 'erase'",
-                [seq],
-            )
-        )
-
-    async def for_batch(
-        self, tx: ChainTx, batch: list[Pending]
-    ) -> tuple[dict[Slot, DataKey], dict[Slot, DataKey], list[KeyRow]]:
-        """(the keys the batch must seal with, those of them new to this process, the
-        rows of the keys created for it). Entries their caller sealed already need none."""
-        self.touch(batch)
+    def for_batch(
+        self, batch: list[Pending], erased: set[Subject]
+    ) -> Generator[Query, list[Row], tuple[dict[Slot, DataKey], dict[Slot, DataKey], list[KeyRow]]]:
+        """A step of the chain transaction (:data:`audit.backend.ChainStep`): (the keys
+        the batch must seal with, those of them new to this process, the rows of the keys
+        created for it). Entries their caller sealed already need none; a subject in
+        ``erased`` (by another process, seen in this transaction) has no usable cached
+        key. The live keys of every slot missing from the cache are looked up in one
+        query; a new key is made for each slot still without one, after checking that
+        the store's keys are all wrapped by this process's master key. Runs on the
+        store's writer thread: reads the cache, changes nothing of this object."""
+        cached = self._keys
         keys: dict[Slot, DataKey] = {}
-        new_keys: dict[Slot, DataKey] = {}
-        key_rows: list[KeyRow] = []
+        missing: list[Slot] = []
         for item in batch:
             slot = item.slot
-            if not item.to_seal or slot in keys or is_current(item, self._keys.get(slot)):
+            if not item.to_seal or slot in keys or slot in missing:
                 continue
-            cached = self._keys.get(slot)
-            if cached is not None:
-                keys[slot] = cached
+            known = None if (slot[0], slot[1]) in erased else cached.get(slot)
+            if is_current(item, known):
                 continue
-            found = await self._stored(tx, slot)
+            if known is not None:
+                keys[slot] = known
+            else:
+                missing.append(slot)
+        new_keys: dict[Slot, DataKey] = {}
+        key_rows: list[KeyRow] = []
+        if not missing:
+            return keys, new_keys, key_rows
+        sql, params = _lookup(missing)
+        stored = self._found((yield sql, params), missing)
+        for slot in missing:
+            found = stored.get(slot)
             if found is None:
                 if not key_rows:
-                    await self._check_not_rotated(tx)
+                    self._check_not_rotated((yield OTHER_KEK_SQL, [self._kek_id, self._kek_id]))
                 key_id, data_key = uuid7(), crypto.new_data_key()
                 key_rows.append(self._row(slot, key_id, data_key))
                 found = key_id, crypto.Sealer(data_key)
             keys[slot] = new_keys[slot] = found
         return keys, new_keys, key_rows
 
-    async def _stored(self, tx: ChainTx, slot: Slot) -> DataKey | None:
-        system, cid, expires = slot
-        # the subject's live key of this slot (a key made before slots has none)
-        found = await tx.fetchall(
-            _STORED_IN_SLOT if expires is not None else _STORED_WITHOUT_SLOT,
-            [system, cid] if expires is None else [system, cid, expires],
-        )
-        if not found or found[0][1] is None:
-            return None
-        key_id = found[0][0]
-        try:
-            data_key = crypto.unwrap_key(self._master_key, bytes(found[0][1]), key_id, system, cid)
-        except crypto.SealError as exc:
-            raise KeyMismatch("a subject key does not open under the master key") from exc
-        return key_id, crypto.Sealer(data_key)
+    def _found(self, rows: list[Row], missing: list[Slot]) -> dict[Slot, DataKey]:
+        """Of the looked-up rows, each wanted slot's first live key, opened."""
+        wanted = set(missing)
+        found: dict[Slot, DataKey] = {}
+        seen: set[Slot] = set()
+        for key_id, wrapped, system, cid, expires in rows:
+            slot = (system, cid, expires)
+            if slot not in wanted or slot in seen:
+                continue
+            seen.add(slot)  # the first row of a slot decides, as one lookup per slot did
+            if wrapped is None:
+                continue
+            try:
+                data_key = crypto.unwrap_key(self._master_key, bytes(wrapped), key_id, system, cid)
+            except crypto.SealError as exc:
+                raise KeyMismatch("a subject key does not open under the master key") from exc
+            found[slot] = key_id, crypto.Sealer(data_key)
+        return found
 
     def _row(self, slot: Slot, key_id: str, data_key: bytes) -> KeyRow:
         system, cid, expires = slot
         wrapped = crypto.wrap_key(self._master_key, data_key, key_id, system, cid)
         return key_id, system, cid, wrapped, self._kek_id, now_iso(), expires
 
-    async def _check_not_rotated(self, tx: ChainTx) -> None:
+    @staticmethod
+    def _check_not_rotated(other: list[Row]) -> None:
         """Before wrapping a new key: refuse if the store's keys were re-wrapped under
         another master key since this process started (it would mix master keys)."""
-        other = await tx.fetchall(OTHER_KEK_SQL, [self._kek_id, self._kek_id])
         if other:
             raise AuditUnavailable(
                 "the master key was rotated: restart this process with the current key"
             )
+
+
+def subject_rows(rows: list[Row]) -> list[Subject]:
+    return [(str(system), str(cid)) for system, cid in rows]
+
+
+def _lookup(slots: list[Slot]) -> Query:
+    """One query for the live keys of every subject of ``slots`` (the index on (system,
+    customer_id) per subject; the slots are told apart from the rows)."""
+    by_system: dict[str, list[str]] = {}
+    for system, cid, _ in slots:
+        cids = by_system.setdefault(system, [])
+        if cid not in cids:
+            cids.append(cid)
+    clauses, params = [], []
+    for system, cids in by_system.items():
+        clauses.append(f"(system = ? AND customer_id IN ({','.join('?' * len(cids))}))")
+        params += [system, *cids]
+    return _STORED_MANY + " AND (" + " OR ".join(clauses) + ")", params

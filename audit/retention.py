@@ -67,9 +67,43 @@ def slot_expiry(time_text: str, retention_days: int | None, period_days: int) ->
     time) reach the end of ``retention_days``; None without a retention."""
     if retention_days is None:
         return None
-    forget = parse_iso(time_text) + timedelta(days=retention_days)
-    periods = math.ceil((forget - _EPOCH) / timedelta(days=period_days))
-    return iso(_EPOCH + timedelta(days=periods * period_days))
+    micros = _micros(time_text) + retention_days * _DAY_MICROS
+    # the same division as timedelta / timedelta (int / int, correctly rounded)
+    days = math.ceil(micros / (period_days * _DAY_MICROS)) * period_days
+    end = _ENDS.get(days)
+    if end is None:
+        if len(_ENDS) >= _REMEMBERED:
+            _ENDS.clear()
+        end = _ENDS[days] = iso(_EPOCH + timedelta(days=days))
+    return end
+
+
+#: ``slot_expiry`` runs per sealed entry (issue 11): the seconds of recent entry times
+#: (``YYYY-MM-DDTHH:MM:SS.``) since the epoch, and recent period ends (days since the
+#: epoch) as text, so that a time is parsed and an end formatted once, not per entry
+_SECONDS: dict[str, int] = {}
+_ENDS: dict[int, str] = {}
+_REMEMBERED: Final = 64
+_DAY_MICROS: Final = 86_400_000_000
+
+
+def _micros(time_text: str) -> int:
+    """An entry's time (``YYYY-MM-DDTHH:MM:SS.ffffffZ``) in microseconds since the epoch."""
+    head, fraction = time_text[:20], time_text[20:26]
+    second = _SECONDS.get(head)
+    if (
+        second is not None
+        and len(time_text) == 27
+        and time_text[26] == "Z"
+        and fraction.isascii()
+        and fraction.isdigit()
+    ):
+        return second * 1_000_000 + int(fraction)
+    micros = (parse_iso(time_text) - _EPOCH) // timedelta(microseconds=1)  # raises as before
+    if len(_SECONDS) >= _REMEMBERED:
+        _SECONDS.clear()
+    _SECONDS[head] = micros // 1_000_000
+    return micros
 
 
 @dataclass(frozen=True)

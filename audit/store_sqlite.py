@@ -23,7 +23,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from audit.backend import HEAD_SQL, Row, Statement
+from audit.backend import HEAD_SQL, ChainStep, Row, Statement
 from audit.errors import AuditUnavailable, LockTimeout, LockWait, ValueRefused
 
 T = TypeVar("T")
@@ -158,6 +158,25 @@ class SqliteBackend:
         self._w_commit(statements, durable)
         return True
 
+    def _w_chain(self, step: ChainStep, durable: bool) -> None:
+        """A whole chain transaction on the writer thread: begin, ``step``'s queries,
+        its statements, commit."""
+        head = self._w_begin(durable)
+        try:
+            work = step(head)
+            rows: list[Row] | None = None
+            while True:
+                try:
+                    sql, params = work.send(rows)  # type: ignore[arg-type]
+                except StopIteration as done:
+                    statements = done.value
+                    break
+                rows = self._w_fetchall(sql, params)
+        except BaseException:
+            self._w_end(durable)
+            raise
+        self._w_commit(statements, durable)
+
     def _w_rollback(self, durable: bool = True) -> None:
         self._w_end(durable)
 
@@ -189,6 +208,11 @@ class SqliteBackend:
             self._write_lock.release()
             raise
         return _Tx(self, head, durable)
+
+    async def chain(self, step: ChainStep, *, durable: bool = True) -> None:
+        """One trip to the writer thread for the whole transaction."""
+        async with self._write_lock:
+            await self._on_writer(self._w_chain, step, durable)
 
     async def append_if_head(
         self, expected: tuple[int, str], statements: Sequence[Statement], *, durable: bool

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import audit.entries
 import audit.keyring
@@ -56,6 +59,28 @@ def test_a_slot_ends_the_key_period_in_which_the_retention_ends() -> None:
         end = audit.entries.parse_iso(slot_expiry(at(t), 30, 7) or "")
         assert t + timedelta(days=30) <= end < t + timedelta(days=37)
     assert slot_expiry(at(NOW), 30, 1) != slot_expiry(at(NOW), 31, 1)
+
+
+@given(
+    st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2090, 1, 1)),
+    st.integers(min_value=1, max_value=4000),
+    st.integers(min_value=1, max_value=400),
+)
+def test_a_slot_is_the_same_with_the_remembered_second_as_with_a_full_parse(
+    moment: datetime, retention_days: int, period_days: int
+) -> None:
+    """``slot_expiry`` remembers recent seconds and period ends (issue 11): the same
+    answer as the plain formula, first time and again, also on a period's boundary."""
+    since = (moment - datetime(1970, 1, 1)).days // period_days * period_days
+    edge = datetime(1970, 1, 1) + timedelta(days=since)  # a period's boundary near it
+    for when in (moment, moment.replace(microsecond=0), edge - timedelta(days=retention_days)):
+        text = audit.entries.iso(when)
+        forget = audit.entries.parse_iso(text) + timedelta(days=retention_days)
+        epoch = datetime(1970, 1, 1, tzinfo=UTC)
+        periods = math.ceil((forget - epoch) / timedelta(days=period_days))
+        plain = audit.entries.iso(epoch + timedelta(days=periods * period_days))
+        assert slot_expiry(text, retention_days, period_days) == plain
+        assert slot_expiry(text, retention_days, period_days) == plain  # remembered
 
 
 def test_sealed_values_are_counted_per_side() -> None:
