@@ -82,7 +82,10 @@ def _count_and_log(
     known = system is not None and system in request.app[SETTINGS_KEY].upstreams
     status = response.status if response is not None else 500
     # a caller's typo must not become a new label
-    label = system if known else ("none" if system in (None, "none") else "unknown")
+    label = (
+        system if known and system is not None
+        else "none" if system is None or system == "none" else "unknown"
+    )  # fmt: skip
     request.app[METRICS_KEY].request(label, route, status, seconds)
     access_line(
         request, response, started, cancelled=cancelled, route=route,

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import time
-import os
 import traceback
 from collections.abc import Mapping, Sequence
 from typing import Final
