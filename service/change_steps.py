@@ -63,6 +63,14 @@ def with_audit(exc: GatewayError, audit_id: str | None) -> GatewayError:
     return exc
 
 
+def attempted(engine: PolicyEngine, req: Request, patch: Mapping[str, Any]) -> tuple[str, ...]:
+    """What a refusal records of a patch: the fields it tried to change. A member name
+    the policy does not know is the caller's free text (it may be anything): left out.
+    (Worked out only for a refusal: a change records its decision's paths.)"""
+    fields = engine.policies[req.system].fields
+    return tuple(sorted(name for name in patch if name in fields))
+
+
 def intent_for(
     engine: PolicyEngine,
     req: Request,

@@ -19,6 +19,7 @@ from policies import Decision, PolicyEngine
 from policies.merge import merge_patch
 from service.access import authorize
 from service.change_steps import (
+    attempted,
     discard,
     elapsed_ms,
     intent_for,
@@ -144,17 +145,12 @@ class Gateway:
         engine = self.engines()
         req, connector = admitted.request, admitted.connector
         action = Action.DRY_RUN if dry_run else Action.UPDATE
-        # a refusal records the fields tried; a member name the policy does not know is
-        # the caller's free text (it may be anything) and is left out
-        fields = engine.policies[req.system].fields
-        attempted = tuple(sorted(name for name in patch if name in fields))
-
         errors = engine.validate(req.system, patch)
         if errors:
             self.metrics.validation_errors(req.system, [e.code for e in errors])
             self.metrics.decision(req.system, Verdict.DENIED, ValidationFailed.code)
             audit_id = await self._record_rejection(
-                engine, req, action, ValidationFailed.code, attempted
+                engine, req, action, ValidationFailed.code, attempted(engine, req, patch)
             )
             raise with_audit(
                 ValidationFailed(
@@ -175,7 +171,8 @@ class Gateway:
                     raise read_failed(exc) from None
                 if if_match is not None and if_match.strip() != record_etag(pre_image):
                     audit_id = await self._record_rejection(
-                        engine, req, action, PreconditionFailed.code, attempted
+                        engine, req, action, PreconditionFailed.code,
+                        attempted(engine, req, patch),
                     )
                     self.metrics.decision(req.system, Verdict.DENIED, PreconditionFailed.code)
                     raise with_audit(
@@ -188,7 +185,9 @@ class Gateway:
                 if not decision.allowed:
                     code = decision.problem or Problem.FORBIDDEN
                     self.metrics.decision(req.system, Verdict.DENIED, code)
-                    audit_id = await self._record_rejection(engine, req, action, code, attempted)
+                    audit_id = await self._record_rejection(
+                        engine, req, action, code, attempted(engine, req, patch)
+                    )
                     raise with_audit(
                         PolicyDenied(
                             code,
