@@ -14,7 +14,8 @@ text must never change:
 The text is defined as what the standard library's ``json`` writes with these settings,
 and it is what every call returns. Most values are written by ``orjson`` instead (about
 eight times faster), which writes exactly the same text for the values it is given: dicts
-with ``str`` keys, lists, tuples, ``str``, ``int``, ``bool``, ``None``, and floats from
+with ``str`` keys, lists, tuples, ``str`` (and its subclasses, the vocabulary's
+``StrEnum`` s), ``int``, ``bool``, ``None``, and floats from
 1e-4 up to 1e16 or 0 (outside that range it writes small numbers differently, and NaN as
 ``null``); anything else, any non-ASCII text when ``ascii_only``, and anything orjson
 refuses (a key that is not a ``str``, an integer beyond 64 bits, a lone surrogate) goes
@@ -54,7 +55,9 @@ def _plain(value: Any) -> bool:
     elif kind is float:
         return bool(1e-4 <= abs(value) < 1e16 or value == 0.0)  # NaN fails both
     else:
-        return kind in _LEAVES
+        # a str subclass (a StrEnum of common.vocabulary: an action, an outcome, a
+        # problem code) is written by both as the text it is
+        return kind in _LEAVES or isinstance(value, str)
     for item in items:  # noqa: SIM110 - a plain loop: all() over a generator is slower
         if type(item) not in _LEAVES and not _plain(item):
             return False

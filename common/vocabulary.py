@@ -195,6 +195,9 @@ def parse(kind: type[E], value: object) -> E | None:
     (``"billing" in Purpose`` raises on Python 3.11 when the text is not a member)."""
     if not isinstance(value, str):
         return None
+    found = kind._value2member_map_.get(value)  # what kind(value) looks up first
+    if found is not None:
+        return found  # type: ignore[return-value]
     try:
         return kind(value)
     except ValueError:

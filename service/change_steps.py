@@ -1,6 +1,7 @@
 """The small steps of the path of one change that need no gateway state: the record's
 entity tag, a read-back after a write with no usable answer, and how a failure is
-turned into the answer the contract names (``service.gateway`` uses them)."""
+turned into the answer the contract names, what the audit log records of it
+(``service.gateway`` uses them)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from audit import Intent
+from audit.types import SEALED_SENSITIVITIES
 from common.canonical import canonical_json
+from common.vocabulary import Action
+from policies import Decision, PolicyEngine
 from service.errors import GatewayError, UpstreamError, UpstreamOutcomeUnknown
+from service.gateway_types import Request
 from service.upstreams import Connector, record_shows
 
 
@@ -55,3 +61,41 @@ def with_audit(exc: GatewayError, audit_id: str | None) -> GatewayError:
     """Attach the audit id of the entry that records this refusal (X-Audit-Id)."""
     exc.audit_id = audit_id
     return exc
+
+
+def attempted(engine: PolicyEngine, req: Request, patch: Mapping[str, Any]) -> tuple[str, ...]:
+    """What a refusal records of a patch: the fields it tried to change. A member name
+    the policy does not know is the caller's free text (it may be anything): left out.
+    (Worked out only for a refusal: a change records its decision's paths.)"""
+    fields = engine.policies[req.system].fields
+    return tuple(sorted(name for name in patch if name in fields))
+
+
+def intent_for(
+    engine: PolicyEngine,
+    req: Request,
+    action: Action,
+    decision: Decision | None = None,
+    changed: tuple[str, ...] = (),
+) -> Intent:
+    """What the audit log records of a change (or a refusal: ``changed``, no decision)."""
+    policy = engine.policies[req.system]
+    protected = dict(decision.protection) if decision is not None else {}
+    return Intent(
+        actor=req.principal.name,
+        roles=tuple(sorted(req.principal.roles)),
+        system=req.system,
+        customer_id=req.customer_id,
+        purpose=req.purpose,
+        request_id=req.request_id,
+        action=action,
+        changed=decision.changed if decision is not None else changed,
+        before=dict(decision.before) if decision is not None else {},
+        after=dict(decision.after) if decision is not None else {},
+        protected=protected,
+        policy_version=policy.version,
+        # how long the audit log keeps the sealed values (audit.retention)
+        retention_days=policy.retention_days(
+            path for path, level in protected.items() if level in SEALED_SENSITIVITIES
+        ),
+    )

@@ -42,38 +42,52 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
     started = time.perf_counter()
     response: web.StreamResponse | None = None
     cancelled = False
-    async with lifecycle.requests.hold():
+    requests = lifecycle.requests
+    requests.enter()  # the request is under way (what the drain waits for)
+    try:
         try:
-            try:
-                response = await handler(request)
-            except web.HTTPException as exc:
-                problem = problem_for(request, exc)
-                if problem is None:
-                    response = exc  # a redirect: aiohttp answers with the exception
-                    raise
-                response = problem
-            except asyncio.CancelledError:  # the client went away
-                cancelled = True
+            response = await handler(request)
+        except web.HTTPException as exc:
+            problem = problem_for(request, exc)
+            if problem is None:
+                response = exc  # a redirect: aiohttp answers with the exception
                 raise
-            except Exception as exc:
-                response = problem_for(request, exc)
-                if response is None:  # pragma: no cover - only an HTTPException is None
-                    raise
-        finally:
+            response = problem
+        except asyncio.CancelledError:  # the client went away
+            cancelled = True
+            raise
+        except Exception as exc:
+            response = problem_for(request, exc)
+            if response is None:  # pragma: no cover - only an HTTPException is None
+                raise
+    finally:
+        try:
             stamp_ids(request, response, request_id)
-            _count(request, response, started)
-            access_line(request, response, started, cancelled=cancelled)
+            _count_and_log(request, response, started, cancelled)
+        finally:
+            requests.leave()
     if lifecycle.draining:
         response.force_close()
     return response
 
 
-def _count(request: web.Request, response: web.StreamResponse | None, started: float) -> None:
-    """Requests by system, route template and status; labels stay bounded."""
-    system = request.match_info.get("system", "none")
-    if system != "none" and system not in request.app[SETTINGS_KEY].upstreams:
-        system = "unknown"  # a caller's typo must not become a new label
+def _count_and_log(
+    request: web.Request, response: web.StreamResponse | None, started: float, cancelled: bool
+) -> None:
+    """Requests by system, route template and status (labels stay bounded), and the
+    access line; the route, the system and the duration are worked out once for both."""
+    seconds = time.perf_counter() - started
+    route = route_template(request)
+    system = request.match_info.get("system")
+    known = system is not None and system in request.app[SETTINGS_KEY].upstreams
     status = response.status if response is not None else 500
-    request.app[METRICS_KEY].request(
-        system, route_template(request), status, time.perf_counter() - started
-    )
+    # a caller's typo must not become a new label
+    label = (
+        system if known and system is not None
+        else "none" if system is None or system == "none" else "unknown"
+    )  # fmt: skip
+    request.app[METRICS_KEY].request(label, route, status, seconds)
+    access_line(
+        request, response, started, cancelled=cancelled, route=route,
+        system=system if known else None, seconds=seconds,
+    )  # fmt: skip

@@ -12,16 +12,17 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from audit import AuditLog, Intent, Outcome
+from audit import AuditLog, Outcome
 from audit.errors import AuditUnavailable, InvalidAuditInput
-from audit.types import SEALED_SENSITIVITIES
 from common.vocabulary import Action, AuditOutcome, Problem, Purpose, Verdict, parse
 from policies import Decision, PolicyEngine
 from policies.merge import merge_patch
 from service.access import authorize
 from service.change_steps import (
+    attempted,
     discard,
     elapsed_ms,
+    intent_for,
     read_back,
     read_failed,
     record_etag,
@@ -88,35 +89,6 @@ class Gateway:
         authorize(req.principal, roles, req.system, known=self.connectors)
         return Admitted(req, self.connectors[req.system])
 
-    def _intent(
-        self,
-        engine: PolicyEngine,
-        req: Request,
-        action: Action,
-        decision: Decision | None = None,
-        changed: tuple[str, ...] = (),
-    ) -> Intent:
-        policy = engine.policies[req.system]
-        protected = dict(decision.protection) if decision is not None else {}
-        return Intent(
-            actor=req.principal.name,
-            roles=tuple(sorted(req.principal.roles)),
-            system=req.system,
-            customer_id=req.customer_id,
-            purpose=req.purpose,
-            request_id=req.request_id,
-            action=action,
-            changed=decision.changed if decision is not None else changed,
-            before=dict(decision.before) if decision is not None else {},
-            after=dict(decision.after) if decision is not None else {},
-            protected=protected,
-            policy_version=policy.version,
-            # how long the audit log keeps the sealed values (audit.retention)
-            retention_days=policy.retention_days(
-                path for path, level in protected.items() if level in SEALED_SENSITIVITIES
-            ),
-        )
-
     async def _record_rejection(
         self, engine: PolicyEngine, req: Request, action: Action, code: Problem,
         changed: tuple[str, ...],
@@ -125,7 +97,7 @@ class Gateway:
         turn the refusal into a 503: the caller still learns why, and the gap is logged."""
         try:
             return await self.audit.record(
-                self._intent(engine, req, action, changed=changed),
+                intent_for(engine, req, action, changed=changed),
                 Outcome(outcome=AuditOutcome.REJECTED, problem_code=code),
             )
         except (AuditUnavailable, InvalidAuditInput):  # down, or a value it cannot hold
@@ -149,7 +121,7 @@ class Gateway:
             )
         record = await connector.fetch(req.customer_id)
         audit_id = await self.audit.record(
-            self._intent(engine, req, Action.READ), Outcome(outcome=AuditOutcome.APPLIED)
+            intent_for(engine, req, Action.READ), Outcome(outcome=AuditOutcome.APPLIED)
         )
         masked = engine.mask(req.system, record, req.principal.roles)
         self.metrics.masked(masked.counts)
@@ -173,17 +145,12 @@ class Gateway:
         engine = self.engines()
         req, connector = admitted.request, admitted.connector
         action = Action.DRY_RUN if dry_run else Action.UPDATE
-        # a refusal records the fields tried; a member name the policy does not know is
-        # the caller's free text (it may be anything) and is left out
-        fields = engine.policies[req.system].fields
-        attempted = tuple(sorted(name for name in patch if name in fields))
-
         errors = engine.validate(req.system, patch)
         if errors:
             self.metrics.validation_errors(req.system, [e.code for e in errors])
             self.metrics.decision(req.system, Verdict.DENIED, ValidationFailed.code)
             audit_id = await self._record_rejection(
-                engine, req, action, ValidationFailed.code, attempted
+                engine, req, action, ValidationFailed.code, attempted(engine, req, patch)
             )
             raise with_audit(
                 ValidationFailed(
@@ -193,85 +160,98 @@ class Gateway:
                 audit_id,
             )
 
-        async with self.writes.hold(), self.audit.subject_lock(req.system, req.customer_id):
-            try:
-                pre_image = await connector.fetch(req.customer_id)
-            except UpstreamOutcomeUnknown as exc:
-                raise read_failed(exc) from None
-            if if_match is not None and if_match.strip() != record_etag(pre_image):
-                audit_id = await self._record_rejection(
-                    engine, req, action, PreconditionFailed.code, attempted
-                )
-                self.metrics.decision(req.system, Verdict.DENIED, PreconditionFailed.code)
-                raise with_audit(
-                    PreconditionFailed("the record changed since the tag was issued"), audit_id
-                )
+        # a write holding a lock (what the shutdown waits for), counted without the two
+        # awaits of an async context manager
+        self.writes.enter()
+        try:
+            async with self.audit.subject_lock(req.system, req.customer_id):
+                try:
+                    pre_image = await connector.fetch(req.customer_id)
+                except UpstreamOutcomeUnknown as exc:
+                    raise read_failed(exc) from None
+                if if_match is not None and if_match.strip() != record_etag(pre_image):
+                    audit_id = await self._record_rejection(
+                        engine, req, action, PreconditionFailed.code,
+                        attempted(engine, req, patch),
+                    )
+                    self.metrics.decision(req.system, Verdict.DENIED, PreconditionFailed.code)
+                    raise with_audit(
+                        PreconditionFailed("the record changed since the tag was issued"), audit_id
+                    )
 
-            decision = engine.decide(
-                req.system, pre_image, patch, req.principal, req.purpose
-            )
-            if not decision.allowed:
-                code = decision.problem or Problem.FORBIDDEN
-                self.metrics.decision(req.system, Verdict.DENIED, code)
-                audit_id = await self._record_rejection(engine, req, action, code, attempted)
-                raise with_audit(
-                    PolicyDenied(
-                        code,
-                        decision.detail,
-                        errors=[FieldProblem(e.path, e.code, e.message) for e in decision.errors],
-                    ),
-                    audit_id,
+                decision = engine.decide(
+                    req.system, pre_image, patch, req.principal, req.purpose
                 )
+                if not decision.allowed:
+                    code = decision.problem or Problem.FORBIDDEN
+                    self.metrics.decision(req.system, Verdict.DENIED, code)
+                    audit_id = await self._record_rejection(
+                        engine, req, action, code, attempted(engine, req, patch)
+                    )
+                    raise with_audit(
+                        PolicyDenied(
+                            code,
+                            decision.detail,
+                            errors=[
+                                FieldProblem(e.path, e.code, e.message) for e in decision.errors
+                            ],
+                        ),
+                        audit_id,
+                    )
 
-            if dry_run or not decision.changed:
-                # Nothing leaves the gateway: the decision itself is what gets audited.
-                audit_id = await self.audit.record(
-                    self._intent(engine, req, action, decision),
-                    Outcome(outcome=AuditOutcome.APPLIED),
+                if dry_run or not decision.changed:
+                    # Nothing leaves the gateway: the decision itself is what gets audited.
+                    audit_id = await self.audit.record(
+                        intent_for(engine, req, action, decision),
+                        Outcome(outcome=AuditOutcome.APPLIED),
+                    )
+                    verdict = Verdict.DRY_RUN if dry_run else Verdict.ALLOWED
+                    self.metrics.decision(req.system, verdict, None)
+                    shown = (
+                        decision.merged
+                        if decision.merged is not None
+                        else merge_patch(pre_image, patch)
+                    )
+                    return self._answer(
+                        engine, req, shown, decision, audit_id, applied=False, dry_run=dry_run
+                    )
+
+                body = decision.merged if connector.mode == "put" else dict(patch)
+                assert body is not None  # a put policy always yields the merged object
+                # The edit-conflict re-read (where the system needs one) runs while the
+                # intent is written: a read sends nothing, and the write waits for both.
+                reread = (
+                    asyncio.ensure_future(connector.fetch(req.customer_id))
+                    if self.conflict_check and connector.conflict_reread
+                    else None
                 )
-                verdict = Verdict.DRY_RUN if dry_run else Verdict.ALLOWED
-                self.metrics.decision(req.system, verdict, None)
-                shown = (
-                    decision.merged
-                    if decision.merged is not None
-                    else merge_patch(pre_image, patch)
-                )
+                try:
+                    intent_id = await self.audit.begin(
+                        intent_for(engine, req, action, decision)
+                    )
+                except BaseException:
+                    await discard(reread)
+                    raise
+                # Forward and its audit outcome are one unit: a client hanging up must not
+                # leave a forward without its outcome.
+                forward = asyncio.ensure_future(self._forward(
+                    req, connector, pre_image, body, intent_id, decision.after, reread
+                ))
+                try:
+                    result = await asyncio.shield(forward)
+                except asyncio.CancelledError:
+                    # cancelled (a shutdown past its grace): the customer stays locked, and
+                    # the change counted, until the forward has its outcome
+                    await asyncio.wait([forward])
+                    if not forward.cancelled():
+                        forward.exception()  # seen here; the caller is gone, the audit has it
+                    raise
+                self.metrics.decision(req.system, Verdict.ALLOWED, None)
                 return self._answer(
-                    engine, req, shown, decision, audit_id, applied=False, dry_run=dry_run
+                    engine, req, result, decision, intent_id, applied=True, dry_run=False
                 )
-
-            body = decision.merged if connector.mode == "put" else dict(patch)
-            assert body is not None  # a put policy always yields the merged object
-            # The edit-conflict re-read (where the system needs one) runs while the
-            # intent is written: a read sends nothing, and the write waits for both.
-            reread = (
-                asyncio.ensure_future(connector.fetch(req.customer_id))
-                if self.conflict_check and connector.conflict_reread
-                else None
-            )
-            try:
-                intent_id = await self.audit.begin(self._intent(engine, req, action, decision))
-            except BaseException:
-                await discard(reread)
-                raise
-            # Forward and its audit outcome are one unit: a client hanging up must not
-            # leave a forward without its outcome.
-            forward = asyncio.ensure_future(
-                self._forward(req, connector, pre_image, body, intent_id, decision.after, reread)
-            )
-            try:
-                result = await asyncio.shield(forward)
-            except asyncio.CancelledError:
-                # cancelled (a shutdown past its grace): the customer stays locked, and
-                # the change counted, until the forward has its outcome
-                await asyncio.wait([forward])
-                if not forward.cancelled():
-                    forward.exception()  # seen here; the caller is gone, the audit has it
-                raise
-            self.metrics.decision(req.system, Verdict.ALLOWED, None)
-            return self._answer(
-                engine, req, result, decision, intent_id, applied=True, dry_run=False
-            )
+        finally:
+            self.writes.leave()
 
     async def _forward(
         self,

@@ -27,11 +27,13 @@ class InFlight:
         request)."""
         return self._hold
 
-    def _enter(self) -> None:
+    def enter(self) -> None:
+        """One unit more under way (pair with :meth:`leave` in a ``finally``; a hot path
+        that would rather not await a context manager's two coroutines)."""
         self._count += 1
         self._idle.clear()
 
-    def _leave(self) -> None:
+    def leave(self) -> None:
         self._count -= 1
         if self._count == 0:
             self._idle.set()
@@ -48,7 +50,7 @@ class _Hold:
         self._of = of
 
     async def __aenter__(self) -> None:
-        self._of._enter()
+        self._of.enter()
 
     async def __aexit__(self, *_exc: object) -> None:
-        self._of._leave()
+        self._of.leave()

@@ -19,15 +19,22 @@ member twice, which orjson cannot tell (``service.routes.common.parse_json``).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from typing import Any, Final, NoReturn
 
 import orjson
 from aiohttp import web
 
-#: a run of digits that may be an integer orjson would read as a float
-_LONG_DIGITS: Final = re.compile(rb"[0-9]{19,}")
+#: every digit as ``0``: a run of 19 of them in the result is a run of 19 digits
+_DIGITS_AS_ZERO: Final = bytes.maketrans(b"123456789", b"000000000")
+_LONG_RUN: Final = b"0" * 19
+
+
+def has_long_digits(raw: bytes) -> bool:
+    """Whether ``raw`` holds a run of 19 or more digits: an integer orjson may read as a
+    float. (A translation and a substring search: several times faster than the regular
+    expression ``[0-9]{19,}``, which tries a match at every digit.)"""
+    return _LONG_RUN in raw.translate(_DIGITS_AS_ZERO)
 
 
 def dump_bytes(value: Any) -> bytes:
@@ -52,7 +59,7 @@ def _refuse_constant(name: str) -> NoReturn:
 
 def loads_strict(raw: bytes) -> Any:
     """Strict JSON (NaN and Infinity refused): ``ValueError`` for anything else."""
-    if _LONG_DIGITS.search(raw) is None:
+    if not has_long_digits(raw):
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:

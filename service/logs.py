@@ -28,6 +28,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 
+import orjson
+
 #: A field is redacted when its name, split at ``_``, contains one of these words (or
 #: when the whole name is one of them). Field names, ids and codes pass.
 FORBIDDEN_PARTS: Final = frozenset(
@@ -46,6 +48,9 @@ MAX_STRING: Final = 200  # ids and codes are short; anything longer is cut
 _CORE: Final = frozenset({"time", "level", "logger", "event"})
 _FIELDS_ATTR: Final = "gdpr_fields"
 _CAMEL: Final = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+#: what ``Logger.log`` records when it does not look for the caller
+_NO_FILE: Final = "(unknown file)"
+_NO_FUNCTION: Final = "(unknown function)"
 
 
 @functools.lru_cache(maxsize=1024)
@@ -58,7 +63,8 @@ def is_forbidden(name: str) -> bool:
     )
 
 
-def _scalar(value: object) -> object:
+def scalar(value: object) -> object:
+    """A value as a line shows it: a scalar (a long string cut), else redacted."""
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, str):
@@ -71,8 +77,8 @@ def _clean(name: str, value: object) -> object:
         return REDACTED
     if isinstance(value, list | tuple | set | frozenset):
         items = sorted(value, key=str) if isinstance(value, set | frozenset) else list(value)
-        return [_scalar(v) for v in items]
-    return _scalar(value)
+        return [scalar(v) for v in items]
+    return scalar(value)
 
 
 def log_event(
@@ -82,7 +88,19 @@ def log_event(
     if not logger.isEnabledFor(level):
         return
     clean = {name: _clean(name, value) for name, value in fields.items()}
-    logger.log(level, event, extra={_FIELDS_ATTR: clean})
+    emit(logger, level, event, clean)
+
+
+def emit(logger: logging.Logger, level: int, event: str, clean: dict[str, object]) -> None:
+    """``logger.log(level, event)`` with fields already clean (as :func:`log_event`
+    makes them), without what no line shows: the caller's file, line and function, which
+    ``Logger.log`` finds by walking the stack for every record (issue 11)."""
+    logger.handle(
+        logger.makeRecord(
+            logger.name, level, _NO_FILE, 0, event, (), None, _NO_FUNCTION,
+            {_FIELDS_ATTR: clean},
+        )
+    )  # fmt: skip
 
 
 class LogLimiter:
@@ -121,11 +139,31 @@ class LogLimiter:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per record: time, level, logger, event, then the event's fields."""
+    """One JSON object per record: time, level, logger, event, then the event's fields.
+
+    Written with orjson (compact: no spaces after ``,`` and ``:``); what orjson refuses
+    (an integer beyond 64 bits, a lone surrogate) with the standard library's ``json``.
+    The time's date and second are formatted once per second."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1
+        self._prefix = ""
+
+    def _time(self, created: float) -> str:
+        """``datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")``."""
+        second = int(created)
+        micros = round((created - second) * 1e6)  # as datetime rounds, to the microsecond
+        if micros >= 1_000_000:
+            second, micros = second + 1, micros - 1_000_000
+        if second != self._second:
+            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = second
+        return f"{self._prefix}.{micros // 1000:03d}+00:00"
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": self._time(record.created),
             "level": record.levelname,
             "logger": record.name,
             # The template only: arguments interpolated into it may carry data.
@@ -142,7 +180,18 @@ class JsonFormatter(logging.Formatter):
                 f"{frame.filename}:{frame.lineno} in {frame.name}"
                 for frame in traceback.extract_tb(tb)
             ]
-        return json.dumps(out, ensure_ascii=False, default=lambda _: REDACTED)
+        try:
+            return orjson.dumps(out, default=_redacted, option=_PASSTHROUGH).decode()
+        except (TypeError, orjson.JSONEncodeError):
+            return json.dumps(out, ensure_ascii=False, default=_redacted)
+
+
+#: what json would not write either goes to ``default`` (and is redacted)
+_PASSTHROUGH: Final = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+
+
+def _redacted(_value: object) -> str:
+    return REDACTED
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -177,4 +226,6 @@ def configure_logging(level: str) -> None:
     handler.setFormatter(JsonFormatter())
     root.addHandler(handler)
     root.setLevel(numeric)
+    # no line shows a record's thread or process names: not looked up per record
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

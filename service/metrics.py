@@ -81,6 +81,8 @@ class Metrics:
         self._upstream_children: dict[
             tuple[str, str, int | None], tuple[Counter, Histogram]
         ] = {}
+        self._decision_children: dict[tuple[str, object, object], Counter] = {}
+        self._masked_children: dict[str, Counter] = {}
         r = registry
         self.requests_total = Counter(
             f"{PREFIX}http_requests", "HTTP requests answered, by system, route template "
@@ -253,9 +255,15 @@ class Metrics:
         """A change decided: ``allowed``, ``denied`` (with its problem code) or ``dry_run``.
         mypy checks both are of their vocabulary; a value that is not (an untyped caller)
         still never becomes a label of its own."""
-        verdict = parse(Verdict, outcome) or OTHER
-        code = NO_PROBLEM if problem_code is None else parse(Problem, problem_code) or OTHER
-        self.decisions_total.labels(self._system(system), verdict, code).inc()
+        key = (system, outcome, problem_code)
+        child = self._decision_children.get(key)
+        if child is None:
+            verdict = parse(Verdict, outcome) or OTHER
+            code = NO_PROBLEM if problem_code is None else parse(Problem, problem_code) or OTHER
+            child = self.decisions_total.labels(self._system(system), verdict, code)
+            if len(self._decision_children) < _CHILDREN_KEPT:
+                self._decision_children[key] = child
+        child.inc()
 
     def validation_errors(self, system: str, codes: Iterable[str]) -> None:
         system = self._system(system)
@@ -267,8 +275,13 @@ class Metrics:
         """Values masked, by strategy name (one answer's counts)."""
         for strategy, count in counts.items():
             if count > 0:
-                label = strategy if strategy in STRATEGIES else OTHER
-                self.masked_total.labels(label).inc(count)
+                child = self._masked_children.get(strategy)
+                if child is None:
+                    label = strategy if strategy in STRATEGIES else OTHER
+                    child = self.masked_total.labels(label)
+                    if len(self._masked_children) < _CHILDREN_KEPT:
+                        self._masked_children[strategy] = child
+                child.inc(count)
 
     def upstream(self, system: str, method: str, status: int | None, seconds: float) -> None:
         """One upstream HTTP attempt; fits the connectors' ``observe`` callback."""

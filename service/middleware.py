@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import time
 import traceback
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Final
 
@@ -25,7 +25,7 @@ from common.vocabulary import Problem
 from service.errors import FieldProblem, GatewayError, ValidationFailed
 from service.json_codec import json_response
 from service.keys import AUDIT_ID_KEY, REQUEST_ID_KEY, SETTINGS_KEY
-from service.logs import log_event
+from service.logs import emit, is_forbidden, log_event, scalar
 from service.registry import SYSTEMS
 
 PROBLEM_TYPE_BASE: Final = "https://gdpr-gateway.dev/problems/"
@@ -186,7 +186,16 @@ def request_id_for(offered: str | None) -> str:
     """The client's id when sane (1-128 of ``[A-Za-z0-9._-]``), else a new uuid4 hex."""
     if offered and _SANE_REQUEST_ID.fullmatch(offered):
         return offered
-    return uuid.uuid4().hex
+    return new_request_id()
+
+
+def new_request_id() -> str:
+    """``uuid.uuid4().hex`` without building a ``UUID``: 16 random bytes with the
+    version (4) and variant (RFC 4122) bits set, as hex."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return raw.hex()
 
 
 def stamp_ids(
@@ -218,36 +227,58 @@ async def stamp_context_headers(request: web.Request, response: web.StreamRespon
         response.headers[AUDIT_ID_HEADER] = audit_id
 
 
+#: the access line's fields: ids, codes, a template, a duration (no name is redacted)
+_ACCESS_FIELDS: Final = (
+    "method", "route", "status", "duration_ms", "request_id", "problem_code", "system",
+    "audit_id",
+)  # fmt: skip
+assert not any(map(is_forbidden, _ACCESS_FIELDS))
+_UNSET: Final = object()
+
+
 def access_line(
     request: web.Request,
     response: web.StreamResponse | None,
     started: float,
     *,
     cancelled: bool = False,
+    route: str | None = None,
+    system: object = _UNSET,
+    seconds: float | None = None,
 ) -> None:
+    """The one access line of a request. ``route`` (its template), ``system`` (a known
+    system or None) and ``seconds`` (since ``started``) when the caller has them."""
+    level = logging.INFO
     # 499: nginx's "client closed request" - no answer was sent
     status = response.status if response is not None else (499 if cancelled else 500)
+    if status >= 500:
+        level = logging.WARNING
+    if not _access.isEnabledFor(level):
+        return
     code = response.get(PROBLEM_CODE_KEY) if response is not None else None
     if code is None:
         code = request.get(REQUEST_PROBLEM_KEY)
     if code is None and response is None:
         code = "client_closed" if cancelled else Problem.INTERNAL_ERROR
-    system = request.match_info.get("system")
-    settings = request.app.get(SETTINGS_KEY)  # an app without settings: the shipped systems
-    known = system in (settings.upstreams if settings is not None else SYSTEMS)
-    log_event(
-        _access,
-        "http_request",
-        level=logging.WARNING if status >= 500 else logging.INFO,
-        method=request.method if len(request.method) <= 16 else "other",
-        route=route_template(request),
-        status=status,
-        duration_ms=round((time.perf_counter() - started) * 1000, 2),
-        request_id=request.get(REQUEST_ID_KEY),
-        problem_code=code,
-        system=system if known else None,
-        audit_id=request.get(AUDIT_ID_KEY),
-    )
+    if system is _UNSET:
+        system = request.match_info.get("system")
+        settings = request.app.get(SETTINGS_KEY)  # an app without settings: the shipped ones
+        if system not in (settings.upstreams if settings is not None else SYSTEMS):
+            system = None
+    if seconds is None:
+        seconds = time.perf_counter() - started
+    method = request.method
+    # the values are ids, codes, a template, numbers: scalar() only cuts an overlong one
+    emit(_access, level, "http_request", {
+        "method": method if len(method) <= 16 else "other",
+        "route": scalar(route if route is not None else route_template(request)),
+        "status": status,
+        "duration_ms": round(seconds * 1000, 2),
+        "request_id": scalar(request.get(REQUEST_ID_KEY)),
+        "problem_code": scalar(code),
+        "system": scalar(system),
+        "audit_id": scalar(request.get(AUDIT_ID_KEY)),
+    })  # fmt: skip
 
 
 def route_template(request: web.Request) -> str:

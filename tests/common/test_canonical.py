@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from audit.chain import GENESIS, canonical, entry_hash
 from audit.crypto import encode_value
 from common.canonical import canonical_json, encoder, reference_json
+from common.vocabulary import Action, AuditOutcome, Problem
 from policies.compile import policy_version
 from policies.masking.base import canonical as masking_input
 from service.change_steps import record_etag
@@ -107,6 +108,13 @@ class _Int(int):
     pass
 
 
+class _Loud(str):
+    """A str subclass that says something else when asked: the text itself is written."""
+
+    def __str__(self) -> str:
+        return "LOUD"
+
+
 _SCALARS = (
     st.none()
     | st.booleans()
@@ -116,6 +124,10 @@ _SCALARS = (
     | st.floats(min_value=-1e-3, max_value=1e-3)
     | st.text()
     | st.sampled_from(["\ud800", "a\udfffb", "\x00\x1f\x7f\u2028é😀", _Str("s"), _Int(7)])
+    # StrEnums (the audit bodies' action, phase, outcome) and a str subclass with a
+    # __str__ of its own: written as the text they are, by orjson too (issue 11)
+    | st.sampled_from([Action.UPDATE, AuditOutcome.APPLIED, Problem.INTERNAL_ERROR,
+                       _Loud("quiet"), _Str("é\ud800")])
 )
 _KEYS = st.text(max_size=4) | st.sampled_from([1, 2.5, None, True, "\ud83d"])
 _VALUES = st.recursive(

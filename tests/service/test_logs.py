@@ -182,3 +182,24 @@ def test_no_value_under_a_forbidden_name_is_ever_written(
     (line,) = handler.lines
     redacted = json.loads(line)[name] == REDACTED
     assert redacted, f"field {name} was written"
+
+
+@given(st.floats(min_value=0, max_value=4e9, allow_nan=False))
+def test_the_line_time_is_the_isoformat_of_the_record_time(created: float) -> None:
+    """The formatter caches the date and second (issue 11): the text stays what
+    ``datetime.isoformat(timespec="milliseconds")`` writes, at every second's edge too."""
+    from datetime import UTC, datetime
+
+    formatter = JsonFormatter()
+    expected = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+    assert formatter._time(created) == expected
+    assert formatter._time(created) == expected  # the second's prefix, from the cache
+
+
+def test_a_line_orjson_cannot_write_is_written_by_json(
+    configured: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("INFO")
+    log_event(logging.getLogger("gdpr_gateway.test"), "odd", count=2**70)  # beyond 64 bits
+    (line,) = lines(capsys.readouterr().err)
+    assert line["count"] == 2**70
