@@ -52,20 +52,21 @@ class SubjectLocks:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._wait
         try:
+            await self._acquire(lock)
             try:
-                async with asyncio.timeout(self._wait):
-                    await lock.acquire()
-            except TimeoutError:
-                raise self._gave_up(LockWait.SUBJECT) from None
-            try:
-                async with contextlib.AsyncExitStack() as stack:
-                    left = max(0.001, deadline - loop.time())
-                    key = lock_key(system, customer_id)
-                    try:
-                        await stack.enter_async_context(self._backend.subject_lock(key, left))
-                    except LockTimeout as exc:
-                        raise self._gave_up(exc.wait) from None
+                left = max(0.001, deadline - loop.time())
+                across = self._backend.subject_lock(lock_key(system, customer_id), left)
+                try:
+                    await across.__aenter__()
+                except LockTimeout as exc:
+                    raise self._gave_up(exc.wait) from None
+                try:
                     yield
+                except BaseException as exc:
+                    if not await across.__aexit__(type(exc), exc, exc.__traceback__):
+                        raise
+                else:
+                    await across.__aexit__(None, None, None)
             finally:
                 lock.release()
         finally:
@@ -74,6 +75,19 @@ class SubjectLocks:
                 del self._locks[subject]
             else:
                 self._locks[subject] = (lock, users - 1)
+
+    async def _acquire(self, lock: asyncio.Lock) -> None:
+        """Take this process's lock of the customer within the wait. A free lock with no
+        one queued is taken at once, without arming a timer (the common case: one
+        change of a customer at a time); else the wait is bounded."""
+        if not lock.locked() and not getattr(lock, "_waiters", None):
+            await lock.acquire()
+            return
+        try:
+            async with asyncio.timeout(self._wait):
+                await lock.acquire()
+        except TimeoutError:
+            raise self._gave_up(LockWait.SUBJECT) from None
 
     def _gave_up(self, wait: LockWait) -> LockTimeout:
         if self._on_timeout is not None:

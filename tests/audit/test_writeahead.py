@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from audit import AuditLog, AuditUnavailable, Outcome
+from audit.errors import LockTimeout, LockWait
 from tests.audit.conftest import EMAIL_AFTER, make_intent, reset_pg, sql
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -273,3 +274,25 @@ async def test_store_connections_killed_fail_closed_then_recover(
         assert report.ok and report.entries == 1 + results.count("ok")
     finally:
         await audit_log.close()
+
+
+async def test_a_customer_lock_in_one_process_is_bounded_and_passes_errors_on(
+    store_url: str, keys: dict[str, bytes]
+) -> None:
+    """The in-process lock: a free one is taken at once, a held one within the wait only
+    (LockTimeout), and an error inside the hold leaves by it with both locks released."""
+    log = await AuditLog.open(store_url, lock_wait_seconds=0.2, **keys)
+    try:
+        async with log.subject_lock("billbee", "1002"):
+            with pytest.raises(LockTimeout) as caught:
+                async with log.subject_lock("billbee", "1002"):
+                    pytest.fail("the lock is held by this process")
+            assert caught.value.wait is LockWait.SUBJECT
+        with pytest.raises(KeyError):
+            async with log.subject_lock("billbee", "1002"):
+                raise KeyError("inside the hold")
+        async with asyncio.timeout(5):  # released by the error: taken again at once
+            async with log.subject_lock("billbee", "1002"):
+                pass
+    finally:
+        await log.close()
