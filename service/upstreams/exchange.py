@@ -8,11 +8,11 @@ loop (:mod:`service.upstreams.transport`) asks the retry policy what to do with 
 Whether the request may have reached the upstream is told by the session's request class
 (:class:`MarkingRequest`): aiohttp calls its ``send(conn)`` once a connection is up, just
 before the request line is written, and that marks the attempt sent. (A ``TraceConfig``
-with ``on_request_headers_sent`` told the same, but any trace config makes aiohttp await
-a signal per phase of every request - a third of the client's CPU.) Each attempt is observed (``report(method, status, seconds)``)
-here and not with a trace or client middleware: the status counts only once the whole
-answer is in - an answer cut short or too large is reported without one, and aiohttp's
-hooks fire when the headers arrive.
+with ``on_request_headers_sent`` tells the same, but any trace config makes aiohttp await
+a signal per phase of every request.) Each attempt is observed (``report(method, status,
+seconds)``) here and not with a trace or client middleware: the status counts only once
+the whole answer is in - an answer cut short or too large is reported without one, and
+aiohttp's hooks fire when the headers arrive.
 """
 
 from __future__ import annotations
