@@ -44,8 +44,12 @@ class AnswerTooLarge(Exception):
 
 async def read_bounded(response: aiohttp.ClientResponse) -> bytes:
     """The body, refusing more than ``MAX_ANSWER_BYTES`` (a customer record is small)."""
-    if response.content_length is not None and response.content_length > MAX_ANSWER_BYTES:
-        raise AnswerTooLarge
+    length = response.content_length
+    if length is not None:
+        if length > MAX_ANSWER_BYTES:
+            raise AnswerTooLarge
+        # aiohttp's parser reads no more than Content-Length: one read, no chunk loop
+        return await response.read()
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_chunked(64 * 1024):

@@ -5,22 +5,25 @@ failure or a 2xx answer that cannot be read raises :class:`AttemptFailed`, carry
 domain error it would become and its :class:`~service.upstreams.retry.Fate`; the call
 loop (:mod:`service.upstreams.transport`) asks the retry policy what to do with it.
 
-Whether the request may have reached the upstream is told by aiohttp's own hook: a
-``TraceConfig`` whose ``on_request_headers_sent`` marks the attempt sent
-(:func:`sent_tracing`). Each attempt is observed (``report(method, status, seconds)``)
-here and not with a trace or client middleware: the status counts only once the whole
-answer is in - an answer cut short or too large is reported without one, and aiohttp's
-hooks fire when the headers arrive.
+Whether the request may have reached the upstream is told by the session's request class
+(:class:`MarkingRequest`): aiohttp calls its ``send(conn)`` once a connection is up, just
+before the request line is written, and that marks the attempt sent. (A ``TraceConfig``
+with ``on_request_headers_sent`` tells the same, but any trace config makes aiohttp await
+a signal per phase of every request.) Each attempt is observed (``report(method, status,
+seconds)``) here and not with a trace or client middleware: the status counts only once
+the whole answer is in - an answer cut short or too large is reported without one, and
+aiohttp's hooks fire when the headers arrive.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from types import SimpleNamespace
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from service.errors import (
     GatewayError,
@@ -64,7 +67,7 @@ class AttemptFailed(Exception):
 
 class Attempt:
     """Per attempt: has the request been handed to a connection yet? (``sent`` is set by
-    the session's :func:`sent_tracing` hook; pass the instance as ``trace_request_ctx``.)"""
+    :class:`MarkingRequest` for the attempt in :data:`_ATTEMPT`.)"""
 
     __slots__ = ("sent",)
 
@@ -72,39 +75,44 @@ class Attempt:
         self.sent = False
 
 
-def sent_tracing() -> aiohttp.TraceConfig:
-    """The ``TraceConfig`` that marks an :class:`Attempt` sent."""
-    tracing = aiohttp.TraceConfig()
-    tracing.on_request_headers_sent.append(_mark_sent)
-    return tracing
+#: the attempt of the exchange running in this task (aiohttp runs a request in the task
+#: that awaits it, so the request class sees the exchange's attempt here)
+_ATTEMPT: ContextVar[Attempt | None] = ContextVar("upstream_attempt", default=None)
 
 
-async def _mark_sent(_session: Any, context: SimpleNamespace, _params: Any) -> None:
-    """``on_request_headers_sent``: a connection is up and the request line is handed to
-    it; from here on the request may reach the upstream."""
-    state = context.trace_request_ctx
-    if isinstance(state, Attempt):
-        state.sent = True
+class MarkingRequest(aiohttp.ClientRequest):
+    """The session's ``request_class``: marks the running :class:`Attempt` sent when
+    aiohttp hands the request to a connection (``send`` follows a successful connect
+    and precedes the request line; before it, nothing can have reached the upstream)."""
+
+    async def send(self, conn: Any) -> aiohttp.ClientResponse:
+        attempt = _ATTEMPT.get()
+        if attempt is not None:
+            attempt.sent = True
+        return await super().send(conn)
 
 
 async def exchange(
     session: aiohttp.ClientSession,
     system: str,
     method: str,
-    path: str,
-    body: Any,
+    url: URL,
+    body: bytes | None,
+    headers: Mapping[str, str] | None,
     report: Report,
 ) -> Answer:
-    """One HTTP exchange. Raises :class:`AttemptFailed` (with the attempt's fate) for a
-    transport failure or a 2xx answer that cannot be read."""
+    """One HTTP exchange: ``url`` absolute, ``body`` already encoded, ``headers`` the
+    request's own (the session adds its defaults). Raises :class:`AttemptFailed` (with the
+    attempt's fate) for a transport failure or a 2xx answer that cannot be read."""
     state = Attempt()
+    token = _ATTEMPT.set(state)
     status: int | None = None
     answered: int | None = None
     started = time.perf_counter()
     try:
         # Redirects are not followed: the credentials go to the configured host only.
         async with session.request(
-            method, path, json=body, allow_redirects=False, trace_request_ctx=state
+            method, url, data=body, headers=headers, allow_redirects=False
         ) as response:
             answered = response.status
             raw = await read_bounded(response)
@@ -134,6 +142,7 @@ async def exchange(
             ) from None
         raise lost(system, method, "connection to the upstream failed", answered) from None
     finally:
+        _ATTEMPT.reset(token)
         report(method, status, time.perf_counter() - started)
     parsed: Any = None
     if raw.strip():

@@ -40,7 +40,7 @@ from service.upstreams.answers import (
 from service.upstreams.base import Mode, Observe, content_tag
 from service.upstreams.breaker import CircuitBreaker
 from service.upstreams.bucket import TokenBucket
-from service.upstreams.exchange import AttemptFailed, exchange, sent_tracing
+from service.upstreams.exchange import AttemptFailed, MarkingRequest, exchange
 from service.upstreams.problems import field_problems
 from service.upstreams.retry import STATUS_FATES, Fate, RetryPolicy, next_step
 from service.upstreams.settings import UpstreamSettings
@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 #: pace at this share of an upstream's limit: it counts arrivals, and network jitter can
 #: bring two requests closer together than they were sent
 PACING_MARGIN = 0.9
+#: the headers of a request with a body (always JSON, encoded before the call)
+JSON_BODY_HEADERS: Mapping[str, str] = {"Content-Type": "application/json"}
 T = TypeVar("T")
 
 
@@ -100,8 +102,8 @@ class HttpConnector(ABC):
         self._retry = RetryPolicy(settings.max_retries, settings.backoff_max_seconds)
         self._observe = observe
         self._sleep = sleep
-        self._base_url = settings.base_url if settings.base_url.endswith("/") else (
-            settings.base_url + "/"
+        self._base_url = URL(
+            settings.base_url if settings.base_url.endswith("/") else settings.base_url + "/"
         )
         self._timeout = aiohttp.ClientTimeout(
             total=settings.timeout_seconds, connect=settings.connect_timeout_seconds
@@ -177,13 +179,14 @@ class HttpConnector(ABC):
         if self._session is None:
             headers = self._auth()
             headers.setdefault("Accept", "application/json")
+            # No base_url, trace config or json= payloads: each call passes an absolute
+            # URL and an encoded body, and MarkingRequest tells whether an attempt was
+            # sent (service.upstreams.exchange) - the cheapest request aiohttp makes.
             self._session = aiohttp.ClientSession(
-                base_url=self._base_url,
                 timeout=self._timeout,
                 headers=headers,
                 raise_for_status=False,
-                trace_configs=[sent_tracing()],
-                json_serialize=json_codec.dumps,
+                request_class=MarkingRequest,
             )
             # aiohttp silently re-sends a GET/PUT once after a reset connection. The
             # retry policy lives in one place (here) and every attempt is observed, so
@@ -274,7 +277,14 @@ class HttpConnector(ABC):
         key = self._bucket_key(method, route)
         if key is not None:
             await self._bucket(key).acquire()
-        return await exchange(self._get_session(), self.system, method, path, body, self._report)
+        if body is None:
+            data, headers = None, None
+        else:
+            data, headers = json_codec.dump_bytes(body), JSON_BODY_HEADERS
+        return await exchange(
+            self._get_session(), self.system, method, self._base_url.join(URL(path)),
+            data, headers, self._report,
+        )  # fmt: skip
 
     def _judge(self, method: str, answer: Answer) -> AttemptFailed | None:
         """Read an answer and tell the breaker what it shows: ``None`` for a 2xx, a

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +20,7 @@ from tests.service.conftest import (
     PRIVACY,
     SCOPED_AUDITOR,
     Stack,
+    make_stack,
 )
 from tests.service.test_openapi import assert_conforms, load_spec
 
@@ -208,7 +212,22 @@ async def test_the_trend_counts_changes_refusals_by_code_and_reveals_per_day_and
     assert past["series"] == [] and len(past["days"]) == 11
 
 
-async def test_the_trend_reads_the_query_columns_never_the_bodies(stack: Stack) -> None:
+@pytest.fixture
+async def without_expiry_job(
+    aiohttp_client: Callable[..., Any], tmp_path: Path
+) -> AsyncIterator[Stack]:
+    """A stack without the audit expiry job: its first run (at start) reads
+    ``audit_subject_key``, and when it lands inside a test's recording of the store's
+    queries is a matter of timing."""
+    quiet = lambda s: dataclasses.replace(s, audit_expire_seconds=0)  # noqa: E731
+    async for s in make_stack(aiohttp_client, tmp_path, tweak=quiet):
+        yield s
+
+
+async def test_the_trend_reads_the_query_columns_never_the_bodies(
+    without_expiry_job: Stack,
+) -> None:
+    stack = without_expiry_job
     assert (await patch(stack, "billbee", "1001", {"Tel1": NEW_PHONE})).status == 409
     backend = stack.audit._backend
     seen: list[str] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import struct
 from collections.abc import AsyncIterator
@@ -62,6 +63,8 @@ class Script:
 
     actions: list[tuple[Any, ...]] = field(default_factory=list)
     seen: list[str] = field(default_factory=list)
+    #: (method, path, Content-Type, Accept, body) of each request
+    wire: list[tuple[str, str, str | None, str | None, bytes]] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -82,6 +85,10 @@ async def server(aiohttp_server: Any) -> AsyncIterator[tuple[Script, str]]:
 
     async def handle(request: web.Request) -> web.StreamResponse:
         script.seen.append(request.method)
+        script.wire.append((
+            request.method, request.path_qs, request.headers.get("Content-Type"),
+            request.headers.get("Accept"), await request.read(),
+        ))  # fmt: skip
         if request.headers.get("Authorization") != f"Token {TOKEN}":
             return web.json_response({"details": "Invalid token."}, status=401)
         if not script.actions:
@@ -93,6 +100,14 @@ async def server(aiohttp_server: Any) -> AsyncIterator[tuple[Script, str]]:
             return web.json_response(body, status=status, headers=headers)
         if kind == "raw":
             return web.Response(status=action[1], body=action[2])
+        if kind == "stream":  # chunked: no Content-Length
+            response = web.StreamResponse(status=action[1])
+            response.enable_chunked_encoding()
+            await response.prepare(request)
+            for chunk in action[2]:
+                await response.write(chunk)
+            await response.write_eof()
+            return response
         if kind == "redirect":
             raise web.HTTPFound("/elsewhere")
         if kind == "reset":
@@ -156,6 +171,22 @@ async def test_success_and_observe(probe: Any) -> None:
     assert await connector.fetch("7") == RECORD
     assert calls == [("probe", "GET", 200)]
     assert script.seen == ["GET"]
+
+
+async def test_what_goes_on_the_wire(server: tuple[Script, str]) -> None:
+    """The path joined to base_url, a write's body as JSON with its Content-Type, a read
+    without either (the body is encoded by the connector, not by aiohttp's json=)."""
+    script, url = server
+    connector = ProbeConnector(settings(url.rstrip("/")))  # base_url without its slash
+    try:
+        await connector.fetch("7")
+        await connector.apply("7", {"name": "Bob Example", "tags": ["ä"], "n": 2**70})
+    finally:
+        await connector.close()
+    (get, put) = script.wire
+    assert get == ("GET", "/items/7", None, "application/json", b"")
+    assert put[:4] == ("PUT", "/items/7", "application/json", "application/json")
+    assert json.loads(put[4]) == {"name": "Bob Example", "tags": ["ä"], "n": 2**70}
 
 
 async def test_get_is_retried_after_503(probe: Any) -> None:
@@ -484,3 +515,17 @@ async def test_oversized_answers_are_refused(
     with pytest.raises(UpstreamError, match="too large"):
         await connector.fetch("7")
     assert [c[2] for c in calls] == [None] * 3
+
+
+async def test_a_chunked_answer_is_read_and_bounded_too(
+    probe: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a Content-Length the body is counted as it arrives."""
+    connector, script, calls = probe
+    monkeypatch.setattr("service.upstreams.answers.MAX_ANSWER_BYTES", 1000)
+    script.actions.append(("stream", 200, [b'{"id": 7, ', b'"name": "Alice Example"}']))
+    assert await connector.fetch("7") == RECORD
+    script.actions.extend([("stream", 200, [b'{"x": "', b"a" * 600, b"a" * 600, b'"}'])] * 3)
+    with pytest.raises(UpstreamError, match="too large"):
+        await connector.fetch("7")
+    assert [c[2] for c in calls] == [200, None, None, None]
