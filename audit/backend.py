@@ -39,6 +39,25 @@ Query = tuple[str, Sequence[Any]]
 #: the statements to commit
 ChainStep = Callable[[Row], Generator[Query, list[Row], Sequence[Statement]]]
 
+
+class StepRun:
+    """One run of a :data:`ChainStep`, for a backend to drive: ``query(rows)`` gives the
+    step the answer to its last query (``None`` first) and returns its next query, or
+    ``None`` once the step is done and ``statements`` holds what to commit."""
+
+    __slots__ = ("_work", "statements")
+
+    def __init__(self, step: ChainStep, head: Row) -> None:
+        self._work = step(head)
+        self.statements: Sequence[Statement] = ()
+
+    def query(self, rows: list[Row] | None) -> Query | None:
+        try:
+            return self._work.send(rows)  # type: ignore[arg-type]
+        except StopIteration as done:
+            self.statements = done.value
+            return None
+
 INSERT_ENTRY = "INSERT INTO audit_entry (seq, body, prev_hash, hash) VALUES (?, ?, ?, ?)"
 HEAD_SQL = "SELECT seq, hash, checkpoint_seq, checkpoint_at FROM audit_head WHERE id = 1"
 

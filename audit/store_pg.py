@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from audit.backend import HEAD_SQL, INSERT_ENTRY, ChainStep, Row, Statement
+from audit.backend import HEAD_SQL, INSERT_ENTRY, ChainStep, Row, Statement, StepRun
 from audit.errors import AuditError, AuditUnavailable, LockTimeout, LockWait, ValueRefused
 from audit.failures import swallowed
 
@@ -188,19 +188,14 @@ class PgBackend:
     async def chain(self, step: ChainStep, *, durable: bool = True) -> None:
         tx = await self.chain_tx(durable=durable)
         try:
-            work = step(tx.head)
-            rows: list[Row] | None = None
-            while True:
-                try:
-                    sql, params = work.send(rows)  # type: ignore[arg-type]
-                except StopIteration as done:
-                    statements = done.value
-                    break
-                rows = await tx.fetchall(sql, params)
+            run = StepRun(step, tx.head)
+            query = run.query(None)
+            while query is not None:
+                query = run.query(await tx.fetchall(*query))
         except BaseException:
             await tx.rollback()
             raise
-        await tx.commit(statements)
+        await tx.commit(run.statements)
 
     async def append_if_head(
         self, expected: tuple[int, str], statements: Sequence[Statement], *, durable: bool

@@ -23,7 +23,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from audit.backend import HEAD_SQL, ChainStep, Row, Statement
+from audit.backend import HEAD_SQL, ChainStep, Row, Statement, StepRun
 from audit.errors import AuditUnavailable, LockTimeout, LockWait, ValueRefused
 
 T = TypeVar("T")
@@ -163,19 +163,14 @@ class SqliteBackend:
         its statements, commit."""
         head = self._w_begin(durable)
         try:
-            work = step(head)
-            rows: list[Row] | None = None
-            while True:
-                try:
-                    sql, params = work.send(rows)  # type: ignore[arg-type]
-                except StopIteration as done:
-                    statements = done.value
-                    break
-                rows = self._w_fetchall(sql, params)
+            run = StepRun(step, head)
+            query = run.query(None)
+            while query is not None:
+                query = run.query(self._w_fetchall(*query))
         except BaseException:
             self._w_end(durable)
             raise
-        self._w_commit(statements, durable)
+        self._w_commit(run.statements, durable)
 
     def _w_rollback(self, durable: bool = True) -> None:
         self._w_end(durable)
