@@ -45,14 +45,6 @@ def dump_bytes(value: Any) -> bytes:
         return json.dumps(value).encode()
 
 
-def dumps(value: Any) -> str:
-    """``value`` as JSON text (aiohttp's ``json_serialize``)."""
-    try:
-        return orjson.dumps(value).decode()
-    except (TypeError, orjson.JSONEncodeError):
-        return json.dumps(value)
-
-
 def _refuse_constant(name: str) -> NoReturn:
     raise ValueError("not a JSON constant")
 
