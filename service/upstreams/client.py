@@ -201,7 +201,7 @@ class Pool:
             if any(c in name + value for c in "\r\n\0") or not name:
                 raise ValueError("a request header cannot be sent")  # no value named
             lines.append(f"{name}: {value}")
-        self._head = ("\r\n".join(lines) + "\r\n").encode("latin-1")
+        self._head = ("\r\n".join(lines) + "\r\n").encode()  # as aiohttp: UTF-8
         self._connect_timeout = connect_timeout
         self._total_timeout = total_timeout
         self._slots = asyncio.Semaphore(limit)
@@ -228,7 +228,10 @@ class Pool:
         else:
             head += b"\r\n"
         async with asyncio.timeout(self._total_timeout):
-            async with asyncio.timeout(self._connect_timeout):
+            if self._slots.locked():  # all connections busy: wait, within connect_timeout
+                async with asyncio.timeout(self._connect_timeout):
+                    await self._slots.acquire()
+            else:
                 await self._slots.acquire()
             try:
                 conn = await self._acquire()

@@ -1,4 +1,4 @@
-"""What every HTTP connector shares: the session, attempts, retries, pacing, the breaker,
+"""What every HTTP connector shares: the connection pool, attempts, retries, pacing, the breaker,
 and the mapping of upstream answers to the domain's exceptions.
 
 The retry policy (what is sent again after which failure, after what delay, and why a
@@ -113,7 +113,7 @@ class HttpConnector(ABC):
             settings.base_url if settings.base_url.endswith("/") else settings.base_url + "/"
         )
         self._ssl_context = ssl_context
-        self._session: Pool | None = None
+        self._pool: Pool | None = None
         self._closed = False
         self._buckets: dict[str, TokenBucket] = {}
         rate = self._pacing_rate()
@@ -136,7 +136,7 @@ class HttpConnector(ABC):
 
     @abstractmethod
     def _auth(self) -> dict[str, str]:
-        """Headers carrying this system's credentials (built when the session opens)."""
+        """Headers carrying this system's credentials (built when the pool opens)."""
 
     def _check_options(self) -> None:
         """Refuse unusable ``settings.options`` with a ``ValueError`` (names, no values).
@@ -174,17 +174,19 @@ class HttpConnector(ABC):
 
     async def close(self) -> None:
         self._closed = True
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
 
-    def _get_session(self) -> Pool:
+    def _get_pool(self) -> Pool:
         if self._closed:
             raise UpstreamError(f"{self.system}: connector is closed")
-        if self._session is None:
+        if self._pool is None:
             headers = self._auth()
             headers.setdefault("Accept", "application/json")
-            self._session = Pool(
+            # some API front ends refuse a request without one (aiohttp sent its own)
+            headers.setdefault("User-Agent", "gdpr-gateway")
+            self._pool = Pool(
                 self._base_url,
                 headers,
                 connect_timeout=self.settings.connect_timeout_seconds,
@@ -192,7 +194,7 @@ class HttpConnector(ABC):
                 ssl_context=self._ssl_context,
                 limit=self.pool_limit,
             )
-        return self._session
+        return self._pool
 
     def _bucket(self, key: str) -> TokenBucket:
         bucket = self._buckets.get(key)
@@ -281,7 +283,7 @@ class HttpConnector(ABC):
         else:
             data, content_type = json_codec.dump_bytes(body), JSON_CONTENT_TYPE
         return await exchange(
-            self._get_session(), self.system, method, self._base_url.join(URL(path)),
+            self._get_pool(), self.system, method, self._base_url.join(URL(path)),
             data, content_type, self._report,
         )  # fmt: skip
 
