@@ -39,25 +39,11 @@ class Answer:
 
 
 class AnswerTooLarge(Exception):
-    """The upstream's answer is over ``MAX_ANSWER_BYTES``."""
+    """The upstream's answer is over ``MAX_ANSWER_BYTES``; ``status`` its status."""
 
-
-async def read_bounded(response: aiohttp.ClientResponse) -> bytes:
-    """The body, refusing more than ``MAX_ANSWER_BYTES`` (a customer record is small)."""
-    length = response.content_length
-    if length is not None:
-        if length > MAX_ANSWER_BYTES:
-            raise AnswerTooLarge
-        # aiohttp's parser reads no more than Content-Length: one read, no chunk loop
-        return await response.read()
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > MAX_ANSWER_BYTES:
-            raise AnswerTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
+    def __init__(self, status: int | None = None) -> None:
+        super().__init__("answer too large")
+        self.status = status
 
 
 def parse_json(raw: bytes) -> Any:

@@ -5,24 +5,20 @@ failure or a 2xx answer that cannot be read raises :class:`AttemptFailed`, carry
 domain error it would become and its :class:`~service.upstreams.retry.Fate`; the call
 loop (:mod:`service.upstreams.transport`) asks the retry policy what to do with it.
 
-Whether the request may have reached the upstream is told by the session's request class
-(:class:`MarkingRequest`): aiohttp calls its ``send(conn)`` once a connection is up, just
-before the request line is written, and that marks the attempt sent. (A ``TraceConfig``
-with ``on_request_headers_sent`` tells the same, but any trace config makes aiohttp await
-a signal per phase of every request.) Each attempt is observed (``report(method, status,
-seconds)``) here and not with a trace or client middleware: the status counts only once
-the whole answer is in - an answer cut short or too large is reported without one, and
-aiohttp's hooks fire when the headers arrive.
+Whether the request may have reached the upstream is told by the pool
+(:mod:`service.upstreams.client`): it marks the attempt sent when the request bytes are
+handed to a connected transport; before that (connect refused or timed out, a wait for
+a free connection) provably nothing was sent. Each attempt is observed (``report(method,
+status, seconds)``) here: the status counts only once the whole answer is in - an answer
+cut short or too large is reported without one.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
-from contextvars import ContextVar
+from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 from yarl import URL
 
 from service.errors import (
@@ -37,8 +33,8 @@ from service.upstreams.answers import (
     AnswerTooLarge,
     parse_json,
     parse_retry_after,
-    read_bounded,
 )
+from service.upstreams.client import Pool, Sent
 from service.upstreams.retry import Fate
 
 #: (method, status once the whole answer is in or None, seconds)
@@ -65,65 +61,40 @@ class AttemptFailed(Exception):
         self.retry_after = retry_after
 
 
-class Attempt:
-    """Per attempt: has the request been handed to a connection yet? (``sent`` is set by
-    :class:`MarkingRequest` for the attempt in :data:`_ATTEMPT`.)"""
-
-    __slots__ = ("sent",)
-
-    def __init__(self) -> None:
-        self.sent = False
-
-
-#: the attempt of the exchange running in this task (aiohttp runs a request in the task
-#: that awaits it, so the request class sees the exchange's attempt here)
-_ATTEMPT: ContextVar[Attempt | None] = ContextVar("upstream_attempt", default=None)
-
-
-class MarkingRequest(aiohttp.ClientRequest):
-    """The session's ``request_class``: marks the running :class:`Attempt` sent when
-    aiohttp hands the request to a connection (``send`` follows a successful connect
-    and precedes the request line; before it, nothing can have reached the upstream)."""
-
-    async def send(self, conn: Any) -> aiohttp.ClientResponse:
-        attempt = _ATTEMPT.get()
-        if attempt is not None:
-            attempt.sent = True
-        return await super().send(conn)
+#: the per-attempt flag "the request was handed to a connection" (kept under its old name)
+Attempt = Sent
 
 
 async def exchange(
-    session: aiohttp.ClientSession,
+    pool: Pool,
     system: str,
     method: str,
     url: URL,
     body: bytes | None,
-    headers: Mapping[str, str] | None,
+    content_type: str | None,
     report: Report,
 ) -> Answer:
-    """One HTTP exchange: ``url`` absolute, ``body`` already encoded, ``headers`` the
-    request's own (the session adds its defaults). Raises :class:`AttemptFailed` (with the
-    attempt's fate) for a transport failure or a 2xx answer that cannot be read."""
-    state = Attempt()
-    token = _ATTEMPT.set(state)
+    """One HTTP exchange: ``url`` absolute (its path and query are sent), ``body``
+    already encoded, of ``content_type`` (the pool adds its default headers). Raises
+    :class:`AttemptFailed` (with the attempt's fate) for a transport failure or a 2xx
+    answer that cannot be read."""
+    state = Sent()
     status: int | None = None
     answered: int | None = None
     started = time.perf_counter()
     try:
         # Redirects are not followed: the credentials go to the configured host only.
-        async with session.request(
-            method, url, data=body, headers=headers, allow_redirects=False
-        ) as response:
-            answered = response.status
-            raw = await read_bounded(response)
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            status = response.status  # only once the whole answer is in
-    except AnswerTooLarge:
+        reply = await pool.request(method, url.raw_path_qs, body, content_type, state)
+        raw = reply.body
+        retry_after = parse_retry_after(reply.retry_after)
+        status = reply.status  # only once the whole answer is in
+    except AnswerTooLarge as exc:
+        answered = exc.status
         too_large = "answer from the upstream is too large"
         if method == "GET" or (answered is not None and 200 <= answered < 300):
             raise lost(system, method, too_large, answered) from None
         raise AttemptFailed(UpstreamError(f"{system}: {too_large}"), Fate.FAILED) from None
-    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+    except (TimeoutError, OSError) as exc:
         if not state.sent:
             # No request line reached a connection: provably nothing was sent.
             timed_out = isinstance(exc, TimeoutError)
@@ -142,7 +113,6 @@ async def exchange(
             ) from None
         raise lost(system, method, "connection to the upstream failed", answered) from None
     finally:
-        _ATTEMPT.reset(token)
         report(method, status, time.perf_counter() - started)
     parsed: Any = None
     if raw.strip():

@@ -7,9 +7,10 @@ per failed attempt and does what it says).
 Each failed attempt has a fate:
 
 * ``unsent``: the request provably never left - no connection could be made (refused,
-  DNS, connect timeout, or any failure before aiohttp handed the request line to a
-  connection, seen with a ``TraceConfig`` hook). Retried for every method; when the
-  retries run out the caller gets ``UpstreamUnreachable`` (nothing changed).
+  DNS, connect timeout, a wait for a free connection, or any failure before the pool
+  handed the request to a connected transport: ``service.upstreams.client``). Retried
+  for every method; when the retries run out the caller gets ``UpstreamUnreachable``
+  (nothing changed).
 * ``refused``: the upstream answered that it did nothing (503). A GET and a
   whole-object PUT are retried; a PATCH is not (kept conservative).
 * ``rate_limited``: a 429. Waited for and retried for every method: the upstream did

@@ -1,4 +1,4 @@
-"""What every HTTP connector shares: the session, attempts, retries, pacing, the breaker,
+"""What every HTTP connector shares: the connection pool, attempts, retries, pacing, the breaker,
 and the mapping of upstream answers to the domain's exceptions.
 
 The retry policy (what is sent again after which failure, after what delay, and why a
@@ -6,7 +6,8 @@ write that may have reached the upstream never is) is :mod:`service.upstreams.re
 table and a pure decision that the call loop asks once per failed attempt. One HTTP
 exchange, and the fate of a failed one, is :mod:`service.upstreams.exchange`. Each
 connector makes at most ``1 + max_retries`` attempts per call and kind of failure (429s
-are counted apart). Nothing of aiohttp leaves this package:
+are counted apart). The HTTP client is :mod:`service.upstreams.client` (one keep-alive
+pool per connector). Nothing of the client leaves this package:
 every failure becomes a ``service.errors`` exception raised ``from None``, whose message
 names the system and the kind of failure, never a value, an id or a credential.
 """
@@ -16,11 +17,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
-import aiohttp
 from yarl import URL
 
 from service import json_codec
@@ -40,7 +41,8 @@ from service.upstreams.answers import (
 from service.upstreams.base import Mode, Observe, content_tag
 from service.upstreams.breaker import CircuitBreaker
 from service.upstreams.bucket import TokenBucket
-from service.upstreams.exchange import AttemptFailed, MarkingRequest, exchange
+from service.upstreams.client import POOL_LIMIT, Pool
+from service.upstreams.exchange import AttemptFailed, exchange
 from service.upstreams.problems import field_problems
 from service.upstreams.retry import STATUS_FATES, Fate, RetryPolicy, next_step
 from service.upstreams.settings import UpstreamSettings
@@ -50,8 +52,8 @@ log = logging.getLogger(__name__)
 #: pace at this share of an upstream's limit: it counts arrivals, and network jitter can
 #: bring two requests closer together than they were sent
 PACING_MARGIN = 0.9
-#: the headers of a request with a body (always JSON, encoded before the call)
-JSON_BODY_HEADERS: Mapping[str, str] = {"Content-Type": "application/json"}
+#: the Content-Type of a request with a body (always JSON, encoded before the call)
+JSON_CONTENT_TYPE = "application/json"
 T = TypeVar("T")
 
 
@@ -67,6 +69,8 @@ class HttpConnector(ABC):
     read_coverage: frozenset[str] = frozenset()
     #: credential keys ``settings.credentials`` must hold
     required_credentials: ClassVar[tuple[str, ...]] = ()
+    #: connections open to the upstream at most (aiohttp's default, as before)
+    pool_limit: int = POOL_LIMIT
 
     def __init__(
         self,
@@ -74,7 +78,10 @@ class HttpConnector(ABC):
         *,
         observe: Observe | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """``ssl_context`` verifies an https upstream (default: the system's CAs, with
+        hostname checks); a test passes one trusting its own CA."""
         missing = [k for k in self.required_credentials if not settings.credentials.get(k)]
         if missing:
             raise ValueError(f"{self.system}: missing credentials: {', '.join(sorted(missing))}")
@@ -105,10 +112,8 @@ class HttpConnector(ABC):
         self._base_url = URL(
             settings.base_url if settings.base_url.endswith("/") else settings.base_url + "/"
         )
-        self._timeout = aiohttp.ClientTimeout(
-            total=settings.timeout_seconds, connect=settings.connect_timeout_seconds
-        )
-        self._session: aiohttp.ClientSession | None = None
+        self._ssl_context = ssl_context
+        self._pool: Pool | None = None
         self._closed = False
         self._buckets: dict[str, TokenBucket] = {}
         rate = self._pacing_rate()
@@ -131,7 +136,7 @@ class HttpConnector(ABC):
 
     @abstractmethod
     def _auth(self) -> dict[str, str]:
-        """Headers carrying this system's credentials (built when the session opens)."""
+        """Headers carrying this system's credentials (built when the pool opens)."""
 
     def _check_options(self) -> None:
         """Refuse unusable ``settings.options`` with a ``ValueError`` (names, no values).
@@ -169,31 +174,27 @@ class HttpConnector(ABC):
 
     async def close(self) -> None:
         self._closed = True
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
 
-    def _get_session(self) -> aiohttp.ClientSession:
+    def _get_pool(self) -> Pool:
         if self._closed:
             raise UpstreamError(f"{self.system}: connector is closed")
-        if self._session is None:
+        if self._pool is None:
             headers = self._auth()
             headers.setdefault("Accept", "application/json")
-            # No base_url, trace config or json= payloads: each call passes an absolute
-            # URL and an encoded body, and MarkingRequest tells whether an attempt was
-            # sent (service.upstreams.exchange) - the cheapest request aiohttp makes.
-            self._session = aiohttp.ClientSession(
-                timeout=self._timeout,
-                headers=headers,
-                raise_for_status=False,
-                request_class=MarkingRequest,
+            # some API front ends refuse a request without one (aiohttp sent its own)
+            headers.setdefault("User-Agent", "gdpr-gateway")
+            self._pool = Pool(
+                self._base_url,
+                headers,
+                connect_timeout=self.settings.connect_timeout_seconds,
+                total_timeout=self.settings.timeout_seconds,
+                ssl_context=self._ssl_context,
+                limit=self.pool_limit,
             )
-            # aiohttp silently re-sends a GET/PUT once after a reset connection. The
-            # retry policy lives in one place (here) and every attempt is observed, so
-            # that hidden attempt is switched off (private flag; aiohttp is pinned <3.15).
-            if hasattr(self._session, "_retry_connection"):
-                self._session._retry_connection = False
-        return self._session
+        return self._pool
 
     def _bucket(self, key: str) -> TokenBucket:
         bucket = self._buckets.get(key)
@@ -278,12 +279,12 @@ class HttpConnector(ABC):
         if key is not None:
             await self._bucket(key).acquire()
         if body is None:
-            data, headers = None, None
+            data, content_type = None, None
         else:
-            data, headers = json_codec.dump_bytes(body), JSON_BODY_HEADERS
+            data, content_type = json_codec.dump_bytes(body), JSON_CONTENT_TYPE
         return await exchange(
-            self._get_session(), self.system, method, self._base_url.join(URL(path)),
-            data, headers, self._report,
+            self._get_pool(), self.system, method, self._base_url.join(URL(path)),
+            data, content_type, self._report,
         )  # fmt: skip
 
     def _judge(self, method: str, answer: Answer) -> AttemptFailed | None:
