@@ -254,12 +254,18 @@ class Pool:
         if self._closed:
             raise ConnectionFailed("pool closed")
         idle = self._idle
+        now = time.monotonic()
         while idle:
             conn = idle.pop()
-            if conn.alive and conn.transport is not None and not conn.transport.is_closing():
+            if (
+                conn.alive
+                and conn.transport is not None
+                and not conn.transport.is_closing()
+                and now - conn.idle_since <= KEEPALIVE_SECONDS
+            ):
                 self._busy.add(conn)
                 return conn
-            conn.close()
+            conn.close()  # the newest is taken first: an older one is older still
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(self._connect_timeout):
             _, conn = await loop.create_connection(

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from service.errors import UpstreamOutcomeUnknown, UpstreamUnreachable
+from service.upstreams import client
 from tests.upstreams.test_transport import RECORD, TOKEN, ProbeConnector, settings
 
 
@@ -277,3 +278,21 @@ async def test_https_upstream_is_verified_by_default(tmp_path: Path) -> None:
     assert TOKEN not in str(info.value)
 
 
+
+
+async def test_a_connection_idle_past_the_keep_alive_time_is_not_reused(
+    wire: tuple[Wire, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection idle longer than the pool keeps one is closed, not written to: the
+    server may be closing it at that moment, which would leave a write's outcome unknown."""
+    monkeypatch.setattr(client, "KEEPALIVE_SECONDS", 0.05)
+    w, url = wire
+    connector = ProbeConnector(settings(url))
+    try:
+        assert await connector.fetch("7") == RECORD
+        assert await connector.fetch("7") == RECORD  # at once: the same connection
+        await asyncio.sleep(0.2)
+        await connector.apply("7", {"name": "Bob Example"})
+    finally:
+        await connector.close()
+    assert w.requests == [("GET", 1), ("GET", 1), ("PUT", 2)]
