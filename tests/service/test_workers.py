@@ -157,8 +157,11 @@ def test_two_workers_share_the_port_the_metrics_and_one_chain_and_stop_cleanly(
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0
     logged = events(err)
+    assert proc.returncode == 0, (
+        [e for e in logged if e.get("level") != "INFO"],
+        [line for line in err.splitlines() if not line.startswith("{")][-30:],
+    )
     stopped = [e for e in logged if e["event"] == "worker_stopped"]
     assert sorted(e["pid"] for e in stopped) == sorted(pids)
     assert {e["exit_code"] for e in stopped} == {0}
