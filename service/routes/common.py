@@ -248,25 +248,20 @@ def _whole(value: float) -> float | int:
 def _settle(value: Any) -> int:
     """Turn each whole float within ``value`` into its integer, in place (as
     :func:`_number`); the number of object members within it."""
+    pairs: Any
     if type(value) is dict:
-        count = len(value)
-        for name, item in value.items():
-            kind = type(item)
-            if kind is float:
-                value[name] = _whole(item)
-            elif kind is dict or kind is list:
-                count += _settle(item)
-        return count
-    if type(value) is list:
-        count = 0
-        for index, item in enumerate(value):
-            kind = type(item)
-            if kind is float:
-                value[index] = _whole(item)
-            elif kind is dict or kind is list:
-                count += _settle(item)
-        return count
-    return 0
+        count, pairs = len(value), value.items()  # members replaced in place, none added
+    elif type(value) is list:
+        count, pairs = 0, enumerate(value)
+    else:
+        return 0
+    for key, item in pairs:
+        kind = type(item)
+        if kind is float:
+            value[key] = _whole(item)
+        elif kind is dict or kind is list:
+            count += _settle(item)
+    return count
 
 
 async def json_object(request: web.Request, *, media_type_required: bool = True) -> dict[str, Any]:
