@@ -9,6 +9,7 @@ import pytest
 
 from service.json_codec import dump_bytes, loads_strict
 from service.upstreams.answers import parse_json
+from tests.values import leaves
 
 
 @pytest.mark.parametrize(
@@ -24,7 +25,7 @@ from service.upstreams.answers import parse_json
 def test_reads_the_values_json_reads(raw: bytes) -> None:
     got = loads_strict(raw)
     assert got == json.loads(raw)
-    assert [type(v) for v in _leaves(got)] == [type(v) for v in _leaves(json.loads(raw))]
+    assert [type(v) for v in leaves(got)] == [type(v) for v in leaves(json.loads(raw))]
 
 
 @pytest.mark.parametrize("raw", [b"[NaN]", b'{"a": Infinity}', b"[-Infinity]", b"{", b"nope"])
@@ -49,9 +50,3 @@ def test_writes_what_json_reads_back_as_json_would(value: Any) -> None:
     assert json.loads(dump_bytes(value)) == expected
 
 
-def _leaves(value: Any) -> list[Any]:
-    if isinstance(value, dict):
-        return [leaf for v in value.values() for leaf in _leaves(v)]
-    if isinstance(value, list):
-        return [leaf for v in value for leaf in _leaves(v)]
-    return [value]

@@ -43,6 +43,7 @@ from tests.service.test_openapi import (
     catalog as problem_catalog,
 )
 from tests.service.test_reload import mounted, until  # noqa: F401 - the fixture
+from tests.values import leaves
 
 TOY = Path(__file__).with_name("toy") / "toyshop.yaml"
 
@@ -167,19 +168,11 @@ def test_the_schema_accepts_exactly_what_the_validator_accepts(
         return  # a thousand-deep array: the JSON reader refuses it before either
     # JSON Schema counts 1.0 as an integer; the gateway wants an integer written as one
     # (docs/clients.md): the one difference a schema cannot spell
-    assume(not any(isinstance(v, float) and v.is_integer() for v in _leaves(drawn.patch)))
+    assume(not any(isinstance(v, float) and v.is_integer() for v in leaves(drawn.patch)))
     accepted = not validate_patch(policy, drawn.patch)
     assert validator.is_valid(drawn.patch) == accepted, (
         [e.path for e in validate_patch(policy, drawn.patch)]  # paths and codes, no value
     )
-
-
-def _leaves(value: Any) -> list[Any]:
-    if isinstance(value, dict):
-        return [leaf for v in value.values() for leaf in _leaves(v)]
-    if isinstance(value, list):
-        return [leaf for v in value for leaf in _leaves(v)]
-    return [value]
 
 
 def test_every_kind_of_string_check_is_in_the_pattern(spec: dict[str, Any]) -> None:
