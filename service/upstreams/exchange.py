@@ -61,10 +61,6 @@ class AttemptFailed(Exception):
         self.retry_after = retry_after
 
 
-#: the per-attempt flag "the request was handed to a connection" (kept under its old name)
-Attempt = Sent
-
-
 async def exchange(
     pool: Pool,
     system: str,
