@@ -1,5 +1,6 @@
 """The SQLite backend: one writer connection and one reader connection, each on its own
-thread, in WAL mode with ``synchronous=FULL`` (see docs/audit.md for why).
+thread, in WAL mode with ``synchronous=FULL`` (see docs/audit.md for why). The WAL's
+checkpoints run off the commit path, on a third thread and connection (:mod:`audit.wal`).
 
 A group commit is one ``BEGIN IMMEDIATE … COMMIT`` on the writer thread; the write lock
 it takes is database-wide, so separate processes on one file still form one chain.
@@ -25,6 +26,7 @@ from typing import Any, TypeVar
 
 from audit.backend import HEAD_SQL, ChainStep, Row, Statement, StepRun
 from audit.errors import AuditUnavailable, LockTimeout, LockWait, ValueRefused
+from audit.wal import WalCheckpointer, configure_writer, truncate
 
 T = TypeVar("T")
 
@@ -38,6 +40,12 @@ def _connect(path: Path) -> sqlite3.Connection:
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=FULL")
     con.execute("PRAGMA busy_timeout=10000")
+    return con
+
+
+def _connect_writer(path: Path) -> sqlite3.Connection:
+    con = _connect(path)
+    configure_writer(con)
     return con
 
 
@@ -80,13 +88,15 @@ class SqliteBackend:
         self._r: sqlite3.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._subjects_fd: int | None = None
+        self._checkpointer = WalCheckpointer(path, _connect)
 
     @classmethod
     async def connect(cls, path: Path) -> SqliteBackend:
         backend = cls(path)
         try:
-            backend._w = await backend._on_writer(_connect, path)
+            backend._w = await backend._on_writer(_connect_writer, path)
             backend._r = await backend._on_reader(_connect, path)
+            backend._checkpointer.start()
         except BaseException:
             await backend.close()
             raise
@@ -109,6 +119,7 @@ class SqliteBackend:
         writes the WAL without syncing it (SQLite allows the change between
         transactions only; :meth:`_w_end` restores FULL)."""
         con = self._wcon()
+        self._checkpointer.before_write(con)
         if not durable:
             con.execute("PRAGMA synchronous=NORMAL")
         try:
@@ -128,6 +139,7 @@ class SqliteBackend:
         try:
             if commit:
                 con.execute("COMMIT")
+                self._checkpointer.committed()
             elif con.in_transaction:
                 con.execute("ROLLBACK")
         finally:
@@ -282,9 +294,14 @@ class SqliteBackend:
         if self._subjects_fd is not None:
             os.close(self._subjects_fd)
             self._subjects_fd = None
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._checkpointer.close)
+        if self._w is not None:
+            with contextlib.suppress(sqlite3.Error):  # the WAL then stays for the next one
+                await loop.run_in_executor(self._writer, truncate, self._w)
         for con, pool in ((self._w, self._writer), (self._r, self._reader)):
             if con is not None:
-                await asyncio.get_running_loop().run_in_executor(pool, con.close)
+                await loop.run_in_executor(pool, con.close)
             pool.shutdown(wait=True)
         self._w = self._r = None
 

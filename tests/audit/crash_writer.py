@@ -3,7 +3,8 @@
 ``intents``: prints each intent id once ``begin`` returned, then waits to be killed
 without ever writing an outcome. ``lazy-outcome``: writes one intent, queues its
 outcome with ``finish(durable=False)``, prints both ids and kills itself before the
-outcome's batch could be written.
+outcome's batch could be written. ``wal`` (SQLite): background WAL checkpoints every
+5 ms (:mod:`audit.wal`), and it prints each id ``record`` returned, without end.
 """
 
 from __future__ import annotations
@@ -19,7 +20,16 @@ from tests.audit.conftest import make_intent
 
 
 async def main(url: str, master: bytes, signing: bytes, count: int, mode: str) -> None:
+    if mode == "wal":
+        import audit.wal
+
+        audit.wal.INTERVAL_SECONDS = 0.005
     log = await AuditLog.open(url, master_key=master, signing_key=signing)
+    if mode == "wal":
+        n = 0
+        while True:
+            print(await log.record(make_intent(str(8000 + n % 50)), Outcome("applied")), flush=True)
+            n += 1
     if mode == "lazy-outcome":
         intent_id = await log.begin(make_intent("8100"))
         outcome_id = await log.finish(intent_id, Outcome("applied"), durable=False)

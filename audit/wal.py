@@ -1,0 +1,151 @@
+"""SQLite's WAL checkpoints, off the commit path.
+
+SQLite's own auto-checkpoint (every 1,000 pages by default) runs inside the commit that
+crosses the mark: that commit waits for 1,000 pages copied into the database file and
+its sync, 2–6 ms on a small file and up to 25 ms on the gateway's (docs/performance.md,
+"WAL checkpoints off the commit path"). Here the writer connection's auto-checkpoint is
+a backstop only (:data:`BACKSTOP_PAGES`), and a thread of its own, on a connection of
+its own, runs ``PRAGMA wal_checkpoint(PASSIVE)`` at most every :data:`INTERVAL_SECONDS`
+while commits happen, and never when none did.
+
+A passive checkpoint takes no lock a commit needs: it copies what is committed into the
+database file while the writer goes on appending to the WAL. With ``synchronous=FULL``
+it syncs the WAL before it copies and the database file before it marks the frames
+copied, so a commit stays as durable as before. Once every frame is copied, the next
+write transaction starts the WAL from its beginning again, so the WAL stays as large as
+what is written between two checkpoints. Several processes on one file (``serve
+--workers N``) each run one: whichever process writes, its own checkpointer follows
+(two at once do not wait for each other: the second finds the checkpoint lock taken and
+returns). Under a steady stream of commits a pass rarely finds the WAL all copied, so the
+writer thread, before its next transaction, copies the few frames the last pass left
+(:meth:`WalCheckpointer.before_write`): then the WAL starts again from its beginning.
+Should the background fall behind anyway (a WAL of :data:`BACKSTOP_PAGES` pages), the
+commit that crosses it checkpoints as SQLite does by default.
+
+At close, :func:`truncate` empties the WAL (``wal_checkpoint(TRUNCATE)``), waiting at most
+:data:`CLOSE_WAIT_MS` for the other processes' transactions.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+#: at most one background checkpoint per this many seconds while commits happen
+INTERVAL_SECONDS = 0.2
+#: passes of one background checkpoint at most (see :func:`_catch_up`)
+PASSES = 4
+#: the writer connection's own auto-checkpoint, a backstop (pages of 4 KiB: 40 MB);
+#: also the WAL file's size limit once it restarts (``journal_size_limit``)
+BACKSTOP_PAGES = 10_000
+#: how long the checkpoint at close waits for other connections' transactions
+CLOSE_WAIT_MS = 2_000
+
+
+def configure_writer(con: sqlite3.Connection) -> None:
+    """The writer connection's WAL settings: the auto-checkpoint as a backstop only."""
+    con.execute(f"PRAGMA wal_autocheckpoint={int(BACKSTOP_PAGES)}")
+    page_size = int(con.execute("PRAGMA page_size").fetchone()[0])
+    con.execute(f"PRAGMA journal_size_limit={int(BACKSTOP_PAGES) * page_size}")
+
+
+def truncate(con: sqlite3.Connection) -> tuple[int, int, int]:
+    """Checkpoint everything and empty the WAL file, on a connection outside a
+    transaction: (busy, WAL frames, frames checkpointed) as SQLite reports them. Busy
+    (1) when another connection's transaction did not end within
+    :data:`CLOSE_WAIT_MS`; the WAL then stays for the next checkpoint."""
+    con.execute(f"PRAGMA busy_timeout={int(CLOSE_WAIT_MS)}")
+    busy, frames, done = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    return int(busy), int(frames), int(done)
+
+
+def _passive(con: sqlite3.Connection) -> tuple[int, int]:
+    busy, frames, _done = con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return int(busy), int(frames)
+
+
+def _catch_up(con: sqlite3.Connection) -> bool:
+    """Passive checkpoints until one finds nothing appended since the one before (or
+    :data:`PASSES`): whether it got there.
+
+    The WAL starts again from its beginning only if every frame is copied when a write
+    transaction begins. The commits made during a long pass prevent that, and a WAL
+    that only grows makes each commit's sync dearer (the file's size changes), so the
+    short passes after it copy those too; :meth:`WalCheckpointer.before_write` copies
+    what is left when they do not get there."""
+    last = -1
+    for _ in range(PASSES):
+        busy, frames = _passive(con)
+        if busy:
+            return False
+        if frames == last:
+            return True
+        last = frames
+    return False
+
+
+class WalCheckpointer:
+    """Passive checkpoints of one database file on a thread and a connection of their
+    own. :meth:`committed` (from the writer thread, after each commit) wakes it;
+    :meth:`close` stops it."""
+
+    def __init__(self, path: Path, connect: Callable[[Path], sqlite3.Connection]) -> None:
+        self._path, self._connect = path, connect
+        self._wrote = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name="audit-sqlite-ckpt", daemon=True
+        )
+        #: checkpoints run, and those that failed (logged)
+        self.checkpoints = 0
+        self.failures = 0
+        #: the background could not catch up with the commits: the writer finishes
+        self._behind = False
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def committed(self) -> None:
+        """A commit happened: checkpoint within :data:`INTERVAL_SECONDS`."""
+        self._wrote.set()
+
+    def before_write(self, con: sqlite3.Connection) -> None:
+        """On the writer thread, before a write transaction: if the background could not
+        catch up (a busy writer commits during every pass), one passive checkpoint
+        here, where nothing of this process can commit meanwhile. It copies only what
+        the last pass left (a few pages), and the WAL then starts again."""
+        if self._behind:
+            self._behind = False
+            _passive(con)
+
+    def close(self) -> None:
+        """Stop the thread (a checkpoint under way finishes first)."""
+        self._stop.set()
+        self._wrote.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        con: sqlite3.Connection | None = None
+        try:
+            while True:
+                self._wrote.wait()
+                if self._stop.wait(INTERVAL_SECONDS):
+                    return
+                self._wrote.clear()
+                try:
+                    if con is None:
+                        con = self._connect(self._path)
+                    self._behind = not _catch_up(con)
+                    self.checkpoints += 1
+                except sqlite3.Error as exc:  # the next commit tries again; the backstop holds
+                    self.failures += 1
+                    log.warning("audit WAL checkpoint failed (%s)", type(exc).__name__)
+        finally:
+            if con is not None:
+                con.close()

@@ -1,0 +1,130 @@
+"""SQLite's WAL checkpoints and the commits one request at a time (audit.wal).
+
+On a fresh SQLite file: ``--prefill`` changes by 32 concurrent callers (the bench's
+throughput run before its latency run), then ``--count`` changes one at a time, as the
+gateway writes them (``begin``, a 1 ms pause for the upstream, ``finish(durable=False)``).
+Prints one JSON line: the ``begin`` latency (p50, p99, p99.9, max), the CPU per change,
+and, timed on the writer thread, every ``COMMIT`` during which the WAL's checkpointed-frame count
+(``nBackfill``, read from the ``-shm`` file: the wal-index header of
+https://www.sqlite.org/walformat.html) went up, i.e. which ran or overlapped a
+checkpoint, with their duration.
+
+``--in-commit`` runs SQLite's default instead (auto-checkpoint every 1,000 pages inside
+the commit, no background): the behaviour before audit.wal. Alternate the two.
+
+    python -m bench.wal_bench [--in-commit | --interval 0.2] [--count 2500] [--prefill 8000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import struct
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import audit.wal
+from audit import AuditLog, Outcome
+from audit.store_sqlite import SqliteBackend
+from bench.audit_bench import MASTER, SIGNING, _intent
+
+#: (start, ms, checkpointed during it, durable) of every COMMIT on the writer thread
+COMMITS: list[tuple[float, float, bool, bool]] = []
+
+
+def _backfill(path: Path) -> int:
+    """The WAL's frames already copied into the database (wal-index header, offset 96)."""
+    try:
+        with open(f"{path}-shm", "rb") as shm:
+            shm.seek(96)
+            return int(struct.unpack("=I", shm.read(4))[0])
+    except (OSError, struct.error):
+        return -1
+
+
+def _timed_commits() -> None:
+    original = SqliteBackend._w_end
+
+    def timed(self: SqliteBackend, durable: bool, commit: bool = False) -> None:
+        if not commit:
+            return original(self, durable, commit)
+        before, started = _backfill(self._path), time.perf_counter()
+        try:
+            return original(self, durable, commit)
+        finally:
+            ms = (time.perf_counter() - started) * 1e3
+            COMMITS.append((started, ms, _backfill(self._path) > before, durable))
+
+    SqliteBackend._w_end = timed  # type: ignore[method-assign]
+
+
+def _at(ordered: list[float], share: float) -> float:
+    return round(ordered[min(len(ordered) - 1, int(share * len(ordered)))], 2)
+
+
+async def run(count: int, prefill: int) -> dict[str, Any]:
+    folder = Path(tempfile.mkdtemp(prefix="wal-bench-"))
+    url = f"sqlite+aiosqlite:///{folder / 'audit.db'}"
+    log = await AuditLog.open(url, master_key=MASTER, signing_key=SIGNING, create=True)
+    outcome = Outcome("applied", upstream_status=200, upstream_latency_ms=1.0)
+
+    async def change(n: int) -> float:
+        started = time.perf_counter()
+        intent_id = await log.begin(_intent(n))
+        took = time.perf_counter() - started
+        await asyncio.sleep(0.001)
+        await log.finish(intent_id, outcome, durable=False)
+        return took * 1e3
+
+    async def caller(index: int) -> None:
+        for k in range(prefill // 32):
+            await change(index * 1_000_000 + k)
+
+    try:
+        await asyncio.gather(*(caller(i) for i in range(32)))
+        await log.settle()
+        COMMITS.clear()
+        load, cpu = os.getloadavg()[0], time.process_time()
+        latencies = sorted([await change(100_000_000 + n) for n in range(count)])
+        cpu = time.process_time() - cpu
+    finally:
+        await log.close()
+    overlapped = sorted((round(ms, 1) for _, ms, hit, _ in COMMITS if hit), reverse=True)
+    others = sorted(ms for _, ms, hit, durable in COMMITS if not hit and durable)
+    return {
+        "begin_ms": {
+            "p50": _at(latencies, 0.5), "p99": _at(latencies, 0.99),
+            "p99.9": _at(latencies, 0.999), "max": round(latencies[-1], 2),
+        },
+        "cpu_ms_per_change": round(cpu / count * 1e3, 3),
+        "commits": len(COMMITS),
+        "commits_checkpointed": len(overlapped),
+        "checkpointed_ms_slowest": overlapped[:12],
+        "other_durable_commit_ms": {"p50": _at(others, 0.5), "p99": _at(others, 0.99)},
+        "load_before": round(load, 2),
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--in-commit", action="store_true", help="SQLite's default checkpoints")
+    parser.add_argument("--interval", type=float, default=audit.wal.INTERVAL_SECONDS,
+                        help="seconds between background checkpoints")  # fmt: skip
+    parser.add_argument("--count", type=int, default=2500)
+    parser.add_argument("--prefill", type=int, default=8000)
+    args = parser.parse_args()
+    audit.wal.INTERVAL_SECONDS = args.interval
+    if args.in_commit:
+        audit.wal.BACKSTOP_PAGES, audit.wal.INTERVAL_SECONDS = 1000, 1e9
+    _timed_commits()
+    result = asyncio.run(run(args.count, args.prefill))
+    mode = "in-commit" if args.in_commit else f"background every {args.interval} s"
+    print(json.dumps({"checkpoints": mode, **result}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""SQLite: the WAL's checkpoints run off the commit path (audit.wal), on real files.
+
+A commit no longer checkpoints (the WAL passes SQLite's default mark of 1,000 pages);
+the background keeps the WAL bounded without it; a killed process loses no committed
+entry; a clean close empties the WAL, waiting a little for another process's reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+
+import audit.wal
+from audit import AuditLog, Outcome, upgrade
+from audit.store_sqlite import SqliteBackend
+from tests.audit.conftest import make_intent
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PAGE = 4096
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> Path:
+    path = tmp_path / "audit.db"
+    await upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+def _url(path: Path) -> str:
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def _wal_size(path: Path) -> int:
+    wal = path.with_name(path.name + "-wal")
+    return wal.stat().st_size if wal.exists() else 0
+
+
+def _db_size(path: Path) -> int:
+    return path.stat().st_size
+
+
+def _checkpointer(log: AuditLog) -> audit.wal.WalCheckpointer:
+    backend = log._backend  # the store's own checkpointer, to wait for it
+    assert isinstance(backend, SqliteBackend)
+    return backend._checkpointer
+
+
+async def test_a_commit_does_not_checkpoint(
+    db: Path, keys: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the background paused, the WAL grows past SQLite's default auto-checkpoint
+    mark (1,000 pages): no commit copied it into the database file."""
+    monkeypatch.setattr(audit.wal, "INTERVAL_SECONDS", 3600.0)
+    log = await AuditLog.open(_url(db), **keys)
+    try:
+        for n in range(3000):
+            await log.record(make_intent(str(1000 + n % 40)), Outcome("applied"))
+            if _wal_size(db) > 2000 * PAGE:
+                break
+        assert _wal_size(db) > 2000 * PAGE
+        assert _checkpointer(log).checkpoints == 0
+        assert (await log.verify()).ok
+    finally:
+        await log.close()
+
+
+async def _wait_for_checkpoint(checkpointer: audit.wal.WalCheckpointer, before: int) -> None:
+    for _ in range(6000):  # 60 s at most
+        if checkpointer.checkpoints != before:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("no background checkpoint in 60 s")
+
+
+async def _rounds(path: Path, keys: dict[str, bytes], *, background: bool) -> list[int]:
+    """12 rounds of 60 appends, each followed by a background checkpoint when
+    ``background``: the WAL file's size after each round."""
+    log = await AuditLog.open(_url(path), **keys)
+    checkpointer = _checkpointer(log)
+    sizes = []
+    try:
+        for _ in range(12):
+            before = checkpointer.checkpoints
+            for n in range(60):
+                await log.record(make_intent(str(2000 + n)), Outcome("applied"))
+            sizes.append(_wal_size(path))
+            if background:
+                await _wait_for_checkpoint(checkpointer, before)
+        assert (await log.verify()).entries == 12 * 60
+    finally:
+        await log.close()
+    assert checkpointer.failures == 0
+    assert (checkpointer.checkpoints > 0) is background
+    return sizes
+
+
+async def test_the_background_keeps_the_wal_bounded(
+    tmp_path: Path, keys: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No auto-checkpoint at all (backstop off): without the background the WAL grows
+    with every round; with it, it stays a fraction of that."""
+    monkeypatch.setattr(audit.wal, "BACKSTOP_PAGES", 0)
+    unbounded, bounded = tmp_path / "paused.db", tmp_path / "background.db"
+    for path in (unbounded, bounded):
+        await upgrade(_url(path))
+    monkeypatch.setattr(audit.wal, "INTERVAL_SECONDS", 3600.0)
+    grown = await _rounds(unbounded, keys, background=False)
+    assert grown == sorted(grown) and grown[-1] > 8 * grown[0]  # the control: it only grows
+    monkeypatch.setattr(audit.wal, "INTERVAL_SECONDS", 0.01)
+    sizes = await _rounds(bounded, keys, background=True)
+    assert max(sizes) <= grown[-1] / 3, (sizes, grown)
+
+
+async def test_a_killed_writer_loses_no_committed_entry(db: Path, keys: dict[str, bytes]) -> None:
+    """A process appending with checkpoints every 5 ms, killed (SIGKILL, no close):
+    every outcome id it printed (``record`` had returned) is in the store, and the chain holds."""
+    empty = _db_size(db)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.audit.crash_writer", _url(db),
+        base64.b64encode(keys["master_key"]).decode(),
+        base64.b64encode(keys["signing_key"]).decode(), "0", "wal",
+        stdout=asyncio.subprocess.PIPE, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        printed = [
+            (await asyncio.wait_for(proc.stdout.readline(), timeout=30)).decode().strip()
+            for _ in range(400)
+        ]
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+    assert _wal_size(db) > 0  # not closed: the WAL is still there
+    assert _db_size(db) > empty  # background checkpoints copied pages in
+    log = await AuditLog.open(_url(db), **keys)
+    try:
+        for audit_id in printed:
+            assert (await log.get(audit_id))["phase"] == "outcome"
+        report = await log.verify()
+        assert report.ok
+        assert report.entries >= len(printed)
+    finally:
+        await log.close()
+
+
+async def test_a_clean_close_waits_for_a_reader_and_empties_the_wal(
+    db: Path, keys: dict[str, bytes]
+) -> None:
+    """Another connection (another worker) is in a read transaction when the log
+    closes and ends it soon after: the close's TRUNCATE waits for it and empties the
+    WAL. (SQLite's own checkpoint when its last connection closes does not wait: the
+    WAL would stay, and nothing would copy it until the next writer.)"""
+    other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    try:
+        log = await AuditLog.open(_url(db), **keys)
+        try:
+            for n in range(50):
+                await log.record(make_intent(str(3000 + n)), Outcome("applied"))
+            other.execute("BEGIN")
+            assert other.execute("SELECT count(*) FROM audit_entry").fetchone()[0] == 50
+            closing = asyncio.ensure_future(log.close())
+            await asyncio.sleep(0.3)  # the close is waiting (2 s at most)
+            other.execute("COMMIT")
+            await closing
+        finally:
+            await log.close()
+        assert _wal_size(db) == 0  # before `other` closes: the TRUNCATE emptied it
+        assert other.execute("SELECT count(*) FROM audit_entry").fetchone()[0] == 50
+    finally:
+        other.close()
+
+
+async def test_a_close_while_another_reads_leaves_the_wal(
+    db: Path, keys: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other connection in a read transaction: the TRUNCATE gives up after its wait,
+    the close completes, and nothing committed is lost."""
+    monkeypatch.setattr(audit.wal, "CLOSE_WAIT_MS", 50)
+    other = sqlite3.connect(db, isolation_level=None)
+    try:
+        log = await AuditLog.open(_url(db), **keys)
+        try:
+            await log.record(make_intent("4000"), Outcome("applied"))
+            other.execute("BEGIN")
+            assert other.execute("SELECT count(*) FROM audit_entry").fetchone()[0] == 1
+            await log.record(make_intent("4001"), Outcome("applied"))
+        finally:
+            await log.close()
+        assert _wal_size(db) > 0
+        other.execute("COMMIT")
+        assert other.execute("SELECT count(*) FROM audit_entry").fetchone()[0] == 2
+    finally:
+        other.close()
