@@ -23,7 +23,7 @@ SHORT = [
 def run_bench(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603 - our own module
         [sys.executable, "-m", "bench.gateway_bench", *SHORT, "--out-dir", str(out), *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=100, check=False,
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )
 
 
