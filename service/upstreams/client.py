@@ -26,6 +26,7 @@ from yarl import URL
 
 from service.upstreams import answers
 from service.upstreams.answers import AnswerTooLarge
+from service.upstreams.waits import Deadlines, Slots
 
 #: aiohttp's defaults: connections per connector, seconds an idle one is kept
 POOL_LIMIT = 100
@@ -204,7 +205,8 @@ class Pool:
         self._head = ("\r\n".join(lines) + "\r\n").encode()  # as aiohttp: UTF-8
         self._connect_timeout = connect_timeout
         self._total_timeout = total_timeout
-        self._slots = asyncio.Semaphore(limit)
+        self._slots = Slots(limit)
+        self._deadlines = Deadlines()
         self._idle: list[_Connection] = []
         self._busy: set[_Connection] = set()
         self._closed = False
@@ -227,32 +229,56 @@ class Pool:
             head += b"Content-Length: %d\r\n\r\n" % len(body) + body
         else:
             head += b"\r\n"
-        async with asyncio.timeout(self._total_timeout):
-            if self._slots.locked():  # all connections busy: wait, within connect_timeout
-                async with asyncio.timeout(self._connect_timeout):
-                    await self._slots.acquire()
-            else:
-                await self._slots.acquire()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._total_timeout
+        conn = self._ready()
+        if conn is None:  # a wait for a free slot or a new connection, within the deadline
+            async with asyncio.timeout_at(deadline):
+                conn = await self._connection()
+        timer: asyncio.TimerHandle | None = None
+        try:
+            done = False
             try:
-                conn = await self._acquire()
-                done = False
-                try:
-                    waiter = conn.start(asyncio.get_running_loop())
-                    assert conn.transport is not None
-                    sent.sent = True
-                    conn.transport.write(head)
-                    reply = await waiter
-                    done = True
-                finally:
-                    self._busy.discard(conn)
-                    self._release(conn, done)
+                waiter = conn.start(loop)
+                timer = self._deadlines.add(loop, deadline, waiter)  # the answer in time too
+                assert conn.transport is not None
+                sent.sent = True
+                conn.transport.write(head)
+                reply = await waiter
+                done = True
             finally:
-                self._slots.release()
+                self._busy.discard(conn)
+                self._release(conn, done)
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._slots.give()
         return reply
 
-    async def _acquire(self) -> _Connection:
-        if self._closed:
-            raise ConnectionFailed("pool closed")
+    def _ready(self) -> _Connection | None:
+        """A free slot and an idle connection, taken without waiting; ``None`` when
+        either is missing (the slot is not kept)."""
+        if not self._idle or self._closed or not self._slots.take():
+            return None
+        conn = self._idle_connection()
+        if conn is None:
+            self._slots.give()
+        return conn
+
+    async def _connection(self) -> _Connection:
+        """A slot (waited for within ``connect_timeout`` when all are taken), then a
+        connection; the slot is given back when none can be had."""
+        if not self._slots.take():  # all connections busy
+            async with asyncio.timeout(self._connect_timeout):
+                await self._slots.wait()
+        try:
+            return await self._acquire()
+        except BaseException:
+            self._slots.give()
+            raise
+
+    def _idle_connection(self) -> _Connection | None:
+        """The newest idle connection still usable (taken), or ``None``."""
         idle = self._idle
         now = time.monotonic()
         while idle:
@@ -266,6 +292,14 @@ class Pool:
                 self._busy.add(conn)
                 return conn
             conn.close()  # the newest is taken first: an older one is older still
+        return None
+
+    async def _acquire(self) -> _Connection:
+        if self._closed:
+            raise ConnectionFailed("pool closed")
+        conn = self._idle_connection()
+        if conn is not None:
+            return conn
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(self._connect_timeout):
             _, conn = await loop.create_connection(
@@ -294,6 +328,7 @@ class Pool:
 
     async def close(self) -> None:
         self._closed = True
+        self._deadlines.close()
         for conn in [*self._idle, *self._busy]:
             conn.close()
         self._idle.clear()

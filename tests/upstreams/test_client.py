@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from service.errors import UpstreamOutcomeUnknown, UpstreamUnreachable
+from service.errors import UpstreamOutcomeUnknown, UpstreamTimeout, UpstreamUnreachable
 from service.upstreams import client
 from tests.upstreams.test_transport import RECORD, TOKEN, ProbeConnector, settings
 
@@ -160,6 +160,25 @@ async def test_waiting_for_a_connection_past_the_connect_timeout_sends_nothing(
     finally:
         await connector.close()
     assert len(w.requests) == 1
+
+
+async def test_an_answer_late_on_a_kept_alive_connection_times_out(
+    wire: tuple[Wire, str],
+) -> None:
+    """The common path (a free slot, an idle connection: no wait before the request)
+    still bounds the answer by ``timeout_seconds``; the late connection is not reused."""
+    w, url = wire
+    connector = ProbeConnector(settings(url, timeout_seconds=0.2, max_retries=0))
+    try:
+        assert await connector.fetch("7") == RECORD  # leaves its connection idle
+        w.hold.clear()
+        with pytest.raises(UpstreamTimeout):
+            await connector.fetch("7")
+        w.hold.set()
+        assert await connector.fetch("7") == RECORD
+    finally:
+        await connector.close()
+    assert [number for _, number in w.requests] == [1, 1, 2]
 
 
 async def test_server_closing_a_kept_alive_connection(wire: tuple[Wire, str]) -> None:
