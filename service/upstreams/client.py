@@ -60,7 +60,7 @@ class Reply:
 class _Connection(asyncio.Protocol):
     """One connection: feeds what arrives to its parser while a request is in flight.
     The parser is the connection's (llhttp reads one answer after another on a kept-alive
-    connection); one per request cost ~2 us to build. A connection whose answer failed
+    connection); one per request cost ~0.4 us to build. A connection whose answer failed
     or was cut short is never reused, so no parser state outlives its answer."""
 
     def __init__(self) -> None:
