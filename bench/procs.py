@@ -75,10 +75,13 @@ def stop(proc: subprocess.Popen[Any], what: str) -> None:
 
 
 @contextlib.contextmanager
-def server(argv: list[str], port: int, what: str, log: Path) -> Iterator[subprocess.Popen[Any]]:
-    """A server process listening on ``port``; its stdout and stderr go to ``log``."""
+def server(
+    argv: list[str], port: int, what: str, log: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[Any]]:
+    """A server process listening on ``port``; its stdout and stderr go to ``log``;
+    ``env``: its environment (default: this process's)."""
     with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)  # noqa: S603
         try:
             wait_port(port, proc, what)
             yield proc

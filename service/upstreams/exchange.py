@@ -19,8 +19,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from yarl import URL
-
 from service.errors import (
     GatewayError,
     UpstreamError,
@@ -65,12 +63,13 @@ async def exchange(
     pool: Pool,
     system: str,
     method: str,
-    url: URL,
+    target: str,
     body: bytes | None,
     content_type: str | None,
     report: Report,
 ) -> Answer:
-    """One HTTP exchange: ``url`` absolute (its path and query are sent), ``body``
+    """One HTTP exchange: ``target`` the request target (an absolute path and its
+    query, :func:`~service.upstreams.transport.request_target`), ``body``
     already encoded, of ``content_type`` (the pool adds its default headers). Raises
     :class:`AttemptFailed` (with the attempt's fate) for a transport failure or a 2xx
     answer that cannot be read."""
@@ -80,7 +79,7 @@ async def exchange(
     started = time.perf_counter()
     try:
         # Redirects are not followed: the credentials go to the configured host only.
-        reply = await pool.request(method, url.raw_path_qs, body, content_type, state)
+        reply = await pool.request(method, target, body, content_type, state)
         raw = reply.body
         retry_after = parse_retry_after(reply.retry_after)
         status = reply.status  # only once the whole answer is in

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import ssl
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
@@ -55,6 +56,21 @@ PACING_MARGIN = 0.9
 #: the Content-Type of a request with a body (always JSON, encoded before the call)
 JSON_CONTENT_TYPE = "application/json"
 T = TypeVar("T")
+
+
+#: a relative path whose join to a base URL ending in ``/`` is the two side by side:
+#: segments of unreserved characters (RFC 3986), none empty, none a dot segment (none
+#: starts with a dot), no query, fragment or percent-escape
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9_~-][A-Za-z0-9._~-]*(?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*/?")
+
+
+def request_target(base_url: URL, path: str) -> str:
+    """The request target of ``path`` relative to ``base_url`` (whose path ends in ``/``
+    and which has no query): ``base_url.join(URL(path)).raw_path_qs``, without yarl's
+    parse and join (~6 us a call) when ``path`` is a plain one, as every connector's is."""
+    if _PLAIN_PATH.fullmatch(path) is not None:
+        return base_url.raw_path + path
+    return base_url.join(URL(path)).raw_path_qs
 
 
 class HttpConnector(ABC):
@@ -283,7 +299,7 @@ class HttpConnector(ABC):
         else:
             data, content_type = json_codec.dump_bytes(body), JSON_CONTENT_TYPE
         return await exchange(
-            self._get_pool(), self.system, method, self._base_url.join(URL(path)),
+            self._get_pool(), self.system, method, request_target(self._base_url, path),
             data, content_type, self._report,
         )  # fmt: skip
 

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from service.errors import UpstreamOutcomeUnknown, UpstreamUnreachable
+from service.errors import UpstreamOutcomeUnknown, UpstreamTimeout, UpstreamUnreachable
 from service.upstreams import client
 from tests.upstreams.test_transport import RECORD, TOKEN, ProbeConnector, settings
 
@@ -31,7 +31,7 @@ from tests.upstreams.test_transport import RECORD, TOKEN, ProbeConnector, settin
 class Wire:
     """A tiny HTTP/1.1 server: counts connections and requests; ``plan`` says what to do
     with the next requests ("ok", "close-after": answer with Connection: close, "drop":
-    close without answering); ``hold`` delays answers until set."""
+    close without answering, "double": the answer twice); ``hold`` delays answers until set."""
 
     plan: list[str] = field(default_factory=list)
     connections: int = 0
@@ -66,11 +66,12 @@ class Wire:
                 await self.hold.wait()
                 body = json.dumps(RECORD).encode()
                 close = action == "close-after"
-                writer.write(
+                answer = (
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                     + (b"Connection: close\r\n" if close else b"")
                     + b"Content-Length: %d\r\n\r\n" % len(body) + body
                 )
+                writer.write(answer * 2 if action == "double" else answer)
                 await writer.drain()
                 if close:
                     return
@@ -160,6 +161,42 @@ async def test_waiting_for_a_connection_past_the_connect_timeout_sends_nothing(
     finally:
         await connector.close()
     assert len(w.requests) == 1
+
+
+async def test_an_answer_late_on_a_kept_alive_connection_times_out(
+    wire: tuple[Wire, str],
+) -> None:
+    """The common path (a free slot, an idle connection: no wait before the request)
+    still bounds the answer by ``timeout_seconds``; the late connection is not reused."""
+    w, url = wire
+    connector = ProbeConnector(settings(url, timeout_seconds=0.2, max_retries=0))
+    try:
+        assert await connector.fetch("7") == RECORD  # leaves its connection idle
+        w.hold.clear()
+        with pytest.raises(UpstreamTimeout):
+            await connector.fetch("7")
+        w.hold.set()
+        assert await connector.fetch("7") == RECORD
+    finally:
+        await connector.close()
+    assert [number for _, number in w.requests] == [1, 1, 2]
+
+
+async def test_a_second_answer_to_one_request_ends_the_connection(
+    wire: tuple[Wire, str],
+) -> None:
+    """An answer nobody asked for (here right behind the real one) is not taken for the
+    next request's: the connection is dropped and the next request gets a new one."""
+    w, url = wire
+    w.plan = ["ok", "double"]
+    connector = ProbeConnector(settings(url))
+    try:
+        assert await connector.fetch("7") == RECORD
+        assert await connector.fetch("7") == RECORD  # the first of the two answers
+        assert await connector.fetch("7") == RECORD
+    finally:
+        await connector.close()
+    assert [number for _, number in w.requests] == [1, 1, 2]
 
 
 async def test_server_closing_a_kept_alive_connection(wire: tuple[Wire, str]) -> None:
