@@ -59,11 +59,19 @@ class Deadlines:
     request (``asyncio.timeout`` costs ~10 us a call, docs/performance.md). Every
     request of a pool has the same total timeout, so deadlines come in the order the
     requests start: one ``call_at`` for the earliest pending one is enough. An answer
-    in time leaves its entry done; done entries are dropped as new ones arrive."""
+    in time leaves its entry done; done entries are dropped as new ones arrive, from the
+    front, and all of them once the queue holds :attr:`COMPACT_AT` entries or twice what
+    was pending at the last such drop (a slow
+    request at the front must not keep every answer that came after it: a done future
+    holds its answer)."""
+
+    #: entries at which the queue drops its done entries wherever they are
+    COMPACT_AT = 256
 
     def __init__(self) -> None:
         self._queue: deque[tuple[float, asyncio.Future[Any]]] = deque()
         self._timer: asyncio.TimerHandle | None = None
+        self._compact_at = self.COMPACT_AT
 
     def add(
         self, loop: asyncio.AbstractEventLoop, deadline: float, waiter: asyncio.Future[Any]
@@ -74,12 +82,19 @@ class Deadlines:
         queue = self._queue
         while queue and queue[0][1].done():
             queue.popleft()
+        if len(queue) >= self._compact_at:  # amortised: twice the pending at most
+            queue = self._queue = deque(entry for entry in queue if not entry[1].done())
+            self._compact_at = max(self.COMPACT_AT, 2 * len(queue))
         if queue and deadline < queue[-1][0]:
             return loop.call_at(deadline, _time_out, waiter)
         queue.append((deadline, waiter))
         if self._timer is None:
             self._timer = loop.call_at(deadline, self._expire, loop, deadline)
         return None
+
+    def pending(self) -> int:
+        """Entries queued (done ones not yet dropped included)."""
+        return len(self._queue)
 
     def _expire(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
         self._timer = None

@@ -110,3 +110,21 @@ async def test_a_cancelled_wait_dropped_by_give_leaves_the_count_right() -> None
         await waiting
     assert slots.take()
     assert not slots.take()
+
+
+async def test_answers_done_behind_a_slow_request_are_not_kept() -> None:
+    """One slow request at the front of the queue (its deadline far off) must not keep
+    every answer that arrived after it: each done future holds its whole answer, and at
+    thousands of calls a second that is megabytes per second of the timeout."""
+    loop = asyncio.get_running_loop()
+    deadlines = Deadlines()
+    now = loop.time()
+    slow = loop.create_future()
+    deadlines.add(loop, now + 30.0, slow)
+    for i in range(5_000):
+        answered = loop.create_future()
+        deadlines.add(loop, now + 30.0 + i / 1e6, answered)
+        answered.set_result(b"answer")
+    assert deadlines.pending() <= 2 * Deadlines.COMPACT_AT
+    assert not slow.done()
+    deadlines.close()
