@@ -61,9 +61,8 @@ class Deadlines:
     requests start: one ``call_at`` for the earliest pending one is enough. An answer
     in time leaves its entry done; done entries are dropped as new ones arrive, from the
     front, and all of them once the queue holds :attr:`COMPACT_AT` entries or twice what
-    was pending at the last such drop (a slow
-    request at the front must not keep every answer that came after it: a done future
-    holds its answer)."""
+    was pending at the last such drop (a slow request at the front must not keep every
+    answer that came after it: a done future holds its answer)."""
 
     #: entries at which the queue drops its done entries wherever they are
     COMPACT_AT = 256
