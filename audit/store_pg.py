@@ -24,6 +24,7 @@ from audit.backend import HEAD_SQL, INSERT_ENTRY, ChainStep, Row, Statement, Ste
 from audit.errors import AuditError, AuditUnavailable, ValueRefused
 from audit.failures import swallowed
 from audit.pg_locks import UNAVAILABLE, LockConnections
+from audit.pg_write import one_statement
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ _BULK_ENTRY = (
 _REFUSED = (asyncpg.DataError, asyncpg.ProgramLimitExceededError, UnicodeEncodeError)
 # Everything else a store can throw at us; a bug of ours (TypeError, …) is not among them.
 _UNAVAILABLE = UNAVAILABLE
+_BEGIN = "BEGIN"
+_BEGIN_NOT_DURABLE = "BEGIN; SET LOCAL synchronous_commit TO off"
 
 
 @contextmanager
@@ -76,8 +79,12 @@ def numbered(sql: str) -> str:
 
 
 class _Tx:
-    def __init__(self, pool: Any, conn: Any, tr: Any, head: Row) -> None:
-        self._pool, self._conn, self._tr = pool, conn, tr
+    """A chain transaction: ``BEGIN`` … ``COMMIT`` sent as plain queries (no asyncpg
+    ``Transaction`` object); its writes as one statement where they can be
+    (:mod:`audit.pg_write`)."""
+
+    def __init__(self, pool: Any, conn: Any, head: Row) -> None:
+        self._pool, self._conn = pool, conn
         self.head = head
         self._done = False
 
@@ -88,9 +95,13 @@ class _Tx:
     async def commit(self, statements: Sequence[Statement]) -> None:
         try:
             with _store_errors():
-                for sql, rows in statements:
-                    await _run(self._conn, sql, rows)
-                await self._tr.commit()
+                one = one_statement(statements)
+                if one is not None:
+                    await self._conn.execute(one[0], *one[1])
+                else:
+                    for sql, rows in statements:
+                        await _run(self._conn, sql, rows)
+                await self._conn.execute("COMMIT")
         except BaseException:
             await self._safe_rollback()
             raise
@@ -106,7 +117,7 @@ class _Tx:
     async def _safe_rollback(self) -> None:
         if not self._done:
             with swallowed(log, "audit store rollback", *_UNAVAILABLE):
-                await self._tr.rollback()
+                await self._conn.execute("ROLLBACK")
 
     async def _release(self) -> None:
         if not self._done:
@@ -155,17 +166,15 @@ class PgBackend:
             conn = await self._pool.acquire()
         try:
             with _store_errors():
-                tr = conn.transaction()
-                await tr.start()
-                if not durable:  # this transaction's commit does not wait for the WAL flush
-                    await conn.execute("SET LOCAL synchronous_commit TO off")
+                # one round trip; not durable: its commit does not wait for the WAL flush
+                await conn.execute(_BEGIN if durable else _BEGIN_NOT_DURABLE)
                 head = await conn.fetchrow(HEAD_SQL + " FOR UPDATE")
             if head is None:
                 raise AuditUnavailable("the audit_head row is missing")
         except BaseException:
             await _release(self._pool, conn)
             raise
-        return _Tx(self._pool, conn, tr, tuple(head))
+        return _Tx(self._pool, conn, tuple(head))
 
     async def chain(self, step: ChainStep, *, durable: bool = True) -> None:
         tx = await self.chain_tx(durable=durable)
@@ -182,6 +191,11 @@ class PgBackend:
     async def append_if_head(
         self, expected: tuple[int, str], statements: Sequence[Statement], *, durable: bool
     ) -> bool:
+        one = one_statement(statements, expected=expected, durable=durable)
+        if one is not None:  # one round trip, in a transaction of its own
+            with _store_errors():
+                async with self._pool.acquire() as conn:
+                    return bool(await conn.fetchval(one[0], *one[1]))
         tx = await self.chain_tx(durable=durable)
         if (int(tx.head[0]), tx.head[1]) != expected:
             await tx.rollback()
