@@ -25,7 +25,7 @@ def _count_chain_steps(log: AuditLog) -> list[int]:
     steps: list[int] = []
     original = backend.chain
 
-    async def counted(step: Any, *, durable: bool = True) -> None:
+    async def counted(step: Any, *, durable: bool = True, guess: Any = None) -> None:
         asked = [0]
 
         def counting(head: Any) -> Any:
@@ -39,7 +39,7 @@ def _count_chain_steps(log: AuditLog) -> list[int]:
                 asked[0] += 1
                 rows = yield query
 
-        await original(counting, durable=durable)
+        await original(counting, durable=durable, guess=guess)
         steps.append(asked[0])
 
     backend.chain = counted
