@@ -13,7 +13,8 @@ one, and then for the lock, is bounded together by the caller's seconds (then
 :class:`LockTimeout`); a connection whose lock state is not known - the lock wait given
 up, cancelled or failed, or the unlock failed - is terminated, never used again (the
 server drops a session's advisory locks with the session), so none goes back to the
-free-list holding a lock. A connection found closed is dropped and its place freed.
+free-list holding a lock. A connection found closed is dropped and its place freed; one
+unused for :data:`IDLE_SECONDS` is closed.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ UNAVAILABLE = (
     TimeoutError,
 )
 _UNLOCK_SECONDS = 5.0
+#: a lock connection left unused this long is closed (asyncpg's pool default)
+IDLE_SECONDS = 300.0
 _CONNECT_SECONDS = 10.0
 
 
@@ -51,7 +54,9 @@ class LockConnections:
         self._dsn = dsn
         self.max_size = max_size
         self.held = 0  # connections lent out for a subject lock now
-        self._free: list[Any] = []
+        # (connection, when it came back), the most recent last: taken LIFO, so the
+        # oldest idle ones are first and closed after IDLE_SECONDS (as asyncpg's pool)
+        self._free: list[tuple[Any, float]] = []
         self._open = 0  # connections open or being opened, lent out or free
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._closed = False
@@ -119,7 +124,7 @@ class LockConnections:
             if self._closed:
                 raise AuditUnavailable("the audit log is closed")
             while self._free:
-                conn = self._free.pop()
+                conn, _ = self._free.pop()
                 if not conn.is_closed():
                     return conn
                 self._open -= 1
@@ -165,7 +170,11 @@ class LockConnections:
             self._open -= 1
             _terminate(conn)
         else:
-            self._free.append(conn)
+            now = asyncio.get_running_loop().time()
+            self._free.append((conn, now))
+            while now - self._free[0][1] > IDLE_SECONDS:
+                self._open -= 1
+                _terminate(self._free.pop(0)[0])  # idle for long: closed, no round trip
         self._wake()
 
     def _wake(self) -> None:
@@ -179,7 +188,7 @@ class LockConnections:
         """Close the free connections; one lent out is closed when it comes back."""
         self._closed = True
         free, self._free = self._free, []
-        for conn in free:
+        for conn, _ in free:
             self._open -= 1
             with swallowed(log, "audit lock connection close", *UNAVAILABLE):
                 await conn.close(timeout=_UNLOCK_SECONDS)

@@ -1,6 +1,7 @@
 """The lock connections of the PostgreSQL store (audit/pg_locks.py), on the real server:
 a free-list of dedicated connections instead of an asyncpg pool, with the pool's rules -
-bounded waits, and a connection whose lock state is not known terminated, never reused."""
+bounded waits, a connection whose lock state is not known terminated, never reused, and
+an idle one closed after a while."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from audit import pg_locks
 from audit.errors import LockTimeout, LockWait
 from audit.store_pg import PgBackend
 from tests.audit.conftest import sql
@@ -160,3 +162,39 @@ async def test_the_job_lock_is_held_by_one_session(backends: list[PgBackend]) ->
 async def _hold(backend: PgBackend, key: int, seconds: float) -> None:
     async with backend.subject_lock(key, seconds):
         pass
+
+
+async def test_a_lock_connection_idle_for_long_is_closed(
+    backends: list[PgBackend], dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As asyncpg's pool did: connections opened for a burst do not stay open for ever."""
+    monkeypatch.setattr(pg_locks, "IDLE_SECONDS", 0.2)
+    backend = backends[0]
+    release = asyncio.Event()
+    holding = [asyncio.Event(), asyncio.Event()]
+
+    async def hold(key: int, holds: asyncio.Event) -> None:
+        async with backend.subject_lock(key, 5.0):
+            holds.set()
+            await release.wait()
+
+    burst = [asyncio.create_task(hold(k, e)) for k, e in zip((KEY, OTHER), holding, strict=True)]
+    await asyncio.gather(*(e.wait() for e in holding))
+    release.set()
+    await asyncio.gather(*burst)
+    assert await _lock_sessions(dsn) == 2
+    await asyncio.sleep(0.3)
+    await _hold(backend, KEY, 5.0)  # one in use again; the other, idle for long, closed
+    async with asyncio.timeout(5):
+        while await _lock_sessions(dsn) != 1:  # noqa: ASYNC110 - the server's state, polled
+            await asyncio.sleep(0.05)
+
+
+async def _lock_sessions(dsn: str) -> int:
+    """Sessions of this test's database whose last query was an advisory unlock."""
+    rows = await sql(
+        dsn,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND query LIKE 'SELECT pg_advisory_unlock(%'",
+    )
+    return int(rows[0][0])
