@@ -17,9 +17,7 @@ transactions - the next durable commit syncs everything written before it.
 append lock and the head row, and runs ``step(head)``, a generator that yields the queries
 it needs (each answered with its rows) and returns the statements to commit. SQLite runs
 all of it in one trip to its writer thread (no hop per query: issue 11); PostgreSQL
-answers the queries in turn on the transaction's connection - or, given the head it
-expects (``guess``), without a transaction and then writes in one statement only if the
-head row is still that one (:mod:`audit.pg_write`).
+answers the queries in turn on the transaction's connection.
 
 Every method raises audit errors only: ``ValueRefused`` for a value the store refuses,
 ``AuditUnavailable`` for any other failure of the store.
@@ -88,15 +86,10 @@ class Backend(Protocol):
 
     async def chain_tx(self, *, durable: bool = True) -> ChainTx: ...
 
-    async def chain(
-        self, step: ChainStep, *, durable: bool = True, guess: Row | None = None
-    ) -> None:
+    async def chain(self, step: ChainStep, *, durable: bool = True) -> None:
         """Under the append lock: run ``step`` on the head row, answering its queries,
         then its statements, and commit; roll back if anything fails (the failure is
-        raised, ``step``'s own errors as they are). ``guess``: the head row as the caller
-        believes it is; a store may first run ``step`` on it without the append lock and
-        write only if the head row is still that one (PostgreSQL: fewer round trips), else
-        run ``step`` again the locked way - so ``step`` must be one that can run twice."""
+        raised, ``step``'s own errors as they are)."""
         ...
 
     async def append_if_head(

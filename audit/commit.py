@@ -213,9 +213,7 @@ class Committer:
         seen = _Seen()
         try:
             self._keyring.touch(batch)
-            await self._backend.chain(
-                self._step(batch, durable, seen), durable=durable, guess=self._guess(batch)
-            )
+            await self._backend.chain(self._step(batch, durable, seen), durable=durable)
         finally:
             if seen.moved is not None:  # other writers appended: drop keys they erased
                 self._others_seen = time.monotonic()
@@ -229,18 +227,6 @@ class Committer:
         self._keyring.forget(item.subject for item in batch if item.erase)
         resolve(batch, seen.chained.ids)
 
-    def _guess(self, batch: list[Pending]) -> Head | None:
-        """The head to try ``batch`` on without the append lock (``Backend.chain``'s
-        ``guess``): the one this process last committed, unless another process was seen
-        appending lately (the head would mostly have moved) or the batch erases, closes
-        exclusively or carries statements of its own (written one by one, under the
-        lock)."""
-        if time.monotonic() - self._others_seen < SHARED_SECONDS:
-            return None
-        if any(item.erase or item.exclusive_close or item.also for item in batch):
-            return None
-        return self._head
-
     def _step(self, batch: list[Pending], durable: bool, seen: _Seen) -> ChainStep:
         """The full way's transaction as one step (:data:`audit.backend.ChainStep`):
         the erasures of other writers since the head this process knew, the batch's
@@ -251,7 +237,6 @@ class Committer:
 
         def step(row: Row) -> Generator[Query, list[Row], list[Statement]]:
             seq, head_hash, cp_seq, cp_at = head_of(row)
-            seen.moved, seen.erased = None, set()  # a step may run twice (Backend.chain)
             cached = self._keyring.cached
             if seq != known:
                 seen.erased = set(subject_rows((yield ERASED_SINCE, [known])))

@@ -176,11 +176,7 @@ class PgBackend:
             raise
         return _Tx(self._pool, conn, tuple(head))
 
-    async def chain(
-        self, step: ChainStep, *, durable: bool = True, guess: Row | None = None
-    ) -> None:
-        if guess is not None and await self._chain_on(step, guess, durable):
-            return
+    async def chain(self, step: ChainStep, *, durable: bool = True) -> None:
         tx = await self.chain_tx(durable=durable)
         try:
             run = StepRun(step, tx.head)
@@ -191,25 +187,6 @@ class PgBackend:
             await tx.rollback()
             raise
         await tx.commit(run.statements)
-
-    async def _chain_on(self, step: ChainStep, guess: Row, durable: bool) -> bool:
-        """``step`` on the head the caller expects, its queries answered outside a
-        transaction, its writes one statement made only if the head row is still
-        ``guess`` (a round trip per query and one to write, instead of ``BEGIN``, the
-        head's ``SELECT … FOR UPDATE``, the queries, the writes and ``COMMIT``). False:
-        nothing written (the head had moved, or the writes cannot be one statement)."""
-        run = StepRun(step, guess)
-        with _store_errors():
-            async with self._pool.acquire() as conn:
-                query = run.query(None)
-                while query is not None:
-                    rows = await conn.fetch(numbered(query[0]), *query[1])
-                    query = run.query([tuple(r) for r in rows])
-                expected = (int(guess[0]), str(guess[1]))
-                one = one_statement(run.statements, expected=expected, durable=durable)
-                if one is None:
-                    return False
-                return bool(await conn.fetchval(one[0], *one[1]))
 
     async def append_if_head(
         self, expected: tuple[int, str], statements: Sequence[Statement], *, durable: bool

@@ -204,11 +204,8 @@ class SqliteBackend:
             raise
         return _Tx(self, head, durable)
 
-    async def chain(
-        self, step: ChainStep, *, durable: bool = True, guess: Row | None = None
-    ) -> None:
-        """One trip to the writer thread for the whole transaction (``guess`` is not
-        needed: the trip is one whatever the head)."""
+    async def chain(self, step: ChainStep, *, durable: bool = True) -> None:
+        """One trip to the writer thread for the whole transaction."""
         async with self._write_lock:
             await self._on_writer(self._w_chain, step, durable)
 

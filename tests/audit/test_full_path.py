@@ -25,7 +25,7 @@ def _count_chain_steps(log: AuditLog) -> list[int]:
     steps: list[int] = []
     original = backend.chain
 
-    async def counted(step: Any, *, durable: bool = True, guess: Any = None) -> None:
+    async def counted(step: Any, *, durable: bool = True) -> None:
         asked = [0]
 
         def counting(head: Any) -> Any:
@@ -39,7 +39,7 @@ def _count_chain_steps(log: AuditLog) -> list[int]:
                 asked[0] += 1
                 rows = yield query
 
-        await original(counting, durable=durable, guess=guess)
+        await original(counting, durable=durable)
         steps.append(asked[0])
 
     backend.chain = counted

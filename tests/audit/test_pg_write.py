@@ -1,8 +1,7 @@
 """A chain transaction's writes as one PostgreSQL statement (audit/pg_write.py), on the
 real server: a batch chained on a head that moved writes nothing, the rows and the chain
 are the ones the statements one by one would write, a lazy commit's setting does not
-outlive its transaction, what one statement cannot write right goes one by one, and a
-full-way batch tried on a stale head goes again under the append lock."""
+outlive its transaction, and what one statement cannot write right goes one by one."""
 
 from __future__ import annotations
 
@@ -11,14 +10,13 @@ from typing import Any
 
 import pytest
 
-from audit import AuditLog, Outcome
 from audit.backend import INSERT_ENTRY, Statement
 from audit.batch import DELETE_OPEN, DESTROY_KEYS, INSERT_OPEN, UPDATE_HEAD
 from audit.chain import GENESIS, ChainState, canonical, check_rows, entry_hash
 from audit.ids import uuid7
 from audit.pg_write import one_statement
 from audit.store_pg import PgBackend
-from tests.audit.conftest import EMAIL_AFTER, make_intent, reset_pg, sql
+from tests.audit.conftest import reset_pg
 
 NOW = "2026-11-30T04:00:00.000000Z"
 
@@ -122,43 +120,3 @@ def test_what_one_statement_cannot_write_right_is_not_made_one(
     statements: list[Statement],
 ) -> None:
     assert one_statement(statements) is None
-
-
-@pytest.mark.postgres
-async def test_a_replica_whose_head_is_stale_writes_the_locked_way(
-    pg_base_url: str | None, keys: dict[str, bytes]
-) -> None:
-    """A batch needing a key goes first on the head its process last wrote, outside a
-    transaction; another replica having appended meanwhile (here: the same subject's
-    first key), it writes nothing and goes again under the append lock, where it finds
-    that key: one chain, one key per subject."""
-    if pg_base_url is None:
-        pytest.skip("!!! POSTGRESQL AT 127.0.0.1:5432 IS NOT REACHABLE !!!")
-    await reset_pg(pg_base_url)
-    first = await AuditLog.open(pg_base_url, **keys)
-    second = await AuditLog.open(pg_base_url, **keys)  # its head: the empty chain
-    tries: list[bool] = []
-    store: Any = second._writer._committer._backend  # white-box: the unlocked tries
-    unlocked = store._chain_on
-
-    async def counted(*args: Any) -> bool:
-        tries.append(await unlocked(*args))
-        return tries[-1]
-
-    store._chain_on = counted
-    try:
-        await first.record(make_intent("7000"), Outcome("applied"))  # makes the key
-        entry = await second.record(make_intent("7000"), Outcome("applied"))
-        assert tries == [False]  # the head had moved: nothing written, then locked
-        clear, _ = await second.reveal(entry, actor="o", roles=("privacy_officer",),
-                                       reason="check", request_id="r")  # fmt: skip
-        assert clear["after"]["Email"] == EMAIL_AFTER
-        await second.record(make_intent("7001"), Outcome("applied"))
-        assert tries == [False]  # another writer seen lately: straight to the lock
-        stored = await sql(pg_base_url, "SELECT customer_id FROM audit_subject_key ORDER BY 1")
-        assert stored == [("7000",), ("7001",)]
-        report = await first.verify()
-        assert (report.ok, report.entries) == (True, 4)  # and the reveal's
-    finally:
-        await first.close()
-        await second.close()
