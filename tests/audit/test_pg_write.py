@@ -5,18 +5,20 @@ outlive its transaction, and what one statement cannot write right goes one by o
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
+from audit import AuditLog, AuditUnavailable, Outcome
 from audit.backend import INSERT_ENTRY, Statement
 from audit.batch import DELETE_OPEN, DESTROY_KEYS, INSERT_OPEN, UPDATE_HEAD
 from audit.chain import GENESIS, ChainState, canonical, check_rows, entry_hash
 from audit.ids import uuid7
 from audit.pg_write import one_statement
 from audit.store_pg import PgBackend
-from tests.audit.conftest import reset_pg
+from tests.audit.conftest import make_intent, reset_pg, sql
 
 NOW = "2026-11-30T04:00:00.000000Z"
 
@@ -120,3 +122,31 @@ def test_what_one_statement_cannot_write_right_is_not_made_one(
     statements: list[Statement],
 ) -> None:
     assert one_statement(statements) is None
+
+
+@pytest.mark.postgres
+async def test_a_rotation_committed_while_a_new_key_waits_is_seen(
+    pg_base_url: str | None, keys: dict[str, bytes]
+) -> None:
+    """A batch that makes a key checks the master key under the append lock: a rotation
+    (which re-wraps keys under that lock without moving the head) committed while the
+    batch waited for the lock is seen, and the new key is not written under the old
+    master key. (A batch tried on the expected head outside the lock, 3259d44, wrote it.)"""
+    if pg_base_url is None:
+        pytest.skip("!!! POSTGRESQL AT 127.0.0.1:5432 IS NOT REACHABLE !!!")
+    await reset_pg(pg_base_url)
+    log = await AuditLog.open(pg_base_url, **keys)
+    rotation = await PgBackend.connect(pg_base_url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        await log.record(make_intent("1"), Outcome("applied"))  # a key, this master key's
+        tx = await rotation.chain_tx()  # a rotation's transaction: the head row is held
+        waiting = asyncio.create_task(log.record(make_intent("2"), Outcome("applied")))
+        await asyncio.sleep(0.5)  # its batch is at the head row now
+        assert not waiting.done()
+        await tx.commit([("UPDATE audit_subject_key SET kek_id = ?", [("another-master-key",)])])
+        with pytest.raises(AuditUnavailable):
+            await waiting
+        assert await sql(pg_base_url, "SELECT customer_id FROM audit_subject_key") == [("1",)]
+    finally:
+        await rotation.close()
+        await log.close()
