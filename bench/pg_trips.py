@@ -7,7 +7,8 @@ one change at a time and 32 at once, each customer's first change (its data key 
 the append) and a second one (the key cached). A round trip is one call of an asyncpg
 connection's ``execute``, ``executemany``, ``fetch``, ``fetchrow`` or ``fetchval`` (each
 sends its messages and waits for the server's answer; ``executemany`` pipelines its
-rows); counted by wrapping those methods, so the count is the same on a busy machine.
+rows); counted by wrapping those methods while it runs, so the count is the same on a
+busy machine (and checked by ``tests/bench/test_pg_trips.py``).
 CPU: user + system of this process (the audit path only, no HTTP), per change.
 
 A scratch database is created at 127.0.0.1:5432 and dropped. To count another version,
@@ -22,7 +23,8 @@ import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import asyncpg
@@ -32,20 +34,30 @@ from audit import AuditLog, Intent, Outcome, upgrade
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 CALLS: Counter[str] = Counter()
+_METHODS = ("execute", "executemany", "fetch", "fetchrow", "fetchval")
 
 
-def _count(name: str) -> None:
-    original: Callable[..., Awaitable[Any]] = getattr(Connection, name)
+@contextmanager
+def _counting() -> Iterator[None]:
+    """Count the calls of asyncpg's query methods (every connection) while inside."""
+    originals = {name: getattr(Connection, name) for name in _METHODS}
 
-    async def counted(self: Connection, *args: Any, **kwargs: Any) -> Any:
-        CALLS[name] += 1
-        return await original(self, *args, **kwargs)
+    def counted(name: str) -> Callable[..., Awaitable[Any]]:
+        original = originals[name]
 
-    setattr(Connection, name, counted)
+        async def call(self: Connection, *args: Any, **kwargs: Any) -> Any:
+            CALLS[name] += 1
+            return await original(self, *args, **kwargs)
 
+        return call
 
-for _name in ("execute", "executemany", "fetch", "fetchrow", "fetchval"):
-    _count(_name)
+    for name in _METHODS:
+        setattr(Connection, name, counted(name))
+    try:
+        yield
+    finally:
+        for name, original in originals.items():
+            setattr(Connection, name, original)
 
 
 def _intent(customer: str, n: int) -> Intent:
@@ -85,29 +97,41 @@ async def _run(log: AuditLog, customers: list[str], at_once: int) -> dict[str, f
     }
 
 
-async def main(changes: int) -> None:
+async def measure(changes: int) -> list[dict[str, Any]]:
+    """One row per (changes at once, customers new or known): round trips, CPU µs and
+    changes per second, per change."""
     name = f"pg_trips_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(PG_ADMIN)
     await admin.execute(f'CREATE DATABASE "{name}"')
     url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    rows: list[dict[str, Any]] = []
     try:
         await upgrade(url)
         log = await AuditLog.open(url, master_key=os.urandom(32), signing_key=os.urandom(32))
         try:
-            print(f"| changes at once | customers | round trips / change | CPU µs / change"
-                  f" | changes / s |  (load {os.getloadavg()[0]:.2f})")  # fmt: skip
-            print("|---:|---|---:|---:|---:|")
-            for at_once in (1, 32):
-                fresh = [f"{at_once}-{n}" for n in range(changes)]
-                for label in ("new", "known"):
-                    row = await _run(log, fresh, at_once)
-                    print(f"| {at_once} | {label} | {row['trips']:.2f} | {row['cpu_us']:.0f}"
-                          f" | {row['per_s']:.0f} |")  # fmt: skip
+            with _counting():
+                for at_once in (1, 32):
+                    fresh = [f"{at_once}-{n}" for n in range(changes)]
+                    for label in ("new", "known"):
+                        row = await _run(log, fresh, at_once)
+                        rows.append({"at_once": at_once, "customers": label, **row})
         finally:
             await log.close()
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+    return rows
+
+
+async def main(changes: int) -> None:
+    load = os.getloadavg()[0]
+    rows = await measure(changes)
+    print(f"| changes at once | customers | round trips / change | CPU µs / change"
+          f" | changes / s |  (load {load:.2f})")  # fmt: skip
+    print("|---:|---|---:|---:|---:|")
+    for row in rows:
+        print(f"| {row['at_once']} | {row['customers']} | {row['trips']:.2f}"
+              f" | {row['cpu_us']:.0f} | {row['per_s']:.0f} |")  # fmt: skip
 
 
 if __name__ == "__main__":
