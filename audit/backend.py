@@ -6,7 +6,9 @@ The chain transaction holds the database-wide append lock from ``chain_tx()`` to
 lock on the head row (``SELECT … FOR UPDATE``). Every process appends under it, so the
 chain stays one chain whatever the number of replicas. ``append_if_head`` is the same
 transaction in one go, for a batch chained beforehand on the head this process last
-wrote: it commits only if the head row is still that one.
+wrote: it commits only if the head row is still that one (PostgreSQL: one statement
+whose ``UPDATE`` of the head row, under that row's lock, carries the condition and
+gates every other write, :mod:`audit.pg_write`).
 
 ``durable=False`` commits without waiting for the disk (SQLite: that transaction at
 ``synchronous=NORMAL``; PostgreSQL: ``synchronous_commit`` off for it): a crash of the

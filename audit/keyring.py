@@ -50,6 +50,14 @@ OTHER_KEK_SQL: Final = (
     " AND wrapped IS NOT NULL LIMIT 1"
 )
 
+#: :data:`OTHER_KEK_SQL` as a row of the key lookup (a key id, no subject)
+_OTHER_KEK_ROW: Final = (
+    " UNION ALL SELECT key_id, NULL, NULL, NULL, NULL FROM ("  # noqa: S608 - fixed text
+    + OTHER_KEK_SQL
+    + ") AS other"
+)
+
+
 class KeyRing:
     def __init__(self, master_key: bytes) -> None:
         self._master_key = master_key
@@ -101,8 +109,9 @@ class KeyRing:
         created for it). Entries their caller sealed already need none; a subject in
         ``erased`` (by another process, seen in this transaction) has no usable cached
         key. The live keys of every slot missing from the cache are looked up in one
-        query; a new key is made for each slot still without one, after checking that
-        the store's keys are all wrapped by this process's master key. Runs on the
+        query, which also checks that the store's keys are all wrapped by this process's
+        master key; a new key is made for each slot still without one, unless that check
+        found one wrapped by another. Runs on the
         store's writer thread: reads the cache, changes nothing of this object."""
         cached = self._keys
         keys: dict[Slot, DataKey] = {}
@@ -123,12 +132,16 @@ class KeyRing:
         if not missing:
             return keys, new_keys, key_rows
         sql, params = _lookup(missing)
-        stored = self._found((yield sql, params), missing)
+        # the master-key check in the same query (a round trip less on PostgreSQL): its
+        # row, if any, is the one without a subject
+        rows = yield sql + _OTHER_KEK_ROW, [*params, self._kek_id, self._kek_id]
+        other_kek = [row for row in rows if row[2] is None]
+        stored = self._found([row for row in rows if row[2] is not None], missing)
         for slot in missing:
             found = stored.get(slot)
             if found is None:
                 if not key_rows:
-                    self._check_not_rotated((yield OTHER_KEK_SQL, [self._kek_id, self._kek_id]))
+                    self._check_not_rotated(other_kek)
                 key_id, data_key = uuid7(), crypto.new_data_key()
                 key_rows.append(self._row(slot, key_id, data_key))
                 found = key_id, crypto.Sealer(data_key)

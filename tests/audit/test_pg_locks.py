@@ -1,0 +1,200 @@
+"""The lock connections of the PostgreSQL store (audit/pg_locks.py), on the real server:
+a free-list of dedicated connections instead of an asyncpg pool, with the pool's rules -
+bounded waits, a connection whose lock state is not known terminated, never reused, and
+an idle one closed after a while."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from audit import pg_locks
+from audit.errors import LockTimeout, LockWait
+from audit.store_pg import PgBackend
+from tests.audit.conftest import sql
+
+pytestmark = pytest.mark.postgres
+
+KEY, OTHER = 4_242_001, 4_242_002
+
+
+@pytest.fixture
+def dsn(pg_base_url: str | None) -> str:
+    if pg_base_url is None:
+        pytest.skip("!!! POSTGRESQL AT 127.0.0.1:5432 IS NOT REACHABLE !!!")
+    return pg_base_url.replace("postgresql+asyncpg", "postgresql")
+
+
+@pytest.fixture
+async def backends(dsn: str) -> AsyncIterator[list[PgBackend]]:
+    made: list[PgBackend] = []
+    try:
+        made += [await PgBackend.connect(dsn, max_locks=2) for _ in range(3)]
+        yield made
+    finally:
+        for backend in made:
+            await backend.close()
+
+
+async def _granted(dsn: str, key: int) -> int:
+    """Sessions of this test's database holding the advisory lock ``key``."""
+    rows = await sql(
+        dsn,
+        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+        " WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database()"
+        " AND ((l.classid::bigint << 32) | l.objid::bigint) = $1",
+        key,
+    )
+    return int(rows[0][0])
+
+
+async def test_one_holder_at_a_time_across_backends(backends: list[PgBackend], dsn: str) -> None:
+    holder, waiter, _ = backends
+    order: list[str] = []
+
+    async def wait_then_hold() -> None:
+        async with waiter.subject_lock(KEY, 10.0):
+            order.append("waiter")
+
+    async with holder.subject_lock(KEY, 1.0):
+        queued = asyncio.create_task(wait_then_hold())
+        await asyncio.sleep(0.3)
+        assert order == []  # queued on the server behind the holder
+        async with waiter.subject_lock(OTHER, 1.0):  # another key: not held up
+            order.append("other key")
+        order.append("holder done")
+    await queued
+    assert order == ["other key", "holder done", "waiter"]
+    assert await _granted(dsn, KEY) == 0  # each connection went back holding nothing
+    assert holder.lock_use() == waiter.lock_use() == (0, 2)
+
+
+async def test_a_cancelled_lock_wait_is_never_reused(backends: list[PgBackend], dsn: str) -> None:
+    """The server may grant the lock to a session whose wait was cancelled: that session
+    is terminated, so the lock dies with it instead of staying held on a free connection."""
+    holder, waiter, third = backends
+    async with holder.subject_lock(KEY, 1.0):
+        task = asyncio.create_task(_hold(waiter, KEY, 30.0))
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert waiter.lock_use() == (0, 2)
+    # were the cancelled session pooled, it could hold KEY now, and nobody would release it
+    async with asyncio.timeout(10), third.subject_lock(KEY, 5.0):
+        assert await _granted(dsn, KEY) == 1
+    async with waiter.subject_lock(KEY, 5.0):
+        pass
+    assert await _granted(dsn, KEY) == 0
+
+
+async def test_a_timed_out_lock_wait_is_lock_timeout_and_leaves_nothing(
+    backends: list[PgBackend], dsn: str
+) -> None:
+    holder, waiter, _ = backends
+    async with holder.subject_lock(KEY, 1.0):
+        with pytest.raises(LockTimeout) as caught:
+            await _hold(waiter, KEY, 0.3)
+        assert caught.value.wait is LockWait.SUBJECT
+    assert await _granted(dsn, KEY) == 0
+    async with waiter.subject_lock(KEY, 5.0):
+        assert await _granted(dsn, KEY) == 1
+
+
+async def test_a_waiter_for_a_connection_gets_the_one_given_back(
+    backends: list[PgBackend],
+) -> None:
+    """Both lock connections held: a third write waits (bounded) and gets the first one
+    given back; with none given back in time it is LockTimeout(CONNECTION)."""
+    backend = backends[0]
+    release = asyncio.Event()
+    holding = [asyncio.Event(), asyncio.Event()]
+
+    async def hold_until_released(key: int, holds: asyncio.Event) -> None:
+        async with backend.subject_lock(key, 1.0):
+            holds.set()
+            await release.wait()
+
+    hung = [asyncio.create_task(hold_until_released(KEY + n, e)) for n, e in enumerate(holding)]
+    await asyncio.gather(*(e.wait() for e in holding))
+    assert backend.lock_use() == (2, 2)
+    with pytest.raises(LockTimeout) as caught:
+        await _hold(backend, OTHER + 10, 0.2)
+    assert caught.value.wait is LockWait.CONNECTION
+    third = asyncio.create_task(_hold(backend, OTHER + 10, 10.0))
+    await asyncio.sleep(0.1)
+    assert not third.done()
+    release.set()
+    await asyncio.gather(*hung, third)
+    assert backend.lock_use() == (0, 2)
+
+
+async def test_a_free_connection_the_server_closed_is_replaced(
+    backends: list[PgBackend], dsn: str
+) -> None:
+    backend = backends[0]
+    async with backend.subject_lock(KEY, 1.0):
+        pids = await sql(
+            dsn,
+            "SELECT pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+            " WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database()",
+        )
+    assert len(pids) == 1
+    await sql(dsn, "SELECT pg_terminate_backend($1)", pids[0][0])
+    await asyncio.sleep(0.3)  # the connection sees its socket closed
+    async with backend.subject_lock(KEY, 5.0):
+        assert await _granted(dsn, KEY) == 1
+    assert backend.lock_use() == (0, 2)
+
+
+async def test_the_job_lock_is_held_by_one_session(backends: list[PgBackend]) -> None:
+    first, second, _ = backends
+    async with first.job_lock(KEY) as held:
+        assert held
+        async with second.job_lock(KEY) as other:
+            assert not other
+    async with second.job_lock(KEY) as held:
+        assert held
+
+
+async def _hold(backend: PgBackend, key: int, seconds: float) -> None:
+    async with backend.subject_lock(key, seconds):
+        pass
+
+
+async def test_a_lock_connection_idle_for_long_is_closed(
+    backends: list[PgBackend], dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As asyncpg's pool did: connections opened for a burst do not stay open for ever."""
+    monkeypatch.setattr(pg_locks, "IDLE_SECONDS", 0.2)
+    backend = backends[0]
+    release = asyncio.Event()
+    holding = [asyncio.Event(), asyncio.Event()]
+
+    async def hold(key: int, holds: asyncio.Event) -> None:
+        async with backend.subject_lock(key, 5.0):
+            holds.set()
+            await release.wait()
+
+    burst = [asyncio.create_task(hold(k, e)) for k, e in zip((KEY, OTHER), holding, strict=True)]
+    await asyncio.gather(*(e.wait() for e in holding))
+    release.set()
+    await asyncio.gather(*burst)
+    assert await _lock_sessions(dsn) == 2
+    await asyncio.sleep(0.3)
+    await _hold(backend, KEY, 5.0)  # one in use again; the other, idle for long, closed
+    async with asyncio.timeout(5):
+        while await _lock_sessions(dsn) != 1:  # noqa: ASYNC110 - the server's state, polled
+            await asyncio.sleep(0.05)
+
+
+async def _lock_sessions(dsn: str) -> int:
+    """Sessions of this test's database whose last query was an advisory unlock."""
+    rows = await sql(
+        dsn,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND query LIKE 'SELECT pg_advisory_unlock(%'",
+    )
+    return int(rows[0][0])

@@ -1,0 +1,25 @@
+"""``bench/pg_trips.py``: round trips to PostgreSQL per change of the audit path. The
+counts do not depend on the machine, so they are asserted: a change that adds a round
+trip to the lock, the intent or the outcome fails here (timings are not asserted)."""
+
+from __future__ import annotations
+
+import pytest
+from asyncpg.connection import Connection
+
+from bench import pg_trips
+
+
+@pytest.mark.postgres
+async def test_round_trips_per_change() -> None:
+    before = Connection.execute
+    rows = await pg_trips.measure(changes=6)
+    trips = {(row["at_once"], row["customers"]): row["trips"] for row in rows}
+    # one at a time: lock; intent: BEGIN, the head, the key lookup with the master-key
+    # check, the write, COMMIT (a new key) or the write alone (sent on the expected head);
+    # the outcome: the write alone; unlock
+    assert trips[(1, "new")] == 8
+    assert trips[(1, "known")] == 4
+    assert 2 <= trips[(32, "known")] <= trips[(32, "new")] < 9  # appends shared by batches
+    assert all(row["cpu_us"] > 0 and row["per_s"] > 0 for row in rows)
+    assert Connection.execute is before  # the counting is undone
