@@ -138,14 +138,17 @@ class LockConnections:
             try:
                 async with asyncio.timeout(left):
                     await waiter
-            except TimeoutError:
-                raise LockTimeout(LockWait.CONNECTION, seconds) from None
-            finally:
-                if not waiter.done():
+            except BaseException as exc:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # woken as the wait ended (a cancel, the bound): pass it on
+                else:
                     waiter.cancel()
-                with swallowed(log, "audit lock waiter removal", ValueError):
-                    if waiter in self._waiters:
-                        self._waiters.remove(waiter)
+                    with swallowed(log, "audit lock waiter removal", ValueError):
+                        if waiter in self._waiters:
+                            self._waiters.remove(waiter)
+                if isinstance(exc, TimeoutError):
+                    raise LockTimeout(LockWait.CONNECTION, seconds) from None
+                raise
 
     async def _connect(self, left: float, seconds: float) -> Any:
         self._open += 1

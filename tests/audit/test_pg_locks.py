@@ -198,3 +198,43 @@ async def _lock_sessions(dsn: str) -> int:
         " AND query LIKE 'SELECT pg_advisory_unlock(%'",
     )
     return int(rows[0][0])
+
+
+async def test_a_wake_that_meets_a_cancelled_wait_goes_to_the_next_waiter(
+    backends: list[PgBackend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A waiter woken for a connection given back, but cancelled before it could take it
+    (the wake and the cancel in one turn of the loop), passes the wake on: the next
+    waiter gets the free connection instead of waiting out its bound beside it."""
+    backend = backends[0]
+    connections = backend._locks
+    release = [asyncio.Event(), asyncio.Event()]
+    holding = [asyncio.Event(), asyncio.Event()]
+
+    async def hold_until_released(n: int) -> None:
+        async with backend.subject_lock(KEY + n, 1.0):
+            holding[n].set()
+            await release[n].wait()
+
+    hung = [asyncio.create_task(hold_until_released(n)) for n in range(2)]
+    await asyncio.gather(*(e.wait() for e in holding))
+    first = asyncio.create_task(_hold(backend, OTHER + 20, 30.0))
+    second = asyncio.create_task(_hold(backend, OTHER + 21, 2.0))
+    await asyncio.sleep(0.1)  # both queued for a connection, first ahead
+    assert not first.done() and not second.done()
+    wake = connections._wake
+
+    def wake_then_cancel_first() -> None:
+        wake()  # first's wait gets the connection given back...
+        first.cancel()  # ... and is cancelled before it runs again
+
+    monkeypatch.setattr(connections, "_wake", wake_then_cancel_first)
+    release[0].set()  # one connection given back; the other stays held
+    await hung[0]
+    monkeypatch.setattr(connections, "_wake", wake)
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await second  # LockTimeout(CONNECTION) if the wake died with first
+    release[1].set()
+    await hung[1]
+    assert backend.lock_use() == (0, 2)
