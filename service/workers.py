@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import logging
 import multiprocessing
 import os
@@ -160,6 +161,9 @@ class Supervisor:
             # One worker first, the others once it serves: a start that cannot succeed
             # (no schema, a database that refuses, a wrong key) fails in one process,
             # with one line that names the fix, not once per worker.
+            # the imported modules are frozen before the workers fork: a worker's
+            # collections then never write to their pages, which stay shared (PSS)
+            gc.freeze()
             self._start(0)
             self._waiting = list(range(1, self._count))
             return self._loop()
