@@ -4,10 +4,10 @@ then the cyclic garbage collector set for serving (:func:`settle_gc`), then requ
 Both ``serve`` (one process) and each worker of ``serve --workers N`` (after the fork)
 run :func:`serve_process`. The collector, as Python leaves it, scans every object
 that survives two young collections again at each full collection: the policies,
-the settings, the compiled rules, the routes and the imported modules, hundreds of
-thousands of objects that live as long as the process. Measured in a bench run
-(docs/performance.md, "Garbage collector"): two or three full collections per 20 s,
-63-174 ms each, stopping every request in flight. Once the app serves, those objects
+the settings, the compiled rules, the routes and the imported modules, about 119,000
+objects that live as long as the process. Measured in bench runs (docs/performance.md,
+"Garbage collector"): one or two full collections per 20 s run, 79-131 ms each, each
+stopping every request in flight. Once the app serves, those objects
 are moved to the permanent generation (``gc.freeze``), which no collection scans, and
 the young generation is collected less often (:data:`GC_THRESHOLD`).
 """
