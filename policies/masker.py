@@ -68,29 +68,8 @@ def mask_record(
     escalate = record_state(policy, record).escalate
     # sensitivity (static) -> (strategy name, masker), after the record's escalation
     cells = {s: table[escalate.get(s, s)] for s in SENSITIVITIES}
-    counts: dict[str, int] = {}
-
-    def leaf(spec: FieldSpec | None, value: Any, path: str) -> Any:
-        name, masker = cells[spec.sensitivity if spec is not None else UNKNOWN_SENSITIVITY]
-        if name == "clear":
-            return value
-        shown = masker(value, spec.shape if spec is not None else "text", path)
-        if shown is not None and type(shown) is type(value) and shown == value:
-            shown = None  # a mask that happens to equal the value would reveal it
-        counts[name] = counts.get(name, 0) + 1
-        return shown
-
-    def walk(spec: FieldSpec | None, value: Any, path: str) -> Any:
-        if value is None:
-            return None
-        if spec is not None:
-            if spec.children is not None and isinstance(value, dict):
-                children = spec.children
-                return {k: walk(children.get(k), v, f"{path}.{k}") for k, v in value.items()}
-            if spec.items is not None and isinstance(value, list):
-                return [walk(spec.items, v, f"{path}[{i}]") for i, v in enumerate(value)]
-        return leaf(spec, value, path)
-
+    walker = _Walker(cells)
+    leaf, walk = walker.leaf, walker.walk
     fields = policy.fields
     out: dict[str, Any] = {}
     for key, value in record.items():
@@ -102,4 +81,38 @@ def mask_record(
             out[key] = value if clear else leaf(spec, value, key)
         else:
             out[key] = walk(spec, value, key)
-    return MaskResult(out, counts)
+    return MaskResult(out, walker.counts)
+
+
+class _Walker:
+    """One record's masking. A class, not nested functions: a recursive closure refers
+    to itself through its cell, a reference cycle that only the garbage collector frees,
+    one per answer (docs/performance.md, "Garbage collector")."""
+
+    __slots__ = ("cells", "counts")
+
+    def __init__(self, cells: dict[str, tuple[str, Any]]) -> None:
+        self.cells = cells
+        self.counts: dict[str, int] = {}
+
+    def leaf(self, spec: FieldSpec | None, value: Any, path: str) -> Any:
+        name, masker = self.cells[spec.sensitivity if spec is not None else UNKNOWN_SENSITIVITY]
+        if name == "clear":
+            return value
+        shown = masker(value, spec.shape if spec is not None else "text", path)
+        if shown is not None and type(shown) is type(value) and shown == value:
+            shown = None  # a mask that happens to equal the value would reveal it
+        counts = self.counts
+        counts[name] = counts.get(name, 0) + 1
+        return shown
+
+    def walk(self, spec: FieldSpec | None, value: Any, path: str) -> Any:
+        if value is None:
+            return None
+        if spec is not None:
+            if spec.children is not None and isinstance(value, dict):
+                children = spec.children
+                return {k: self.walk(children.get(k), v, f"{path}.{k}") for k, v in value.items()}
+            if spec.items is not None and isinstance(value, list):
+                return [self.walk(spec.items, v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return self.leaf(spec, value, path)

@@ -28,9 +28,9 @@ write), and the supervisor starts no thread and no event loop before it forks.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
+import gc
 import logging
 import multiprocessing
 import os
@@ -45,8 +45,6 @@ from multiprocessing.connection import wait
 from multiprocessing.context import ForkProcess
 from pathlib import Path
 from typing import Any, Final
-
-import uvloop
 
 from service import multiproc
 from service.logs import log_event
@@ -163,6 +161,9 @@ class Supervisor:
             # One worker first, the others once it serves: a start that cannot succeed
             # (no schema, a database that refuses, a wrong key) fails in one process,
             # with one line that names the fix, not once per worker.
+            # the imported modules are frozen before the workers fork: a worker's
+            # collections then never write to their pages, which stay shared (PSS)
+            gc.freeze()
             self._start(0)
             self._waiting = list(range(1, self._count))
             return self._loop()
@@ -273,19 +274,14 @@ def _worker_main(
     _die_with_parent()
     multiproc.enable(metrics_dir)
     # imported here: the app is built in the worker, after the metrics mode is set
-    from service.app import create_app
     from service.failures import reported
-    from service.shutdown import run_server
+    from service.serving import serve_process
 
     def started(_runner: object) -> None:
         ready.put((index, os.getpid()))
 
     try:
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(
-                run_server(create_app(settings), settings, host=host, port=port,
-                           reuse_port=True, on_started=started, worker=index)
-            )  # fmt: skip
+        serve_process(settings, host, port, reuse_port=True, on_started=started, worker=index)
     except Exception as exc:
         if not reported(exc, _NO_ARGS):
             raise

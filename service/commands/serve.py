@@ -8,18 +8,14 @@ workers and passes the signals on (service/workers.py)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import os
 from pathlib import Path
 from typing import Any
 
-import uvloop
-
-from service.app import create_app
 from service.config import load_settings
 from service.logs import configure_logging
-from service.shutdown import run_server
+from service.serving import serve_process
 from service.workers import Supervisor, resolve_workers
 
 
@@ -55,7 +51,5 @@ def run(args: argparse.Namespace) -> int:
     host, port = args.host or settings.host, args.port or settings.port
     if settings.workers > 1:
         return Supervisor(settings, host, port, settings.workers).run()
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        # uvloop: measured 18 % less CPU per change (docs/performance.md)
-        runner.run(run_server(create_app(settings), settings, host=host, port=port))
+    serve_process(settings, host, port)
     return 0
