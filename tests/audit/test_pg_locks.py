@@ -6,7 +6,7 @@ an idle one closed after a while."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
@@ -110,15 +110,7 @@ async def test_a_waiter_for_a_connection_gets_the_one_given_back(
     given back; with none given back in time it is LockTimeout(CONNECTION)."""
     backend = backends[0]
     release = asyncio.Event()
-    holding = [asyncio.Event(), asyncio.Event()]
-
-    async def hold_until_released(key: int, holds: asyncio.Event) -> None:
-        async with backend.subject_lock(key, 1.0):
-            holds.set()
-            await release.wait()
-
-    hung = [asyncio.create_task(hold_until_released(KEY + n, e)) for n, e in enumerate(holding)]
-    await asyncio.gather(*(e.wait() for e in holding))
+    hung = await _holders(backend, (KEY, KEY + 1), (release, release))
     assert backend.lock_use() == (2, 2)
     with pytest.raises(LockTimeout) as caught:
         await _hold(backend, OTHER + 10, 0.2)
@@ -164,6 +156,30 @@ async def _hold(backend: PgBackend, key: int, seconds: float) -> None:
         pass
 
 
+async def _holders(
+    backend: PgBackend,
+    keys: tuple[int, ...],
+    releases: Sequence[asyncio.Event],
+    *,
+    seconds: float = 1.0,
+) -> list[asyncio.Task[None]]:
+    """One task per key, holding its lock until its release event is set; returns once
+    every one holds its lock."""
+    held = [asyncio.Event() for _ in keys]
+
+    async def hold(key: int, holds: asyncio.Event, release: asyncio.Event) -> None:
+        async with backend.subject_lock(key, seconds):
+            holds.set()
+            await release.wait()
+
+    tasks = [
+        asyncio.create_task(hold(key, holds, release))
+        for key, holds, release in zip(keys, held, releases, strict=True)
+    ]
+    await asyncio.gather(*(holds.wait() for holds in held))
+    return tasks
+
+
 async def test_a_lock_connection_idle_for_long_is_closed(
     backends: list[PgBackend], dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -171,15 +187,7 @@ async def test_a_lock_connection_idle_for_long_is_closed(
     monkeypatch.setattr(pg_locks, "IDLE_SECONDS", 0.2)
     backend = backends[0]
     release = asyncio.Event()
-    holding = [asyncio.Event(), asyncio.Event()]
-
-    async def hold(key: int, holds: asyncio.Event) -> None:
-        async with backend.subject_lock(key, 5.0):
-            holds.set()
-            await release.wait()
-
-    burst = [asyncio.create_task(hold(k, e)) for k, e in zip((KEY, OTHER), holding, strict=True)]
-    await asyncio.gather(*(e.wait() for e in holding))
+    burst = await _holders(backend, (KEY, OTHER), (release, release), seconds=5.0)
     release.set()
     await asyncio.gather(*burst)
     assert await _lock_sessions(dsn) == 2
@@ -209,15 +217,7 @@ async def test_a_wake_that_meets_a_cancelled_wait_goes_to_the_next_waiter(
     backend = backends[0]
     connections = backend._locks
     release = [asyncio.Event(), asyncio.Event()]
-    holding = [asyncio.Event(), asyncio.Event()]
-
-    async def hold_until_released(n: int) -> None:
-        async with backend.subject_lock(KEY + n, 1.0):
-            holding[n].set()
-            await release[n].wait()
-
-    hung = [asyncio.create_task(hold_until_released(n)) for n in range(2)]
-    await asyncio.gather(*(e.wait() for e in holding))
+    hung = await _holders(backend, (KEY, KEY + 1), release)
     first = asyncio.create_task(_hold(backend, OTHER + 20, 30.0))
     second = asyncio.create_task(_hold(backend, OTHER + 21, 2.0))
     await asyncio.sleep(0.1)  # both queued for a connection, first ahead
