@@ -47,6 +47,19 @@ IDLE_SECONDS = 300.0
 _CONNECT_SECONDS = 10.0
 
 
+class HeldLock:
+    """A lock held on a dedicated connection; ``lost`` once that connection ended."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    @property
+    def lost(self) -> bool:
+        return bool(self._conn.is_closed())
+
+
 class LockConnections:
     """The lock connections of one process (see the module's docstring)."""
 
@@ -62,7 +75,7 @@ class LockConnections:
         self._closed = False
 
     @asynccontextmanager
-    async def subject(self, key: int, seconds: float) -> AsyncIterator[None]:
+    async def subject(self, key: int, seconds: float) -> AsyncIterator[HeldLock]:
         """Hold the advisory lock ``key``; the wait for a connection and for the lock
         together are bounded by ``seconds`` (then LockTimeout)."""
         loop = asyncio.get_running_loop()
@@ -85,7 +98,7 @@ class LockConnections:
                     raise _unavailable(exc) from exc
                 raise
             try:
-                yield
+                yield HeldLock(conn)
             finally:
                 await _unlock(conn, key)
         finally:
