@@ -1,12 +1,14 @@
 """PostgreSQL session advisory locks on connections of their own (:class:`LockConnections`).
 
-A customer's write lock (``PgBackend.subject_lock``) and a job's (``job_lock``) are held
-for the whole write or job, each on a connection of its own, taken from a small free-list
-of dedicated connections - not an asyncpg pool: its acquire and release machinery (a
-``wait_for`` task per bounded acquire, the proxy, the reset hook) cost about as much CPU
-as the lock and unlock queries themselves, on every change (issue 11). The lock and the
-unlock are one simple-protocol query each (the key is our own integer), with asyncpg's
-own per-query timer as the bound.
+A customer's write lock is held on a shared lock session (:mod:`audit.pg_lock_sessions`)
+unless another session holds the key; then (``PgBackend.subject_lock``) the write waits
+for it here, ``pg_advisory_lock`` on a connection of its own, kept until the unlock. A
+job's lock (``job_lock``) is held here too, for the whole job. The connections come from
+a small free-list of dedicated connections - not an asyncpg pool: its acquire and
+release machinery (a ``wait_for`` task per bounded acquire, the proxy, the reset hook)
+cost about as much CPU as the lock and unlock queries themselves (issue 11). The lock
+and the unlock are one simple-protocol query each (the key is our own integer), with
+asyncpg's own per-query timer as the bound.
 
 The rules are the pool's: at most ``max_size`` connections, in use or free; waiting for
 one, and then for the lock, is bounded together by the caller's seconds (then

@@ -1,6 +1,8 @@
 """The PostgreSQL backend (asyncpg). The chain append is serialised on the head row
 (``SELECT … FOR UPDATE``) so any number of replicas on one database keep one chain;
-writes to one customer are serialised with a session advisory lock (:mod:`audit.pg_locks`).
+writes to one customer are serialised with a session advisory lock, on a shared lock
+session (:mod:`audit.pg_lock_sessions`) or, while another session holds it, waited for on
+a dedicated connection (:mod:`audit.pg_locks`).
 
 Every failure of the store surfaces as an audit error, never as a driver's or a socket's:
 a value the server refuses (a data error, an index row too large) is the caller's
