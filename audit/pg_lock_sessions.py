@@ -237,8 +237,13 @@ class SharedLocks:
         try:
             async with asyncio.timeout(seconds):
                 granted = await future
-        except TimeoutError:
-            raise LockTimeout(LockWait.SUBJECT, seconds) from None
+        except BaseException as exc:
+            if _granted(future):  # as the wait ended: nobody holds it, so it is released
+                with swallowed(log, "audit lock release", AuditUnavailable):
+                    session.submit(key, False)  # (sent with the session's next statement)
+            if isinstance(exc, TimeoutError):
+                raise LockTimeout(LockWait.SUBJECT, seconds) from None
+            raise
         if not granted:
             return None
         self._held.add(key)
@@ -257,6 +262,12 @@ class SharedLocks:
     async def close(self) -> None:
         for session in self._sessions:
             await session.close()
+
+
+def _granted(future: asyncio.Future[bool]) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is None and (
+        future.result()
+    )
 
 
 def _terminate(conn: Any) -> None:

@@ -142,3 +142,27 @@ async def test_a_session_ended_from_outside_refuses_its_holders_and_is_replaced(
     finally:
         await log.close()
         await other.close()
+
+
+async def test_a_lock_granted_as_its_wait_is_cancelled_is_released(
+    one_session: SharedLocks, dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The answer (granted) and the caller's cancel in one turn of the loop: the caller
+    never holds it, so it is released, not left held on the shared session."""
+    session = one_session._sessions[0]
+    send = session._send
+    waiting: list[asyncio.Task[Lease | None]] = []
+
+    async def send_then_cancel(conn: object, batch: list) -> None:  # type: ignore[type-arg]
+        await send(conn, batch)  # the caller's answer is set...
+        waiting[0].cancel()  # ... and it is cancelled before it runs again
+
+    monkeypatch.setattr(session, "_send", send_then_cancel)
+    waiting.append(asyncio.create_task(one_session.take(KEYS[0], 5.0)))
+    with pytest.raises(asyncio.CancelledError):
+        await waiting[0]
+    monkeypatch.setattr(session, "_send", send)
+    lease = await one_session.take(KEYS[1], 5.0)  # sent after the release
+    assert lease is not None
+    assert [key for _, key in await _holders(dsn)] == [KEYS[1]]
+    await one_session.release(lease)
