@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -153,7 +154,7 @@ async def test_a_lock_granted_as_its_wait_is_cancelled_is_released(
     send = session._send
     waiting: list[asyncio.Task[Lease | None]] = []
 
-    async def send_then_cancel(conn: object, batch: list) -> None:  # type: ignore[type-arg]
+    async def send_then_cancel(conn: object, batch: list[Any]) -> None:
         await send(conn, batch)  # the caller's answer is set...
         waiting[0].cancel()  # ... and it is cancelled before it runs again
 
