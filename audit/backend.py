@@ -74,6 +74,13 @@ class ChainTx(Protocol):
     async def rollback(self) -> None: ...
 
 
+class LockLease(Protocol):
+    """A lock across processes, held: ``lost`` once the session holding it ended."""
+
+    @property
+    def lost(self) -> bool: ...
+
+
 class Backend(Protocol):
     kind: str
 
@@ -101,8 +108,11 @@ class Backend(Protocol):
         ``statements`` and commit (True); else change nothing (False)."""
         ...
 
-    def subject_lock(self, key: int, timeout: float) -> AbstractAsyncContextManager[None]:
-        """Hold the lock ``key`` across processes (LockTimeout after ``timeout`` s)."""
+    def subject_lock(
+        self, key: int, timeout: float
+    ) -> AbstractAsyncContextManager[LockLease | None]:
+        """Hold the lock ``key`` across processes (LockTimeout after ``timeout`` s);
+        what it yields, if anything, says whether the lock was lost meanwhile."""
         ...
 
     def job_lock(self, key: int) -> AbstractAsyncContextManager[bool]:

@@ -1,28 +1,42 @@
 """Per-customer write locks: one write to a customer at a time, with a bounded wait.
 
 In this process an ``asyncio.Lock`` per customer; across processes on PostgreSQL also a
-session advisory lock (``Backend.subject_lock``), held on a connection of a pool of its
-own for the whole write. Waiting longer than ``wait_seconds`` for the two together
-raises :class:`LockTimeout` (an ``AuditUnavailable``: the caller forwards nothing and
-answers 503 with ``Retry-After``), so a write behind a hung one, or behind a lock pool
-every connection of which is held, gives up instead of queueing without end.
+session advisory lock (``Backend.subject_lock``), held for the whole write on one of a
+few shared lock sessions (:mod:`audit.pg_lock_sessions`), or on a dedicated connection
+while another replica holds it (:mod:`audit.pg_locks`). Waiting longer than
+``wait_seconds`` for the two together raises :class:`LockTimeout` (an
+``AuditUnavailable``: the caller forwards nothing and answers 503 with ``Retry-After``),
+so a write behind a hung one, or behind a lock pool every connection of which is held,
+gives up instead of queueing without end.
+
+A lock across processes dies with the session holding it (a server restart, a
+terminated backend, a lock session whose state became unknown). The holder's lease is
+kept for its task (a context variable) and :meth:`SubjectLocks.check`, called before
+the intent is written (``AuditLog.begin``), refuses a change whose lock was lost: it
+forwards nothing, instead of forwarding unserialised.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
-from audit.backend import Backend
-from audit.errors import LockTimeout, LockWait
+from audit.backend import Backend, LockLease
+from audit.errors import AuditUnavailable, LockTimeout, LockWait
 from audit.failures import swallowed
 
 log = logging.getLogger(__name__)
 
 Subject = tuple[str, str]
+
+# The lock across processes this task holds now, and whose it is.
+_holding: contextvars.ContextVar[tuple[Subject, LockLease] | None] = contextvars.ContextVar(
+    "audit_subject_lock", default=None
+)
 
 
 def lock_key(system: str, customer_id: str) -> int:
@@ -57,15 +71,18 @@ class SubjectLocks:
                 left = max(0.001, deadline - loop.time())
                 across = self._backend.subject_lock(lock_key(system, customer_id), left)
                 try:
-                    await across.__aenter__()
+                    lease = await across.__aenter__()
                 except LockTimeout as exc:
                     raise self._gave_up(exc.wait) from None
+                token = _holding.set((subject, lease) if lease is not None else None)
                 try:
                     yield
                 except BaseException as exc:
+                    _holding.reset(token)
                     if not await across.__aexit__(type(exc), exc, exc.__traceback__):
                         raise
                 else:
+                    _holding.reset(token)
                     await across.__aexit__(None, None, None)
             finally:
                 lock.release()
@@ -75,6 +92,14 @@ class SubjectLocks:
                 del self._locks[subject]
             else:
                 self._locks[subject] = (lock, users - 1)
+
+    @staticmethod
+    def check(system: str, customer_id: str) -> None:
+        """AuditUnavailable if this task holds the customer's lock and its session
+        ended (the lock with it); nothing else costs more than a look-up."""
+        held = _holding.get()
+        if held is not None and held[0] == (system, customer_id) and held[1].lost:
+            raise AuditUnavailable("the customer's lock was lost with its store session")
 
     async def _acquire(self, lock: asyncio.Lock) -> None:
         """Take this process's lock of the customer within the wait. A free lock with no

@@ -190,6 +190,8 @@ class AuditLog:
     # ------------------------------------------------------------------ writing
     async def begin(self, intent: Intent) -> str:
         check_intent(intent)
+        # a change whose customer lock died with its session forwards nothing
+        self._locks.check(intent.system, intent.customer_id)
         audit_id = uuid7()
         clear_before, clear_after, to_seal = split_values(intent)
         body = intent_body(audit_id, intent, "intent", None, None)

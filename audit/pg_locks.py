@@ -1,12 +1,14 @@
 """PostgreSQL session advisory locks on connections of their own (:class:`LockConnections`).
 
-A customer's write lock (``PgBackend.subject_lock``) and a job's (``job_lock``) are held
-for the whole write or job, each on a connection of its own, taken from a small free-list
-of dedicated connections - not an asyncpg pool: its acquire and release machinery (a
-``wait_for`` task per bounded acquire, the proxy, the reset hook) cost about as much CPU
-as the lock and unlock queries themselves, on every change (issue 11). The lock and the
-unlock are one simple-protocol query each (the key is our own integer), with asyncpg's
-own per-query timer as the bound.
+A customer's write lock is held on a shared lock session (:mod:`audit.pg_lock_sessions`)
+unless another session holds the key; then (``PgBackend.subject_lock``) the write waits
+for it here, ``pg_advisory_lock`` on a connection of its own, kept until the unlock. A
+job's lock (``job_lock``) is held here too, for the whole job. The connections come from
+a small free-list of dedicated connections - not an asyncpg pool: its acquire and
+release machinery (a ``wait_for`` task per bounded acquire, the proxy, the reset hook)
+cost about as much CPU as the lock and unlock queries themselves (issue 11). The lock
+and the unlock are one simple-protocol query each (the key is our own integer), with
+asyncpg's own per-query timer as the bound.
 
 The rules are the pool's: at most ``max_size`` connections, in use or free; waiting for
 one, and then for the lock, is bounded together by the caller's seconds (then
@@ -47,6 +49,19 @@ IDLE_SECONDS = 300.0
 _CONNECT_SECONDS = 10.0
 
 
+class HeldLock:
+    """A lock held on a dedicated connection; ``lost`` once that connection ended."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    @property
+    def lost(self) -> bool:
+        return bool(self._conn.is_closed())
+
+
 class LockConnections:
     """The lock connections of one process (see the module's docstring)."""
 
@@ -62,7 +77,7 @@ class LockConnections:
         self._closed = False
 
     @asynccontextmanager
-    async def subject(self, key: int, seconds: float) -> AsyncIterator[None]:
+    async def subject(self, key: int, seconds: float) -> AsyncIterator[HeldLock]:
         """Hold the advisory lock ``key``; the wait for a connection and for the lock
         together are bounded by ``seconds`` (then LockTimeout)."""
         loop = asyncio.get_running_loop()
@@ -85,7 +100,7 @@ class LockConnections:
                     raise _unavailable(exc) from exc
                 raise
             try:
-                yield
+                yield HeldLock(conn)
             finally:
                 await _unlock(conn, key)
         finally:

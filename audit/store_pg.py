@@ -1,6 +1,8 @@
 """The PostgreSQL backend (asyncpg). The chain append is serialised on the head row
 (``SELECT … FOR UPDATE``) so any number of replicas on one database keep one chain;
-writes to one customer are serialised with a session advisory lock (:mod:`audit.pg_locks`).
+writes to one customer are serialised with a session advisory lock, on a shared lock
+session (:mod:`audit.pg_lock_sessions`) or, while another session holds it, waited for on
+a dedicated connection (:mod:`audit.pg_locks`).
 
 Every failure of the store surfaces as an audit error, never as a driver's or a socket's:
 a value the server refuses (a data error, an index row too large) is the caller's
@@ -11,10 +13,11 @@ the session, and a session that died took its locks with it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractAsyncContextManager, contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -23,7 +26,8 @@ import asyncpg
 from audit.backend import HEAD_SQL, INSERT_ENTRY, ChainStep, Row, Statement, StepRun
 from audit.errors import AuditError, AuditUnavailable, ValueRefused
 from audit.failures import swallowed
-from audit.pg_locks import UNAVAILABLE, LockConnections
+from audit.pg_lock_sessions import Lease, SharedLocks
+from audit.pg_locks import UNAVAILABLE, HeldLock, LockConnections
 from audit.pg_write import one_statement
 
 log = logging.getLogger(__name__)
@@ -128,13 +132,15 @@ class _Tx:
 class PgBackend:
     kind = "postgresql"
 
-    def __init__(self, pool: Any, locks: LockConnections) -> None:
+    def __init__(self, pool: Any, locks: LockConnections, shared: SharedLocks) -> None:
         self._pool = pool
-        # Advisory locks are held for a whole request, each on its own connection. They
-        # are connections of their own (audit.pg_locks): holders of every lock connection
-        # must still be able to append (through ``_pool``), or a burst of requests would
-        # deadlock.
+        # Advisory locks are held for a whole request: a customer's on a shared lock
+        # session (audit.pg_lock_sessions), on a dedicated connection when another
+        # session holds it (the blocking wait) and for a job (audit.pg_locks). They are
+        # connections of their own: holders of locks must still be able to append
+        # (through ``_pool``), or a burst of requests would deadlock.
         self._locks = locks
+        self._shared = shared
 
     @classmethod
     async def connect(cls, dsn: str, *, max_size: int = 6, max_locks: int = 24) -> PgBackend:
@@ -142,7 +148,7 @@ class PgBackend:
             dsn, min_size=1, max_size=max_size, command_timeout=30, timeout=10,
             reset=_no_reset_query,
         )
-        return cls(pool, LockConnections(dsn, max_locks))
+        return cls(pool, LockConnections(dsn, max_locks), SharedLocks(dsn))
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         with _store_errors():
@@ -203,17 +209,37 @@ class PgBackend:
         await tx.commit(statements)
         return True
 
-    def subject_lock(self, key: int, timeout: float) -> AbstractAsyncContextManager[None]:
-        return self._locks.subject(key, timeout)
+    def subject_lock(
+        self, key: int, timeout: float
+    ) -> AbstractAsyncContextManager[Lease | HeldLock]:
+        return self._subject_lock(key, timeout)
+
+    @asynccontextmanager
+    async def _subject_lock(self, key: int, seconds: float) -> AsyncIterator[Lease | HeldLock]:
+        """A customer's lock: on a shared session when no other session holds it, else
+        the blocking wait on a dedicated connection, within what is left of ``seconds``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        lease = await self._shared.take(key, seconds)
+        if lease is None:
+            async with self._locks.subject(key, max(0.001, deadline - loop.time())) as held:
+                yield held
+            return
+        try:
+            yield lease
+        finally:
+            await self._shared.release(lease)
 
     def job_lock(self, key: int) -> AbstractAsyncContextManager[bool]:
         return self._locks.job(key)
 
     def lock_use(self) -> tuple[int, int]:
-        """(lock connections held by writes now, the most there can be)."""
+        """(dedicated lock connections held by contended writes now, the most there can
+        be); a write whose lock no other session held takes none."""
         return self._locks.held, self._locks.max_size
 
     async def close(self) -> None:
+        await self._shared.close()
         await self._locks.close()
         with swallowed(log, "audit store close", *_UNAVAILABLE):
             await self._pool.close()

@@ -125,8 +125,10 @@ class Metrics:
             buckets=_AUDIT_BUCKETS, registry=r,
         )  # fmt: skip
         self.audit_lock_connections = Gauge(
-            f"{PREFIX}audit_lock_connections", "PostgreSQL lock-pool connections: 'in_use' "
-            "(each held by a write in flight) and 'max' (0 and 0 on SQLite)", ["state"],
+            f"{PREFIX}audit_lock_connections", "PostgreSQL dedicated lock connections: "
+            "'in_use' (each by a write waiting for or holding a customer lock another "
+            "replica held; an uncontended lock takes none) and 'max' (0 and 0 on SQLite)",
+            ["state"],
             registry=r, multiprocess_mode="livesum",
         )  # fmt: skip
         self.audit_lock_timeouts_total = Counter(

@@ -1,12 +1,15 @@
-"""The lock connections of the PostgreSQL store (audit/pg_locks.py), on the real server:
-a free-list of dedicated connections instead of an asyncpg pool, with the pool's rules -
-bounded waits, a connection whose lock state is not known terminated, never reused, and
-an idle one closed after a while."""
+"""The customer and job locks of the PostgreSQL store, on the real server: across backends
+(as replicas), and the dedicated lock connections (audit/pg_locks.py) - a free-list
+instead of an asyncpg pool, with the pool's rules: bounded waits, a connection whose lock
+state is not known terminated, never reused, and an idle one closed after a while. The
+shared lock sessions themselves: tests/audit/test_pg_lock_sessions.py."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 import pytest
 
@@ -36,6 +39,19 @@ async def backends(dsn: str) -> AsyncIterator[list[PgBackend]]:
     finally:
         for backend in made:
             await backend.close()
+
+
+@pytest.fixture
+async def connections(dsn: str) -> AsyncIterator[pg_locks.LockConnections]:
+    """Two dedicated lock connections (what a contended customer lock waits on)."""
+    made = pg_locks.LockConnections(dsn, 2)
+    try:
+        yield made
+    finally:
+        await made.close()
+
+
+Locker = Callable[[int, float], AbstractAsyncContextManager[Any]]
 
 
 async def _granted(dsn: str, key: int) -> int:
@@ -76,7 +92,7 @@ async def test_a_cancelled_lock_wait_is_never_reused(backends: list[PgBackend], 
     is terminated, so the lock dies with it instead of staying held on a free connection."""
     holder, waiter, third = backends
     async with holder.subject_lock(KEY, 1.0):
-        task = asyncio.create_task(_hold(waiter, KEY, 30.0))
+        task = asyncio.create_task(_hold(waiter.subject_lock, KEY, 30.0))
         await asyncio.sleep(0.3)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -96,7 +112,7 @@ async def test_a_timed_out_lock_wait_is_lock_timeout_and_leaves_nothing(
     holder, waiter, _ = backends
     async with holder.subject_lock(KEY, 1.0):
         with pytest.raises(LockTimeout) as caught:
-            await _hold(waiter, KEY, 0.3)
+            await _hold(waiter.subject_lock, KEY, 0.3)
         assert caught.value.wait is LockWait.SUBJECT
     assert await _granted(dsn, KEY) == 0
     async with waiter.subject_lock(KEY, 5.0):
@@ -104,23 +120,23 @@ async def test_a_timed_out_lock_wait_is_lock_timeout_and_leaves_nothing(
 
 
 async def test_a_waiter_for_a_connection_gets_the_one_given_back(
-    backends: list[PgBackend],
+    connections: pg_locks.LockConnections,
 ) -> None:
     """Both lock connections held: a third write waits (bounded) and gets the first one
     given back; with none given back in time it is LockTimeout(CONNECTION)."""
-    backend = backends[0]
+    lock = connections.subject
     release = asyncio.Event()
-    hung = await _holders(backend, (KEY, KEY + 1), (release, release))
-    assert backend.lock_use() == (2, 2)
+    hung = await _holders(lock, (KEY, KEY + 1), (release, release))
+    assert connections.held == 2
     with pytest.raises(LockTimeout) as caught:
-        await _hold(backend, OTHER + 10, 0.2)
+        await _hold(lock, OTHER + 10, 0.2)
     assert caught.value.wait is LockWait.CONNECTION
-    third = asyncio.create_task(_hold(backend, OTHER + 10, 10.0))
+    third = asyncio.create_task(_hold(lock, OTHER + 10, 10.0))
     await asyncio.sleep(0.1)
     assert not third.done()
     release.set()
     await asyncio.gather(*hung, third)
-    assert backend.lock_use() == (0, 2)
+    assert connections.held == 0
 
 
 async def test_a_free_connection_the_server_closed_is_replaced(
@@ -151,13 +167,13 @@ async def test_the_job_lock_is_held_by_one_session(backends: list[PgBackend]) ->
         assert held
 
 
-async def _hold(backend: PgBackend, key: int, seconds: float) -> None:
-    async with backend.subject_lock(key, seconds):
+async def _hold(lock: Locker, key: int, seconds: float) -> None:
+    async with lock(key, seconds):
         pass
 
 
 async def _holders(
-    backend: PgBackend,
+    lock: Locker,
     keys: tuple[int, ...],
     releases: Sequence[asyncio.Event],
     *,
@@ -168,7 +184,7 @@ async def _holders(
     held = [asyncio.Event() for _ in keys]
 
     async def hold(key: int, holds: asyncio.Event, release: asyncio.Event) -> None:
-        async with backend.subject_lock(key, seconds):
+        async with lock(key, seconds):
             holds.set()
             await release.wait()
 
@@ -181,18 +197,18 @@ async def _holders(
 
 
 async def test_a_lock_connection_idle_for_long_is_closed(
-    backends: list[PgBackend], dsn: str, monkeypatch: pytest.MonkeyPatch
+    connections: pg_locks.LockConnections, dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """As asyncpg's pool did: connections opened for a burst do not stay open for ever."""
     monkeypatch.setattr(pg_locks, "IDLE_SECONDS", 0.2)
-    backend = backends[0]
+    lock = connections.subject
     release = asyncio.Event()
-    burst = await _holders(backend, (KEY, OTHER), (release, release), seconds=5.0)
+    burst = await _holders(lock, (KEY, OTHER), (release, release), seconds=5.0)
     release.set()
     await asyncio.gather(*burst)
     assert await _lock_sessions(dsn) == 2
     await asyncio.sleep(0.3)
-    await _hold(backend, KEY, 5.0)  # one in use again; the other, idle for long, closed
+    await _hold(lock, KEY, 5.0)  # one in use again; the other, idle for long, closed
     async with asyncio.timeout(5):
         while await _lock_sessions(dsn) != 1:  # noqa: ASYNC110 - the server's state, polled
             await asyncio.sleep(0.05)
@@ -209,17 +225,16 @@ async def _lock_sessions(dsn: str) -> int:
 
 
 async def test_a_wake_that_meets_a_cancelled_wait_goes_to_the_next_waiter(
-    backends: list[PgBackend], monkeypatch: pytest.MonkeyPatch
+    connections: pg_locks.LockConnections, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A waiter woken for a connection given back, but cancelled before it could take it
     (the wake and the cancel in one turn of the loop), passes the wake on: the next
     waiter gets the free connection instead of waiting out its bound beside it."""
-    backend = backends[0]
-    connections = backend._locks
+    lock = connections.subject
     release = [asyncio.Event(), asyncio.Event()]
-    hung = await _holders(backend, (KEY, KEY + 1), release)
-    first = asyncio.create_task(_hold(backend, OTHER + 20, 30.0))
-    second = asyncio.create_task(_hold(backend, OTHER + 21, 2.0))
+    hung = await _holders(lock, (KEY, KEY + 1), release)
+    first = asyncio.create_task(_hold(lock, OTHER + 20, 30.0))
+    second = asyncio.create_task(_hold(lock, OTHER + 21, 2.0))
     await asyncio.sleep(0.1)  # both queued for a connection, first ahead
     assert not first.done() and not second.done()
     wake = connections._wake
@@ -237,4 +252,4 @@ async def test_a_wake_that_meets_a_cancelled_wait_goes_to_the_next_waiter(
     await second  # LockTimeout(CONNECTION) if the wake died with first
     release[1].set()
     await hung[1]
-    assert backend.lock_use() == (0, 2)
+    assert connections.held == 0

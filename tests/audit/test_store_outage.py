@@ -168,41 +168,73 @@ async def test_the_wait_for_a_customer_lock_is_bounded(
 
 
 @pytest.mark.postgres
-async def test_more_writers_than_lock_connections_wait_a_bounded_time(
+async def test_more_contended_writers_than_lock_connections_wait_a_bounded_time(
     proxied_url: str, keys: dict[str, bytes]
 ) -> None:
+    """A customer lock no other replica holds takes no lock connection (a shared lock
+    session holds it); one held elsewhere is waited for on a lock connection of its own,
+    kept while held; with every one of those in use the next such wait gives up
+    (CONNECTION)."""
     timeouts: list[str] = []
+    replica = await AuditLog.open(proxied_url, **keys)
     log = await AuditLog.open(
-        proxied_url, lock_wait_seconds=0.3, lock_connections=2,
+        proxied_url, lock_wait_seconds=1.0, lock_connections=2,
         on_lock_timeout=timeouts.append, **keys,
     )  # fmt: skip
-    release = asyncio.Event()
-    holding = [asyncio.Event(), asyncio.Event()]
+    gone = {c: asyncio.Event() for c in "123"}  # the other replica lets go of c
+    done = asyncio.Event()  # this one's holders let go
 
-    async def hung_write(customer: str, holds: asyncio.Event) -> None:
-        async with log.subject_lock("billbee", customer):
+    async def hold(audit_log: AuditLog, customer: str, holds: asyncio.Event) -> None:
+        async with audit_log.subject_lock("billbee", customer):
             holds.set()
-            await release.wait()
+            await (gone[customer] if audit_log is replica else done).wait()
 
-    try:
-        hung = [asyncio.create_task(hung_write(c, e)) for c, e in zip("12", holding, strict=True)]
+    async def held(audit_log: AuditLog, customers: str) -> list[asyncio.Task[None]]:
+        holding = [asyncio.Event() for _ in customers]
+        tasks = [
+            asyncio.create_task(hold(audit_log, c, e))
+            for c, e in zip(customers, holding, strict=True)
+        ]
         await asyncio.gather(*(e.wait() for e in holding))
+        return tasks
+
+    tasks = await held(replica, "123")
+    try:
+        async with (  # free elsewhere: no lock connection
+            log.subject_lock("billbee", "4"),
+            log.subject_lock("billbee", "5"),
+            log.subject_lock("billbee", "6"),
+        ):
+            assert log.lock_use() == (0, 2)
+        waiting = asyncio.create_task(held(log, "12"))
+        while log.lock_use() != (2, 2):  # noqa: ASYNC110 - both waits on the server
+            await asyncio.sleep(0.01)
+        gone["1"].set()
+        gone["2"].set()
+        tasks += await waiting  # each got its lock once released, and holds it
         assert log.lock_use() == (2, 2)
         with pytest.raises(LockTimeout) as caught:
             async with log.subject_lock("billbee", "3"):
-                pytest.fail("no lock connection is free")
+                pytest.fail("held by the other replica")
         assert caught.value.wait is LockWait.CONNECTION
+        async with log.subject_lock("billbee", "4"):  # free elsewhere: not held up
+            pass
         # appends do not need a lock connection: the log still writes
         await log.record(make_intent("3"), Outcome("rejected", problem_code="x"))
-        release.set()
-        await asyncio.gather(*hung)
+        done.set()
+        gone["3"].set()
+        await asyncio.gather(*tasks)
         assert log.lock_use() == (0, 2)
         async with log.subject_lock("billbee", "3"):
             pass
         assert timeouts == [LockWait.CONNECTION]
     finally:
-        release.set()
+        done.set()
+        for event in gone.values():
+            event.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await log.close()
+        await replica.close()
 
 
 async def test_the_in_process_wait_is_bounded_on_sqlite_too(

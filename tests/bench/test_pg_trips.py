@@ -20,6 +20,8 @@ async def test_round_trips_per_change() -> None:
     # the outcome: the write alone; unlock
     assert trips[(1, "new")] == 8
     assert trips[(1, "known")] == 4
-    assert 2 <= trips[(32, "known")] <= trips[(32, "new")] < 9  # appends shared by batches
+    # at once: the appends shared by batches, the locks and unlocks by lock statements
+    # (audit/pg_lock_sessions.py), so below the 4 of a known customer one at a time
+    assert 0 < trips[(32, "known")] <= trips[(32, "new")] < 4
     assert all(row["cpu_us"] > 0 and row["per_s"] > 0 for row in rows)
     assert Connection.execute is before  # the counting is undone

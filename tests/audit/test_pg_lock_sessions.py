@@ -1,0 +1,169 @@
+"""The shared lock sessions (audit/pg_lock_sessions.py) on the real PostgreSQL: many
+customers' locks held at once on a few sessions, their locks and unlocks batched into
+one statement, a lock given up leaving nothing held, and a session ended from outside:
+its holders' changes refused before their intent, the next lock on a new session."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from audit import AuditLog, AuditUnavailable
+from audit.locks import SubjectLocks, lock_key
+from audit.pg_lock_sessions import Lease, SharedLocks
+from tests.audit.conftest import make_intent, reset_pg, sql
+
+pytestmark = pytest.mark.postgres
+
+KEYS = tuple(range(4_243_000, 4_243_020))
+
+
+@pytest.fixture
+def dsn(pg_base_url: str | None) -> str:
+    if pg_base_url is None:
+        pytest.skip("!!! POSTGRESQL AT 127.0.0.1:5432 IS NOT REACHABLE !!!")
+    return pg_base_url.replace("postgresql+asyncpg", "postgresql")
+
+
+@pytest.fixture
+async def one_session(dsn: str) -> AsyncIterator[SharedLocks]:
+    made = SharedLocks(dsn, sessions=1)
+    try:
+        yield made
+    finally:
+        await made.close()
+
+
+async def _holders(dsn: str) -> list[tuple[int, int]]:
+    """(session pid, key) of every advisory lock granted in this test's database."""
+    rows = await sql(
+        dsn,
+        "SELECT l.pid, (l.classid::bigint << 32) | l.objid::bigint"
+        " FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+        " WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database()",
+    )
+    return [(int(pid), int(key)) for pid, key in rows]
+
+
+async def test_many_keys_are_held_at_once_on_the_shared_sessions(dsn: str) -> None:
+    shared = SharedLocks(dsn, sessions=2)
+    try:
+        leases = await asyncio.gather(*(shared.take(key, 5.0) for key in KEYS))
+        assert all(isinstance(lease, Lease) for lease in leases)
+        held = await _holders(dsn)
+        assert sorted(key for _, key in held) == sorted(KEYS)
+        assert len({pid for pid, _ in held}) == 2  # two sessions, no connection per key
+        assert await shared.take(KEYS[0], 5.0) is None  # held here: the blocking way
+        await asyncio.gather(*(shared.release(lease) for lease in leases if lease))
+        assert await _holders(dsn) == []
+    finally:
+        await shared.close()
+
+
+async def test_locks_and_unlocks_asked_for_together_go_as_one_statement(
+    one_session: SharedLocks, dsn: str
+) -> None:
+    leases = await asyncio.gather(*(one_session.take(key, 5.0) for key in KEYS))
+    assert one_session.statements == 1  # twenty locks, one round trip
+    assert len(await _holders(dsn)) == len(KEYS)
+    # asked for while a statement is in flight: queued, then sent together
+    first = asyncio.create_task(one_session.take(KEYS[0] + 100, 5.0))
+    await asyncio.sleep(0)  # its statement on its way
+    rest = [asyncio.create_task(one_session.release(lease)) for lease in leases if lease]
+    lease = await first
+    await asyncio.gather(*rest)
+    assert one_session.statements == 3
+    assert lease is not None
+    assert [key for _, key in await _holders(dsn)] == [lease.key]
+    await one_session.release(lease)
+    assert await _holders(dsn) == []
+
+
+async def test_a_lock_given_up_leaves_nothing_held(one_session: SharedLocks, dsn: str) -> None:
+    """Cancelled before its statement was sent: not sent; cancelled while in flight (the
+    statement is shared, it runs on): released by the session's next statement."""
+    before = one_session.take(KEYS[0], 5.0)
+    task = asyncio.create_task(before)
+    await asyncio.sleep(0)  # the sender is not yet running: nothing sent
+    in_flight = asyncio.create_task(one_session.take(KEYS[1], 5.0))
+    task.cancel()
+    await asyncio.sleep(0)
+    while one_session.statements == 0:  # noqa: ASYNC110 - the sender's own progress
+        await asyncio.sleep(0)
+    in_flight.cancel()
+    for cancelled in (task, in_flight):
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+    lease = await one_session.take(KEYS[2], 5.0)  # after whatever the session still had
+    assert lease is not None
+    assert [key for _, key in await _holders(dsn)] == [KEYS[2]]
+    await one_session.release(lease)
+    assert await _holders(dsn) == []
+
+
+async def test_a_session_ended_from_outside_refuses_its_holders_and_is_replaced(
+    pg_base_url: str | None, dsn: str, keys: dict[str, bytes]
+) -> None:
+    """pg_terminate_backend on the lock session: the server dropped the customer's lock,
+    so the change holding it is refused (AuditUnavailable, nothing written) instead of
+    going on unserialised; its release raises nothing; the next lock works."""
+    assert pg_base_url is not None
+    await reset_pg(pg_base_url)
+    log = await AuditLog.open(pg_base_url, **keys)
+    other = await AuditLog.open(pg_base_url, **keys)
+    try:
+        key = lock_key("billbee", "1002")
+        async with log.subject_lock("billbee", "1002"):
+            await log.begin(make_intent("1002"))  # held: written
+            pid = next(pid for pid, held in await _holders(dsn) if held == key)
+            await sql(dsn, "SELECT pg_terminate_backend($1)", pid)
+            async with asyncio.timeout(10):
+                while key in {held for _, held in await _holders(dsn)}:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+                # the lock is gone on the server: another replica can have it now
+                async with other.subject_lock("billbee", "1002"):
+                    pass
+                while True:  # until this process hears of the session's end
+                    try:
+                        SubjectLocks.check("billbee", "1002")
+                    except AuditUnavailable:
+                        break
+                    await asyncio.sleep(0.05)
+            with pytest.raises(AuditUnavailable):
+                await log.begin(make_intent("1002", request_id="req-2"))
+        entries = await sql(dsn, "SELECT count(*) FROM audit_entry")
+        assert entries == [(1,)]  # only the intent written while the lock was held
+        async with log.subject_lock("billbee", "1002"):  # a new session
+            assert lock_key("billbee", "1002") in {key for _, key in await _holders(dsn)}
+            await log.begin(make_intent("1002", request_id="req-3"))
+        assert await _holders(dsn) == []
+    finally:
+        await log.close()
+        await other.close()
+
+
+async def test_a_lock_granted_as_its_wait_is_cancelled_is_released(
+    one_session: SharedLocks, dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The answer (granted) and the caller's cancel in one turn of the loop: the caller
+    never holds it, so it is released, not left held on the shared session."""
+    session = one_session._sessions[0]
+    send = session._send
+    waiting: list[asyncio.Task[Lease | None]] = []
+
+    async def send_then_cancel(conn: object, batch: list[Any]) -> None:
+        await send(conn, batch)  # the caller's answer is set...
+        waiting[0].cancel()  # ... and it is cancelled before it runs again
+
+    monkeypatch.setattr(session, "_send", send_then_cancel)
+    waiting.append(asyncio.create_task(one_session.take(KEYS[0], 5.0)))
+    with pytest.raises(asyncio.CancelledError):
+        await waiting[0]
+    monkeypatch.setattr(session, "_send", send)
+    lease = await one_session.take(KEYS[1], 5.0)  # sent after the release
+    assert lease is not None
+    assert [key for _, key in await _holders(dsn)] == [KEYS[1]]
+    await one_session.release(lease)
