@@ -19,7 +19,6 @@ import fcntl
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,6 +26,7 @@ from typing import Any, TypeVar
 from audit.backend import HEAD_SQL, ChainStep, Row, Statement, StepRun
 from audit.errors import AuditUnavailable, LockTimeout, LockWait, ValueRefused
 from audit.wal import WalCheckpointer, configure_writer, truncate
+from audit.worker import Worker
 
 T = TypeVar("T")
 
@@ -82,8 +82,8 @@ class SqliteBackend:
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-sqlite-w")
-        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-sqlite-r")
+        self._writer = Worker("audit-sqlite-w")
+        self._reader = Worker("audit-sqlite-r")
         self._w: sqlite3.Connection | None = None
         self._r: sqlite3.Connection | None = None
         self._write_lock = asyncio.Lock()
@@ -298,17 +298,17 @@ class SqliteBackend:
         await loop.run_in_executor(None, self._checkpointer.close)
         if self._w is not None:
             with contextlib.suppress(sqlite3.Error):  # the WAL then stays for the next one
-                await loop.run_in_executor(self._writer, truncate, self._w)
-        for con, pool in ((self._w, self._writer), (self._r, self._reader)):
+                await self._writer.submit(truncate, self._w)
+        for con, worker in ((self._w, self._writer), (self._r, self._reader)):
             if con is not None:
-                await loop.run_in_executor(pool, con.close)
-            pool.shutdown(wait=True)
+                await worker.submit(con.close)
+            worker.stop()
         self._w = self._r = None
 
 
-async def _translated(pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
+async def _translated(worker: Worker, fn: Callable[..., T], *args: Any) -> T:
     try:
-        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+        return await worker.submit(fn, *args)
     except sqlite3.DataError as exc:
         raise ValueRefused(
             f"the audit store refuses a value of this entry ({type(exc).__name__})"

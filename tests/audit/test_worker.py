@@ -1,0 +1,84 @@
+"""audit.worker: the SQLite store's threads - calls run in order on one thread, results
+and errors reach the awaiting task, a call cancelled before it ran is not run, and a
+stopped worker runs what was queued, then ends."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from audit.worker import Worker
+
+
+async def test_calls_run_in_order_on_one_thread_and_answer() -> None:
+    worker = Worker("test-worker")
+    ran: list[tuple[int, str]] = []
+
+    def call(n: int) -> int:
+        ran.append((n, threading.current_thread().name))
+        return n * n
+
+    try:
+        answers = await asyncio.gather(*(worker.submit(call, n) for n in range(50)))
+    finally:
+        worker.stop()
+    assert answers == [n * n for n in range(50)]
+    assert [n for n, _ in ran] == list(range(50))
+    assert {name for _, name in ran} == {"test-worker"}
+    assert threading.current_thread().name != "test-worker"
+
+
+async def test_an_error_reaches_the_caller_and_the_thread_goes_on() -> None:
+    worker = Worker("test-worker")
+
+    def boom() -> None:
+        raise KeyError("x")
+
+    try:
+        with pytest.raises(KeyError):
+            await worker.submit(boom)
+        assert await worker.submit(int, "7") == 7
+    finally:
+        worker.stop()
+
+
+async def test_a_call_cancelled_before_it_ran_is_not_run() -> None:
+    worker = Worker("test-worker")
+    gate, started = threading.Event(), threading.Event()
+    ran: list[str] = []
+
+    def blocking() -> str:
+        started.set()
+        gate.wait(10)
+        ran.append("first")
+        return "first"
+
+    try:
+        first = worker.submit(blocking)
+        second = worker.submit(ran.append, "second")
+        await asyncio.to_thread(started.wait, 10)
+        second.cancel()  # queued behind the running call
+        first.cancel()  # running: it runs to its end, its answer dropped
+        gate.set()
+        assert await worker.submit(ran.append, "third") is None
+    finally:
+        worker.stop()
+    assert ran == ["first", "third"]
+    assert first.cancelled() and second.cancelled()
+
+
+async def test_stop_runs_what_is_queued_then_refuses() -> None:
+    worker = Worker("test-worker")
+    gate = threading.Event()
+    ran: list[int] = []
+    futures = [worker.submit(gate.wait, 10), *(worker.submit(ran.append, n) for n in range(3))]
+    gate.set()
+    worker.stop()  # waits for the thread: every queued call ran
+    assert ran == [0, 1, 2]
+    await asyncio.sleep(0)  # the answers arrive through the loop
+    assert all(f.done() for f in futures)
+    with pytest.raises(RuntimeError):
+        worker.submit(ran.append, 4)
+    worker.stop()  # again: nothing to do
