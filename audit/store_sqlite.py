@@ -18,7 +18,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -102,11 +102,11 @@ class SqliteBackend:
             raise
         return backend
 
-    async def _on_writer(self, fn: Callable[..., T], *args: Any) -> T:
-        return await _translated(self._writer, fn, *args)
+    def _on_writer(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        return _submit(self._writer, fn, args)
 
-    async def _on_reader(self, fn: Callable[..., T], *args: Any) -> T:
-        return await _translated(self._reader, fn, *args)
+    def _on_reader(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        return _submit(self._reader, fn, args)
 
     def _wcon(self) -> sqlite3.Connection:
         if self._w is None:
@@ -216,17 +216,29 @@ class SqliteBackend:
             raise
         return _Tx(self, head, durable)
 
-    async def chain(self, step: ChainStep, *, durable: bool = True) -> None:
+    def chain(self, step: ChainStep, *, durable: bool = True) -> Awaitable[None]:
         """One trip to the writer thread for the whole transaction."""
-        async with self._write_lock:
-            await self._on_writer(self._w_chain, step, durable)
+        return self._one_trip(self._w_chain, step, durable)
 
-    async def append_if_head(
+    def append_if_head(
         self, expected: tuple[int, str], statements: Sequence[Statement], *, durable: bool
-    ) -> bool:
+    ) -> Awaitable[bool]:
         """One trip to the writer thread: begin, check the head, write, commit."""
+        return self._one_trip(self._w_append_if_head, expected, statements, durable)
+
+    def _one_trip(self, fn: Callable[..., T], *args: Any) -> Awaitable[T]:
+        """A whole transaction in one call on the writer thread. The write lock keeps it
+        out of a transaction of several calls (:meth:`chain_tx`): while one holds the
+        lock, it waits its turn. With the lock free it is queued at once, without taking
+        it (no task, no lock, no coroutines: issue 11) - the thread runs calls in order,
+        so a transaction begun after it runs after it."""
+        if not self._write_lock.locked():
+            return self._on_writer(fn, *args)
+        return self._locked_trip(fn, *args)
+
+    async def _locked_trip(self, fn: Callable[..., T], *args: Any) -> T:
         async with self._write_lock:
-            return await self._on_writer(self._w_append_if_head, expected, statements, durable)
+            return await self._on_writer(fn, *args)
 
     def subject_lock(self, key: int, timeout: float) -> AbstractAsyncContextManager[None]:
         return self._subject_lock(key, wait=timeout)
@@ -306,9 +318,20 @@ class SqliteBackend:
         self._w = self._r = None
 
 
-async def _translated(worker: Worker, fn: Callable[..., T], *args: Any) -> T:
+def _submit(worker: Worker, fn: Callable[..., T], args: tuple[Any, ...]) -> asyncio.Future[T]:
+    """``fn(*args)`` queued on ``worker``; after ``close``, a future that fails with
+    AuditUnavailable (the error reaches whoever awaits it, as every error of the store)."""
+    if worker.stopped:
+        closed: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        closed.set_exception(AuditUnavailable("the audit store is closed"))
+        return closed
+    return worker.submit(_translated, fn, *args)
+
+
+def _translated(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` on a store thread, its errors as audit errors."""
     try:
-        return await worker.submit(fn, *args)
+        return fn(*args)
     except sqlite3.DataError as exc:
         raise ValueRefused(
             f"the audit store refuses a value of this entry ({type(exc).__name__})"

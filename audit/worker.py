@@ -37,13 +37,20 @@ class Worker:
         self._stopped = False
 
     def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        """Queue ``fn(*args)``; the future (of the running loop) gets its result or error."""
-        if self._stopped:
-            raise RuntimeError("the worker is stopped")
+        """Queue ``fn(*args)``; the future (of the running loop) gets its result or error
+        (``RuntimeError`` once the worker is stopped: in the future too, so that a caller
+        that hands it on - the store's one-trip appends - fails there, not here)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._calls.put((loop, future, fn, args))
+        if self._stopped:
+            future.set_exception(RuntimeError("the worker is stopped"))
+        else:
+            self._calls.put((loop, future, fn, args))
         return future
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
 
     def stop(self) -> None:
         """Run what is queued, then end the thread (and wait for it)."""

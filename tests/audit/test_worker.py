@@ -1,14 +1,21 @@
 """audit.worker: the SQLite store's threads - calls run in order on one thread, results
 and errors reach the awaiting task, a call cancelled before it ran is not run, and a
-stopped worker runs what was queued, then ends."""
+stopped worker runs what was queued, then ends. And the store's one-trip appends, queued
+without the write lock, never run inside a transaction of several trips."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 
 import pytest
 
+from audit import upgrade
+from audit.batch import UPDATE_HEAD
+from audit.chain import GENESIS
+from audit.errors import AuditUnavailable
+from audit.store_sqlite import SqliteBackend
 from audit.worker import Worker
 
 
@@ -80,5 +87,34 @@ async def test_stop_runs_what_is_queued_then_refuses() -> None:
     await asyncio.sleep(0)  # the answers arrive through the loop
     assert all(f.done() for f in futures)
     with pytest.raises(RuntimeError):
-        worker.submit(ran.append, 4)
+        await worker.submit(ran.append, 4)
     worker.stop()  # again: nothing to do
+
+
+async def test_a_one_trip_append_waits_for_a_transaction_of_several_trips(
+    tmp_path: Path,
+) -> None:
+    """The SQLite store queues a one-trip append without its write lock when the lock is
+    free; while a transaction of several trips (``chain_tx``) holds it, the append waits
+    for its end instead of running inside it - on a real file."""
+    path = tmp_path / "audit.db"
+    await upgrade(f"sqlite+aiosqlite:///{path}")
+    backend = await SqliteBackend.connect(path)
+    try:
+        moved = [(UPDATE_HEAD, [(1, "a" * 64, 0, None)])]
+        tx = await backend.chain_tx()
+        assert tuple(tx.head[:2]) == (0, GENESIS)
+        waiting = asyncio.ensure_future(backend.append_if_head((0, GENESIS), moved, durable=True))
+        for _ in range(20):
+            await asyncio.sleep(0.005)
+        assert not waiting.done()  # not run inside the open transaction
+        await tx.rollback()
+        assert await waiting is True  # then run, on its own
+        again = [(UPDATE_HEAD, [(2, "b" * 64, 0, None)])]
+        assert await backend.append_if_head((1, "a" * 64), again, durable=False) is True
+        assert await backend.append_if_head((1, "a" * 64), again, durable=True) is False
+        assert await backend.fetchall("SELECT seq, hash FROM audit_head") == [(2, "b" * 64)]
+    finally:
+        await backend.close()
+    with pytest.raises(AuditUnavailable):  # closed: an error of the store, in the awaitable
+        await backend.append_if_head((2, "b" * 64), again, durable=True)
