@@ -87,6 +87,7 @@ class SqliteBackend:
         self._w: sqlite3.Connection | None = None
         self._r: sqlite3.Connection | None = None
         self._write_lock = asyncio.Lock()
+        self._trips_waiting = 0  # one-trip transactions waiting for the write lock
         self._subjects_fd: int | None = None
         self._checkpointer = WalCheckpointer(path, _connect)
 
@@ -232,13 +233,19 @@ class SqliteBackend:
         lock, it waits its turn. With the lock free it is queued at once, without taking
         it (no task, no lock, no coroutines: issue 11) - the thread runs calls in order,
         so a transaction begun after it runs after it."""
-        if not self._write_lock.locked():
+        if not self._write_lock.locked() and not self._trips_waiting:
             return self._on_writer(fn, *args)
         return self._locked_trip(fn, *args)
 
     async def _locked_trip(self, fn: Callable[..., T], *args: Any) -> T:
-        async with self._write_lock:
-            return await self._on_writer(fn, *args)
+        # counted while it waits, so that a trip asked for later (with the lock just
+        # released, before this one took it) queues behind it, in the order asked
+        self._trips_waiting += 1
+        try:
+            async with self._write_lock:
+                return await self._on_writer(fn, *args)
+        finally:
+            self._trips_waiting -= 1
 
     def subject_lock(self, key: int, timeout: float) -> AbstractAsyncContextManager[None]:
         return self._subject_lock(key, wait=timeout)
