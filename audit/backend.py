@@ -27,7 +27,7 @@ Every method raises audit errors only: ``ValueRefused`` for a value the store re
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
@@ -95,15 +95,15 @@ class Backend(Protocol):
 
     async def chain_tx(self, *, durable: bool = True) -> ChainTx: ...
 
-    async def chain(self, step: ChainStep, *, durable: bool = True) -> None:
+    def chain(self, step: ChainStep, *, durable: bool = True) -> Awaitable[None]:
         """Under the append lock: run ``step`` on the head row, answering its queries,
         then its statements, and commit; roll back if anything fails (the failure is
         raised, ``step``'s own errors as they are)."""
         ...
 
-    async def append_if_head(
+    def append_if_head(
         self, expected: tuple[int, str], statements: Sequence[Statement], *, durable: bool
-    ) -> bool:
+    ) -> Awaitable[bool]:
         """Under the append lock: if the head row's (seq, hash) is ``expected``, run
         ``statements`` and commit (True); else change nothing (False)."""
         ...

@@ -77,7 +77,7 @@ class InFlight:
     chained: Chained
     head: Head
     sent_at: float
-    written: asyncio.Task[bool]
+    written: asyncio.Future[bool]
 
 
 class Committer:
@@ -298,7 +298,7 @@ class Committer:
             raise
 
 
-async def _outcome(written: asyncio.Task[bool]) -> bool | BaseException:
+async def _outcome(written: asyncio.Future[bool]) -> bool | BaseException:
     """What the store answered a sent batch: True (committed), False (the head had
     moved: nothing written), or the failure."""
     try:

@@ -203,7 +203,7 @@ class AuditLog:
         in_flight = self._intents.in_flight
         in_flight[audit_id] = intent
         try:
-            return await self._append(pending)
+            return await self._enqueue(pending)
         except BaseException:
             in_flight.pop(audit_id, None)
             raise
@@ -229,7 +229,7 @@ class AuditLog:
         if not durable:
             return self._finish_lazily(intent_id, pending)
         try:
-            return await self._append(pending)
+            return await self._enqueue(pending)
         except BaseException:
             # no longer in flight either way: the next reconcile closes it, whatever its age
             self._intents.unrecorded.add(intent_id)
@@ -242,9 +242,7 @@ class AuditLog:
         reconcile here closes it) until the outcome is committed or has failed."""
         intents = self._intents
         try:
-            if self._closed:
-                raise AuditUnavailable("the audit log is closed")
-            written = self._writer.enqueue(pending)
+            written = self._enqueue(pending)
         except BaseException:
             intents.unrecorded.add(intent_id)
             intents.in_flight.pop(intent_id, None)
@@ -272,7 +270,7 @@ class AuditLog:
         clear_before, clear_after, to_seal = split_values(intent)
         body = intent_body(audit_id, intent, "outcome", outcome, None)
         body["before"], body["after"] = clear_before, clear_after
-        return await self._append(
+        return await self._enqueue(
             Pending(body, (intent.system, intent.customer_id), to_seal,
                     expires=self._expires(body, intent, to_seal))
         )  # fmt: skip
@@ -348,10 +346,16 @@ class AuditLog:
             settle_seconds=settle_seconds,
         )  # fmt: skip
 
-    async def _append(self, pending: Pending) -> str:
+    def _enqueue(self, pending: Pending) -> asyncio.Future[str]:
+        """Prepare and queue ``pending``: the future of its id, once it is committed.
+        (``begin``, ``finish`` and ``record`` await it themselves: one coroutine less
+        per entry than :meth:`_append`.)"""
         if self._closed:
             raise AuditUnavailable("the audit log is closed")
-        return await self._writer.append(pending)
+        return self._writer.enqueue(pending)
+
+    async def _append(self, pending: Pending) -> str:
+        return await self._enqueue(pending)
 
     # ------------------------------------------------------------------ reading that leaves a trace
     async def reveal(

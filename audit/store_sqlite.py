@@ -18,8 +18,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,6 +26,7 @@ from typing import Any, TypeVar
 from audit.backend import HEAD_SQL, ChainStep, Row, Statement, StepRun
 from audit.errors import AuditUnavailable, LockTimeout, LockWait, ValueRefused
 from audit.wal import WalCheckpointer, configure_writer, truncate
+from audit.worker import Worker
 
 T = TypeVar("T")
 
@@ -82,11 +82,12 @@ class SqliteBackend:
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-sqlite-w")
-        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-sqlite-r")
+        self._writer = Worker("audit-sqlite-w")
+        self._reader = Worker("audit-sqlite-r")
         self._w: sqlite3.Connection | None = None
         self._r: sqlite3.Connection | None = None
         self._write_lock = asyncio.Lock()
+        self._trips_waiting = 0  # one-trip transactions waiting for the write lock
         self._subjects_fd: int | None = None
         self._checkpointer = WalCheckpointer(path, _connect)
 
@@ -102,11 +103,11 @@ class SqliteBackend:
             raise
         return backend
 
-    async def _on_writer(self, fn: Callable[..., T], *args: Any) -> T:
-        return await _translated(self._writer, fn, *args)
+    def _on_writer(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        return _submit(self._writer, fn, args)
 
-    async def _on_reader(self, fn: Callable[..., T], *args: Any) -> T:
-        return await _translated(self._reader, fn, *args)
+    def _on_reader(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        return _submit(self._reader, fn, args)
 
     def _wcon(self) -> sqlite3.Connection:
         if self._w is None:
@@ -216,17 +217,35 @@ class SqliteBackend:
             raise
         return _Tx(self, head, durable)
 
-    async def chain(self, step: ChainStep, *, durable: bool = True) -> None:
+    def chain(self, step: ChainStep, *, durable: bool = True) -> Awaitable[None]:
         """One trip to the writer thread for the whole transaction."""
-        async with self._write_lock:
-            await self._on_writer(self._w_chain, step, durable)
+        return self._one_trip(self._w_chain, step, durable)
 
-    async def append_if_head(
+    def append_if_head(
         self, expected: tuple[int, str], statements: Sequence[Statement], *, durable: bool
-    ) -> bool:
+    ) -> Awaitable[bool]:
         """One trip to the writer thread: begin, check the head, write, commit."""
-        async with self._write_lock:
-            return await self._on_writer(self._w_append_if_head, expected, statements, durable)
+        return self._one_trip(self._w_append_if_head, expected, statements, durable)
+
+    def _one_trip(self, fn: Callable[..., T], *args: Any) -> Awaitable[T]:
+        """A whole transaction in one call on the writer thread. The write lock keeps it
+        out of a transaction of several calls (:meth:`chain_tx`): while one holds the
+        lock, it waits its turn. With the lock free it is queued at once, without taking
+        it (no task, no lock, no coroutines: issue 11) - the thread runs calls in order,
+        so a transaction begun after it runs after it."""
+        if not self._write_lock.locked() and not self._trips_waiting:
+            return self._on_writer(fn, *args)
+        return self._locked_trip(fn, *args)
+
+    async def _locked_trip(self, fn: Callable[..., T], *args: Any) -> T:
+        # counted while it waits, so that a trip asked for later (with the lock just
+        # released, before this one took it) queues behind it, in the order asked
+        self._trips_waiting += 1
+        try:
+            async with self._write_lock:
+                return await self._on_writer(fn, *args)
+        finally:
+            self._trips_waiting -= 1
 
     def subject_lock(self, key: int, timeout: float) -> AbstractAsyncContextManager[None]:
         return self._subject_lock(key, wait=timeout)
@@ -298,17 +317,28 @@ class SqliteBackend:
         await loop.run_in_executor(None, self._checkpointer.close)
         if self._w is not None:
             with contextlib.suppress(sqlite3.Error):  # the WAL then stays for the next one
-                await loop.run_in_executor(self._writer, truncate, self._w)
-        for con, pool in ((self._w, self._writer), (self._r, self._reader)):
+                await self._writer.submit(truncate, self._w)
+        for con, worker in ((self._w, self._writer), (self._r, self._reader)):
             if con is not None:
-                await loop.run_in_executor(pool, con.close)
-            pool.shutdown(wait=True)
+                await worker.submit(con.close)
+            worker.stop()
         self._w = self._r = None
 
 
-async def _translated(pool: ThreadPoolExecutor, fn: Callable[..., T], *args: Any) -> T:
+def _submit(worker: Worker, fn: Callable[..., T], args: tuple[Any, ...]) -> asyncio.Future[T]:
+    """``fn(*args)`` queued on ``worker``; after ``close``, a future that fails with
+    AuditUnavailable (the error reaches whoever awaits it, as every error of the store)."""
+    if worker.stopped:
+        closed: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        closed.set_exception(AuditUnavailable("the audit store is closed"))
+        return closed
+    return worker.submit(_translated, fn, *args)
+
+
+def _translated(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` on a store thread, its errors as audit errors."""
     try:
-        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+        return fn(*args)
     except sqlite3.DataError as exc:
         raise ValueRefused(
             f"the audit store refuses a value of this entry ({type(exc).__name__})"

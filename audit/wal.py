@@ -133,7 +133,9 @@ class WalCheckpointer:
     def _run(self) -> None:
         con: sqlite3.Connection | None = None
         try:
-            while True:
+            # stop is looked at before each wait: a close() between the pass's start
+            # and its clearing of ``_wrote`` would otherwise leave it waiting for ever
+            while not self._stop.is_set():
                 self._wrote.wait()
                 if self._stop.wait(INTERVAL_SECONDS):
                     return

@@ -5,7 +5,7 @@ engine's encryption key; the audit log seals personal values under a per-subject
 and wraps those keys under the master key. The associated data binds a ciphertext to the
 place it belongs (a field, an entry), so a ciphertext moved elsewhere fails to open.
 A sealed blob is ``nonce (12 bytes) || ciphertext || tag (16 bytes)``; the nonce is random
-(:mod:`common.entropy`).
+(a stream of :mod:`common.entropy`).
 
 :func:`seal` and :func:`open_sealed` take the key each time. A :class:`Sealer` keeps the
 cipher object of one key (building it is about half the cost of sealing a short value),
@@ -20,11 +20,12 @@ from typing import Final
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from common.entropy import random_bytes
+from common.entropy import byte_stream
 
 NONCE_BYTES: Final = 12
 KEY_BYTES: Final = 32
 _TAG_BYTES: Final = 16
+_nonce = byte_stream(NONCE_BYTES)
 
 
 class SealError(ValueError):
@@ -43,7 +44,7 @@ def _check(key: bytes) -> None:
 def seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
     """Encrypt ``plaintext``; returns nonce || ciphertext || tag."""
     _check(key)
-    nonce = random_bytes(NONCE_BYTES)
+    nonce = _nonce()
     return nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
 
 
@@ -80,8 +81,11 @@ class Sealer:
         return self._aead
 
     def seal(self, plaintext: bytes, aad: bytes) -> bytes:
-        nonce = random_bytes(NONCE_BYTES)
-        return nonce + self._cipher().encrypt(nonce, plaintext, aad)
+        aead = self._aead  # what _cipher() does, inline: this is every entry's seal
+        if aead is None:
+            raise KeyDestroyed("this key was destroyed")
+        nonce = _nonce()
+        return nonce + aead.encrypt(nonce, plaintext, aad)
 
     def open(self, blob: bytes, aad: bytes) -> bytes:
         return _open(self._cipher(), blob, aad)

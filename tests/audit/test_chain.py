@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -72,6 +73,30 @@ def test_uuid7_is_sortable_and_versioned() -> None:
     assert all(i[14] == "7" and i[19] in "89ab" for i in ids)
     assert len(set(ids)) == 50
     assert ids == sorted(ids)  # made one after the other: sorted
+
+
+def test_uuid7_holds_the_time_it_was_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The text put together from parts is RFC 9562's layout: 48 bits of milliseconds,
+    the version, 12 bits of sub-millisecond time, the variant, 62 random bits - across
+    a change of millisecond (the millisecond's part is cached)."""
+    import time
+    import uuid
+
+    from audit import ids
+
+    for ns in (1_764_482_400_123_456_789, 1_764_482_400_123_999_999, 1_764_482_400_124_000_000):
+        monkeypatch.setattr(ids.time, "time_ns", lambda ns=ns: ns)
+        made = [uuid.UUID(ids.uuid7()) for _ in range(200)]
+        for value in made:
+            assert value.version == 7 and value.variant == uuid.RFC_4122
+            assert value.int >> 80 == ns // 1_000_000
+            assert value.int >> 64 & 0xFFF == ns % 1_000_000 * 4096 // 1_000_000
+        random_parts = [value.int & ((1 << 62) - 1) for value in made]
+        assert len(set(random_parts)) == 200
+        # every one of the 62 bits varies
+        assert all(any(p >> bit & 1 for p in random_parts) for bit in range(62))
+    monkeypatch.undo()
+    assert abs((uuid.UUID(ids.uuid7()).int >> 80) - time.time_ns() // 1_000_000) < 2_000
 
 
 def test_now_is_fixed_width_utc_and_moves_on() -> None:

@@ -12,6 +12,7 @@ import base64
 import signal
 import sqlite3
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -197,3 +198,31 @@ async def test_a_close_while_another_reads_leaves_the_wal(
         assert other.execute("SELECT count(*) FROM audit_entry").fetchone()[0] == 2
     finally:
         other.close()
+
+
+class _CloseLandsLate(threading.Event):
+    """The checkpointer's stop event, with ``close()`` landing just after a pass decided
+    to run (before it clears its wake-up): stop and the wake-up are set then."""
+
+    def __init__(self, wrote: threading.Event) -> None:
+        super().__init__()
+        self._wrote = wrote
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self.is_set():
+            return True
+        self.set()  # what close() does, in its order
+        self._wrote.set()
+        return False
+
+
+async def test_a_close_during_a_pass_stops_the_thread(db: Path) -> None:
+    """A close that lands as a pass starts still ends the thread (it waited for ever for
+    a wake-up it had cleared: the process hung in close, seen in a bench run)."""
+    checkpointer = audit.wal.WalCheckpointer(db, lambda path: sqlite3.connect(path))
+    checkpointer._stop = _CloseLandsLate(checkpointer._wrote)
+    checkpointer.committed()
+    checkpointer.start()
+    await asyncio.to_thread(checkpointer._thread.join, 10)
+    assert not checkpointer._thread.is_alive()
+    assert checkpointer.checkpoints == 1
