@@ -10,7 +10,7 @@ from policies.compiled import CompiledPolicy, FieldSpec
 from policies.masking.base import Masker, MaskingKeys
 from policies.masking.registry import STRATEGIES
 from policies.model import SENSITIVITIES, UNKNOWN_SENSITIVITY, MaskResult
-from policies.state import record_state
+from policies.state import RecordState, record_state
 
 # sensitivity -> (strategy name, masker)
 MaskTable = dict[str, tuple[str, Masker]]
@@ -18,11 +18,13 @@ MaskTable = dict[str, tuple[str, Masker]]
 
 @dataclass
 class PolicyMasks:
-    """The built maskers of one policy: per role, per sensitivity; a per-role-set cache."""
+    """The built maskers of one policy: per role, per sensitivity; a per-role-set cache,
+    and a per-(role set, record state) cache of each top-level field's step."""
 
     per_role: dict[str, dict[str, tuple[str, int, Masker]]]
     fallback: tuple[str, Masker]
     cache: dict[frozenset[str], MaskTable] = field(default_factory=dict)
+    plans: dict[tuple[frozenset[str], tuple[object, ...]], _Plan] = field(default_factory=dict)
 
     def table(self, roles: frozenset[str]) -> MaskTable:
         """For each sensitivity, the most revealing strategy any of ``roles`` is given;
@@ -41,6 +43,17 @@ class PolicyMasks:
         if len(self.cache) < 64:
             self.cache[roles] = out
         return out
+
+    def plan(self, policy: CompiledPolicy, roles: frozenset[str], state: RecordState) -> _Plan:
+        """What each top-level field of a record becomes for ``roles`` in ``state`` (the
+        escalation rules that hold): worked out once per such pair, not per record."""
+        key = (roles, state.rules)
+        found = self.plans.get(key)
+        if found is None:
+            found = _Plan(policy, self.table(roles), state.escalate)
+            if len(self.plans) < 64:
+                self.plans[key] = found
+        return found
 
 
 def build_masks(policy: CompiledPolicy, keys: MaskingKeys) -> PolicyMasks:
@@ -64,24 +77,63 @@ def build_masks(policy: CompiledPolicy, keys: MaskingKeys) -> PolicyMasks:
 def mask_record(
     policy: CompiledPolicy, masks: PolicyMasks, record: Mapping[str, Any], roles: Iterable[str]
 ) -> MaskResult:
-    table = masks.table(frozenset(roles))
-    escalate = record_state(policy, record).escalate
-    # sensitivity (static) -> (strategy name, masker), after the record's escalation
-    cells = {s: table[escalate.get(s, s)] for s in SENSITIVITIES}
-    walker = _Walker(cells)
-    leaf, walk = walker.leaf, walker.walk
-    fields = policy.fields
+    plan = masks.plan(policy, frozenset(roles), record_state(policy, record))
+    steps, unknown = plan.steps, plan.unknown
+    walker = _Walker(plan.cells)
+    counts = walker.counts
     out: dict[str, Any] = {}
     for key, value in record.items():
-        spec = fields.get(key)
         if value is None:
             out[key] = None
-        elif spec is not None and spec.children is None and spec.items is None:
-            clear = cells[spec.sensitivity][0] == "clear"
-            out[key] = value if clear else leaf(spec, value, key)
-        else:
-            out[key] = walk(spec, value, key)
-    return MaskResult(out, walker.counts)
+            continue
+        step = steps.get(key, unknown)
+        if step is None:  # shown as it is
+            out[key] = value
+        elif isinstance(step, tuple):  # a leaf masked: (strategy name, masker, shape)
+            name, masker, shape = step
+            counts[name] = counts.get(name, 0) + 1
+            out[key] = _shown(masker(value, shape, key), value)
+        else:  # an object or a list the policy describes: walked
+            out[key] = walker.walk(step, value, key)
+    return MaskResult(out, counts)
+
+
+#: a top-level field's step: None (clear), a leaf's (name, masker, shape), or its spec
+_Step = tuple[str, Masker, str] | FieldSpec | None
+
+
+class _Plan:
+    """For one role set and one record state: each sensitivity's cell after the state's
+    escalation, and each top-level field's step (:data:`_Step`)."""
+
+    __slots__ = ("cells", "steps", "unknown")
+
+    def __init__(
+        self, policy: CompiledPolicy, table: MaskTable, escalate: Mapping[str, str]
+    ) -> None:
+        # sensitivity (static) -> (strategy name, masker), after the record's escalation
+        self.cells = cells = {s: table[escalate.get(s, s)] for s in SENSITIVITIES}
+        self.steps: dict[str, _Step] = {
+            key: _leaf_step(cells[spec.sensitivity], spec.shape)
+            if spec.children is None and spec.items is None
+            else spec
+            for key, spec in policy.fields.items()
+        }
+        # a member the policy does not name: its whole value masked as unknown text
+        self.unknown = _leaf_step(cells[UNKNOWN_SENSITIVITY], "text")
+
+
+def _shown(shown: Any, value: Any) -> Any:
+    """A masked value as shown: None for a mask that happens to equal the value (it
+    would reveal it)."""
+    if shown is not None and type(shown) is type(value) and shown == value:
+        return None
+    return shown
+
+
+def _leaf_step(cell: tuple[str, Masker], shape: str) -> _Step:
+    name, masker = cell
+    return None if name == "clear" else (name, masker, shape)
 
 
 class _Walker:
@@ -99,12 +151,9 @@ class _Walker:
         name, masker = self.cells[spec.sensitivity if spec is not None else UNKNOWN_SENSITIVITY]
         if name == "clear":
             return value
-        shown = masker(value, spec.shape if spec is not None else "text", path)
-        if shown is not None and type(shown) is type(value) and shown == value:
-            shown = None  # a mask that happens to equal the value would reveal it
         counts = self.counts
         counts[name] = counts.get(name, 0) + 1
-        return shown
+        return _shown(masker(value, spec.shape if spec is not None else "text", path), value)
 
     def walk(self, spec: FieldSpec | None, value: Any, path: str) -> Any:
         if value is None:
