@@ -255,11 +255,13 @@ def access_line(
         level = logging.WARNING
     if not _access.isEnabledFor(level):
         return
-    code = response.get(PROBLEM_CODE_KEY) if response is not None else None
-    if code is None:
-        code = request.get(REQUEST_PROBLEM_KEY)
-    if code is None and response is None:
-        code = "client_closed" if cancelled else Problem.INTERNAL_ERROR
+    code = None
+    if status >= 400:  # only an error has a problem code (none is looked up for the rest)
+        code = response.get(PROBLEM_CODE_KEY) if response is not None else None
+        if code is None:
+            code = request.get(REQUEST_PROBLEM_KEY)
+        if code is None and response is None:
+            code = "client_closed" if cancelled else Problem.INTERNAL_ERROR
     if system is _UNSET:
         system = request.match_info.get("system")
         settings = request.app.get(SETTINGS_KEY)  # an app without settings: the shipped ones

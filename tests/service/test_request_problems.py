@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from aiohttp.test_utils import make_mocked_request
+
+from service.errors import ValidationFailed
+from service.routes.common import flag
 from tests.service.conftest import EDITOR, Stack
 
 URL = "/v1/systems/billbee/customers/1002"
@@ -157,3 +162,19 @@ async def test_every_answer_carries_a_request_id(stack: Stack) -> None:
     assert resp.status == 404
     assert resp.headers["X-Request-Id"]
     assert (await problem(resp))["code"] == "not_found"
+
+
+def test_a_flag_is_false_without_a_query_and_read_from_one() -> None:
+    """``flag`` skips the query's parse when there is no query (issue 11); with one, it
+    reads it as before: true or false in their spellings, anything else 422."""
+    def read(target: str) -> bool:
+        return flag(make_mocked_request("PATCH", target), "dry_run")
+
+    assert read(URL) is False
+    assert read(URL + "?") is False
+    assert read(URL + "?other=1") is False
+    assert read(URL + "?dry_run=true") is True
+    assert read(URL + "?other=1&dry_run=YES") is True
+    assert read(URL + "?dry_run=0") is False
+    with pytest.raises(ValidationFailed):
+        read(URL + "?dry_run=maybe")
