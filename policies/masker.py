@@ -79,8 +79,7 @@ def mask_record(
 ) -> MaskResult:
     plan = masks.plan(policy, frozenset(roles), record_state(policy, record))
     steps, unknown = plan.steps, plan.unknown
-    walker = _Walker(plan.cells)
-    counts = walker.counts
+    counts: dict[str, int] = {}
     out: dict[str, Any] = {}
     for key, value in record.items():
         if value is None:
@@ -89,38 +88,82 @@ def mask_record(
         step = steps.get(key, unknown)
         if step is None:  # shown as it is
             out[key] = value
-        elif isinstance(step, tuple):  # a leaf masked: (strategy name, masker, shape)
+        elif type(step) is tuple:  # a leaf masked: (strategy name, masker, shape)
             name, masker, shape = step
             counts[name] = counts.get(name, 0) + 1
             out[key] = _shown(masker(value, shape, key), value)
-        else:  # an object or a list the policy describes: walked
-            out[key] = walker.walk(step, value, key)
+        else:  # an object or a list the policy describes
+            out[key] = _masked(step, value, key, counts)
     return MaskResult(out, counts)
 
 
-#: a top-level field's step: None (clear), a leaf's (name, masker, shape), or its spec
-_Step = tuple[str, Masker, str] | FieldSpec | None
+class _Node:
+    """The step of a field the policy describes as an object (``children``: each
+    member's step) or a list (``items``: each item's step); ``leaf`` for a value of
+    another type, ``unknown`` for a member the policy does not name."""
+
+    __slots__ = ("children", "items", "leaf", "unknown")
+
+    def __init__(
+        self, spec: FieldSpec, cells: dict[str, tuple[str, Masker]], unknown: _Step
+    ) -> None:
+        self.leaf = _leaf_step(cells[spec.sensitivity], spec.shape)
+        self.unknown = unknown
+        self.children = (
+            {name: _step(child, cells, unknown) for name, child in spec.children.items()}
+            if spec.children is not None
+            else None
+        )
+        self.items = _step(spec.items, cells, unknown) if spec.items is not None else None
+
+
+#: a field's step: None (shown as it is), a leaf's (strategy name, masker, shape), or
+#: the :class:`_Node` of an object or a list
+_Step = tuple[str, Masker, str] | _Node | None
+
+
+def _step(spec: FieldSpec, cells: dict[str, tuple[str, Masker]], unknown: _Step) -> _Step:
+    if spec.children is None and spec.items is None:
+        return _leaf_step(cells[spec.sensitivity], spec.shape)
+    return _Node(spec, cells, unknown)
+
+
+def _masked(step: _Step, value: Any, path: str, counts: dict[str, int]) -> Any:
+    """``value`` at ``path`` as ``step`` shows it; ``counts`` the values masked, by
+    strategy. (A module function, not a closure: no reference cycle per record, see
+    docs/performance.md "Garbage collector".)"""
+    if value is None or step is None:
+        return value
+    if type(step) is tuple:
+        name, masker, shape = step
+        counts[name] = counts.get(name, 0) + 1
+        return _shown(masker(value, shape, path), value)
+    assert isinstance(step, _Node)
+    if step.children is not None and isinstance(value, dict):
+        children, unknown = step.children, step.unknown
+        return {
+            k: _masked(children.get(k, unknown), v, f"{path}.{k}", counts)
+            for k, v in value.items()
+        }
+    if step.items is not None and isinstance(value, list):
+        item = step.items
+        return [_masked(item, v, f"{path}[{i}]", counts) for i, v in enumerate(value)]
+    return _masked(step.leaf, value, path, counts)
 
 
 class _Plan:
-    """For one role set and one record state: each sensitivity's cell after the state's
-    escalation, and each top-level field's step (:data:`_Step`)."""
+    """For one role set and one record state: each top-level field's step, and the
+    step of a member the policy does not name (its whole value masked as unknown text)."""
 
-    __slots__ = ("cells", "steps", "unknown")
+    __slots__ = ("steps", "unknown")
 
     def __init__(
         self, policy: CompiledPolicy, table: MaskTable, escalate: Mapping[str, str]
     ) -> None:
         # sensitivity (static) -> (strategy name, masker), after the record's escalation
-        self.cells = cells = {s: table[escalate.get(s, s)] for s in SENSITIVITIES}
-        self.steps: dict[str, _Step] = {
-            key: _leaf_step(cells[spec.sensitivity], spec.shape)
-            if spec.children is None and spec.items is None
-            else spec
-            for key, spec in policy.fields.items()
-        }
-        # a member the policy does not name: its whole value masked as unknown text
-        self.unknown = _leaf_step(cells[UNKNOWN_SENSITIVITY], "text")
+        cells = {s: table[escalate.get(s, s)] for s in SENSITIVITIES}
+        self.unknown = unknown = _leaf_step(cells[UNKNOWN_SENSITIVITY], "text")
+        self.steps = {key: _step(spec, cells, unknown) for key, spec in policy.fields.items()}
 
 
 def _shown(shown: Any, value: Any) -> Any:
@@ -134,34 +177,3 @@ def _shown(shown: Any, value: Any) -> Any:
 def _leaf_step(cell: tuple[str, Masker], shape: str) -> _Step:
     name, masker = cell
     return None if name == "clear" else (name, masker, shape)
-
-
-class _Walker:
-    """One record's masking. A class, not nested functions: a recursive closure refers
-    to itself through its cell, a reference cycle that only the garbage collector frees,
-    one per answer (docs/performance.md, "Garbage collector")."""
-
-    __slots__ = ("cells", "counts")
-
-    def __init__(self, cells: dict[str, tuple[str, Any]]) -> None:
-        self.cells = cells
-        self.counts: dict[str, int] = {}
-
-    def leaf(self, spec: FieldSpec | None, value: Any, path: str) -> Any:
-        name, masker = self.cells[spec.sensitivity if spec is not None else UNKNOWN_SENSITIVITY]
-        if name == "clear":
-            return value
-        counts = self.counts
-        counts[name] = counts.get(name, 0) + 1
-        return _shown(masker(value, spec.shape if spec is not None else "text", path), value)
-
-    def walk(self, spec: FieldSpec | None, value: Any, path: str) -> Any:
-        if value is None:
-            return None
-        if spec is not None:
-            if spec.children is not None and isinstance(value, dict):
-                children = spec.children
-                return {k: self.walk(children.get(k), v, f"{path}.{k}") for k, v in value.items()}
-            if spec.items is not None and isinstance(value, list):
-                return [self.walk(spec.items, v, f"{path}[{i}]") for i, v in enumerate(value)]
-        return self.leaf(spec, value, path)
