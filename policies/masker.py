@@ -10,7 +10,7 @@ from policies.compiled import CompiledPolicy, FieldSpec
 from policies.masking.base import Masker, MaskingKeys
 from policies.masking.registry import STRATEGIES
 from policies.model import SENSITIVITIES, UNKNOWN_SENSITIVITY, MaskResult
-from policies.state import record_state
+from policies.state import RecordState, record_state
 
 # sensitivity -> (strategy name, masker)
 MaskTable = dict[str, tuple[str, Masker]]
@@ -18,11 +18,13 @@ MaskTable = dict[str, tuple[str, Masker]]
 
 @dataclass
 class PolicyMasks:
-    """The built maskers of one policy: per role, per sensitivity; a per-role-set cache."""
+    """The built maskers of one policy: per role, per sensitivity; a per-role-set cache,
+    and a per-(role set, record state) cache of each top-level field's step."""
 
     per_role: dict[str, dict[str, tuple[str, int, Masker]]]
     fallback: tuple[str, Masker]
     cache: dict[frozenset[str], MaskTable] = field(default_factory=dict)
+    plans: dict[tuple[frozenset[str], tuple[object, ...]], _Plan] = field(default_factory=dict)
 
     def table(self, roles: frozenset[str]) -> MaskTable:
         """For each sensitivity, the most revealing strategy any of ``roles`` is given;
@@ -41,6 +43,17 @@ class PolicyMasks:
         if len(self.cache) < 64:
             self.cache[roles] = out
         return out
+
+    def plan(self, policy: CompiledPolicy, roles: frozenset[str], state: RecordState) -> _Plan:
+        """What each top-level field of a record becomes for ``roles`` in ``state`` (the
+        escalation rules that hold): worked out once per such pair, not per record."""
+        key = (roles, state.rules)
+        found = self.plans.get(key)
+        if found is None:
+            found = _Plan(policy, self.table(roles), state.escalate)
+            if len(self.plans) < 64:
+                self.plans[key] = found
+        return found
 
 
 def build_masks(policy: CompiledPolicy, keys: MaskingKeys) -> PolicyMasks:
@@ -64,55 +77,103 @@ def build_masks(policy: CompiledPolicy, keys: MaskingKeys) -> PolicyMasks:
 def mask_record(
     policy: CompiledPolicy, masks: PolicyMasks, record: Mapping[str, Any], roles: Iterable[str]
 ) -> MaskResult:
-    table = masks.table(frozenset(roles))
-    escalate = record_state(policy, record).escalate
-    # sensitivity (static) -> (strategy name, masker), after the record's escalation
-    cells = {s: table[escalate.get(s, s)] for s in SENSITIVITIES}
-    walker = _Walker(cells)
-    leaf, walk = walker.leaf, walker.walk
-    fields = policy.fields
+    plan = masks.plan(policy, frozenset(roles), record_state(policy, record))
+    steps, unknown = plan.steps, plan.unknown
+    counts: dict[str, int] = {}
     out: dict[str, Any] = {}
     for key, value in record.items():
-        spec = fields.get(key)
         if value is None:
             out[key] = None
-        elif spec is not None and spec.children is None and spec.items is None:
-            clear = cells[spec.sensitivity][0] == "clear"
-            out[key] = value if clear else leaf(spec, value, key)
-        else:
-            out[key] = walk(spec, value, key)
-    return MaskResult(out, walker.counts)
+            continue
+        step = steps.get(key, unknown)
+        if step is None:  # shown as it is
+            out[key] = value
+        elif type(step) is tuple:  # a leaf masked: (strategy name, masker, shape)
+            name, masker, shape = step
+            counts[name] = counts.get(name, 0) + 1
+            out[key] = _shown(masker(value, shape, key), value)
+        else:  # an object or a list the policy describes
+            out[key] = _masked(step, value, key, counts)
+    return MaskResult(out, counts)
 
 
-class _Walker:
-    """One record's masking. A class, not nested functions: a recursive closure refers
-    to itself through its cell, a reference cycle that only the garbage collector frees,
-    one per answer (docs/performance.md, "Garbage collector")."""
+class _Node:
+    """The step of a field the policy describes as an object (``children``: each
+    member's step) or a list (``items``: each item's step); ``leaf`` for a value of
+    another type, ``unknown`` for a member the policy does not name."""
 
-    __slots__ = ("cells", "counts")
+    __slots__ = ("children", "items", "leaf", "unknown")
 
-    def __init__(self, cells: dict[str, tuple[str, Any]]) -> None:
-        self.cells = cells
-        self.counts: dict[str, int] = {}
+    def __init__(
+        self, spec: FieldSpec, cells: dict[str, tuple[str, Masker]], unknown: _Step
+    ) -> None:
+        self.leaf = _leaf_step(cells[spec.sensitivity], spec.shape)
+        self.unknown = unknown
+        self.children = (
+            {name: _step(child, cells, unknown) for name, child in spec.children.items()}
+            if spec.children is not None
+            else None
+        )
+        self.items = _step(spec.items, cells, unknown) if spec.items is not None else None
 
-    def leaf(self, spec: FieldSpec | None, value: Any, path: str) -> Any:
-        name, masker = self.cells[spec.sensitivity if spec is not None else UNKNOWN_SENSITIVITY]
-        if name == "clear":
-            return value
-        shown = masker(value, spec.shape if spec is not None else "text", path)
-        if shown is not None and type(shown) is type(value) and shown == value:
-            shown = None  # a mask that happens to equal the value would reveal it
-        counts = self.counts
+
+#: a field's step: None (shown as it is), a leaf's (strategy name, masker, shape), or
+#: the :class:`_Node` of an object or a list
+_Step = tuple[str, Masker, str] | _Node | None
+
+
+def _step(spec: FieldSpec, cells: dict[str, tuple[str, Masker]], unknown: _Step) -> _Step:
+    if spec.children is None and spec.items is None:
+        return _leaf_step(cells[spec.sensitivity], spec.shape)
+    return _Node(spec, cells, unknown)
+
+
+def _masked(step: _Step, value: Any, path: str, counts: dict[str, int]) -> Any:
+    """``value`` at ``path`` as ``step`` shows it; ``counts`` the values masked, by
+    strategy. (A module function, not a closure: no reference cycle per record, see
+    docs/performance.md "Garbage collector".)"""
+    if value is None or step is None:
+        return value
+    if type(step) is tuple:
+        name, masker, shape = step
         counts[name] = counts.get(name, 0) + 1
-        return shown
+        return _shown(masker(value, shape, path), value)
+    assert isinstance(step, _Node)
+    if step.children is not None and isinstance(value, dict):
+        children, unknown = step.children, step.unknown
+        return {
+            k: _masked(children.get(k, unknown), v, f"{path}.{k}", counts)
+            for k, v in value.items()
+        }
+    if step.items is not None and isinstance(value, list):
+        item = step.items
+        return [_masked(item, v, f"{path}[{i}]", counts) for i, v in enumerate(value)]
+    return _masked(step.leaf, value, path, counts)
 
-    def walk(self, spec: FieldSpec | None, value: Any, path: str) -> Any:
-        if value is None:
-            return None
-        if spec is not None:
-            if spec.children is not None and isinstance(value, dict):
-                children = spec.children
-                return {k: self.walk(children.get(k), v, f"{path}.{k}") for k, v in value.items()}
-            if spec.items is not None and isinstance(value, list):
-                return [self.walk(spec.items, v, f"{path}[{i}]") for i, v in enumerate(value)]
-        return self.leaf(spec, value, path)
+
+class _Plan:
+    """For one role set and one record state: each top-level field's step, and the
+    step of a member the policy does not name (its whole value masked as unknown text)."""
+
+    __slots__ = ("steps", "unknown")
+
+    def __init__(
+        self, policy: CompiledPolicy, table: MaskTable, escalate: Mapping[str, str]
+    ) -> None:
+        # sensitivity (static) -> (strategy name, masker), after the record's escalation
+        cells = {s: table[escalate.get(s, s)] for s in SENSITIVITIES}
+        self.unknown = unknown = _leaf_step(cells[UNKNOWN_SENSITIVITY], "text")
+        self.steps = {key: _step(spec, cells, unknown) for key, spec in policy.fields.items()}
+
+
+def _shown(shown: Any, value: Any) -> Any:
+    """A masked value as shown: None for a mask that happens to equal the value (it
+    would reveal it)."""
+    if shown is not None and type(shown) is type(value) and shown == value:
+        return None
+    return shown
+
+
+def _leaf_step(cell: tuple[str, Masker], shape: str) -> _Step:
+    name, masker = cell
+    return None if name == "clear" else (name, masker, shape)

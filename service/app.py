@@ -38,7 +38,6 @@ from service.keys import (
 )
 from service.logs import log_event
 from service.metrics import Metrics, metrics_handler
-from service.middleware import stamp_context_headers
 from service.openapi_gen import OpenApiCache
 from service.reload import policies_ctx
 from service.retention import retention_ctx
@@ -103,8 +102,9 @@ def create_app(
     metrics.init_routes(
         r.canonical for r in app.router.resources() if r.canonical != "/metrics"
     )
-    # answers a handler streams itself get X-Request-Id / X-Audit-Id too
-    app.on_response_prepare.append(stamp_context_headers)
+    # No on_response_prepare hook: the edge stamps Server, X-Request-Id and X-Audit-Id
+    # on every answer before it is prepared (service.middleware.stamp_ids), and no
+    # handler here streams. One that did would register stamp_context_headers.
     return app
 
 

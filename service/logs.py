@@ -94,13 +94,52 @@ def log_event(
 def emit(logger: logging.Logger, level: int, event: str, clean: dict[str, object]) -> None:
     """``logger.log(level, event)`` with fields already clean (as :func:`log_event`
     makes them), without what no line shows: the caller's file, line and function, which
-    ``Logger.log`` finds by walking the stack for every record (issue 11)."""
-    logger.handle(
-        logger.makeRecord(
-            logger.name, level, _NO_FILE, 0, event, (), None, _NO_FUNCTION,
-            {_FIELDS_ATTR: clean},
-        )
-    )  # fmt: skip
+    ``Logger.log`` finds by walking the stack for every record (issue 11).
+
+    When the one place such a record would go is the handler :func:`configure_logging`
+    installs (no other handler, no filter on the way), the line is written straight to
+    it, without a ``LogRecord`` and logging's dispatch: the same line (issue 11)."""
+    handler = _sole_handler(logger, level)
+    if handler is not None:
+        handler.write(level, logger.name, event, clean)
+        return
+    logger.handle(_record(logger, level, event, clean))
+
+
+def _record(
+    logger: logging.Logger, level: int, event: str, clean: dict[str, object]
+) -> logging.LogRecord:
+    return logger.makeRecord(
+        logger.name, level, _NO_FILE, 0, event, (), None, _NO_FUNCTION, {_FIELDS_ATTR: clean}
+    )
+
+
+def _sole_handler(logger: logging.Logger, level: int) -> _StderrHandler | None:
+    """The :class:`_StderrHandler` (with its :class:`JsonFormatter`) when it is the only
+    handler a record of ``logger`` at ``level`` would reach and no filter is on the way;
+    else None (a test's capture, a handler added by anyone: logging's own way)."""
+    if logger.disabled:
+        return None
+    found = None
+    node: logging.Logger | None = logger
+    while node is not None:
+        if node.filters:
+            return None
+        for handler in node.handlers:
+            if found is not None or type(handler) is not _StderrHandler:
+                return None
+            found = handler
+        if not node.propagate:
+            break
+        node = node.parent
+    if (
+        found is None
+        or found.filters
+        or level < found.level
+        or type(found.formatter) is not JsonFormatter
+    ):
+        return None
+    return found
 
 
 class LogLimiter:
@@ -162,18 +201,40 @@ class JsonFormatter(logging.Formatter):
         return f"{self._prefix}.{micros // 1000:03d}+00:00"
 
     def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "time": self._time(record.created),
-            "level": record.levelname,
-            "logger": record.name,
+        return self.line(
+            record.created,
+            record.levelname,
+            record.name,
             # The template only: arguments interpolated into it may carry data.
-            "event": record.msg if isinstance(record.msg, str) else type(record.msg).__name__,
+            record.msg if isinstance(record.msg, str) else type(record.msg).__name__,
+            getattr(record, _FIELDS_ATTR, None),
+            record,
+        )
+
+    def line(
+        self,
+        created: float,
+        level: str,
+        logger: str,
+        event: str,
+        fields: object,
+        record: logging.LogRecord | None = None,
+    ) -> str:
+        """The line of an event with its clean ``fields`` (and the exception of
+        ``record``, when it has one)."""
+        out: dict[str, Any] = {
+            "time": self._time(created),
+            "level": level,
+            "logger": logger,
+            "event": event,
         }
-        fields = getattr(record, _FIELDS_ATTR, None)
         if isinstance(fields, dict):
-            for name, value in fields.items():
-                out[f"field_{name}" if name in _CORE else name] = value
-        if record.exc_info and record.exc_info[0] is not None:
+            if _CORE.isdisjoint(fields):
+                out.update(fields)
+            else:
+                for name, value in fields.items():
+                    out[f"field_{name}" if name in _CORE else name] = value
+        if record is not None and record.exc_info and record.exc_info[0] is not None:
             exc_type, _, tb = record.exc_info
             out["exc_type"] = f"{exc_type.__module__}.{exc_type.__qualname__}"
             out["stack"] = [
@@ -207,6 +268,27 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     @stream.setter
     def stream(self, _value: object) -> None:
         pass
+
+    def write(self, level: int, logger: str, event: str, fields: dict[str, object]) -> None:
+        """What ``handle`` of the record of :func:`emit` writes (this handler's
+        :class:`JsonFormatter` being its formatter: see :func:`_sole_handler`)."""
+        formatter = self.formatter
+        assert isinstance(formatter, JsonFormatter)
+        created = time.time()
+        with self.lock:  # type: ignore[union-attr]  # made in Handler.__init__
+            try:
+                line = formatter.line(created, logging.getLevelName(level), logger, event, fields)
+                stream = sys.stderr
+                stream.write(line + "\n")
+                stream.flush()
+            except RecursionError:
+                raise
+            except Exception:  # as logging does: reported on stderr, never raised
+                record = logging.makeLogRecord(
+                    {"name": logger, "levelno": level, "levelname": logging.getLevelName(level),
+                     "msg": event, _FIELDS_ATTR: fields, "created": created}
+                )  # fmt: skip
+                self.handleError(record)
 
 
 def configure_logging(level: str) -> None:

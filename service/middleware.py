@@ -1,9 +1,11 @@
 """What the edge (``service/edge.py``, the one middleware every request passes) is made
-of: the request id, errors as problem+json (:func:`problem_for`), ``X-Request-Id`` and
-``X-Audit-Id`` on every answer, and the one access line. :func:`problem_middleware`
-wraps a single handler the same way (the idempotency wrapper uses it to keep the final
-answer). A handler that streams (prepares its response itself) gets the headers from
-:func:`stamp_context_headers`, registered as an ``on_response_prepare`` hook.
+of: the request id, errors as problem+json (:func:`problem_for`), ``Server``,
+``X-Request-Id`` and ``X-Audit-Id`` on every answer (:func:`stamp_ids`), and the one
+access line. :func:`problem_middleware` wraps a single handler the same way (the
+idempotency wrapper uses it to keep the final answer). A handler that streams (prepares
+its response itself) gets the headers from :func:`stamp_context_headers`, registered as an
+``on_response_prepare`` hook; the gateway has no such handler, so its app registers none
+(a hook costs a signal and a coroutine per answer, issue 11).
 """
 
 from __future__ import annotations
@@ -201,10 +203,13 @@ def new_request_id() -> str:
 def stamp_ids(
     request: web.Request, response: web.StreamResponse | None, request_id: str
 ) -> None:
-    """``X-Request-Id`` and, when one was written, ``X-Audit-Id`` on an answer not yet
-    sent (a streamed one has them from :func:`stamp_context_headers`)."""
+    """The fixed ``Server`` header, ``X-Request-Id`` and, when one was written,
+    ``X-Audit-Id`` on an answer not yet sent (a redirect raised as an exception too: it
+    is its own response). A handler that streams prepares its response before this runs:
+    it needs :func:`stamp_context_headers` as its app's ``on_response_prepare`` hook."""
     if response is not None and not response.prepared:
         headers = response.headers
+        headers["Server"] = SERVER_NAME
         headers[REQUEST_ID_HEADER] = request_id
         audit_id = request.get(AUDIT_ID_KEY)
         if audit_id:
@@ -255,11 +260,13 @@ def access_line(
         level = logging.WARNING
     if not _access.isEnabledFor(level):
         return
-    code = response.get(PROBLEM_CODE_KEY) if response is not None else None
-    if code is None:
-        code = request.get(REQUEST_PROBLEM_KEY)
-    if code is None and response is None:
-        code = "client_closed" if cancelled else Problem.INTERNAL_ERROR
+    code = None
+    if status >= 400:  # only an error has a problem code (none is looked up for the rest)
+        code = response.get(PROBLEM_CODE_KEY) if response is not None else None
+        if code is None:
+            code = request.get(REQUEST_PROBLEM_KEY)
+        if code is None and response is None:
+            code = "client_closed" if cancelled else Problem.INTERNAL_ERROR
     if system is _UNSET:
         system = request.match_info.get("system")
         settings = request.app.get(SETTINGS_KEY)  # an app without settings: the shipped ones

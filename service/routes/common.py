@@ -318,6 +318,8 @@ def reason(body: dict[str, Any]) -> str:
 
 
 def flag(request: web.Request, name: str) -> bool:
+    if not request.query_string:  # no query (nearly every request): nothing to parse
+        return False
     raw = request.query.get(name)
     if raw is None:
         return False

@@ -36,6 +36,13 @@ def test_partial_shapes() -> None:
     assert partial_email("anna.berg@mail.example.org") == "a***@***.org"
     assert partial_phone("+49 30 1234567") == "***67"
     assert partial_phone("12") == "***"
+    # ASCII numbers take a faster way to their digits: the same digits as any other
+    for number in ("+49 (30) 123-4567", "tel:0049.30.1234567 ext 89", "a1b2c3d4e5f6", "12345"):
+        assert partial_phone(number) == (
+            "***" + "".join(c for c in number if c.isdigit())[-2:]
+            if sum(c.isdigit() for c in number) >= 6 else "***"
+        )
+    assert partial_phone("\u0661\u0662\u0663\u0664\u0665\u0666\u0667") == "***\u0666\u0667"
     assert partial_text("Virtanen", 1) == "V***n"
     assert partial_text("Virtanen", 2) == "Vi***en"
     assert partial_text("Al", 1) == "***"
@@ -139,6 +146,26 @@ def test_restricted_record_masks_escalated(engine: PolicyEngine) -> None:
     assert r["name"] == REDACTED and r["email"] == REDACTED and r["sms_numbers"] == [REDACTED]
     assert r["status_id"] == 1
     assert engine.mask("keycom", RESTRICTED, ["auditor"]).record["name"] == REDACTED
+
+
+def test_masking_steps_are_kept_per_role_set_and_record_state(policy_set: PolicySet) -> None:
+    """The masker keeps each field's step per role set and record state (worked out once,
+    not per record): records of both states and callers of different roles, interleaved
+    on one engine, each masked exactly as a fresh engine masks it alone."""
+    shared = PolicyEngine(policy_set, pseudonym_key=PSEUDONYM_KEY, hash_salt=HASH_SALT)
+    cases = [
+        (record, roles)
+        for _ in range(2)
+        for record in (ORDINARY, RESTRICTED, {**ORDINARY, "extra": "x"})
+        for roles in (["editor"], ["auditor"], ["auditor", "editor"], ["guest"])
+    ]
+    for record, roles in cases:
+        fresh = PolicyEngine(policy_set, pseudonym_key=PSEUDONYM_KEY, hash_salt=HASH_SALT)
+        assert shared.mask("keycom", record, roles) == fresh.mask("keycom", record, roles)
+    ordinary = shared.mask("keycom", ORDINARY, ["editor"])
+    restricted = shared.mask("keycom", RESTRICTED, ["editor"])
+    assert ordinary.record["name"] == "A***n" and restricted.record["name"] == REDACTED
+    assert ordinary.counts != restricted.counts
 
 
 def test_several_roles_get_the_most_revealing(engine: PolicyEngine) -> None:

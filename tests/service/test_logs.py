@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Iterator
@@ -203,3 +204,93 @@ def test_a_line_orjson_cannot_write_is_written_by_json(
     log_event(logging.getLogger("gdpr_gateway.test"), "odd", count=2**70)  # beyond 64 bits
     (line,) = lines(capsys.readouterr().err)
     assert line["count"] == 2**70
+
+
+
+@contextlib.contextmanager
+def alone() -> Iterator[logging.Handler]:
+    """The handler of ``configure_logging`` as the root's only one (pytest's own capture
+    handlers, added for each phase of a test, set aside meanwhile)."""
+    root = logging.getLogger()
+    before = root.handlers
+    (ours,) = [h for h in before if isinstance(h.formatter, JsonFormatter)]
+    root.handlers = [ours]
+    try:
+        yield ours
+    finally:
+        root.handlers = before
+
+
+def _without_time(line: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in line.items() if name != "time"}
+
+
+def test_a_line_written_directly_is_the_line_logging_writes(
+    configured: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With only the configured handler, ``emit`` writes its line without a LogRecord
+    (issue 11); with another handler on the way, logging's own path. Same line."""
+    configure_logging("INFO")
+    logger = logging.getLogger("gdpr_gateway.test_direct")
+    fields = {"request_id": "r-1", "status": 200, "time": "kept apart", "codes": ["a", "b"]}
+    with alone(), monkeypatch.context() as patched:
+        patched.setattr(logging.Logger, "handle", None)  # not called: written directly
+        log_event(logger, "direct", **fields)
+    (direct,) = lines(capsys.readouterr().err)
+    other = _Capture()
+    logger.addHandler(other)
+    try:
+        with alone():
+            log_event(logger, "direct", **fields)
+    finally:
+        logger.removeHandler(other)
+    (through_logging,) = lines(capsys.readouterr().err)
+    assert _without_time(direct) == _without_time(through_logging)
+    assert _without_time(direct) == {
+        "level": "INFO", "logger": "gdpr_gateway.test_direct", "event": "direct",
+        "request_id": "r-1", "status": 200, "field_time": "kept apart", "codes": ["a", "b"],
+    }  # fmt: skip
+    assert [json.loads(line)["event"] for line in other.lines] == ["direct"]
+
+
+class _DropAll(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("where", ["logger", "handler"])
+def test_a_filter_on_the_way_still_drops_the_line(
+    where: str, configured: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("INFO")
+    logger = logging.getLogger("gdpr_gateway.test_filtered")
+    with alone() as handler:
+        target: logging.Filterer = logger if where == "logger" else handler
+        drop = _DropAll()
+        target.addFilter(drop)
+        try:
+            log_event(logger, "dropped", request_id="r-1")
+        finally:
+            target.removeFilter(drop)
+        log_event(logger, "kept", request_id="r-1")
+    assert [line["event"] for line in lines(capsys.readouterr().err)] == ["kept"]
+
+
+def test_a_disabled_logger_or_a_higher_handler_level_writes_nothing(
+    configured: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("INFO")
+    logger = logging.getLogger("gdpr_gateway.test_disabled")
+    with alone() as handler:
+        logger.disabled = True
+        try:
+            log_event(logger, "disabled", request_id="r-1")
+        finally:
+            logger.disabled = False
+        handler.setLevel(logging.ERROR)
+        try:
+            log_event(logger, "below_the_handler", request_id="r-1")
+            log_event(logger, "at_the_handler", level=logging.ERROR, request_id="r-1")
+        finally:
+            handler.setLevel(logging.NOTSET)
+    assert [line["event"] for line in lines(capsys.readouterr().err)] == ["at_the_handler"]

@@ -378,6 +378,28 @@ async def test_context_alone_still_stamps_http_exceptions(
     assert resp.headers["X-Request-Id"]
 
 
+async def redirected(request: web.Request) -> web.Response:
+    request[AUDIT_ID_KEY] = "aud_redirect"
+    raise web.HTTPFound("/ok")
+
+
+async def test_the_edge_stamps_a_redirect_raised_as_an_exception(
+    aiohttp_client: Callable[..., Any],
+) -> None:
+    """No prepare hook needed (the gateway registers none): a redirect is an exception
+    that is its own response, stamped by the edge before aiohttp sends it."""
+    app = edge_app()
+    app.router.add_get("/ok", ok)
+    app.router.add_get("/away", redirected)
+    c: TestClient[Any, Any] = await aiohttp_client(app)
+    resp = await c.get("/away", headers={"X-Request-Id": "r-9"}, allow_redirects=False)
+    assert resp.status == 302
+    assert resp.headers["Location"] == "/ok"
+    assert resp.headers.getall("Server") == ["gdpr-gateway"]
+    assert resp.headers.getall("X-Request-Id") == ["r-9"]
+    assert resp.headers.getall("X-Audit-Id") == ["aud_redirect"]
+
+
 async def streamed(request: web.Request) -> web.StreamResponse:
     request[AUDIT_ID_KEY] = "aud_stream"
     response = web.StreamResponse()

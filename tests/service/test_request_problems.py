@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from aiohttp.test_utils import make_mocked_request
+
+from service.errors import ValidationFailed
+from service.routes.common import flag
 from tests.service.conftest import EDITOR, Stack
 
 URL = "/v1/systems/billbee/customers/1002"
@@ -157,3 +162,41 @@ async def test_every_answer_carries_a_request_id(stack: Stack) -> None:
     assert resp.status == 404
     assert resp.headers["X-Request-Id"]
     assert (await problem(resp))["code"] == "not_found"
+
+
+def test_a_flag_is_false_without_a_query_and_read_from_one() -> None:
+    """``flag`` skips the query's parse when there is no query (issue 11); with one, it
+    reads it as before: true or false in their spellings, anything else 422."""
+    def read(target: str) -> bool:
+        return flag(make_mocked_request("PATCH", target), "dry_run")
+
+    assert read(URL) is False
+    assert read(URL + "?") is False
+    assert read(URL + "?other=1") is False
+    assert read(URL + "?dry_run=true") is True
+    assert read(URL + "?other=1&dry_run=YES") is True
+    assert read(URL + "?dry_run=0") is False
+    with pytest.raises(ValidationFailed):
+        read(URL + "?dry_run=maybe")
+
+
+async def test_every_answer_is_stamped_by_the_edge_without_a_prepare_hook(stack: Stack) -> None:
+    """The gateway's app registers no ``on_response_prepare`` hook (issue 11: a signal
+    and a coroutine per answer): the edge stamps ``Server`` and ``X-Request-Id`` (and
+    ``X-Audit-Id`` once written) on every answer, each once."""
+    app = stack.client.app
+    assert app is not None and not app.on_response_prepare
+    answers = {
+        "change": await stack.client.patch(URL, json={"Tel1": "+49 30 1234567"}, headers=EDITOR),
+        "problem": await stack.client.patch(URL, data=b"{", headers={**EDITOR, **JSON}),
+        "unauthenticated": await stack.client.patch(URL, json={}),
+        "no route": await stack.client.get("/v1/nothing-here"),
+        "wrong method": await stack.client.delete(URL, headers=EDITOR),
+        "health": await stack.client.get("/healthz"),
+        "metrics": await stack.client.get("/metrics"),
+    }
+    for name, resp in answers.items():
+        assert resp.headers.getall("Server") == ["gdpr-gateway"], name
+        assert len(resp.headers.getall("X-Request-Id")) == 1, name
+    assert answers["change"].status == 200
+    assert len(answers["change"].headers.getall("X-Audit-Id")) == 1
