@@ -79,6 +79,14 @@ def pg_base_url() -> Iterator[str | None]:
     asyncio.run(drop())
 
 
+@pytest.fixture
+def dsn(pg_base_url: str | None) -> str:
+    """The test database's URL for asyncpg itself (the lock tests' own connections)."""
+    if pg_base_url is None:
+        pytest.skip("!!! POSTGRESQL AT 127.0.0.1:5432 IS NOT REACHABLE !!!")
+    return pg_base_url.replace("postgresql+asyncpg", "postgresql")
+
+
 async def reset_pg(url: str) -> None:
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
     try:

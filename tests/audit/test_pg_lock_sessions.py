@@ -22,13 +22,6 @@ KEYS = tuple(range(4_243_000, 4_243_020))
 
 
 @pytest.fixture
-def dsn(pg_base_url: str | None) -> str:
-    if pg_base_url is None:
-        pytest.skip("!!! POSTGRESQL AT 127.0.0.1:5432 IS NOT REACHABLE !!!")
-    return pg_base_url.replace("postgresql+asyncpg", "postgresql")
-
-
-@pytest.fixture
 async def one_session(dsn: str) -> AsyncIterator[SharedLocks]:
     made = SharedLocks(dsn, sessions=1)
     try:

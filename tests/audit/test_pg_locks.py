@@ -24,13 +24,6 @@ KEY, OTHER = 4_242_001, 4_242_002
 
 
 @pytest.fixture
-def dsn(pg_base_url: str | None) -> str:
-    if pg_base_url is None:
-        pytest.skip("!!! POSTGRESQL AT 127.0.0.1:5432 IS NOT REACHABLE !!!")
-    return pg_base_url.replace("postgresql+asyncpg", "postgresql")
-
-
-@pytest.fixture
 async def backends(dsn: str) -> AsyncIterator[list[PgBackend]]:
     made: list[PgBackend] = []
     try:
