@@ -211,6 +211,48 @@ async def _run(dsn: str, name: str, variant: str, n: int, group: int) -> float:
         await admin.close()
 
 
+async def real_log(changes: int, at_once: int = 32, dsn: str = _DSN) -> dict[str, float]:
+    """Server CPU per entry of the real path: ``changes`` keycom changes (lock, intent,
+    outcome, unlock: :func:`bench.pg_trips._change`; 100 customers, ``at_once`` at a time)
+    through :class:`audit.AuditLog`, every backend of the scratch database read before and
+    after; per backend kind (the busiest is the chain writer)."""
+    from audit import AuditLog
+    from bench.pg_trips import _change
+
+    name = f"pgcpu_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(dsn, database="test")
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        await upgrade(f"postgresql+asyncpg://{dsn.split('://', 1)[1]}/{name}")
+        log = await AuditLog.open(
+            f"postgresql+asyncpg://{dsn.split('://', 1)[1]}/{name}",
+            master_key=os.urandom(32), signing_key=os.urandom(32),
+        )  # fmt: skip
+        try:
+            await _change(log, "warm", 0)
+            pids = [r[0] for r in await admin.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = $1", name)]  # fmt: skip
+            before = {pid: _cpu(pid) for pid in pids}
+            queue = [(n, f"cust-{n % 100}") for n in range(changes)]
+
+            async def worker() -> None:
+                while queue:
+                    n, customer = queue.pop()
+                    await _change(log, customer, n)
+
+            await asyncio.gather(*(worker() for _ in range(at_once)))
+            await log.settle()
+            used = sorted((_cpu(pid) - before[pid] for pid in pids), reverse=True)
+        finally:
+            await log.close()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+    entries = 2 * changes
+    return {"all backends": sum(used) / entries, "busiest backend": used[0] / entries,
+            "backends": len(used)}  # fmt: skip
+
+
 async def measure(
     names: list[str], *, entries: int, rounds: int, group: int = 15, dsn: str = _DSN
 ) -> dict[str, list[float]]:
@@ -230,11 +272,19 @@ async def main() -> None:
     parser.add_argument("--group", type=int, default=15)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", default="", help="comma-separated variant names")
+    parser.add_argument("--real", type=int, default=0, help="also N changes via AuditLog")
     opts = parser.parse_args()
     names = [v for v in VARIANTS if not opts.only or v in opts.only.split(",")]
     results = await measure(
         names, entries=opts.entries, rounds=opts.rounds, group=opts.group, dsn=opts.dsn
     )
+    if opts.real:
+        real = await real_log(opts.real)
+        print(
+            f"real AuditLog, {opts.real} keycom changes 32 at once, {real['backends']:.0f}"
+            f" backends: all {real['all backends'] * 1e6:.1f} us/entry, busiest"
+            f" {real['busiest backend'] * 1e6:.1f} us/entry"
+        )
     base = statistics.median(results[names[0]])
     print(
         f"load average {os.getloadavg()[0]:.2f}; {opts.entries} entries, groups of "
