@@ -3,6 +3,8 @@ join gives, for every path - the plain ones the connectors build without yarl.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -31,6 +33,25 @@ def test_known_paths(base: URL, path: str) -> None:
     assert request_target(base, path) == base.join(URL(path)).raw_path_qs
 
 
+def _outcome(target: Callable[[], str]) -> tuple[str, object]:
+    """The target, or the kind of the error: a path yarl cannot parse (``//a:a``, a host
+    with a port that is not a number) must fail the same way, not give a target."""
+    try:
+        return ("target", target())
+    except ValueError as exc:
+        return ("refused", type(exc))
+
+
+@pytest.mark.parametrize("path", ["//a:a", "//:a", "//a:9", "a:b"])
+def test_paths_yarl_reads_as_a_host(path: str) -> None:
+    base = BASES[0]
+    assert _outcome(lambda: request_target(base, path)) == _outcome(
+        lambda: base.join(URL(path)).raw_path_qs
+    )
+
+
 @given(st.sampled_from(BASES), st.lists(PATH_CHARS, max_size=16).map("".join))
 def test_any_path(base: URL, path: str) -> None:
-    assert request_target(base, path) == base.join(URL(path)).raw_path_qs
+    assert _outcome(lambda: request_target(base, path)) == _outcome(
+        lambda: base.join(URL(path)).raw_path_qs
+    )
