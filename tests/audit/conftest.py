@@ -9,8 +9,11 @@ answers.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
+import signal
 import sqlite3
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -77,6 +80,34 @@ def pg_base_url() -> Iterator[str | None]:
             await conn.close()
 
     asyncio.run(drop())
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+async def crash_writer(
+    url: str, keys: dict[str, bytes], count: int, mode: str
+) -> asyncio.subprocess.Process:
+    """The crash tests' writer process (``tests/audit/crash_writer.py``), its ids on stdout."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.audit.crash_writer", url,
+        base64.b64encode(keys["master_key"]).decode(),
+        base64.b64encode(keys["signing_key"]).decode(), str(count), mode,
+        stdout=asyncio.subprocess.PIPE, cwd=REPO_ROOT,
+    )  # fmt: skip
+
+
+async def printed_then_killed(proc: asyncio.subprocess.Process, lines: int) -> list[str]:
+    """The first ``lines`` ids the writer printed; then it is killed (SIGKILL, no close)."""
+    assert proc.stdout is not None
+    try:
+        return [
+            (await asyncio.wait_for(proc.stdout.readline(), timeout=30)).decode().strip()
+            for _ in range(lines)
+        ]
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
 
 
 @pytest.fixture

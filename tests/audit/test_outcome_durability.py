@@ -6,17 +6,14 @@ the upstream: after a store failure (next tick) and after a crash (next start)."
 from __future__ import annotations
 
 import asyncio
-import base64
 import signal
-import sys
 from collections.abc import Mapping
 
 import pytest
 
 from audit import AuditLog, EntryNotFound, Outcome
-from tests.audit.conftest import make_intent, sql
+from tests.audit.conftest import crash_writer, make_intent, sql
 from tests.audit.test_store_outage import proxied_url, proxy  # noqa: F401 - fixtures
-from tests.audit.test_writeahead import REPO_ROOT
 from tests.faultproxy import FaultProxy
 
 
@@ -81,12 +78,7 @@ async def test_a_lazy_outcome_the_store_could_not_take_is_reconciled_next_tick(
 async def test_a_crash_loses_the_queued_outcome_and_the_reconciler_closes_its_intent(
     store_url: str, keys: dict[str, bytes]
 ) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.audit.crash_writer", store_url,
-        base64.b64encode(keys["master_key"]).decode(),
-        base64.b64encode(keys["signing_key"]).decode(), "0", "lazy-outcome",
-        stdout=asyncio.subprocess.PIPE, cwd=REPO_ROOT,
-    )  # fmt: skip
+    proc = await crash_writer(store_url, keys, 0, "lazy-outcome")
     out, _ = await asyncio.wait_for(proc.communicate(), timeout=30)
     assert proc.returncode == -signal.SIGKILL
     intent_id, outcome_id = out.decode().split()

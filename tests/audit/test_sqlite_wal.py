@@ -8,10 +8,7 @@ entry; a clean close empties the WAL, waiting a little for another process's rea
 from __future__ import annotations
 
 import asyncio
-import base64
-import signal
 import sqlite3
-import sys
 import threading
 from pathlib import Path
 
@@ -20,9 +17,8 @@ import pytest
 import audit.wal
 from audit import AuditLog, Outcome, upgrade
 from audit.store_sqlite import SqliteBackend
-from tests.audit.conftest import make_intent
+from tests.audit.conftest import crash_writer, make_intent, printed_then_killed
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 PAGE = 4096
 
 
@@ -122,21 +118,7 @@ async def test_a_killed_writer_loses_no_committed_entry(db: Path, keys: dict[str
     """A process appending with checkpoints every 5 ms, killed (SIGKILL, no close):
     every outcome id it printed (``record`` had returned) is in the store, and the chain holds."""
     empty = _db_size(db)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.audit.crash_writer", _url(db),
-        base64.b64encode(keys["master_key"]).decode(),
-        base64.b64encode(keys["signing_key"]).decode(), "0", "wal",
-        stdout=asyncio.subprocess.PIPE, cwd=REPO_ROOT,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    try:
-        printed = [
-            (await asyncio.wait_for(proc.stdout.readline(), timeout=30)).decode().strip()
-            for _ in range(400)
-        ]
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        await proc.wait()
+    printed = await printed_then_killed(await crash_writer(_url(db), keys, 0, "wal"), 400)
     assert _wal_size(db) > 0  # not closed: the WAL is still there
     assert _db_size(db) > empty  # background checkpoints copied pages in
     log = await AuditLog.open(_url(db), **keys)

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from audit import AuditLog, AuditUnavailable, Outcome
 from audit.errors import LockTimeout, LockWait
-from tests.audit.conftest import EMAIL_AFTER, make_intent, reset_pg, sql
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.audit.conftest import (
+    EMAIL_AFTER,
+    crash_writer,
+    make_intent,
+    printed_then_killed,
+    reset_pg,
+    sql,
+)
 
 
 async def _crash_after_begin(store_url: str, keys: dict[str, bytes], n: int) -> list[str]:
@@ -204,26 +208,7 @@ async def test_many_locked_subjects_can_still_append(audit_log: AuditLog) -> Non
 
 async def test_intents_survive_a_killed_process(store_url: str, keys: dict[str, bytes]) -> None:
     """Write-ahead for real: every id the killed writer printed is in the store."""
-    import base64
-    import signal
-    import sys
-
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.audit.crash_writer", store_url,
-        base64.b64encode(keys["master_key"]).decode(),
-        base64.b64encode(keys["signing_key"]).decode(), "5",
-        stdout=asyncio.subprocess.PIPE,
-        cwd=REPO_ROOT,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    try:
-        printed = [
-            (await asyncio.wait_for(proc.stdout.readline(), timeout=30)).decode().strip()
-            for _ in range(5)
-        ]
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        await proc.wait()
+    printed = await printed_then_killed(await crash_writer(store_url, keys, 5, "intents"), 5)
     log = await AuditLog.open(store_url, **keys)
     try:
         for audit_id in printed:
