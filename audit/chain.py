@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from audit.backend import QUERY_COLUMNS
 from common.canonical import encoder
 
 GENESIS: Final = "0" * 64
@@ -25,6 +26,25 @@ _encode = encoder(ascii_only=True)
 def canonical(entry: Mapping[str, Any]) -> str:
     """The canonical JSON text of an entry body."""
     return _encode(entry)
+
+
+def query_values(body: Mapping[str, Any]) -> tuple[str | None, ...]:
+    """The query columns of an entry with ``body`` (:data:`QUERY_COLUMNS`), as the
+    body's ``->>`` gives them: a string member as it is, a missing or null one as None,
+    any other value as its canonical JSON text (the log's bodies hold only
+    strings or null there)."""
+    values = tuple(map(body.get, QUERY_COLUMNS))
+    if all(v is None or type(v) is str for v in values):
+        return values
+    return tuple(map(_query_value, values))
+
+
+def _query_value(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):  # a StrEnum of the vocabulary: its text
+        return str.__str__(value)
+    return _encode(value)
 
 
 def entry_hash(seq: int, prev_hash: str, body: str) -> str:
@@ -46,7 +66,7 @@ class ChainState:
         return self.reason is None
 
 
-def _audit_id(body: str) -> str | None:
+def body_audit_id(body: str) -> str | None:
     try:
         value = json.loads(body).get("audit_id")
     except (ValueError, AttributeError):
@@ -72,18 +92,18 @@ def check_rows(
     for row in rows:
         r_seq, body, prev, stored = row[0], row[1], row[2], row[3]
         if r_seq != seq + 1:
-            state.first_bad = _audit_id(body)
+            state.first_bad = body_audit_id(body)
             state.reason = f"entry seq {r_seq} follows seq {seq}: " + (
                 "entries missing" if r_seq > seq + 1 else "rows out of order"
             )
             break
         if prev != head:
-            state.first_bad = _audit_id(body)
+            state.first_bad = body_audit_id(body)
             state.reason = f"entry seq {r_seq}: prev_hash does not match the previous entry"
             break
         computed = sha(f"{r_seq}\n{prev}\n{body}".encode()).hexdigest()
         if computed != stored:
-            state.first_bad = _audit_id(body)
+            state.first_bad = body_audit_id(body)
             state.reason = f"entry seq {r_seq}: hash does not match its content"
             break
         seq, head, count = r_seq, computed, count + 1
