@@ -68,7 +68,7 @@ def _drop(indexes: tuple[str, ...]) -> tuple[str, ...]:
 #: name: (schema changes, body as text, open-intent rows written)
 VARIANTS: dict[str, tuple[tuple[str, ...], bool, bool]] = {
     "as shipped (0006)": ((), False, True),
-    "as 0005: insert trigger, whole indexes": (_TRIGGER_0005 + _WHOLE_0005, False, True),
+    "as 0005 (insert trigger and whole indexes)": (_TRIGGER_0005 + _WHOLE_0005, False, True),
     "0005's insert trigger only": (_TRIGGER_0005, False, True),
     "0005's whole indexes only": (_WHOLE_0005, False, True),
     **{f"no index {k}": (_drop(v), False, True) for k, v in _SECONDARY.items()},
