@@ -1,8 +1,7 @@
 """The audit store's tables (SQLModel). The migrations in ``audit/migrations`` create them.
 
 ``audit_entry`` keeps each entry as its canonical JSON ``body`` plus the chain columns;
-the columns used for queries are computed from the body by the database (``body ->>
-'key'``), so they can never disagree with what the hash covers. The models describe
+the columns used for queries hold the body's members (``body ->> 'key'``). The models describe
 them as generated columns, which they are on SQLite; on PostgreSQL the writer sends them
 with the body it built (migration 0006; a trigger sets them from the body for a row
 inserted without them, and on every update), and verify checks that they agree with the
