@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 Row = tuple[Any, ...]
 # One statement and the parameter rows to run it with (``executemany``).
@@ -61,7 +61,18 @@ class StepRun:
             return None
 
 INSERT_ENTRY = "INSERT INTO audit_entry (seq, body, prev_hash, hash) VALUES (?, ?, ?, ?)"
+#: the query columns of ``audit_entry``: each the body's top-level member of that name
+#: (SQLite: generated columns; PostgreSQL: sent by the writer, migration 0006)
+QUERY_COLUMNS: Final = ("audit_id", "time", "system", "customer_id", "actor", "action", "phase",
+                        "outcome", "intent_id", "problem_code", "key_id")  # fmt: skip
+#: an entry with its query columns (PostgreSQL): the row is (seq, body, prev_hash, hash,
+#: *:func:`audit.chain.query_values` of the body)
+INSERT_ENTRY_COLUMNS: Final = (
+    f"INSERT INTO audit_entry (seq, body, prev_hash, hash, {', '.join(QUERY_COLUMNS)})"  # noqa: S608 - fixed names
+    f" VALUES ({', '.join('?' * (4 + len(QUERY_COLUMNS)))})"
+)
 HEAD_SQL = "SELECT seq, hash, checkpoint_seq, checkpoint_at FROM audit_head WHERE id = 1"
+
 
 
 class ChainTx(Protocol):
@@ -83,6 +94,9 @@ class LockLease(Protocol):
 
 class Backend(Protocol):
     kind: str
+    #: the entries' rows carry their query columns (:data:`INSERT_ENTRY_COLUMNS`):
+    #: PostgreSQL from migration 0006 on; SQLite generates them
+    sends_query_columns: bool
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from audit import crypto
-from audit.backend import INSERT_ENTRY, Statement
-from audit.chain import canonical, entry_hash
+from audit.backend import INSERT_ENTRY, INSERT_ENTRY_COLUMNS, Statement
+from audit.chain import canonical, entry_hash, query_values
 from audit.entries import ToSeal
 from audit.errors import InvalidAuditInput
 
@@ -123,11 +123,14 @@ def chain(
     cached: Mapping[Slot, DataKey],
     still_open: set[str],
     now: str,
+    query_columns: bool = False,
 ) -> Chained:
     """Number, seal where needed, encode and hash the batch's entries after ``(seq,
     head_hash)``. ``keys``: the data keys looked up for this batch; ``cached``: those the
-    callers sealed with; ``still_open``: of the exclusive closes, the intents still open."""
-    rows: list[tuple[int, str, str, str]] = []
+    callers sealed with; ``still_open``: of the exclusive closes, the intents still open.
+    ``query_columns``: the entries' rows carry their query columns, taken from the body
+    just encoded (:data:`INSERT_ENTRY_COLUMNS`, PostgreSQL; SQLite generates them)."""
+    rows: list[tuple[Any, ...]] = []
     opens: list[tuple[str, int, str]] = []
     closes: list[tuple[str]] = []
     destroys: list[tuple[str, str, str]] = []
@@ -145,7 +148,10 @@ def chain(
             text = canonical(body)
         seq += 1
         digest = entry_hash(seq, head_hash, text)
-        rows.append((seq, text, head_hash, digest))
+        if query_columns:
+            rows.append((seq, text, head_hash, digest, *query_values(body)))
+        else:
+            rows.append((seq, text, head_hash, digest))
         head_hash = digest
         ids.append(body["audit_id"])
         if item.opens_intent:
@@ -156,7 +162,7 @@ def chain(
             destroys.append((now, item.subject[0], item.subject[1]))
         also.extend(item.also)
     statements: list[Statement] = [
-        (INSERT_ENTRY, rows),
+        (INSERT_ENTRY_COLUMNS if query_columns else INSERT_ENTRY, rows),
         (INSERT_OPEN, opens),
         (DELETE_OPEN, closes),
         (DESTROY_KEYS, destroys),

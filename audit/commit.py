@@ -93,6 +93,7 @@ class Committer:
         self._keyring = keyring
         self._checkpoints = checkpoints
         self._on_batch = on_batch
+        self._columns = backend.sends_query_columns
         # the head as this process last read or committed it; its seq is also how far it
         # has looked for erasures by other processes
         self._head = head_of(head)
@@ -123,7 +124,7 @@ class Committer:
         now = now_iso()
         chained = chain(
             batch, seq=seq, head_hash=head_hash, keys={}, cached=self._keyring.cached,
-            still_open=set(), now=now,
+            still_open=set(), now=now, query_columns=self._columns,
         )  # fmt: skip
         head_statements, head = self._head_statements(chained, cp_seq, cp_at, now, durable)
         written = asyncio.ensure_future(
@@ -248,7 +249,7 @@ class Committer:
             now = now_iso()
             chained = chain(
                 batch, seq=seq, head_hash=head_hash, keys=keys, cached=cached,
-                still_open=still_open, now=now,
+                still_open=still_open, now=now, query_columns=self._columns,
             )  # fmt: skip
             head_statements, seen.head = self._head_statements(
                 chained, cp_seq, cp_at, now, durable

@@ -1,16 +1,28 @@
 """The audit store's tables (SQLModel). The migrations in ``audit/migrations`` create them.
 
 ``audit_entry`` keeps each entry as its canonical JSON ``body`` plus the chain columns;
-the columns used for queries are computed from the body by the database (``body ->>
-'key'``), so they can never disagree with what the hash covers. The models describe
-them as generated columns, which they are on SQLite; on PostgreSQL migration 0002 has a
-trigger set them from the body instead (one parse of the body, not nine). On PostgreSQL
-``body`` is of type ``json``, which keeps the exact text.
+the columns used for queries hold the body's members (``body ->> 'key'``). The models describe
+them as generated columns, which they are on SQLite; on PostgreSQL the writer sends them
+with the body it built (migration 0006; a trigger sets them from the body for a row
+inserted without them, and on every update), and verify checks that they agree with the
+hashed body. On PostgreSQL ``body`` is of type ``json``, which keeps the exact text, and
+the indexes of the columns that are NULL on many rows are partial.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Computed, Float, Index, Integer, LargeBinary, Text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Computed,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    Text,
+    TextClause,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSON
 from sqlmodel import Field, SQLModel
 
@@ -33,6 +45,11 @@ GENERATED = (
 _SEQ = BigInteger().with_variant(Integer(), "sqlite")
 
 
+def _set(name: str) -> TextClause:
+    """PostgreSQL's partial indexes (0006): only the rows where ``name`` has a value."""
+    return text(f"{name} IS NOT NULL")
+
+
 def _generated(name: str) -> Column[str]:
     return Column(name, Text, Computed(f"body ->> '{name}'", persisted=True))
 
@@ -45,11 +62,13 @@ class AuditEntry(SQLModel, table=True):
         Index("ux_audit_entry_audit_id", "audit_id", unique=True),
         Index("ix_audit_entry_subject", "system", "customer_id", "seq"),
         Index("ix_audit_entry_actor", "actor", "seq"),
-        Index("ix_audit_entry_outcome", "outcome", "seq"),
+        Index("ix_audit_entry_outcome", "outcome", "seq", postgresql_where=_set("outcome")),
         Index("ix_audit_entry_time", "time"),
-        Index("ix_audit_entry_intent", "intent_id"),
-        Index("ix_audit_entry_key", "key_id"),
-        Index("ix_audit_entry_problem", "problem_code", "seq"),
+        Index("ix_audit_entry_intent", "intent_id", postgresql_where=_set("intent_id")),
+        Index("ix_audit_entry_key", "key_id", postgresql_where=_set("key_id")),
+        Index(
+            "ix_audit_entry_problem", "problem_code", "seq", postgresql_where=_set("problem_code")
+        ),
     )
 
     seq: int = Field(sa_column=Column(_SEQ, primary_key=True, autoincrement=False))

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-from audit.backend import INSERT_ENTRY, Statement
+from audit.backend import INSERT_ENTRY, INSERT_ENTRY_COLUMNS, QUERY_COLUMNS, Statement
 from audit.batch import DELETE_OPEN, INSERT_CHECKPOINT, INSERT_KEY, INSERT_OPEN, UPDATE_HEAD
 
 #: the inserts made one: (table and columns, each column's array type)
@@ -36,6 +36,10 @@ _INSERTS: dict[str, tuple[str, tuple[str, ...]]] = {
         ("text", "text", "text", "bytea", "text", "text", "text"),
     ),
     INSERT_ENTRY: ("audit_entry (seq, body, prev_hash, hash)", ("bigint", "json", "text", "text")),
+    INSERT_ENTRY_COLUMNS: (
+        f"audit_entry (seq, body, prev_hash, hash, {', '.join(QUERY_COLUMNS)})",
+        ("bigint", "json", "text", "text") + ("text",) * len(QUERY_COLUMNS),
+    ),
     INSERT_OPEN: ("audit_open_intent (audit_id, seq, created_at)", ("text", "bigint", "text")),
     INSERT_CHECKPOINT: (
         "audit_checkpoint (seq, hash, time, public_key, signature)",
@@ -80,6 +84,14 @@ def one_statement(
         elif sql != UPDATE_HEAD:
             args += [list(column) for column in zip(*rows, strict=True)]
     return _sql(tuple(k for k in kinds if k != UPDATE_HEAD), expected is not None, durable), args
+
+
+def unnest_insert(sql: str) -> str:
+    """The insert ``sql`` (one of the inserts made one) for many rows as one statement,
+    its arguments one array per column."""
+    table, types = _INSERTS[sql]
+    arrays = ", ".join(f"${n}::{t}[]" for n, t in enumerate(types, 1))
+    return f"INSERT INTO {table} SELECT * FROM unnest({arrays})"  # noqa: S608 - fixed names
 
 
 @lru_cache(maxsize=64)

@@ -23,21 +23,26 @@ from typing import Any
 
 import asyncpg
 
-from audit.backend import HEAD_SQL, INSERT_ENTRY, ChainStep, Row, Statement, StepRun
+from audit.backend import (
+    HEAD_SQL,
+    INSERT_ENTRY,
+    INSERT_ENTRY_COLUMNS,
+    ChainStep,
+    Row,
+    Statement,
+    StepRun,
+)
 from audit.errors import AuditError, AuditUnavailable, ValueRefused
 from audit.failures import swallowed
 from audit.pg_lock_sessions import Lease, SharedLocks
 from audit.pg_locks import UNAVAILABLE, HeldLock, LockConnections
-from audit.pg_write import one_statement
+from audit.pg_write import one_statement, unnest_insert
 
 log = logging.getLogger(__name__)
 
 _PLACEHOLDER = re.compile(r"\?")
 # A batch of entries as one statement over arrays: far fewer round trips than executemany.
-_BULK_ENTRY = (
-    "INSERT INTO audit_entry (seq, body, prev_hash, hash)"
-    " SELECT * FROM unnest($1::bigint[], $2::json[], $3::text[], $4::text[])"
-)
+_BULK_ENTRY = {sql: unnest_insert(sql) for sql in (INSERT_ENTRY, INSERT_ENTRY_COLUMNS)}
 # What the server says about a value (class 22 data exception, class 54 program limit
 # exceeded: an index row over 2,704 bytes), and a text the driver cannot encode.
 _REFUSED = (asyncpg.DataError, asyncpg.ProgramLimitExceededError, UnicodeEncodeError)
@@ -63,8 +68,9 @@ def _store_errors() -> Iterator[None]:
 
 
 async def _run(conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-    if sql == INSERT_ENTRY and len(rows) > 1:
-        await conn.execute(_BULK_ENTRY, *(list(column) for column in zip(*rows, strict=True)))
+    bulk = _BULK_ENTRY.get(sql)
+    if bulk is not None and len(rows) > 1:
+        await conn.execute(bulk, *(list(column) for column in zip(*rows, strict=True)))
     elif rows:
         await conn.executemany(numbered(sql), rows)
 
@@ -131,6 +137,7 @@ class _Tx:
 
 class PgBackend:
     kind = "postgresql"
+    sends_query_columns = True  # migration 0006: no trigger parses the body on insert
 
     def __init__(self, pool: Any, locks: LockConnections, shared: SharedLocks) -> None:
         self._pool = pool

@@ -79,6 +79,7 @@ class _Tx:
 
 class SqliteBackend:
     kind = "sqlite"
+    sends_query_columns = False  # generated columns
 
     def __init__(self, path: Path) -> None:
         self._path = path

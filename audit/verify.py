@@ -1,6 +1,8 @@
 """Verification of the whole log: recompute the chain up to the head, then check every
 signed checkpoint against it (the checkpoints catch a truncated tail or a rewritten
-chain whose hashes were recomputed).
+chain whose hashes were recomputed). On PostgreSQL each row's query columns are checked
+against its hashed body as well: the writer sends them (migration 0006), so nothing but
+this check stops a row from being hidden from the queries by an altered column.
 
 Progress goes to a callback, ``on_progress(entries checked, entries in all)``, after each
 chunk read; the CLI turns it into a progress bar, the library draws nothing.
@@ -9,13 +11,25 @@ chunk read; the CLI turns it into a progress bar, the library draws nothing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
+import msgspec
+import orjson
+
 from audit import crypto
-from audit.backend import HEAD_SQL, Backend
-from audit.chain import ChainState, check_rows
+from audit.backend import HEAD_SQL, QUERY_COLUMNS, Backend
+from audit.chain import ChainState, body_audit_id, check_rows, query_values
 from audit.types import VerifyReport
+
+_READ: Final = (
+    "SELECT seq, body, prev_hash, hash FROM audit_entry WHERE seq > ? ORDER BY seq LIMIT ?"
+)
+#: the query columns as one JSON array (one text for the driver to decode, not eleven)
+_READ_WITH_COLUMNS: Final = _READ.replace(
+    "hash FROM", f"hash, json_build_array({', '.join(QUERY_COLUMNS)})::text FROM"
+)
 
 #: (entries checked so far, entries in all)
 Progress = Callable[[int, int], object]
@@ -68,14 +82,11 @@ async def _recompute(
     was read are left out."""
     state = ChainState()
 
+    columns = backend.kind == "postgresql"  # SQLite's are generated from the body
+    sql = _READ_WITH_COLUMNS if columns else _READ
+
     def read(after: int) -> asyncio.Future[Sequence[Sequence[Any]]]:
-        return asyncio.ensure_future(
-            backend.fetch_rows(
-                "SELECT seq, body, prev_hash, hash FROM audit_entry"
-                " WHERE seq > ? ORDER BY seq LIMIT ?",
-                [after, _VERIFY_CHUNK],
-            )
-        )
+        return asyncio.ensure_future(backend.fetch_rows(sql, [after, _VERIFY_CHUNK]))
 
     reading = read(0) if head_seq > 0 else None
     while reading is not None:
@@ -86,6 +97,20 @@ async def _recompute(
         if last > head_seq:  # appended after the head was read: not this verification's
             rows = [row for row in rows if int(row[0]) <= head_seq]
         reading = read(last) if last < head_seq else None
+        bad = first_disagreeing(rows) if columns else None
+        if bad is not None:  # a break of the chain up to that row, its own included, first
+            if check_rows(state, rows[:bad], marks, seen.__setitem__):
+                probe = dataclasses.replace(state)
+                if check_rows(probe, rows[bad : bad + 1]):
+                    probe.first_bad = body_audit_id(rows[bad][1])
+                    probe.reason = (
+                        f"entry seq {rows[bad][0]}: its query columns do not match its body"
+                        " (an index column was altered)"
+                    )
+                state.first_bad, state.reason = probe.first_bad, probe.reason
+            if reading is not None:
+                await reading
+            break
         if not check_rows(state, rows, marks, seen.__setitem__):
             if reading is not None:
                 await reading  # let the read in flight finish; its rows are not needed
@@ -93,6 +118,50 @@ async def _recompute(
         if on_progress is not None:
             on_progress(state.seq, head_seq)
     return state
+
+
+class _Columns(msgspec.Struct):
+    """The members of a body that are query columns (:data:`QUERY_COLUMNS`, in order);
+    msgspec skips the others without building them."""
+
+    audit_id: str | None = None
+    time: str | None = None
+    system: str | None = None
+    customer_id: str | None = None
+    actor: str | None = None
+    action: str | None = None
+    phase: str | None = None
+    outcome: str | None = None
+    intent_id: str | None = None
+    problem_code: str | None = None
+    key_id: str | None = None
+
+
+assert _Columns.__struct_fields__ == QUERY_COLUMNS
+_of_body = msgspec.json.Decoder(_Columns).decode
+_of_row = msgspec.json.Decoder(list[str | None]).decode
+
+
+def first_disagreeing(rows: Sequence[Sequence[Any]]) -> int | None:
+    """The index of the first row ``(seq, body, prev_hash, hash, columns)`` whose query
+    columns (a JSON array, :data:`QUERY_COLUMNS` in order) are not its body's
+    (:func:`audit.chain.query_values`), or None. A body whose members there are not all
+    strings or null (none the log writes) is parsed whole and compared as the writer
+    would have sent it."""
+    astuple = msgspec.structs.astuple
+    for i, row in enumerate(rows):
+        try:
+            stored = _of_row(row[4])
+            try:
+                if list(astuple(_of_body(row[1]))) == stored:
+                    continue
+            except msgspec.ValidationError:  # a member that is not a string: the slow way
+                if list(query_values(orjson.loads(row[1]))) == stored:
+                    continue
+        except (msgspec.DecodeError, orjson.JSONDecodeError, AttributeError):  # not JSON
+            pass
+        return i
+    return None
 
 
 async def _check_checkpoints(

@@ -12,7 +12,10 @@ them in turn - A, B, A, B ... ``--slices`` times each, ``--seconds`` per slice, 
 connections (``bench/patch.lua``) - so that a change in the machine's load hits both
 alike. Prints each slice's CPU per answer (user + system time of the server process, all
 its threads, over the slice) and, per side, the median and the range; the last line is
-the median ratio B/A of neighbouring slices. Not a test assertion.
+the median ratio B/A of neighbouring slices. With ``--store postgres`` the same for the
+CPU of the server backends connected to each side's database (``/proc`` of each backend
+listed in ``pg_stat_activity``, before and after the slice; the server must run on this
+machine). Not a test assertion.
 """
 
 from __future__ import annotations
@@ -33,12 +36,13 @@ from bench.procs import (
     cpu_seconds,
     free_port,
     gateway_config,
+    pg_backend_cpu,
     server,
 )
 
 
 def _gateway(stack: contextlib.ExitStack, checkout: Path, folder: Path, urls: dict[str, str],
-             label: str, store: str) -> tuple[str, int]:
+             label: str, store: str) -> tuple[str, int, str | None]:
     port = free_port()
     audit_url = stack.enter_context(audit_store(store, folder))
     config = gateway_config(folder, port=port, audit_url=audit_url, urls=urls,
@@ -50,7 +54,8 @@ def _gateway(stack: contextlib.ExitStack, checkout: Path, folder: Path, urls: di
         [cli(), "serve", "--config", str(config), "--workers", "1"], port, label,
         folder / f"{label}.log", env=env,
     ))
-    return f"http://127.0.0.1:{port}", proc.pid
+    return f"http://127.0.0.1:{port}", proc.pid, audit_url if store == "postgres" else None
+
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     workload = WORKLOADS[args.system]
     figures: dict[str, list[float]] = {"A": [], "B": []}
+    server: dict[str, list[float]] = {"A": [], "B": []}  # PostgreSQL backends' CPU
     rates: dict[str, list[float]] = {"A": [], "B": []}
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         folder = Path(tmp)
@@ -74,26 +80,36 @@ def main(argv: list[str] | None = None) -> int:
             "A": _gateway(stack, args.a.resolve(), folder, emulators.urls, "A", args.store),
             "B": _gateway(stack, args.b.resolve(), folder, emulators.urls, "B", args.store),
         }
-        for url, _ in sides.values():  # warm-up
+        for url, _, _ in sides.values():  # warm-up
             run_wrk(url, workload, ids_file, stamp=1, connections=32, seconds=2)
         for number in range(args.slices):
-            for name, (url, pid) in sides.items():
+            for name, (url, pid, db) in sides.items():
+                pg_before = pg_backend_cpu(db) if db else {}
                 before = cpu_seconds(pid)
                 run = run_wrk(url, workload, ids_file, stamp=2, connections=32,
                               seconds=args.seconds)
                 used = cpu_seconds(pid) - before
-                ms = 1000.0 * used / max(1, run["requests"])
+                answers = max(1, run["requests"])
+                ms = 1000.0 * used / answers
                 figures[name].append(ms)
                 rates[name].append(run["rps"])
-                print(f"slice {number + 1} {name}: {ms:.3f} ms CPU/answer, "
-                      f"{run['rps']:.0f} req/s, {run['statuses']}", flush=True)
-    for name, values in figures.items():
-        print(f"{name}: median {statistics.median(values):.3f} ms "
-              f"(range {min(values):.3f}-{max(values):.3f}), "
-              f"{statistics.median(rates[name]):.0f} req/s")
-    ratios = [b / a for a, b in zip(figures["A"], figures["B"], strict=True)]
-    print(f"B/A median {statistics.median(ratios):.3f} "
-          f"(range {min(ratios):.3f}-{max(ratios):.3f})")
+                line = f"slice {number + 1} {name}: {ms:.3f} ms CPU/answer"
+                if db:  # a backend that appeared meanwhile counts from its start
+                    pg_after = pg_backend_cpu(db)
+                    pg = sum(t - pg_before.get(p, 0.0) for p, t in pg_after.items())
+                    server[name].append(1000.0 * pg / answers)
+                    line += f", PostgreSQL {server[name][-1]:.3f} ms CPU/answer"
+                print(f"{line}, {run['rps']:.0f} req/s, {run['statuses']}", flush=True)
+    for kind, values_of in (("", figures), (" PostgreSQL", server)):
+        if not values_of["A"]:
+            continue
+        for name, values in values_of.items():
+            rate = "" if kind else f", {statistics.median(rates[name]):.0f} req/s"
+            print(f"{name}{kind}: median {statistics.median(values):.3f} ms "
+                  f"(range {min(values):.3f}-{max(values):.3f}){rate}")
+        ratios = [b / a for a, b in zip(values_of["A"], values_of["B"], strict=True) if a]
+        print(f"B/A{kind} median {statistics.median(ratios):.3f} "
+              f"(range {min(ratios):.3f}-{max(ratios):.3f})")
     return 0
 
 

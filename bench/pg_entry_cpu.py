@@ -1,13 +1,15 @@
 """PostgreSQL: the server's CPU per audit entry, and where it goes (issue 11).
 
 Each variant gets a fresh scratch database (``pgcpu_<variant>``) built by the project's
-migrations, then changes of the schema that remove one suspect (the query-column
-trigger, index groups, the ``json`` input check, the open-intent rows). The chain writer's
-statement (:func:`audit.pg_write.one_statement`, groups of ``--group`` entries: half
-intents that open an intent row, half outcomes that close one) is replayed with realistic
-bodies on one connection, and the CPU of that connection's server backend is read from
-``/proc/<pid>/stat`` (utime + stime) before and after: the database must run on this
-machine. Every variant runs ``--rounds`` times, interleaved; the median is reported.
+migrations, then changes of the schema that remove one suspect (index groups, the
+``json`` input check, the open-intent rows) or put back what migration 0006 removed (the
+trigger that parsed every inserted body, the whole indexes). The chain writer's statement
+(:func:`audit.pg_write.one_statement`, groups of ``--group`` entries: half intents that
+open an intent row, half outcomes that close one; the entries with their query columns,
+as the writer sends them) is replayed with realistic bodies on one connection, and the
+CPU of that connection's server backend is read from ``/proc/<pid>/stat`` (utime +
+stime) before and after: the database must run on this machine. Every variant runs
+``--rounds`` times, interleaved; the median is reported.
 
     .venv/bin/python -m bench.pg_entry_cpu --entries 6000 --rounds 3
 """
@@ -27,9 +29,9 @@ from typing import Any
 
 import asyncpg
 
-from audit import pg_write
-from audit.backend import INSERT_ENTRY
+from audit.backend import INSERT_ENTRY_COLUMNS, QUERY_COLUMNS
 from audit.batch import DELETE_OPEN, INSERT_OPEN, UPDATE_HEAD
+from audit.chain import query_values
 from audit.migrate import upgrade
 from audit.pg_write import one_statement
 
@@ -44,45 +46,36 @@ _SECONDARY = {
     "unique audit_id": ("ux_audit_entry_audit_id",),
 }  # fmt: skip
 _ALL = tuple(i for group in _SECONDARY.values() for i in group)
-_NO_TRIGGER = ("DROP TRIGGER audit_entry_query_columns ON audit_entry",)
 _TEXT = ("ALTER TABLE audit_entry ALTER COLUMN body TYPE text",)
-
-
-_COLUMNS = ("audit_id", "time", "system", "customer_id", "actor", "action", "phase",
-            "outcome", "intent_id", "problem_code", "key_id")  # fmt: skip
-
-
-def _one_call(function: str, source: str) -> tuple[str, ...]:
-    """The trigger function setting all columns from one ``function`` call on the body."""
-    into = ", ".join(f"NEW.{c}" for c in _COLUMNS)
-    names = ", ".join(f"r.{c}" for c in _COLUMNS)
-    types = ", ".join(f'"{c}" text' for c in _COLUMNS)
-    return (
-        "CREATE OR REPLACE FUNCTION audit_entry_query_columns() RETURNS trigger"  # noqa: S608
-        f" LANGUAGE plpgsql AS $$ BEGIN SELECT {names} INTO {into}"
-        f" FROM {function}({source}) AS r({types}); RETURN NEW; END $$",
-    )
+#: 0005's trigger: every inserted body parsed as jsonb, the columns set from it
+_TRIGGER_0005 = (
+    "CREATE TRIGGER audit_entry_query_columns_0005 BEFORE INSERT ON audit_entry"
+    " FOR EACH ROW EXECUTE FUNCTION audit_entry_query_columns()",
+)
+_PARTIAL = {"ix_audit_entry_intent": "intent_id", "ix_audit_entry_outcome": "outcome, seq",
+            "ix_audit_entry_key": "key_id", "ix_audit_entry_problem": "problem_code, seq"}
+#: 0005's indexes: every row in them, NULL or not
+_WHOLE_0005 = tuple(
+    f"DROP INDEX {name}; CREATE INDEX {name} ON audit_entry ({columns})"
+    for name, columns in _PARTIAL.items()
+)  # fmt: skip
 
 
 def _drop(indexes: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(f"DROP INDEX {name}" for name in indexes)
 
 
-#: the trigger gone, the writer sending the query columns (the proposed design)
-_CLIENT = "client sends the columns (no trigger)"
-
 #: name: (schema changes, body as text, open-intent rows written)
 VARIANTS: dict[str, tuple[tuple[str, ...], bool, bool]] = {
-    "as shipped (0005)": ((), False, True),
-    "no trigger": (_NO_TRIGGER, False, True),
+    "as shipped (0006)": ((), False, True),
+    "as 0005 (insert trigger and whole indexes)": (_TRIGGER_0005 + _WHOLE_0005, False, True),
+    "0005's insert trigger only": (_TRIGGER_0005, False, True),
+    "0005's whole indexes only": (_WHOLE_0005, False, True),
     **{f"no index {k}": (_drop(v), False, True) for k, v in _SECONDARY.items()},
     "no secondary index": (_drop(_ALL), False, True),
     "body text, not json": (_TEXT, True, True),
     "no open-intent rows": ((), False, False),
-    _CLIENT: (_NO_TRIGGER, False, True),
-    "trigger: one json_to_record": (_one_call("json_to_record", "NEW.body"), False, True),
-    "trigger: one jsonb_to_record": (_one_call("jsonb_to_record", "NEW.body::jsonb"), False, True),
-    "floor: none of these": (_NO_TRIGGER + _drop(_ALL) + _TEXT, True, False),
+    "floor: none of these": (_drop(_ALL) + _TEXT, True, False),
 }
 
 
@@ -104,36 +97,11 @@ def _body(audit_id: str, seq: int, intent_id: str | None) -> str:
     }, separators=(",", ":"))  # fmt: skip
 
 
-def _with_columns(entries: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """Entry rows with the query columns the writer would send (from the body it made)."""
-    out = []
-    for row in entries:
-        body = json.loads(row[1])
-        out.append((*row, *(body.get(c) for c in _COLUMNS)))
-    return out
-
-
 def _made(statements: list[Any]) -> tuple[str, list[Any]]:
     made = one_statement(statements)
     if made is None:
         raise RuntimeError("a group that is not one statement")
     return made
-
-
-def _client_sql(statements: list[Any]) -> tuple[str, list[Any]]:
-    """:func:`one_statement` with the entries' insert naming the query columns too."""
-    table, types = pg_write._INSERTS[INSERT_ENTRY]
-    pg_write._INSERTS[INSERT_ENTRY] = (
-        table.replace(")", ", " + ", ".join(_COLUMNS) + ")"),
-        types + ("text",) * len(_COLUMNS),
-    )
-    pg_write._sql.cache_clear()
-    try:
-        rows = [(s, _with_columns(r) if s == INSERT_ENTRY else r) for s, r in statements]
-        return _made(rows)
-    finally:
-        pg_write._INSERTS[INSERT_ENTRY] = (table, types)
-        pg_write._sql.cache_clear()
 
 
 def _groups(n: int, group: int, intents: bool) -> list[list[Any]]:
@@ -157,10 +125,10 @@ def _groups(n: int, group: int, intents: bool) -> list[list[Any]]:
                 closes.append((intent,))
                 body = _body(audit_id, seq, intent)
             h = hashlib.sha256((prev + body).encode()).hexdigest()
-            entries.append((seq, body, prev, h))
+            entries.append((seq, body, prev, h, *query_values(json.loads(body))))
             prev = h
         opened = ready + opened
-        statements = [(UPDATE_HEAD, [(seq, prev, 0, None)]), (INSERT_ENTRY, entries)]
+        statements = [(UPDATE_HEAD, [(seq, prev, 0, None)]), (INSERT_ENTRY_COLUMNS, entries)]
         if intents:
             statements += [(INSERT_OPEN, opens), (DELETE_OPEN, closes)]
         out.append(statements)
@@ -188,7 +156,7 @@ async def _run(dsn: str, name: str, variant: str, n: int, group: int) -> float:
         pid = await conn.fetchval("SELECT pg_backend_pid()")
         made = []  # (sql, args) made beforehand: the client's work stays out of the loop
         for statements in _groups(n, group, intents):
-            sql, args = _client_sql(statements) if variant == _CLIENT else _made(statements)
+            sql, args = _made(statements)
             made.append((sql.replace("::json[]", "::text[]") if text_body else sql, args))
         for sql, args in made[:20]:  # plans cached, catalogs read
             await conn.fetchval(sql, *args)
@@ -198,10 +166,10 @@ async def _run(dsn: str, name: str, variant: str, n: int, group: int) -> float:
         used = _cpu(pid) - before
         batches = made
         filled = await conn.fetchval("SELECT count(customer_id) FROM audit_entry")
-        if filled != (0 if changes[:1] == _NO_TRIGGER and variant != _CLIENT else n):
+        if filled != n:
             raise RuntimeError(f"{variant}: {filled} of {n} rows have their query columns")
-        differ = " OR ".join(f"{c} IS DISTINCT FROM body::jsonb ->> '{c}'" for c in _COLUMNS)
-        if filled and await conn.fetchval(f"SELECT count(*) FROM audit_entry WHERE {differ}"):  # noqa: S608
+        differ = " OR ".join(f"{c} IS DISTINCT FROM body::jsonb ->> '{c}'" for c in QUERY_COLUMNS)
+        if await conn.fetchval(f"SELECT count(*) FROM audit_entry WHERE {differ}"):  # noqa: S608
             raise RuntimeError(f"{variant}: query columns that disagree with the body")
         return used / (len(batches[20:]) * group)
     finally:

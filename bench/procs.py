@@ -177,6 +177,24 @@ def _pg(sql: str, *, fetch: bool = False) -> Any:
     return asyncio.run(run())
 
 
+def pg_backend_cpu(url: str) -> dict[int, float]:
+    """CPU seconds (user + system, ``/proc``) of each server backend connected to the
+    database of the audit store ``url`` now: the server must run on this machine."""
+    import asyncpg
+
+    name = url.rsplit("/", 1)[1]
+
+    async def run() -> list[int]:
+        conn = await asyncpg.connect(PG_ADMIN)
+        try:
+            rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", name)
+            return [int(r[0]) for r in rows]
+        finally:
+            await conn.close()
+
+    return {pid: cpu_seconds(pid) for pid in asyncio.run(run())}
+
+
 def postgres_version() -> str:
     return str(_pg("SHOW server_version", fetch=True))
 

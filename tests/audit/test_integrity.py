@@ -40,8 +40,9 @@ async def test_changed_value_is_detected(audit_log: AuditLog, store_url: str) ->
 async def test_a_query_column_cannot_disagree_with_the_body(
     audit_log: AuditLog, store_url: str
 ) -> None:
-    """SQLite's query columns are generated (a write to one is refused); PostgreSQL's
-    are set from the body by a trigger on every insert and update (migration 0002)."""
+    """SQLite's query columns are generated (a write to one is refused); on PostgreSQL
+    a trigger sets them from the body on every update (the writer sends them on insert,
+    migration 0006; verify checks them: tests/audit/test_pg_query_columns.py)."""
     await _fill(audit_log, 2)
     columns = "SELECT actor, customer_id FROM audit_entry WHERE seq = 1"
     try:

@@ -26,10 +26,13 @@ from tests.audit.conftest import reset_pg, sql
 
 pytestmark = pytest.mark.postgres
 
+# A NUL in a clear value is no longer among them: PostgreSQL's ``json`` type takes
+# ``\u0000``; only the ``jsonb`` parse of the insert trigger refused it, and since 0006 the
+# writer sends the query columns and nothing parses the body on insert. The up-front check
+# refuses it (tests/audit/test_storable.py).
 POISONS = {
     "nul in the customer id": "x\x00y",
     "index row over 2,704 bytes": os.urandom(3000).hex(),  # incompressible
-    "nul in a clear value": None,
 }
 
 
@@ -44,7 +47,7 @@ def _entry(customer_id: str, *, note: str = "fine") -> Pending:
 
 @pytest.mark.parametrize("poison", POISONS.values(), ids=POISONS.keys())
 async def test_a_refused_entry_fails_alone_and_the_rest_commit_in_order(
-    pg_base_url: str | None, monkeypatch: pytest.MonkeyPatch, poison: str | None
+    pg_base_url: str | None, monkeypatch: pytest.MonkeyPatch, poison: str
 ) -> None:
     if pg_base_url is None:
         pytest.skip("!!! POSTGRESQL AT 127.0.0.1:5432 IS NOT REACHABLE !!!")
@@ -60,7 +63,7 @@ async def test_a_refused_entry_fails_alone_and_the_rest_commit_in_order(
     writer.start()
     try:
         entries = [_entry(f"c{i}") for i in range(40)]
-        bad = _entry(poison) if poison is not None else _entry("c-bad", note="a\x00b")
+        bad = _entry(poison)
         entries.insert(17, bad)
         results = await asyncio.gather(
             *(writer.append(p) for p in entries), return_exceptions=True
