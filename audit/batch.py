@@ -73,12 +73,12 @@ class Pending:
     # Prepared by the caller, outside the append lock, when the subject's key is known:
     text: str | None = field(default=None, repr=False)
     key_id: str | None = None
+    #: the key this entry's values are sealed under: its subject's, for its period
+    #: (made once: the writer looks it up several times per entry)
+    slot: Slot = field(init=False, repr=False, compare=False)
 
-
-    @property
-    def slot(self) -> Slot:
-        """The key this entry's values are sealed under: its subject's, for its period."""
-        return (self.subject[0], self.subject[1], self.expires)
+    def __post_init__(self) -> None:
+        self.slot = (self.subject[0], self.subject[1], self.expires)
 
 
 @dataclass

@@ -21,12 +21,20 @@ class Checkpoints:
         self.every = every
         self.seconds = seconds
         self._opened_at = time.time()
+        # the last checkpoint time read, and its timestamp: parsed once, not per batch
+        self._last: tuple[str | None, float] = (None, 0.0)
 
     def due(self, seq: int, cp_seq: int, cp_at: str | None) -> bool:
         """Is a checkpoint due at ``seq``, the last one being at ``cp_seq``, ``cp_at``?"""
-        last = parse_iso(cp_at).timestamp() if cp_at else self._opened_at
         if seq <= cp_seq:
             return False
+        if not cp_at:
+            last = self._opened_at
+        elif self._last[0] == cp_at:
+            last = self._last[1]
+        else:
+            last = parse_iso(cp_at).timestamp()
+            self._last = (cp_at, last)
         return seq - cp_seq >= self.every or time.time() - last >= self.seconds
 
     def row(self, seq: int, head_hash: str, now: str) -> tuple[Any, ...]:

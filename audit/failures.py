@@ -8,20 +8,38 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from types import TracebackType
 
 
-@contextlib.contextmanager
 def swallowed(
     log: logging.Logger,
     what: str,
     *kinds: type[BaseException],
     level: int = logging.WARNING,
-) -> Iterator[None]:
+) -> _Swallowed:
     """Swallow an exception of ``kinds`` (default: any ``Exception``) raised in the block,
     logging ``"<what> failed (<type>)"`` at ``level``."""
-    caught = kinds or (Exception,)
-    try:
-        yield
-    except caught as exc:
-        log.log(level, "%s failed (%s)", what, type(exc).__name__)
+    return _Swallowed(log, what, kinds or (Exception,), level)
+
+
+class _Swallowed(contextlib.AbstractContextManager[None]):
+    """:func:`swallowed`'s context manager: a class, not a ``contextmanager`` generator
+    (it runs per change on PostgreSQL, around each lock release: issue 11)."""
+
+    __slots__ = ("_kinds", "_level", "_log", "_what")
+
+    def __init__(
+        self, log: logging.Logger, what: str, kinds: tuple[type[BaseException], ...], level: int
+    ) -> None:
+        self._log, self._what, self._kinds, self._level = log, what, kinds, level
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if exc_type is None or not issubclass(exc_type, self._kinds):
+            return False
+        self._log.log(self._level, "%s failed (%s)", self._what, exc_type.__name__)
+        return True

@@ -23,7 +23,8 @@ import contextlib
 import contextvars
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
+from types import TracebackType
 
 from audit.backend import Backend, LockLease
 from audit.errors import AuditUnavailable, LockTimeout, LockWait
@@ -58,40 +59,18 @@ class SubjectLocks:
         self._on_timeout = on_timeout
         self._locks: dict[Subject, tuple[asyncio.Lock, int]] = {}
 
-    @contextlib.asynccontextmanager
-    async def hold(self, system: str, customer_id: str) -> AsyncIterator[None]:
-        subject = (system, customer_id)
-        lock, users = self._locks.get(subject, (asyncio.Lock(), 0))
-        self._locks[subject] = (lock, users + 1)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._wait
-        try:
-            await self._acquire(lock)
-            try:
-                left = max(0.001, deadline - loop.time())
-                across = self._backend.subject_lock(lock_key(system, customer_id), left)
-                try:
-                    lease = await across.__aenter__()
-                except LockTimeout as exc:
-                    raise self._gave_up(exc.wait) from None
-                token = _holding.set((subject, lease) if lease is not None else None)
-                try:
-                    yield
-                except BaseException as exc:
-                    _holding.reset(token)
-                    if not await across.__aexit__(type(exc), exc, exc.__traceback__):
-                        raise
-                else:
-                    _holding.reset(token)
-                    await across.__aexit__(None, None, None)
-            finally:
-                lock.release()
-        finally:
-            lock, users = self._locks[subject]
-            if users <= 1:
-                del self._locks[subject]
-            else:
-                self._locks[subject] = (lock, users - 1)
+    def hold(self, system: str, customer_id: str) -> _Hold:
+        """Hold the customer's write lock for an ``async with`` block (see the module's
+        docstring). A class, not an ``asynccontextmanager``: no async generator (whose
+        creation and end asyncio tracks in a ``WeakSet``) per change (issue 11)."""
+        return _Hold(self, (system, customer_id))
+
+    def _unuse(self, subject: Subject) -> None:
+        lock, users = self._locks[subject]
+        if users <= 1:
+            del self._locks[subject]
+        else:
+            self._locks[subject] = (lock, users - 1)
 
     @staticmethod
     def check(system: str, customer_id: str) -> None:
@@ -119,3 +98,55 @@ class SubjectLocks:
             with swallowed(log, "audit on_lock_timeout hook"):
                 self._on_timeout(wait)
         return LockTimeout(wait, self._wait)
+
+
+class _Hold(contextlib.AbstractAsyncContextManager[None]):
+    """One hold of a customer's lock (:meth:`SubjectLocks.hold`): this process's lock,
+    then the lock across processes (``Backend.subject_lock``), each released in turn
+    on leaving, whatever the block raised."""
+
+    __slots__ = ("_across", "_lock", "_locks", "_subject", "_token")
+
+    def __init__(self, locks: SubjectLocks, subject: Subject) -> None:
+        self._locks, self._subject = locks, subject
+
+    async def __aenter__(self) -> None:
+        locks, subject = self._locks, self._subject
+        entry = locks._locks.get(subject)
+        lock, users = entry if entry is not None else (asyncio.Lock(), 0)
+        locks._locks[subject] = (lock, users + 1)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + locks._wait
+        try:
+            await locks._acquire(lock)
+            try:
+                left = max(0.001, deadline - loop.time())
+                across = locks._backend.subject_lock(lock_key(*subject), left)
+                try:
+                    lease = await across.__aenter__()
+                except LockTimeout as exc:
+                    raise locks._gave_up(exc.wait) from None
+            except BaseException:
+                lock.release()
+                raise
+        except BaseException:
+            locks._unuse(subject)
+            raise
+        self._lock, self._across = lock, across
+        self._token = _holding.set((subject, lease) if lease is not None else None)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        try:
+            try:
+                _holding.reset(self._token)
+                suppressed = await self._across.__aexit__(exc_type, exc, tb)
+            finally:
+                self._lock.release()
+        finally:
+            self._locks._unuse(self._subject)
+        return exc_type is not None and bool(suppressed)

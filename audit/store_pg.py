@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from functools import lru_cache
+from types import TracebackType
 from typing import Any
 
 import asyncpg
@@ -52,19 +53,34 @@ _BEGIN = "BEGIN"
 _BEGIN_NOT_DURABLE = "BEGIN; SET LOCAL synchronous_commit TO off"
 
 
-@contextmanager
-def _store_errors() -> Iterator[None]:
+def _store_errors() -> _StoreErrors:
     """Driver and socket errors as audit errors; the message names the kind, no values."""
-    try:
-        yield
-    except AuditError:
-        raise
-    except _REFUSED as exc:
-        raise ValueRefused(
-            f"the audit store refuses a value of this entry ({type(exc).__name__})"
-        ) from exc
-    except _UNAVAILABLE as exc:
-        raise AuditUnavailable(f"the audit store failed ({type(exc).__name__})") from exc
+    return _STORE_ERRORS
+
+
+class _StoreErrors(AbstractContextManager[None]):
+    """:func:`_store_errors`: one stateless object for every statement, not a
+    ``contextmanager`` generator per statement (issue 11)."""
+
+    __slots__ = ()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None or issubclass(exc_type, AuditError):
+            return
+        if issubclass(exc_type, _REFUSED):
+            raise ValueRefused(
+                f"the audit store refuses a value of this entry ({exc_type.__name__})"
+            ) from exc
+        if issubclass(exc_type, _UNAVAILABLE):
+            raise AuditUnavailable(f"the audit store failed ({exc_type.__name__})") from exc
+
+
+_STORE_ERRORS = _StoreErrors()
 
 
 async def _run(conn: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -93,8 +109,8 @@ class _Tx:
     ``Transaction`` object); its writes as one statement where they can be
     (:mod:`audit.pg_write`)."""
 
-    def __init__(self, pool: Any, conn: Any, head: Row) -> None:
-        self._pool, self._conn = pool, conn
+    def __init__(self, kept: _Kept, conn: Any, head: Row) -> None:
+        self._kept, self._conn = kept, conn
         self.head = head
         self._done = False
 
@@ -113,10 +129,12 @@ class _Tx:
                         await _run(self._conn, sql, rows)
                 await self._conn.execute("COMMIT")
         except BaseException:
-            await self._safe_rollback()
+            try:
+                await self._safe_rollback()
+            finally:
+                await self._release()
             raise
-        finally:
-            await self._release()
+        await self._release(clean=True)
 
     async def rollback(self) -> None:
         try:
@@ -129,10 +147,52 @@ class _Tx:
             with swallowed(log, "audit store rollback", *_UNAVAILABLE):
                 await self._conn.execute("ROLLBACK")
 
-    async def _release(self) -> None:
+    async def _release(self, *, clean: bool = False) -> None:
         if not self._done:
             self._done = True
-            await _release(self._pool, self._conn)
+            await self._kept.give(self._conn, clean=clean)
+
+
+#: pool connections the chain's transactions keep between batches, at most: the writer
+#: has up to ``audit.commit.DEPTH`` (2) batches in flight, or one full-way transaction.
+#: Never the whole pool: one connection at least stays for the reads.
+KEPT = 2
+
+
+class _Kept:
+    """The chain's transactions take a pool connection per batch; one that committed
+    cleanly is kept here for the next batch instead of going back to the pool (asyncpg's
+    release costs a task, a timeout and its reset coroutine per batch: issue 11). Any
+    other end (a failure, a rollback, a connection closed or still in a transaction)
+    goes back to the pool as before, which rolls back or terminates it."""
+
+    __slots__ = ("_closed", "_idle", "_most", "_pool")
+
+    def __init__(self, pool: Any, most: int) -> None:
+        self._pool, self._most = pool, most
+        self._idle: list[Any] = []
+        self._closed = False
+
+    async def take(self) -> Any:
+        while self._idle:
+            conn = self._idle.pop()
+            if _usable(conn):
+                return conn
+            # ended while kept: asyncpg's pool has taken it back already
+        return await self._pool.acquire()
+
+    async def give(self, conn: Any, *, clean: bool) -> None:
+        if clean and not self._closed and len(self._idle) < self._most and _usable(conn):
+            self._idle.append(conn)
+            return
+        await _release(self._pool, conn)
+
+    async def close(self) -> None:
+        """Back to the pool (before it closes: it waits for every connection lent out)."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await _release(self._pool, conn)
 
 
 class PgBackend:
@@ -141,6 +201,8 @@ class PgBackend:
 
     def __init__(self, pool: Any, locks: LockConnections, shared: SharedLocks) -> None:
         self._pool = pool
+        # the chain transactions' connections between batches
+        self._kept = _Kept(pool, min(KEPT, pool.get_max_size() - 1) if pool is not None else 0)
         # Advisory locks are held for a whole request: a customer's on a shared lock
         # session (audit.pg_lock_sessions), on a dedicated connection when another
         # session holds it (the blocking wait) and for a job (audit.pg_locks). They are
@@ -176,7 +238,7 @@ class PgBackend:
 
     async def chain_tx(self, *, durable: bool = True) -> _Tx:
         with _store_errors():
-            conn = await self._pool.acquire()
+            conn = await self._kept.take()
         try:
             with _store_errors():
                 # one round trip; not durable: its commit does not wait for the WAL flush
@@ -185,9 +247,9 @@ class PgBackend:
             if head is None:
                 raise AuditUnavailable("the audit_head row is missing")
         except BaseException:
-            await _release(self._pool, conn)
+            await self._kept.give(conn, clean=False)
             raise
-        return _Tx(self._pool, conn, tuple(head))
+        return _Tx(self._kept, conn, tuple(head))
 
     async def chain(self, step: ChainStep, *, durable: bool = True) -> None:
         tx = await self.chain_tx(durable=durable)
@@ -207,8 +269,14 @@ class PgBackend:
         one = one_statement(statements, expected=expected, durable=durable)
         if one is not None:  # one round trip, in a transaction of its own
             with _store_errors():
-                async with self._pool.acquire() as conn:
-                    return bool(await conn.fetchval(one[0], *one[1]))
+                conn = await self._kept.take()
+                try:
+                    written = bool(await conn.fetchval(one[0], *one[1]))
+                except BaseException:
+                    await self._kept.give(conn, clean=False)
+                    raise
+                await self._kept.give(conn, clean=True)
+                return written
         tx = await self.chain_tx(durable=durable)
         if (int(tx.head[0]), tx.head[1]) != expected:
             await tx.rollback()
@@ -216,26 +284,8 @@ class PgBackend:
         await tx.commit(statements)
         return True
 
-    def subject_lock(
-        self, key: int, timeout: float
-    ) -> AbstractAsyncContextManager[Lease | HeldLock]:
-        return self._subject_lock(key, timeout)
-
-    @asynccontextmanager
-    async def _subject_lock(self, key: int, seconds: float) -> AsyncIterator[Lease | HeldLock]:
-        """A customer's lock: on a shared session when no other session holds it, else
-        the blocking wait on a dedicated connection, within what is left of ``seconds``."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + seconds
-        lease = await self._shared.take(key, seconds)
-        if lease is None:
-            async with self._locks.subject(key, max(0.001, deadline - loop.time())) as held:
-                yield held
-            return
-        try:
-            yield lease
-        finally:
-            await self._shared.release(lease)
+    def subject_lock(self, key: int, timeout: float) -> _SubjectLock:
+        return _SubjectLock(self._shared, self._locks, key, timeout)
 
     def job_lock(self, key: int) -> AbstractAsyncContextManager[bool]:
         return self._locks.job(key)
@@ -248,8 +298,56 @@ class PgBackend:
     async def close(self) -> None:
         await self._shared.close()
         await self._locks.close()
+        await self._kept.close()
         with swallowed(log, "audit store close", *_UNAVAILABLE):
             await self._pool.close()
+
+
+class _SubjectLock(AbstractAsyncContextManager["Lease | HeldLock"]):
+    """A customer's lock: on a shared session when no other session holds it, else the
+    blocking wait on a dedicated connection, within what is left of ``seconds``. A class,
+    not an ``asynccontextmanager``: no async generator per change (issue 11)."""
+
+    __slots__ = ("_dedicated", "_key", "_lease", "_locks", "_seconds", "_shared")
+
+    def __init__(self, shared: SharedLocks, locks: LockConnections, key: int, seconds: float):
+        self._shared, self._locks, self._key, self._seconds = shared, locks, key, seconds
+        self._lease: Lease | None = None
+        self._dedicated: AbstractAsyncContextManager[HeldLock] | None = None
+
+    async def __aenter__(self) -> Lease | HeldLock:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._seconds
+        lease = await self._shared.take(self._key, self._seconds)
+        if lease is not None:
+            self._lease = lease
+            return lease
+        dedicated = self._locks.subject(self._key, max(0.001, deadline - loop.time()))
+        held = await dedicated.__aenter__()
+        self._dedicated = dedicated
+        return held
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        if self._dedicated is not None:
+            return await self._dedicated.__aexit__(exc_type, exc, tb)
+        if self._lease is not None:
+            await self._shared.release(self._lease)
+        return None
+
+
+def _usable(conn: Any) -> bool:
+    """A pool connection still lent to us, open, and in no transaction. When the server
+    ends a connection, asyncpg gives it back to its pool by itself and every method of
+    the proxy we hold raises ``InterfaceError``."""
+    try:
+        return not conn.is_closed() and not conn.is_in_transaction()
+    except asyncpg.InterfaceError:
+        return False
 
 
 async def _no_reset_query(conn: Any) -> None:

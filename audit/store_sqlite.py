@@ -21,6 +21,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from types import TracebackType
 from typing import Any, TypeVar
 
 from audit.backend import HEAD_SQL, ChainStep, Row, Statement, StepRun
@@ -248,14 +249,15 @@ class SqliteBackend:
         finally:
             self._trips_waiting -= 1
 
-    def subject_lock(self, key: int, timeout: float) -> AbstractAsyncContextManager[None]:
-        return self._subject_lock(key, wait=timeout)
+    def subject_lock(self, key: int, timeout: float) -> _SubjectLock:
+        """The customer's lock among processes (:meth:`_lock_subject`); a class, not an
+        ``asynccontextmanager``: no async generator per change (issue 11)."""
+        return _SubjectLock(self, key, timeout)
 
-    @asynccontextmanager
-    async def _subject_lock(self, key: int, *, wait: float) -> AsyncIterator[None]:
-        """The customer's lock among processes: a write lock on one byte (its key).
-        Within one process the audit log's own lock comes first (POSIX record locks of
-        one process never exclude each other)."""
+    async def _lock_subject(self, key: int, wait: float) -> tuple[int, int]:
+        """The customer's lock among processes: a write lock on one byte (its key);
+        returns (the file, the byte). Within one process the audit log's own lock comes
+        first (POSIX record locks of one process never exclude each other)."""
         if self._subjects_fd is None:
             path = self._path.with_name(f"{self._path.name}.subjects.lock")
             try:
@@ -278,11 +280,7 @@ class SqliteBackend:
                     raise LockTimeout(LockWait.SUBJECT, wait) from None
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, _RETRY_MAX)
-        try:
-            yield
-        finally:
-            with contextlib.suppress(OSError):
-                fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset, os.SEEK_SET)
+        return fd, offset
 
     @asynccontextmanager
     async def job_lock(self, key: int) -> AsyncIterator[bool]:
@@ -347,3 +345,25 @@ def _translated(fn: Callable[..., T], *args: Any) -> T:
     except (sqlite3.Error, OSError) as exc:
         raise AuditUnavailable(f"the audit store failed ({type(exc).__name__})") from exc
 
+
+class _SubjectLock(AbstractAsyncContextManager[None]):
+    """A customer's lock among processes, held for an ``async with`` block."""
+
+    __slots__ = ("_held", "_key", "_store", "_wait")
+
+    def __init__(self, store: SqliteBackend, key: int, wait: float) -> None:
+        self._store, self._key, self._wait = store, key, wait
+        self._held = (-1, 0)
+
+    async def __aenter__(self) -> None:
+        self._held = await self._store._lock_subject(self._key, self._wait)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        fd, offset = self._held
+        with contextlib.suppress(OSError):
+            fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset, os.SEEK_SET)

@@ -132,7 +132,9 @@ class ChainWriter:
                 continue
             first = self._held
             self._held = None
-            if first is None:
+            if first is None and not self._queue.empty():
+                first = self._queue.get_nowait()  # no idle timer to arm: work is waiting
+            elif first is None:
                 try:
                     async with asyncio.timeout(self._idle_seconds):
                         first = await self._queue.get()
