@@ -2,8 +2,9 @@
 change at a time). The intent goes to the audit store before the edit-conflict re-read
 is sent, so that the read runs while the intent commits; the applied outcome goes to the
 store only after the answer has left, so that the writer's work is not on the answer's
-path. Observed in the order the steps start: the store's append calls, the upstream
-reads, and the answer (its request counted, in the step that writes it)."""
+path; the access line and the request count come after the answer is written. Observed
+in the order the steps start: the store's append calls, the upstream reads, and the
+answer (its body built, in the step that writes it)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from service.keys import CONNECTORS_KEY, METRICS_KEY
+import pytest
+
+from service import edge
+from service.keys import CONNECTORS_KEY
+from service.routes import customers
 from tests.service.conftest import AUDITOR, EDITOR, Stack
 
 BILLBEE = "/v1/systems/billbee/customers/1002"
@@ -24,7 +29,7 @@ def steps(stack: Stack, system: str) -> Iterator[list[str]]:
     events: list[str] = []
     backend = stack.audit._backend
     app: Any = stack.client.app
-    connector, metrics = app[CONNECTORS_KEY][system], app[METRICS_KEY]
+    connector = app[CONNECTORS_KEY][system]
 
     def noted(event: str, call: Any) -> Any:
         def note(*args: Any, **kwargs: Any) -> Any:
@@ -41,16 +46,17 @@ def steps(stack: Stack, system: str) -> Iterator[list[str]]:
     patched = [
         (backend, "append_if_head", noted("store", backend.append_if_head)),
         (backend, "chain", noted("store", backend.chain)),
-        (metrics, "request", noted("answer", metrics.request)),
+        (customers, "answer", noted("answer", customers.answer)),
         (connector, "fetch", read),
     ]
+    before = [getattr(owner, name) for owner, name, _ in patched]
     for owner, name, replacement in patched:
         setattr(owner, name, replacement)
     try:
         yield events
     finally:
-        for owner, name, _ in patched:
-            delattr(owner, name)  # the class's own again
+        for (owner, name, _), original in zip(patched, before, strict=True):
+            setattr(owner, name, original)
 
 
 async def _applied(stack: Stack, url: str, patch: dict[str, str]) -> None:
@@ -80,3 +86,20 @@ async def test_the_applied_outcome_goes_to_the_store_after_the_answer(stack: Sta
     resp = await stack.client.get("/v1/audit", params={"customer_id": "1002"}, headers=AUDITOR)
     phases = [(e["phase"], e["outcome"]) for e in (await resp.json())["entries"]]
     assert sorted(phases, key=str) == [("intent", None), ("outcome", "applied")]
+
+
+async def test_the_access_line_and_the_request_count_come_after_the_answer_is_written(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written: list[bool] = []
+    count_and_log = edge._count_and_log
+
+    def noted(request: Any, response: Any, *rest: Any) -> None:
+        written.append(response.prepared)  # its status line and headers went out
+        count_and_log(request, response, *rest)
+
+    monkeypatch.setattr(edge, "_count_and_log", noted)
+    await _applied(stack, KEYCOM, {"note": "logged after"})
+    refused = await stack.client.patch(KEYCOM, json={"note": 7}, headers=EDITOR)
+    assert refused.status == 422
+    assert written == [True, True]
