@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Coroutine
 from datetime import datetime
 from typing import Any
 
@@ -189,6 +189,13 @@ class AuditLog:
 
     # ------------------------------------------------------------------ writing
     async def begin(self, intent: Intent) -> str:
+        """Write an intent; its id once it is durable."""
+        return await self.begin_queued(intent)
+
+    def begin_queued(self, intent: Intent) -> Coroutine[Any, Any, str]:
+        """``begin`` with the intent checked and queued (errors raised) before it returns:
+        the writer takes it before what the caller starts next (the gateway's re-read).
+        Await the result (the id, once durable) at once: the intent is in flight till then."""
         check_intent(intent)
         # a change whose customer lock died with its session forwards nothing
         self._locks.check(intent.system, intent.customer_id)
@@ -203,9 +210,17 @@ class AuditLog:
         in_flight = self._intents.in_flight
         in_flight[audit_id] = intent
         try:
-            return await self._enqueue(pending)
+            written = self._enqueue(pending)
         except BaseException:
             in_flight.pop(audit_id, None)
+            raise
+        return self._begun(audit_id, written)
+
+    async def _begun(self, audit_id: str, written: asyncio.Future[str]) -> str:
+        try:
+            return await written
+        except BaseException:
+            self._intents.in_flight.pop(audit_id, None)
             raise
 
     async def finish(self, intent_id: str, outcome: Outcome, *, durable: bool = True) -> str:

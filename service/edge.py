@@ -63,7 +63,12 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
     finally:
         try:
             stamp_ids(request, response, request_id)
-            _count_and_log(request, response, started, cancelled)
+            # Counted and logged once the answer is written: aiohttp writes it in the
+            # step this returns in (nothing suspends there), so the loop runs this after
+            # the write, not on the answer's path (issue 11). The duration is now's.
+            asyncio.get_running_loop().call_soon(
+                _count_and_log, request, response, time.perf_counter() - started, cancelled
+            )
         finally:
             requests.leave()
     if lifecycle.draining:
@@ -72,11 +77,10 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 
 def _count_and_log(
-    request: web.Request, response: web.StreamResponse | None, started: float, cancelled: bool
+    request: web.Request, response: web.StreamResponse | None, seconds: float, cancelled: bool
 ) -> None:
     """Requests by system, route template and status (labels stay bounded), and the
-    access line; the route, the system and the duration are worked out once for both."""
-    seconds = time.perf_counter() - started
+    access line; the route and the system are worked out once for both."""
     route = route_template(request)
     system = request.match_info.get("system")
     known = system is not None and system in request.app[SETTINGS_KEY].upstreams
@@ -88,6 +92,6 @@ def _count_and_log(
     )  # fmt: skip
     request.app[METRICS_KEY].request(label, route, status, seconds)
     access_line(
-        request, response, started, cancelled=cancelled, route=route,
+        request, response, 0.0, cancelled=cancelled, route=route,
         system=system if known else None, seconds=seconds,
     )  # fmt: skip

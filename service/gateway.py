@@ -40,7 +40,7 @@ from service.errors import (
     UpstreamOutcomeUnknown,
     ValidationFailed,
 )
-from service.gateway_types import Admitted, ReadResult, Request, UpdateResult
+from service.gateway_types import Admitted, Landed, ReadResult, Request, UpdateResult
 from service.inflight import InFlight
 from service.logs import log_event
 from service.metrics import Metrics
@@ -218,17 +218,17 @@ class Gateway:
 
                 body = decision.merged if connector.mode == "put" else dict(patch)
                 assert body is not None  # a put policy always yields the merged object
-                # The edit-conflict re-read (where the system needs one) runs while the
-                # intent is written: a read sends nothing, and the write waits for both.
+                # The intent is queued first: the writer sends it to the store before the
+                # edit-conflict re-read (where needed) is sent, which then runs while the
+                # intent commits. A read sends nothing; the write waits for both.
+                begun = self.audit.begin_queued(intent_for(engine, req, action, decision))
                 reread = (
                     asyncio.ensure_future(connector.fetch(req.customer_id))
                     if self.conflict_check and connector.conflict_reread
                     else None
                 )
                 try:
-                    intent_id = await self.audit.begin(
-                        intent_for(engine, req, action, decision)
-                    )
+                    intent_id = await begun
                 except BaseException:
                     await discard(reread)
                     raise
@@ -238,17 +238,22 @@ class Gateway:
                     req, connector, pre_image, body, intent_id, decision.after, reread
                 ))
                 try:
-                    result = await asyncio.shield(forward)
+                    landed = await asyncio.shield(forward)
                 except asyncio.CancelledError:
                     # cancelled (a shutdown past its grace): the customer stays locked, and
-                    # the change counted, until the forward has its outcome
+                    # the change counted, until the forward has its outcome (an applied
+                    # one is queued by the callback, whatever happens to this task)
+                    forward.add_done_callback(self._applied_after_cancel(intent_id))
                     await asyncio.wait([forward])
                     if not forward.cancelled():
                         forward.exception()  # seen here; the caller is gone, the audit has it
                     raise
+                # queued in the step that also answers (on SQLite nothing suspends until
+                # the answer is written): the writer it wakes runs after the answer left
+                await self._finish_applied(intent_id, landed)
                 self.metrics.decision(req.system, Verdict.ALLOWED, None)
                 return self._answer(
-                    engine, req, result, decision, intent_id, applied=True, dry_run=False
+                    engine, req, landed.record, decision, intent_id, applied=True, dry_run=False
                 )
         finally:
             self.writes.leave()
@@ -262,7 +267,9 @@ class Gateway:
         intent_id: str,
         expected: Mapping[str, Any],
         reread: asyncio.Future[dict[str, Any]] | None,
-    ) -> dict[str, Any]:
+    ) -> Landed:
+        """The forward; the outcome of one that failed or was refused (durable). One that
+        landed comes back for its caller to queue its outcome (``_finish_applied``)."""
         if reread is not None:
             try:
                 current = await reread
@@ -296,20 +303,34 @@ class Gateway:
                     intent_id, AuditOutcome.UNKNOWN, exc.code, status, elapsed_ms(started)
                 )
                 raise with_audit(exc, intent_id) from None
-            await self._finish(
-                intent_id, AuditOutcome.APPLIED, exc.code, None, elapsed_ms(started), durable=False
-            )
-            return landed
+            return Landed(landed, exc.code, None, elapsed_ms(started))
         except (UpstreamError, CustomerNotFound) as exc:
             status = getattr(exc, "upstream_status", None)
             await self._finish(
                 intent_id, AuditOutcome.UPSTREAM_FAILED, exc.code, status, elapsed_ms(started)
             )
             raise with_audit(exc, intent_id) from None
+        return Landed(result, None, 200, elapsed_ms(started))
+
+    async def _finish_applied(self, intent_id: str, landed: Landed) -> None:
+        """Queue the ``applied`` outcome of a forward that landed (not waited for)."""
         await self._finish(
-            intent_id, AuditOutcome.APPLIED, None, 200, elapsed_ms(started), durable=False
-        )
-        return result
+            intent_id, AuditOutcome.APPLIED, landed.code, landed.status, landed.latency_ms,
+            durable=False,
+        )  # fmt: skip
+
+    def _applied_after_cancel(self, intent_id: str) -> Callable[[asyncio.Future[Landed]], None]:
+        """A done callback for a forward whose caller was cancelled: a forward that landed
+        still gets its applied outcome queued (a failed one recorded its own)."""
+
+        def queue(forward: asyncio.Future[Landed]) -> None:
+            if forward.cancelled() or forward.exception() is not None:
+                return
+            task = asyncio.ensure_future(self._finish_applied(intent_id, forward.result()))
+            # its failure is logged by _finish, the intent left to the reconciler
+            task.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+        return queue
 
     async def _finish(
         self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from common.vocabulary import Problem
 from policies import Principal
 from service.upstreams import Connector
 
@@ -51,3 +52,15 @@ class UpdateResult:
     customer: dict[str, Any]
     audit_id: str | None
     policy_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class Landed:
+    """A forward the upstream applied: the record it answered (or a read showed), the
+    problem code of an answer lost on the way (read back instead), the upstream status
+    and the forward's latency - what its ``applied`` outcome records."""
+
+    record: dict[str, Any]
+    code: Problem | None
+    status: int | None
+    latency_ms: float

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,30 @@ class Stack:
     @property
     def audit(self) -> Any:
         return self.client.app[AUDIT_KEY]  # type: ignore[index]
+
+
+@contextlib.contextmanager
+def once_intent_durable(audit: Any, then: Callable[[], object]) -> Iterator[None]:
+    """Run ``then()`` in the change's own task as soon as its intent is durable, before
+    anything else of that change runs (the window between the intent and the forward:
+    someone edits the record upstream, a breaker opens, the store goes away)."""
+    queue = audit.begin_queued
+
+    def begin_queued(intent: Any) -> Coroutine[Any, Any, str]:
+        begun = queue(intent)
+
+        async def durable() -> str:
+            audit_id: str = await begun
+            then()
+            return audit_id
+
+        return durable()
+
+    audit.begin_queued = begin_queued
+    try:
+        yield
+    finally:
+        del audit.begin_queued  # the class's own again
 
 
 #: principals that may touch billbee only, one per role (for the scope cases)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.service.conftest import AUDITOR, EDITOR, Stack
+from tests.service.conftest import AUDITOR, EDITOR, Stack, once_intent_durable
 
 URL = "/v1/systems/billbee/customers/1002"
 
@@ -131,23 +131,17 @@ async def test_keycom_edit_of_another_field_meanwhile_is_not_lost(stack: Stack) 
     """Someone changes a field upstream between the gateway's read and its write (here
     while the intent is written): the PATCH sends only the changed field, so the other
     edit survives; the gateway's own field is written."""
-    store, audit = stack.store("keycom"), stack.audit
-    original_begin = audit.begin
+    store = stack.store("keycom")
 
-    async def begin(intent: Any) -> str:
-        audit_id: str = await original_begin(intent)
+    def edit_elsewhere() -> None:
         record = store.get(4001)
         record.update(phone="+358 40 555 0199", modified="2030-01-01T00:00:00.000000Z")
         store.put(4001, record)
-        return audit_id
 
-    audit.begin = begin
-    try:
+    with once_intent_durable(stack.audit, edit_elsewhere):
         resp = await stack.client.patch(
             "/v1/systems/keycom/customers/4001", json={"note": "call back"}, headers=EDITOR
         )
-    finally:
-        audit.begin = original_begin
     assert resp.status == 200
     final = store.get(4001)
     assert (final["phone"], final["note"]) == ("+358 40 555 0199", "call back")
@@ -206,28 +200,18 @@ async def test_an_edit_conflict_whose_outcome_cannot_be_recorded_is_503_not_504(
     refusal is recorded: the answer is 503 audit_unavailable ("nothing changed"), never
     the 504 that tells the caller the change may have landed. The intent stays open for
     the reconciler."""
-    audit = stack.audit
-    original_begin = audit.begin
 
-    async def begin(intent: Any) -> str:
-        audit_id: str = await original_begin(intent)
+    def store_gone() -> None:
         # the store goes away once the intent is durable, as a lost volume would
         raw = sqlite3.connect(tmp_path / "audit.db")
         raw.execute('ALTER TABLE "audit_entry" RENAME TO "audit_entry_gone"')
         raw.commit()
         raw.close()
-        return audit_id
 
-    audit.begin = begin
-    try:
-        with changed_before_second_read(
-            stack, "billbee", lambda r: r.update(Name="Changed Meanwhile")
-        ):
-            resp = await stack.client.patch(
-                URL, json={"Tel1": "+49 30 7777778"}, headers=EDITOR
-            )
-    finally:
-        audit.begin = original_begin
+    with once_intent_durable(stack.audit, store_gone), changed_before_second_read(
+        stack, "billbee", lambda r: r.update(Name="Changed Meanwhile")
+    ):
+        resp = await stack.client.patch(URL, json={"Tel1": "+49 30 7777778"}, headers=EDITOR)
     assert resp.status == 503
     assert (await resp.json())["code"] == "audit_unavailable"
     assert (await stack.stats("billbee")).get("PUT", 0) == 0

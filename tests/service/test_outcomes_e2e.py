@@ -22,7 +22,7 @@ import pytest
 
 from service.keys import CONNECTORS_KEY, GATEWAY_KEY
 from service.settings import Settings
-from tests.service.conftest import AUDITOR, EDITOR, Stack, make_stack
+from tests.service.conftest import AUDITOR, EDITOR, Stack, make_stack, once_intent_durable
 
 KEYCOM = "/v1/systems/keycom/customers/4001"
 BILLBEE = "/v1/systems/billbee/customers/1002"
@@ -169,19 +169,8 @@ async def test_a_write_the_breaker_stopped_provably_never_left_and_is_502(
     quick.client.app[GATEWAY_KEY].conflict_check = conflict_check  # type: ignore[index]
     connector = quick.client.app[CONNECTORS_KEY]["keycom"]  # type: ignore[index]
     connector.breaker.threshold = 1
-    audit = quick.audit
-    original_begin = audit.begin
-
-    async def begin(intent: Any) -> str:
-        audit_id: str = await original_begin(intent)
-        connector.breaker.record_failure()
-        return audit_id
-
-    audit.begin = begin
-    try:
+    with once_intent_durable(quick.audit, connector.breaker.record_failure):
         resp = await quick.client.patch(KEYCOM, json={"note": "never sent"}, headers=EDITOR)
-    finally:
-        audit.begin = original_begin
     assert resp.status == 502
     assert (await resp.json())["code"] == "upstream_error"
     assert (await _outcome(quick, resp.headers["X-Audit-Id"]))["outcome"] == "upstream_failed"

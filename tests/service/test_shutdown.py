@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from service.app import create_app
 from service.demo_settings import demo_settings
-from service.emulators import EmulatorCluster
+from service.emulators import STORE_KEY, EmulatorCluster
 from service.settings import Settings
 from service.shutdown import run_server
 from tests.service.chain import read_chain
@@ -161,3 +161,32 @@ async def test_a_forward_outliving_the_grace_still_gets_its_outcome(running: Run
     assert (outcome["outcome"], outcome["problem_code"]) == ("unknown", "upstream_timeout")
     assert chain.checkpoint_seq == chain.head_seq
 
+
+
+async def test_a_forward_landing_after_the_grace_still_gets_its_applied_outcome(
+    running: Running,
+) -> None:
+    """The handler is cancelled while the upstream works; the upstream then applies the
+    change (before the upstream timeout): its applied outcome is still written, though
+    the task that would have queued it is gone (a done callback of the forward does)."""
+    await running.fault("keycom", latency_ms=1500, methods=["PATCH"])
+    async with await fresh(running.url) as client:
+        before = await running.arrived("keycom", "PATCH")
+        slow = asyncio.create_task(client.patch(
+            "/v1/systems/keycom/customers/4001", json={"note": "applied late"},
+            headers=EDITOR,
+        ))
+        await running.until_arrived("keycom", "PATCH", before + 1)
+        running.stop.set()
+        # drain 0.6 s + grace 0.3 s < 1.5 s: the handler is cancelled, the caller cut off
+        with pytest.raises(aiohttp.ClientError):
+            await slow
+        await running.task
+    assert running.cluster.apps["keycom"][STORE_KEY].get(4001)["note"] == "applied late"
+    chain = await read_chain(
+        running.settings.audit_url, running.settings.master_key_bytes(),
+        running.settings.signing_key_bytes(),
+    )
+    assert chain.report.ok and chain.dangling() == []
+    [[outcome]] = chain.outcomes().values()
+    assert (outcome["outcome"], outcome["upstream_status"]) == ("applied", 200)
