@@ -29,7 +29,9 @@ from audit.store_pg import numbered
 from tests.audit.conftest import PG_HOST, PG_PORT, _admin_connect
 
 _KEYS = 3000
-_SLOTS: list[Slot] = [("keycom", str(100000 + 7 * i), "") for i in range(12)] + [("billbee", "100003", "")]
+_SLOTS: list[Slot] = [
+    *(("keycom", str(100000 + 7 * i), "") for i in range(12)), ("billbee", "100003", "")
+]
 
 
 def _query() -> tuple[str, list[str]]:
