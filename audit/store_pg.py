@@ -228,7 +228,7 @@ class PgBackend:
         try:
             yield lease
         finally:
-            await self._shared.release(lease)
+            self._shared.release(lease)  # sent, not waited for (audit.pg_lock_sessions)
 
     def job_lock(self, key: int) -> AbstractAsyncContextManager[bool]:
         return self._locks.job(key)
