@@ -189,7 +189,7 @@ async def _perf(watch: Watch, out: Path, seconds: int) -> None:
         print("perf: no chain writer seen yet")
         return
     proc = await asyncio.create_subprocess_exec(
-        "perf", "record", "-F", "499", "-g", "-o", str(out), "-p", str(writers[0]),
+        "perf", "record", "-F", "1999", "-g", "-o", str(out), "-p", str(writers[0]),
         "--", "sleep", str(seconds),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )
