@@ -1,7 +1,9 @@
 """The shared lock sessions (audit/pg_lock_sessions.py) on the real PostgreSQL: many
 customers' locks held at once on a few sessions, their locks and unlocks batched into
 one statement, a lock given up leaving nothing held, and a session ended from outside:
-its holders' changes refused before their intent, the next lock on a new session."""
+its holders' changes refused before their intent, the next lock on a new session. The
+unlock is sent, not waited for: held at a gate, the change still answers; the customer's
+next change (here or on another replica) waits for it; a failed one leaves nothing held."""
 
 from __future__ import annotations
 
