@@ -6,11 +6,6 @@ against the real gateway and PostgreSQL prints a figure for the chain writer."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-import pytest
-
 from audit.backend import HEAD_SQL, INSERT_ENTRY
 from audit.batch import DELETE_OPEN, INSERT_OPEN, UPDATE_HEAD
 from audit.keyring import _OTHER_KEK_ROW, _lookup
@@ -47,14 +42,3 @@ def test_the_store_s_statements_are_told_apart() -> None:
     assert role(_BATCH, "client backend") == "lock session"
     assert role("SELECT pg_advisory_lock($1)", "client backend") == "dedicated lock"
     assert role("", "autovacuum worker") == "autovacuum worker"
-
-
-@pytest.mark.postgres
-def test_a_short_run_prints_the_chain_writer() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.pg_load_cpu", "--seconds", "2", "--warmup", "1"],
-        capture_output=True, text=True, timeout=300, check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "chain writer" in done.stdout and "µs/entry" in done.stdout, done.stdout
-    assert "batches:" in done.stdout, done.stdout
