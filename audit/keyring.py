@@ -44,10 +44,17 @@ PRUNE_SECONDS: Final = 7 * 86400.0
 #: a live key wrapped by another master key: written as two ranges so that both SQLite
 #: and PostgreSQL look it up in ``ix_audit_subject_key_kek`` (``<>`` scans the table,
 #: and this runs before every batch that makes a key - it cost a scan of every
-#: subject's key per new subject)
+#: subject's key per new subject). Each range is its own ``ORDER BY kek_id LIMIT 1``:
+#: one ``(kek_id < ? OR kek_id > ?) … LIMIT 1`` let PostgreSQL's generic plan (the one
+#: a prepared statement keeps) expect a match within the first rows and scan the whole
+#: table - with statistics or without - where no key matches, the usual case (issue 11:
+#: 0.4 ms at 4,000 keys, 43 ms at 200,000, per batch that makes a key); an ordered
+#: range is read from the index whatever the estimates.
 OTHER_KEK_SQL: Final = (
-    "SELECT key_id FROM audit_subject_key WHERE (kek_id < ? OR kek_id > ?)"
-    " AND wrapped IS NOT NULL LIMIT 1"
+    "SELECT key_id FROM (SELECT key_id FROM audit_subject_key WHERE kek_id < ?"
+    " AND wrapped IS NOT NULL ORDER BY kek_id DESC LIMIT 1) AS below"
+    " UNION ALL SELECT key_id FROM (SELECT key_id FROM audit_subject_key WHERE kek_id > ?"
+    " AND wrapped IS NOT NULL ORDER BY kek_id LIMIT 1) AS above"
 )
 
 #: :data:`OTHER_KEK_SQL` as a row of the key lookup (a key id, no subject)
@@ -187,8 +194,10 @@ def subject_rows(rows: list[Row]) -> list[Subject]:
 
 
 def _lookup(slots: list[Slot]) -> Query:
-    """One query for the live keys of every subject of ``slots`` (the index on (system,
-    customer_id) per subject; the slots are told apart from the rows)."""
+    """One query for the live keys of every subject of ``slots`` (the index on
+    (customer_id, system): the list of ids is its first column, so both backends look
+    each id up whatever their estimates - migration 0007; the slots are told apart from
+    the rows)."""
     by_system: dict[str, list[str]] = {}
     for system, cid, _ in slots:
         cids = by_system.setdefault(system, [])

@@ -117,7 +117,7 @@ class AuditSubjectKey(SQLModel, table=True):
 
     __tablename__ = "audit_subject_key"
     __table_args__ = (
-        Index("ix_audit_subject_key_subject", "system", "customer_id"),
+        Index("ix_audit_subject_key_subject", "customer_id", "system"),
         Index("ix_audit_subject_key_expires", "expires_at"),
         Index("ix_audit_subject_key_kek", "kek_id"),
     )

@@ -27,6 +27,12 @@ here each process has :data:`SESSIONS` lock sessions, shared:
   or out of time never cancels a statement shared with others. A lock given up before
   it was sent is not sent; one given up while in flight and granted is released by the
   session's next statement.
+- An unlock is queued and not waited for (:meth:`SharedLocks.release`): the change's
+  answer goes without the unlock's round trip (issue 11). The order of the queue keeps
+  a customer serialised: this process's next lock of the key runs after the unlock, and
+  another process's lock finds the key held until then and waits the blocking way. The
+  unlock's answer is still handled: a statement that failed replaced the session as
+  below (nothing stays held), and an unlock the server says was not held is logged.
 - A session whose state is not known - its statement failed, timed out or was
   cancelled, or the server ended it (``pg_terminate_backend``, a restart: asyncpg's
   termination listener) - is terminated and a new one opened on the next request; its
@@ -44,6 +50,7 @@ here each process has :data:`SESSIONS` lock sessions, shared:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any
 
@@ -189,6 +196,11 @@ class _Session:
                 else:
                     future.set_result(False)
 
+    async def settled(self) -> None:
+        """Until the queue is sent and answered (a failure is the sender's to handle)."""
+        while (task := self._task) is not None:
+            await asyncio.wait([task])
+
     async def close(self) -> None:
         self._closed = True
         if self._task is not None:
@@ -249,19 +261,40 @@ class SharedLocks:
         self._held.add(key)
         return Lease(session, key)
 
-    async def release(self, lease: Lease) -> None:
-        """Unlock on the session that holds it; never raises. Sent even if the caller is
-        cancelled meanwhile; not sent when the session was lost (nothing to release)."""
+    def release(self, lease: Lease) -> None:
+        """Unlock on the session that holds it, sent with that session's next statement:
+        the caller does not wait for it (its answer need not, issue 11). Never raises; not
+        sent when the session was lost (nothing to release). The session runs its
+        operations in the order asked for, so a lock of the same key asked for after this
+        (the next change of the customer in this process) runs after the unlock; another
+        process's lock waits the blocking way until it has run. Its result is still
+        handled (:func:`_unlocked`): a statement that failed replaced the session (its
+        generation moved, the server dropped every lock it held, as before)."""
         self._held.discard(lease.key)
         if lease.lost:
             return
-        session = lease.session
-        with swallowed(log, "audit lock release", AuditUnavailable):
-            await session.submit(lease.key, False)
+        try:
+            unlocked = lease.session.submit(lease.key, False)
+        except AuditUnavailable:  # closed: the lock goes with the session's connection
+            return
+        unlocked.add_done_callback(functools.partial(_unlocked, lease))
+
+    async def settled(self) -> None:
+        """Until every lock and unlock asked for so far has been answered."""
+        for session in self._sessions:
+            await session.settled()
 
     async def close(self) -> None:
         for session in self._sessions:
             await session.close()
+
+
+def _unlocked(lease: Lease, future: asyncio.Future[bool]) -> None:
+    """The answer to a lease's unlock. False while its session lives on: the server
+    held no such lock (a bug of the bookkeeping: said, not hidden). A failed statement
+    answers False too, after it replaced the session (``lease.lost``): nothing is held."""
+    if not future.cancelled() and future.result() is False and not lease.lost:
+        log.warning("audit lock release: the lock session did not hold the lock")
 
 
 def _granted(future: asyncio.Future[bool]) -> bool:

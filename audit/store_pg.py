@@ -336,7 +336,7 @@ class _SubjectLock(AbstractAsyncContextManager["Lease | HeldLock"]):
         if self._dedicated is not None:
             return await self._dedicated.__aexit__(exc_type, exc, tb)
         if self._lease is not None:
-            await self._shared.release(self._lease)
+            self._shared.release(self._lease)  # sent, not waited for (audit.pg_lock_sessions)
         return None
 
 

@@ -179,9 +179,13 @@ async def _run(dsn: str, name: str, variant: str, n: int, group: int) -> float:
         await admin.close()
 
 
-async def real_log(changes: int, at_once: int = 32, dsn: str = _DSN) -> dict[str, float]:
+async def real_log(
+    changes: int, at_once: int = 32, dsn: str = _DSN, customers: int = 100
+) -> dict[str, float]:
     """Server CPU per entry of the real path: ``changes`` keycom changes (lock, intent,
-    outcome, unlock: :func:`bench.pg_trips._change`; 100 customers, ``at_once`` at a time)
+    outcome, unlock: :func:`bench.pg_trips._change`; ``customers`` customers - as many
+    as changes: each a new subject, its key looked up and made in the full way, as in a
+    fresh store under the gateway bench - ``at_once`` at a time)
     through :class:`audit.AuditLog`, every backend of the scratch database read before and
     after; per backend kind (the busiest is the chain writer)."""
     from audit import AuditLog
@@ -201,7 +205,7 @@ async def real_log(changes: int, at_once: int = 32, dsn: str = _DSN) -> dict[str
             pids = [r[0] for r in await admin.fetch(
                 "SELECT pid FROM pg_stat_activity WHERE datname = $1", name)]  # fmt: skip
             before = {pid: _cpu(pid) for pid in pids}
-            queue = [(n, f"cust-{n % 100}") for n in range(changes)]
+            queue = [(n, f"cust-{n % customers}") for n in range(changes)]
 
             async def worker() -> None:
                 while queue:
@@ -241,15 +245,17 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", default="", help="comma-separated variant names")
     parser.add_argument("--real", type=int, default=0, help="also N changes via AuditLog")
+    parser.add_argument("--customers", type=int, default=100, help="of the --real changes")
     opts = parser.parse_args()
     names = [v for v in VARIANTS if not opts.only or v in opts.only.split(",")]
     results = await measure(
         names, entries=opts.entries, rounds=opts.rounds, group=opts.group, dsn=opts.dsn
     )
     if opts.real:
-        real = await real_log(opts.real)
+        real = await real_log(opts.real, customers=opts.customers)
         print(
-            f"real AuditLog, {opts.real} keycom changes 32 at once, {real['backends']:.0f}"
+            f"real AuditLog, {opts.real} keycom changes of {opts.customers} customers 32 at"
+            f" once, {real['backends']:.0f}"
             f" backends: all {real['all backends'] * 1e6:.1f} us/entry, busiest"
             f" {real['busiest backend'] * 1e6:.1f} us/entry"
         )

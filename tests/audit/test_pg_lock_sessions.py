@@ -1,7 +1,9 @@
 """The shared lock sessions (audit/pg_lock_sessions.py) on the real PostgreSQL: many
 customers' locks held at once on a few sessions, their locks and unlocks batched into
 one statement, a lock given up leaving nothing held, and a session ended from outside:
-its holders' changes refused before their intent, the next lock on a new session."""
+its holders' changes refused before their intent, the next lock on a new session. The
+unlock is sent, not waited for: held at a gate, the change still answers; the customer's
+next change (here or on another replica) waits for it; a failed one leaves nothing held."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import pytest
 
 from audit import AuditLog, AuditUnavailable
 from audit.locks import SubjectLocks, lock_key
-from audit.pg_lock_sessions import Lease, SharedLocks
+from audit.pg_lock_sessions import Lease, SharedLocks, _Session
 from tests.audit.conftest import make_intent, reset_pg, sql
 
 pytestmark = pytest.mark.postgres
@@ -50,7 +52,10 @@ async def test_many_keys_are_held_at_once_on_the_shared_sessions(dsn: str) -> No
         assert sorted(key for _, key in held) == sorted(KEYS)
         assert len({pid for pid, _ in held}) == 2  # two sessions, no connection per key
         assert await shared.take(KEYS[0], 5.0) is None  # held here: the blocking way
-        await asyncio.gather(*(shared.release(lease) for lease in leases if lease))
+        for lease in leases:
+            assert lease is not None
+            shared.release(lease)
+        await shared.settled()
         assert await _holders(dsn) == []
     finally:
         await shared.close()
@@ -64,14 +69,18 @@ async def test_locks_and_unlocks_asked_for_together_go_as_one_statement(
     assert len(await _holders(dsn)) == len(KEYS)
     # asked for while a statement is in flight: queued, then sent together
     first = asyncio.create_task(one_session.take(KEYS[0] + 100, 5.0))
-    await asyncio.sleep(0)  # its statement on its way
-    rest = [asyncio.create_task(one_session.release(lease)) for lease in leases if lease]
+    while one_session.statements == 1:  # noqa: ASYNC110 - until its statement is on its way
+        await asyncio.sleep(0)
+    for held in leases:
+        assert held is not None
+        one_session.release(held)
     lease = await first
-    await asyncio.gather(*rest)
+    await one_session.settled()
     assert one_session.statements == 3
     assert lease is not None
     assert [key for _, key in await _holders(dsn)] == [lease.key]
-    await one_session.release(lease)
+    one_session.release(lease)
+    await one_session.settled()
     assert await _holders(dsn) == []
 
 
@@ -93,7 +102,8 @@ async def test_a_lock_given_up_leaves_nothing_held(one_session: SharedLocks, dsn
     lease = await one_session.take(KEYS[2], 5.0)  # after whatever the session still had
     assert lease is not None
     assert [key for _, key in await _holders(dsn)] == [KEYS[2]]
-    await one_session.release(lease)
+    one_session.release(lease)
+    await one_session.settled()
     assert await _holders(dsn) == []
 
 
@@ -159,4 +169,150 @@ async def test_a_lock_granted_as_its_wait_is_cancelled_is_released(
     lease = await one_session.take(KEYS[1], 5.0)  # sent after the release
     assert lease is not None
     assert [key for _, key in await _holders(dsn)] == [KEYS[1]]
-    await one_session.release(lease)
+    one_session.release(lease)
+    await one_session.settled()
+    assert await _holders(dsn) == []
+
+
+class _UnlockGate:
+    """Holds every lock-session statement that carries an unlock until opened: the
+    unlock's round trip made as long as a test needs (the server is the real one)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.opened = asyncio.Event()
+        self.held = 0  # statements waiting at the gate now
+        send = _Session._send
+
+        async def gated(session: _Session, conn: Any, batch: list[Any]) -> None:
+            if any(not take for _, take, _, _ in batch):
+                self.held += 1
+                try:
+                    await self.opened.wait()
+                finally:
+                    self.held -= 1
+            await send(session, conn, batch)
+
+        monkeypatch.setattr(_Session, "_send", gated)
+
+    async def reached(self) -> None:
+        async with asyncio.timeout(10):
+            while not self.held:  # noqa: ASYNC110 - the sender's own progress
+                await asyncio.sleep(0)
+
+
+async def _waiting(dsn: str, key: int) -> bool:
+    """Whether some session waits (not granted) for advisory lock ``key``."""
+    rows = await sql(
+        dsn,
+        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+        " WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = current_database()"
+        " AND ((l.classid::bigint << 32) | l.objid::bigint) = $1",
+        key,
+    )
+    return bool(rows[0][0])
+
+
+@pytest.fixture
+async def two_logs(
+    pg_base_url: str | None, keys: dict[str, bytes]
+) -> AsyncIterator[tuple[AuditLog, AuditLog]]:
+    """Two audit logs on one PostgreSQL store: two replicas of the gateway."""
+    assert pg_base_url is not None
+    await reset_pg(pg_base_url)
+    log = await AuditLog.open(pg_base_url, **keys)
+    other = await AuditLog.open(pg_base_url, **keys)
+    try:
+        yield log, other
+    finally:
+        await log.close()
+        await other.close()
+
+
+async def test_the_answer_does_not_wait_for_the_unlock(
+    two_logs: tuple[AuditLog, AuditLog], dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change leaves its customer's lock (and answers) while the unlock statement has
+    not run: the unlock is sent, not waited for. It runs once it can."""
+    log, _ = two_logs
+    gate = _UnlockGate(monkeypatch)
+    key = lock_key("billbee", "1002")
+    async with asyncio.timeout(10):  # waiting for the unlock would never end: fails here
+        async with log.subject_lock("billbee", "1002"):
+            await log.begin(make_intent("1002"))
+    await gate.reached()
+    assert key in {held for _, held in await _holders(dsn)}  # the unlock has not run yet
+    gate.opened.set()
+    async with asyncio.timeout(10):
+        while key in {held for _, held in await _holders(dsn)}:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+async def test_the_next_change_of_the_customer_waits_for_the_unlock(
+    two_logs: tuple[AuditLog, AuditLog], dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a change's unlock has not run, the customer stays serialised: another
+    replica's change waits on the server (the blocking way), this process's next one is
+    queued behind the unlock on the same session; each gets the lock after it, in turn."""
+    log, other = two_logs
+    gate = _UnlockGate(monkeypatch)
+    key = lock_key("billbee", "1002")
+    order: list[str] = []
+
+    async def change(where: AuditLog, name: str) -> None:
+        async with where.subject_lock("billbee", "1002"):
+            order.append(f"{name} holds")
+            holders = [pid for pid, held in await _holders(dsn) if held == key]
+            assert len(holders) == 1, holders  # one holder, granted once
+            await where.begin(make_intent("1002", request_id=f"req-{name}"))
+            order.append(f"{name} leaves")
+
+    async with log.subject_lock("billbee", "1002"):
+        await log.begin(make_intent("1002"))
+    await gate.reached()
+    elsewhere = asyncio.create_task(change(other, "replica"))
+    async with asyncio.timeout(10):
+        while not await _waiting(dsn, key):  # noqa: ASYNC110 - its lock waits on the server
+            await asyncio.sleep(0.01)
+    here = asyncio.create_task(change(log, "here"))
+    await asyncio.sleep(0.05)  # let both run as far as they can
+    assert order == [] and not elsewhere.done() and not here.done()
+    gate.opened.set()
+    async with asyncio.timeout(10):
+        await asyncio.gather(elsewhere, here)
+    assert order in (
+        ["replica holds", "replica leaves", "here holds", "here leaves"],
+        ["here holds", "here leaves", "replica holds", "replica leaves"],
+    )
+    await log.settle()
+    await other.settle()
+    assert await sql(dsn, "SELECT count(*) FROM audit_entry") == [(3,)]
+    async with asyncio.timeout(10):
+        while await _holders(dsn):  # noqa: ASYNC110 - the last unlock, sent after
+            await asyncio.sleep(0.01)
+
+
+async def test_a_failed_unlock_leaves_nothing_held_and_the_session_is_replaced(
+    two_logs: tuple[AuditLog, AuditLog], dsn: str, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The unlock's statement fails (its session ended while it waited): the change has
+    answered already, nothing raised; the session is replaced - its lock died with it on
+    the server - and the customer's next change gets the lock on a new session."""
+    log, _ = two_logs
+    gate = _UnlockGate(monkeypatch)
+    key = lock_key("billbee", "1002")
+    async with log.subject_lock("billbee", "1002"):
+        await log.begin(make_intent("1002"))
+        pid = next(pid for pid, held in await _holders(dsn) if held == key)
+    await gate.reached()
+    await sql(dsn, "SELECT pg_terminate_backend($1)", pid)
+    gate.opened.set()
+    async with asyncio.timeout(10):
+        while await _holders(dsn):  # noqa: ASYNC110 - gone with its session
+            await asyncio.sleep(0.01)
+        async with log.subject_lock("billbee", "1002"):
+            holders = await _holders(dsn)
+            assert [held for _, held in holders] == [key]
+            assert holders[0][0] != pid  # a new session
+            await log.begin(make_intent("1002", request_id="req-2"))
+    assert "did not hold the lock" not in caplog.text
