@@ -35,6 +35,8 @@ from common.canonical import encoder
 KEY_BYTES: Final = 32
 _KEK_CONTEXT: Final = b"gdpr-gateway-audit-kek/v1"
 _WRAP_CONTEXT: Final = "gdpr-gateway-audit-subject-key/v1"
+_json_str: Final = json.encoder.encode_basestring_ascii  # what json.dumps writes of a str
+_WRAP_CONTEXT_JSON: Final = _json_str(_WRAP_CONTEXT)
 _VALUE_CONTEXT: Final = "gdpr-gateway-audit-value/v1"
 _SIDE_CONTEXT: Final = "gdpr-gateway-audit-values/v2"
 _CHECKPOINT_CONTEXT: Final = "gdpr-gateway-audit-checkpoint/v1"
@@ -80,16 +82,34 @@ def new_data_key() -> bytes:
 
 
 def _wrap_aad(key_id: str, system: str, customer_id: str) -> bytes:
+    # the text ``json.dumps`` writes of the list of the four strings (the bytes are
+    # fixed: every stored key is bound to them), from the same C string encoder without
+    # json's dispatch - about a third of the cost of wrapping a new key (issue 11)
+    if type(key_id) is str and type(system) is str and type(customer_id) is str:
+        return (
+            f"[{_WRAP_CONTEXT_JSON}, {_json_str(key_id)}, {_json_str(system)},"
+            f" {_json_str(customer_id)}]"
+        ).encode()
     return json.dumps([_WRAP_CONTEXT, key_id, system, customer_id]).encode()
 
 
-def wrap_key(master_key: bytes, data_key: bytes, key_id: str, system: str, cid: str) -> bytes:
-    return seal(master_key, data_key, _wrap_aad(key_id, system, cid))
+def _master(master_key: bytes | Sealer) -> Sealer:
+    return master_key if isinstance(master_key, Sealer) else Sealer(master_key)
 
 
-def unwrap_key(master_key: bytes, wrapped: bytes, key_id: str, system: str, cid: str) -> bytes:
+def wrap_key(
+    master_key: bytes | Sealer, data_key: bytes, key_id: str, system: str, cid: str
+) -> bytes:
+    """Wrap a data key under the master key (its bytes, or a :class:`Sealer` of them
+    built once by a caller that wraps many)."""
+    return _master(master_key).seal(data_key, _wrap_aad(key_id, system, cid))
+
+
+def unwrap_key(
+    master_key: bytes | Sealer, wrapped: bytes, key_id: str, system: str, cid: str
+) -> bytes:
     """Raises :class:`SealError` when the master key or the binding is wrong."""
-    return open_sealed(master_key, wrapped, _wrap_aad(key_id, system, cid))
+    return _master(master_key).open(wrapped, _wrap_aad(key_id, system, cid))
 
 
 # the plaintext of a sealed value: ASCII, NaN written as ``NaN`` (unchanged since v1)

@@ -67,7 +67,7 @@ _OTHER_KEK_ROW: Final = (
 
 class KeyRing:
     def __init__(self, master_key: bytes) -> None:
-        self._master_key = master_key
+        self._master = crypto.Sealer(master_key)  # its cipher built once, not per key
         self._kek_id = crypto.kek_id(master_key)
         self._keys: dict[Slot, DataKey] = {}
         self._slots: dict[Subject, set[Slot]] = {}
@@ -168,7 +168,7 @@ class KeyRing:
             if wrapped is None:
                 continue
             try:
-                data_key = crypto.unwrap_key(self._master_key, bytes(wrapped), key_id, system, cid)
+                data_key = crypto.unwrap_key(self._master, bytes(wrapped), key_id, system, cid)
             except crypto.SealError as exc:
                 raise KeyMismatch("a subject key does not open under the master key") from exc
             found[slot] = key_id, crypto.Sealer(data_key)
@@ -176,7 +176,7 @@ class KeyRing:
 
     def _row(self, slot: Slot, key_id: str, data_key: bytes) -> KeyRow:
         system, cid, expires = slot
-        wrapped = crypto.wrap_key(self._master_key, data_key, key_id, system, cid)
+        wrapped = crypto.wrap_key(self._master, data_key, key_id, system, cid)
         return key_id, system, cid, wrapped, self._kek_id, now_iso(), expires
 
     @staticmethod

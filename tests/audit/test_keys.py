@@ -73,6 +73,36 @@ def test_wrapped_key_opens_only_under_its_master_and_subject() -> None:
     assert kek_id(master) != kek_id(os.urandom(32))
 
 
+@pytest.mark.parametrize(
+    "binding",
+    [
+        ("k1", "billbee", "1002"),
+        ("0190-a", "keycom", 'q"\\\n\x7f\u2028 \u00e9\U0001d11e'),
+        ("", "", ""),
+    ],
+)
+def test_wrapping_is_bound_to_the_same_bytes_with_a_cached_master(
+    binding: tuple[str, str, str],
+) -> None:
+    """The wrapping's associated data is still json.dumps of the four strings (every
+    stored key is bound to those bytes), and a master key given as a Sealer (built once,
+    as the key ring does) wraps and opens what its bytes wrap and open."""
+    import json
+
+    from audit import crypto
+    from common.aead import open_sealed, seal
+
+    context = crypto._WRAP_CONTEXT
+    aad = json.dumps([context, *binding]).encode()
+    assert crypto._wrap_aad(*binding) == aad
+    master, data = os.urandom(32), new_data_key()
+    before = seal(master, data, aad)  # wrapped as the previous code did
+    assert unwrap_key(Sealer(master), before, *binding) == data
+    assert open_sealed(master, wrap_key(Sealer(master), data, *binding), aad) == data
+    with pytest.raises(SealError):
+        unwrap_key(Sealer(os.urandom(32)), before, *binding)
+
+
 async def test_raw_sqlite_files_hold_no_personal_value(tmp_path: Path) -> None:
     from audit import upgrade
 
