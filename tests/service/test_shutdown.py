@@ -136,31 +136,35 @@ async def test_drain_then_finish_then_flush(running: Running) -> None:
     assert chain.checkpoint_seq == chain.head_seq  # the final checkpoint covers everything
 
 
-async def test_a_forward_outliving_the_grace_still_gets_its_outcome(running: Running) -> None:
-    await running.fault("keycom", hang=1, methods=["PATCH"])
+async def cut_off_during_forward(running: Running, note: str, **fault: Any) -> Any:
+    """Send one keycom change whose PATCH the upstream holds (``fault``), stop the server
+    once the PATCH has arrived - drain 0.6 s + grace 0.3 s, less than the hold: the
+    handler is cancelled and the caller cut off - and read the chain once it has closed."""
+    await running.fault("keycom", methods=["PATCH"], **fault)
     async with await fresh(running.url) as client:
         before = await running.arrived("keycom", "PATCH")
-        hung = asyncio.create_task(client.patch(
-            "/v1/systems/keycom/customers/4001", json={"note": "never answered"},
-            headers=EDITOR,
+        change = asyncio.create_task(client.patch(
+            "/v1/systems/keycom/customers/4001", json={"note": note}, headers=EDITOR,
         ))
         await running.until_arrived("keycom", "PATCH", before + 1)
         running.stop.set()
-        # drain 0.6 s + grace 0.3 s < the upstream timeout (2 s): the handler is cancelled
-        # and the caller cut off ...
         with pytest.raises(aiohttp.ClientError):
-            await hung
+            await change
         await running.task
-    # ... but the forward ran to its upstream timeout and was audited before the log closed
-    chain = await read_chain(
+    return await read_chain(
         running.settings.audit_url, running.settings.master_key_bytes(),
         running.settings.signing_key_bytes(),
     )
+
+
+async def test_a_forward_outliving_the_grace_still_gets_its_outcome(running: Running) -> None:
+    """The forward runs to its upstream timeout (2 s) after the caller is cut off, and is
+    audited before the log closes."""
+    chain = await cut_off_during_forward(running, "never answered", hang=1)
     assert chain.report.ok and chain.dangling() == []
     [[outcome]] = chain.outcomes().values()
     assert (outcome["outcome"], outcome["problem_code"]) == ("unknown", "upstream_timeout")
     assert chain.checkpoint_seq == chain.head_seq
-
 
 
 async def test_a_forward_landing_after_the_grace_still_gets_its_applied_outcome(
@@ -169,24 +173,8 @@ async def test_a_forward_landing_after_the_grace_still_gets_its_applied_outcome(
     """The handler is cancelled while the upstream works; the upstream then applies the
     change (before the upstream timeout): its applied outcome is still written, though
     the task that would have queued it is gone (a done callback of the forward does)."""
-    await running.fault("keycom", latency_ms=1500, methods=["PATCH"])
-    async with await fresh(running.url) as client:
-        before = await running.arrived("keycom", "PATCH")
-        slow = asyncio.create_task(client.patch(
-            "/v1/systems/keycom/customers/4001", json={"note": "applied late"},
-            headers=EDITOR,
-        ))
-        await running.until_arrived("keycom", "PATCH", before + 1)
-        running.stop.set()
-        # drain 0.6 s + grace 0.3 s < 1.5 s: the handler is cancelled, the caller cut off
-        with pytest.raises(aiohttp.ClientError):
-            await slow
-        await running.task
+    chain = await cut_off_during_forward(running, "applied late", latency_ms=1500)
     assert running.cluster.apps["keycom"][STORE_KEY].get(4001)["note"] == "applied late"
-    chain = await read_chain(
-        running.settings.audit_url, running.settings.master_key_bytes(),
-        running.settings.signing_key_bytes(),
-    )
     assert chain.report.ok and chain.dangling() == []
     [[outcome]] = chain.outcomes().values()
     assert (outcome["outcome"], outcome["upstream_status"]) == ("applied", 200)
