@@ -22,6 +22,16 @@ sends garbage in a loop cannot flood the logs. The server's request handler does
 for aiohttp's own errors raised before the middlewares run (its ``Expect`` check, whose
 417 quoted the header).
 
+The lingering close: an answer that closes the connection (``408``, a ``400`` for a body
+or a request that could not be read, any answer while draining) often leaves before the
+request's last bytes. Closing the socket then would make the kernel answer the bytes
+still arriving (or still unread) with a reset, and a client that is still sending loses
+the answer it had not read yet. So the protocol half-closes instead (a FIN after the
+answer), and reads and drops what still comes until the client closes its end - at most
+``LINGER_SECONDS`` and ``LINGER_MAX_BYTES`` - and then closes (as nginx's
+``lingering_close`` does). aiohttp's own ``lingering_time`` covers only a connection it
+keeps alive, and only the unread body.
+
 What cannot be answered: a request head that never completes is closed without an answer
 when the keep-alive timer fires (``keepalive_timeout_seconds`` after the connection
 opened or after the previous answer); aiohttp has no hook to write there.
@@ -42,10 +52,14 @@ from service.logs import LogLimiter
 from service.middleware import REQUEST_ID_HEADER, SERVER_NAME, problem_response
 from service.settings import Settings
 
-#: how long a connection whose handler answered without reading the whole body keeps
-#: reading (and dropping) the rest before it closes: enough for a body in flight, short
-#: for a client that stalls (aiohttp's default is 10 s)
+#: how long a connection keeps reading (and dropping) what the client still sends after
+#: an answer: aiohttp's own linger over an unread body (a connection kept alive), and the
+#: lingering close after an answer that closes the connection (:class:`GatewayProtocol`).
+#: Enough for bytes in flight, short for a client that stalls (aiohttp's default is 10 s)
 LINGER_SECONDS: Final = 2.0
+#: the most a lingering close drops before it closes at once (well above the body limit's
+#: default: what a client sends before it sees the answer)
+LINGER_MAX_BYTES: Final = 1 << 20
 #: protocol errors: at most this many log lines per interval (then a count)
 PROTOCOL_LOG_BURST: Final = 10
 PROTOCOL_LOG_INTERVAL_SECONDS: Final = 60.0
@@ -94,6 +108,35 @@ class GatewayProtocol(web.RequestHandler):
             raise ConnectionError("an answer was sent already")
         return _edge_problem(status)
 
+    async def finish_response(
+        self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
+    ) -> tuple[web.StreamResponse, bool]:
+        """aiohttp writes the answer; when it closes the connection, a lingering close."""
+        resp, reset = await super().finish_response(request, resp, start_time)
+        if not reset and not resp.keep_alive:
+            await self._lingering_close()
+        return resp, reset
+
+    async def _lingering_close(self) -> None:
+        """A FIN after the answer, then what the client still sends is dropped until it
+        closes its end, ``LINGER_SECONDS`` pass or ``LINGER_MAX_BYTES`` arrive; then the
+        connection closes."""
+        transport = self.transport
+        if transport is None or transport.is_closing() or not transport.can_write_eof():
+            return
+        lingering = _Lingering(self, LINGER_MAX_BYTES)
+        transport.set_protocol(lingering)  # aiohttp's parser sees nothing more
+        transport.write_eof()  # once the answer is out
+        if not transport.is_reading():  # aiohttp pauses it while a body is unread
+            transport.resume_reading()
+        try:
+            async with asyncio.timeout(LINGER_SECONDS):
+                await lingering.ended
+        except TimeoutError:
+            pass
+        finally:
+            self.force_close()
+
     def log_exception(self, *args: Any, **kw: Any) -> None:
         """aiohttp's other error lines (a body that broke while it was being drained)."""
         exc = kw.get("exc_info")
@@ -105,6 +148,34 @@ class GatewayProtocol(web.RequestHandler):
             status=status,
             error_type=type(exc).__name__ if exc is not None else None,
         )
+
+
+class _Lingering(asyncio.Protocol):
+    """A connection in its lingering close: what arrives is counted and dropped; its end
+    (the client's FIN or reset, or the byte budget spent) ends the linger, and the loss
+    of the connection goes on to aiohttp's handler, which lets it go."""
+
+    def __init__(self, handler: web.RequestHandler, budget: int) -> None:
+        self._handler = handler
+        self._budget = budget
+        self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        self._budget -= len(data)
+        if self._budget < 0:
+            self._end()
+
+    def eof_received(self) -> None:
+        """The client closed its end: the transport closes (nothing is left unread)."""
+        self._end()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._end()
+        self._handler.connection_lost(exc)
+
+    def _end(self) -> None:
+        if not self.ended.done():
+            self.ended.set_result(None)
 
 
 def _edge_problem(status: int) -> web.Response:
