@@ -209,3 +209,16 @@ async def sql(url: str, statement: str, *params: Any) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in await conn.fetch(statement, *params)]
     finally:
         await conn.close()
+
+
+async def advisory_sessions(dsn: str, key: int, *, granted: bool) -> int:
+    """Sessions of this test's database holding (``granted``) or waiting for advisory
+    lock ``key`` (PostgreSQL)."""
+    rows = await sql(
+        dsn,
+        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+        " WHERE l.locktype = 'advisory' AND l.granted = $2 AND d.datname = current_database()"
+        " AND ((l.classid::bigint << 32) | l.objid::bigint) = $1",
+        key, granted,
+    )  # fmt: skip
+    return int(rows[0][0])

@@ -16,7 +16,7 @@ import pytest
 from audit import AuditLog, AuditUnavailable
 from audit.locks import SubjectLocks, lock_key
 from audit.pg_lock_sessions import Lease, SharedLocks, _Session
-from tests.audit.conftest import make_intent, reset_pg, sql
+from tests.audit.conftest import advisory_sessions, make_intent, reset_pg, sql
 
 pytestmark = pytest.mark.postgres
 
@@ -202,14 +202,7 @@ class _UnlockGate:
 
 async def _waiting(dsn: str, key: int) -> bool:
     """Whether some session waits (not granted) for advisory lock ``key``."""
-    rows = await sql(
-        dsn,
-        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
-        " WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = current_database()"
-        " AND ((l.classid::bigint << 32) | l.objid::bigint) = $1",
-        key,
-    )
-    return bool(rows[0][0])
+    return await advisory_sessions(dsn, key, granted=False) > 0
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 from audit import pg_locks
 from audit.errors import LockTimeout, LockWait
 from audit.store_pg import PgBackend
-from tests.audit.conftest import sql
+from tests.audit.conftest import advisory_sessions, sql
 
 pytestmark = pytest.mark.postgres
 
@@ -49,14 +49,7 @@ Locker = Callable[[int, float], AbstractAsyncContextManager[Any]]
 
 async def _granted(dsn: str, key: int) -> int:
     """Sessions of this test's database holding the advisory lock ``key``."""
-    rows = await sql(
-        dsn,
-        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
-        " WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database()"
-        " AND ((l.classid::bigint << 32) | l.objid::bigint) = $1",
-        key,
-    )
-    return int(rows[0][0])
+    return await advisory_sessions(dsn, key, granted=True)
 
 
 async def test_one_holder_at_a_time_across_backends(backends: list[PgBackend], dsn: str) -> None:
