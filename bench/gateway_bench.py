@@ -61,8 +61,9 @@ from bench.procs import (
 )
 
 STORES = ("sqlite", "postgres")
-#: the gateway's worker processes unless --workers says otherwise: chosen by measurement
-#: on the 2-CPU bench machine (docs/performance.md, "Workers (issue 11)")
+#: the processes of each server (the gateway's workers, the reference's) unless --workers
+#: says otherwise: chosen by measurement on the 2-CPU bench machine (docs/performance.md,
+#: "Two workers, the service side": 2 measured no better in interleaved rounds)
 DEFAULT_WORKERS = 1
 STAMP_WARMUP, STAMP_THROUGHPUT, STAMP_LATENCY = 1, 2, 3
 _LOG_ERROR = re.compile(r'"level": "(ERROR|CRITICAL)"|^Traceback', re.MULTILINE)
