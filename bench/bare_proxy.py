@@ -19,7 +19,13 @@ No authentication, policy, audit, masking or metrics. ``bench/checks.py`` checks
 the emulator's counters that both make the same calls per change. An upstream answer
 that is not 2xx is passed on as 502, so the checker sees it.
 
+``--processes N`` (N > 1) runs it as ``gdpr-gateway serve --workers N`` runs the gateway:
+a parent forks N processes, each serving the app on its own event loop and listening on
+the port with ``SO_REUSEPORT`` (the kernel spreads the connections over them); the
+parent forwards SIGTERM/SIGINT to them and exits once they have (0 if each did).
+
     python -m bench.bare_proxy --port 8200 --billbee URL --keycom URL [--reread] [--uvloop]
+        [--processes N]
 """
 
 from __future__ import annotations
@@ -27,7 +33,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-from collections.abc import AsyncIterator
+import contextlib
+import ctypes
+import os
+import signal
+import traceback
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
@@ -143,7 +154,43 @@ def create_app(upstreams: dict[str, str], *, reread: bool = False) -> web.Applic
     return app
 
 
-def main() -> None:
+_PR_SET_PDEATHSIG = 1
+
+
+def run_processes(count: int, serve: Callable[[], None]) -> int:
+    """Fork ``count`` processes running ``serve``; forward SIGTERM/SIGINT to them; the
+    exit status: 0 once every one exited 0, else 1."""
+    children: list[int] = []
+    for _ in range(count):
+        pid = os.fork()
+        if pid == 0:  # a child: dies with the parent, serves, never returns
+            status = 1
+            try:
+                with contextlib.suppress(OSError, AttributeError):
+                    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+                serve()
+                status = 0
+            except Exception:
+                traceback.print_exc()
+            finally:
+                os._exit(status)
+        children.append(pid)
+
+    def forward(signum: int, _frame: Any) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    failed = False
+    for child in children:
+        _, status = os.waitpid(child, 0)  # retried after a signal (PEP 475)
+        failed = failed or os.waitstatus_to_exitcode(status) != 0
+    return 1 if failed else 0
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--billbee", required=True)
@@ -151,19 +198,31 @@ def main() -> None:
     parser.add_argument("--reread", action="store_true",
                         help="GET twice before the write where the gateway does")
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop's event loop")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="processes sharing the port (SO_REUSEPORT), as serve --workers")
     args = parser.parse_args()
+    if args.processes < 1:
+        parser.error("--processes must be at least 1")
     if args.uvloop:
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    web.run_app(
-        create_app({"billbee": args.billbee, "keycom": args.keycom}, reread=args.reread),
-        host="127.0.0.1",
-        port=args.port,
-        access_log=None,
-        print=None,
-    )
+
+    def serve() -> None:
+        web.run_app(
+            create_app({"billbee": args.billbee, "keycom": args.keycom}, reread=args.reread),
+            host="127.0.0.1",
+            port=args.port,
+            access_log=None,
+            print=None,
+            reuse_port=args.processes > 1 or None,
+        )
+
+    if args.processes == 1:
+        serve()
+        return 0
+    return run_processes(args.processes, serve)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,7 +1,7 @@
 """The gateway's CPU per change, two checkouts side by side, in short interleaved slices.
 
     python -m bench.cpu_ab --a DIR --b DIR [--system keycom] [--store sqlite] [--slices 8]
-        [--seconds 3]
+        [--seconds 3] [--workers N] [--b-workers N]
 
 On a shared machine the load moves a whole bench run's figure by more than a change
 worth a few percent. Here both gateways run at once, against the same emulators, each
@@ -15,7 +15,9 @@ its threads, over the slice) and, per side, the median and the range; the last l
 the median ratio B/A of neighbouring slices. With ``--store postgres`` the same for the
 CPU of the server backends connected to each side's database (``/proc`` of each backend
 listed in ``pg_stat_activity``, before and after the slice; the server must run on this
-machine). Not a test assertion.
+machine). ``--workers``: each side's ``serve --workers`` (default 1; the CPU is then the
+whole process tree's); ``--b-workers``: B's, when it differs (the same checkout twice
+compares 1 worker with 2). Not a test assertion.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from bench.procs import (
 
 
 def _gateway(stack: contextlib.ExitStack, checkout: Path, folder: Path, urls: dict[str, str],
-             label: str, store: str) -> tuple[str, int, str | None]:
+             label: str, store: str, workers: int) -> tuple[str, int, str | None]:
     port = free_port()
     audit_url = stack.enter_context(audit_store(store, folder))
     config = gateway_config(folder, port=port, audit_url=audit_url, urls=urls,
@@ -51,8 +53,8 @@ def _gateway(stack: contextlib.ExitStack, checkout: Path, folder: Path, urls: di
     subprocess.run([cli(), "db", "upgrade", "--config", str(config)],  # noqa: S603
                    env=env, check=True, capture_output=True, cwd=checkout)
     proc = stack.enter_context(server(
-        [cli(), "serve", "--config", str(config), "--workers", "1"], port, label,
-        folder / f"{label}.log", env=env,
+        [cli(), "serve", "--config", str(config), "--workers", str(workers)], port, label,
+        folder / f"{label}.log", env=env, listeners=workers,
     ))
     return f"http://127.0.0.1:{port}", proc.pid, audit_url if store == "postgres" else None
 
@@ -66,7 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--slices", type=int, default=8)
     parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1, help="serve --workers of each side")
+    parser.add_argument("--b-workers", type=int, default=None, help="B's, if not --workers")
     args = parser.parse_args(argv)
+    b_workers = args.workers if args.b_workers is None else args.b_workers
     workload = WORKLOADS[args.system]
     figures: dict[str, list[float]] = {"A": [], "B": []}
     server: dict[str, list[float]] = {"A": [], "B": []}  # PostgreSQL backends' CPU
@@ -77,8 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         ids_file.write_text("\n".join(map(str, eligible_customers(workload).ids)) + "\n")
         emulators = stack.enter_context(Emulators(folder / "emulators.log"))
         sides = {
-            "A": _gateway(stack, args.a.resolve(), folder, emulators.urls, "A", args.store),
-            "B": _gateway(stack, args.b.resolve(), folder, emulators.urls, "B", args.store),
+            "A": _gateway(stack, args.a.resolve(), folder, emulators.urls, "A", args.store,
+                          args.workers),
+            "B": _gateway(stack, args.b.resolve(), folder, emulators.urls, "B", args.store,
+                          b_workers),
         }
         for url, _, _ in sides.values():  # warm-up
             run_wrk(url, workload, ids_file, stamp=1, connections=32, seconds=2)

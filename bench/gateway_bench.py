@@ -7,12 +7,14 @@
 
 Starts the four emulators (billbee's rate limit off) in a process of their own. Then, per
 scenario (system x audit store), ``--reps`` times in turn (A B A B): the reference proxy
-(``bench/bare_proxy.py``), then the gateway (``gdpr-gateway serve --config --workers N``
-with the full shipped policy and a durable audit log on a fresh SQLite file or a fresh PostgreSQL
-database at 127.0.0.1:5432). Each server process gets a warm-up, a throughput run
-(``--connections``) and a run one request at a time, all with wrk (``bench/patch.lua``);
-then it is stopped and every answer is checked (``bench/checks.py``). A run whose answers
-are not the intended stops the bench with exit status 1 and says why.
+(``bench/bare_proxy.py --processes N``), then the gateway (``gdpr-gateway serve --config
+--workers N``; the same N processes for both, each listening on the port with
+``SO_REUSEPORT``) with the full shipped policy and a durable audit log on a fresh SQLite
+file or a fresh PostgreSQL database at 127.0.0.1:5432). Each server gets a warm-up, a
+throughput run (``--connections``) and a run one request at a time, all with wrk
+(``bench/patch.lua``), once all its processes listen; then it is stopped and every answer
+is checked (``bench/checks.py``). A run whose answers are not the intended stops the
+bench with exit status 1 and says why.
 
 Writes ``OUT/gateway.json`` (machine, load, every run, summaries), ``OUT/gateway.md`` (the
 table), ``OUT/gateway.png`` (the plot) and, with ``--update-docs``, the table into
@@ -49,6 +51,7 @@ from bench.procs import (
     Emulators,
     audit_store,
     cli,
+    cpu_by_process,
     cpu_seconds,
     free_port,
     gateway_config,
@@ -58,8 +61,9 @@ from bench.procs import (
 )
 
 STORES = ("sqlite", "postgres")
-#: the gateway's worker processes unless --workers says otherwise: chosen by measurement
-#: on the 2-CPU bench machine (docs/performance.md, "Workers (issue 11)")
+#: the processes of each server (the gateway's workers, the reference's) unless --workers
+#: says otherwise: chosen by measurement on the 2-CPU bench machine (docs/performance.md,
+#: "Two workers, the service side": 2 measured no better in interleaved rounds)
 DEFAULT_WORKERS = 1
 STAMP_WARMUP, STAMP_THROUGHPUT, STAMP_LATENCY = 1, 2, 3
 _LOG_ERROR = re.compile(r'"level": "(ERROR|CRITICAL)"|^Traceback', re.MULTILINE)
@@ -89,8 +93,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency-duration", type=int, default=5,
                         help="seconds one request at a time (0: none)")
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
-                        help="gateway worker processes (serve --workers; the reference "
-                        f"stays one process; default {DEFAULT_WORKERS}: docs/performance.md)")
+                        help="processes of each server: the gateway's workers (serve "
+                        "--workers) and the reference's (bare_proxy --processes); default "
+                        f"{DEFAULT_WORKERS}: docs/performance.md")
     parser.add_argument("--no-conflict-check", action="store_true",
                         help="gateway without the re-read; the reference then reads once")
     parser.add_argument("--out-dir", type=Path, default=report.ROOT / "bench" / "results")
@@ -147,13 +152,15 @@ class Bench:
         """Start one server, load it, stop it, check everything it answered and did."""
         label = f"{kind} {workload.system}/{store} rep {rep}"
         port = free_port()
+        processes = self.args.workers
         log = self.folder / f"{kind}-{workload.system}-{store}-{rep}.log"
         record: dict[str, Any] = {"server": kind, "rep": rep, "load_before": report.loadavg()}
         with contextlib.ExitStack() as stack:
             if kind == "reference":
                 urls = self.emulators.urls
                 argv = [sys.executable, "-m", "bench.bare_proxy", "--port", str(port),
-                        "--billbee", urls["billbee"], "--keycom", urls["keycom"], "--uvloop"]
+                        "--billbee", urls["billbee"], "--keycom", urls["keycom"], "--uvloop",
+                        "--processes", str(processes)]
                 argv += ["--reread"] if self.conflict_check else []
             else:
                 url = stack.enter_context(audit_store(store, self.folder))
@@ -163,18 +170,24 @@ class Bench:
                 )
                 run_cli("db", "upgrade", "--config", str(config))
                 argv = [cli(), "serve", "--config", str(config),
-                        "--workers", str(self.args.workers)]
+                        "--workers", str(processes)]
             self.emulators.reset()
-            with server(argv, port, label, log) as proc:
-                cpu_before = cpu_seconds(proc.pid)
+            with server(argv, port, label, log, listeners=processes) as proc:
+                cpu_before = cpu_by_process(proc.pid)
                 runs = self._wrk_runs(
                     label, f"http://127.0.0.1:{port}", workload, ids_file, proc.pid
                 )
                 self.emulators.settled_requests(workload.system)
-                cpu = cpu_seconds(proc.pid) - cpu_before
+                cpu_after = cpu_by_process(proc.pid)
+            order = sorted(cpu_after, key=lambda p: (p != proc.pid, p))  # the root first
+            by_process = [cpu_after[p] - cpu_before.get(p, 0.0) for p in order]
+            cpu = sum(by_process)
             answers = sum(run["requests"] for run in runs.values())
-            # the server's processes (a supervisor and its workers): CPU per answer, less
-            # moved by the machine's load than req/s
+            # the server's processes (a supervisor or parent and its workers): CPU per
+            # answer, less moved by the machine's load than req/s; and each process's share
+            # (the first is the one started; with N > 1 it serves nothing)
+            record["processes"] = processes
+            record["cpu_seconds_by_process"] = [round(c, 3) for c in by_process]
             record["cpu_seconds"] = round(cpu, 3)
             record["cpu_ms_per_answer"] = round(1000 * cpu / answers, 3) if answers else None
             record.update(runs)
@@ -231,7 +244,8 @@ class Bench:
 
 def _print_run(run: dict[str, Any], system: str, store: str) -> None:
     thr, lat = run.get("throughput") or run["warmup"], run.get("latency")
-    line = (f"{run['server']:9} {system:7} {store:8} rep {run['rep']}: "
+    line = (f"{run['server']:9} {system:7} {store:8} rep {run['rep']} "
+            f"({run.get('processes', 1)} proc): "
             f"{thr['rps']:8.1f} req/s  cpu {thr['cpu_ms_per_answer']:.2f} ms/answer  "
             f"p50 {thr['latency_ms']['p50']:.2f} ms  "
             f"p99 {thr['latency_ms']['p99']:.2f} ms  answers {thr['statuses']}")
@@ -265,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
             "systems": args.systems, "stores": args.stores, "reps": args.reps,
             "duration_s": args.duration, "warmup_s": args.warmup,
             "connections": args.connections, "latency_duration_s": args.latency_duration,
-            "gateway_workers": args.workers,
+            "gateway_workers": args.workers, "reference_processes": args.workers,
             "conflict_check": not args.no_conflict_check, "invalid_values": args.invalid_values,
             "wrk_threads": 1, "allowed_non_2xx": checks.ALLOWED_NON_2XX,
         },

@@ -50,15 +50,38 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_port(port: int, proc: subprocess.Popen[Any], what: str, timeout: float = 60.0) -> None:
+def listening(port: int) -> int | None:
+    """How many sockets listen on TCP ``port`` (``/proc/net/tcp*``: with ``SO_REUSEPORT``
+    each process's socket is one); None where ``/proc`` does not say (not Linux)."""
+    count, seen = 0, False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            lines = Path(table).read_text().splitlines()[1:]
+            seen = True
+            for line in lines:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    count += 1
+    return count if seen else None
+
+
+def wait_port(port: int, proc: subprocess.Popen[Any], what: str, timeout: float = 60.0,
+              listeners: int = 1) -> None:
+    """Until ``proc`` accepts connections on ``port`` with ``listeners`` sockets (the
+    processes of ``serve --workers N`` or ``bare_proxy --processes N``: each listens with
+    its own; a load started before all listen would go to the first only)."""
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
             raise BenchError(f"{what} exited with status {proc.returncode} before listening")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
+            if (listening(port) or listeners) >= listeners:
+                return
         if time.monotonic() > deadline:
-            raise BenchError(f"{what} does not listen on port {port} after {timeout:.0f} s")
+            raise BenchError(
+                f"{what} does not listen on port {port} with {listeners} socket(s) "
+                f"after {timeout:.0f} s"
+            )
         time.sleep(0.05)
 
 
@@ -76,37 +99,46 @@ def stop(proc: subprocess.Popen[Any], what: str) -> None:
 
 @contextlib.contextmanager
 def server(
-    argv: list[str], port: int, what: str, log: Path, env: dict[str, str] | None = None
+    argv: list[str], port: int, what: str, log: Path, env: dict[str, str] | None = None,
+    listeners: int = 1,
 ) -> Iterator[subprocess.Popen[Any]]:
-    """A server process listening on ``port``; its stdout and stderr go to ``log``;
-    ``env``: its environment (default: this process's)."""
+    """A server process listening on ``port`` (with ``listeners`` processes, each its own
+    socket); its stdout and stderr go to ``log``; ``env``: its environment (default: this
+    process's)."""
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)  # noqa: S603
         try:
-            wait_port(port, proc, what)
+            wait_port(port, proc, what, listeners=listeners)
             yield proc
         finally:
             stop(proc, what)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` (all its threads) and of its living
-    child processes, from ``/proc`` (0.0 where there is none: not Linux, or gone)."""
+def cpu_by_process(pid: int) -> dict[int, float]:
+    """User + system CPU seconds of process ``pid`` (all its threads) and of each of its
+    living descendants, by pid, from ``/proc`` (empty where there is none: not Linux, or
+    gone)."""
     tick = os.sysconf("SC_CLK_TCK")
-    total, todo, seen = 0.0, [pid], set()
+    found: dict[int, float] = {}
+    todo = [pid]
     while todo:
         current = todo.pop()
-        if current in seen:
+        if current in found:
             continue
-        seen.add(current)
         try:
             fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
+            found[current] = (int(fields[11]) + int(fields[12])) / tick
             for task in Path(f"/proc/{current}/task").iterdir():
                 todo += [int(c) for c in (task / "children").read_text().split()]
         except (OSError, IndexError, ValueError):
             continue
-    return total
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (all its threads) and of its living
+    child processes, from ``/proc`` (0.0 where there is none: not Linux, or gone)."""
+    return sum(cpu_by_process(pid).values())
 
 
 def http_json(method: str, url: str) -> Any:

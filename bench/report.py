@@ -155,7 +155,8 @@ def markdown(results: dict[str, Any], plot_name: str | None) -> str:
         f"throughput: wrk, 1 thread, {s['connections']} connections, {s['duration_s']} s after "
         f"a {s['warmup_s']} s warm-up; then one request at a time (1 connection, "
         f"{s['latency_duration_s']} s). Conflict check: {'on' if s['conflict_check'] else 'off'}. "
-        f"Gateway workers: {s.get('gateway_workers', 1)} (the reference: one process). "
+        f"Gateway workers: {s.get('gateway_workers', 1)} (the reference: "
+        f"{_processes(s.get('reference_processes', 1))}). "
         f"Every answer checked: {results['answers_checked']:,} answers, "
         f"{results['upstream_writes_checked']:,} upstream writes, "
         f"{results['audit_entries_checked']:,} audit entries.",
@@ -170,6 +171,10 @@ def markdown(results: dict[str, Any], plot_name: str | None) -> str:
     if plot_name:
         lines += ["", f"![throughput and latency]({plot_name})"]
     return "\n".join(lines) + "\n"
+
+
+def _processes(count: int) -> str:
+    return "one process" if count == 1 else f"{count} processes"
 
 
 def _floor_lines(floors: dict[str, Any] | None) -> list[str]:

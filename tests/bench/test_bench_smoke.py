@@ -1,7 +1,9 @@
 """``make test``'s smoke of the end-to-end bench (docs/performance.md, "The gateway end
 to end"): a short ``python -m bench.gateway_bench`` on SQLite must check every answer and
 write results of the documented shape, and a run whose answers are refused must fail.
-No timing is asserted: timings live in bench/ and docs/performance.md."""
+The first runs both servers as two processes (``--workers 2``: the gateway's workers and
+the reference's processes), the second as one. No timing is asserted: timings live in
+bench/ and docs/performance.md."""
 
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ def run_bench(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
     out = tmp_path_factory.mktemp("bench")
-    done = run_bench(out, "--systems", "keycom,billbee")
+    done = run_bench(out, "--systems", "keycom,billbee", "--workers", "2")
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads((out / "gateway.json").read_text()), out
 
@@ -52,6 +54,8 @@ def test_every_answer_of_the_smoke_is_checked(smoke: tuple[dict[str, Any], Path]
         ]
         for run in scenario["runs"]:
             assert run["problems"] == []
+            # both servers ran as two processes (and a parent that serves nothing)
+            assert run["processes"] == 2 and len(run["cpu_seconds_by_process"]) == 3
             assert run["throughput"]["connections"] == 4
             assert run["latency"]["connections"] == 1
             applied = 0
@@ -98,6 +102,8 @@ def test_the_results_have_the_documented_shape(smoke: tuple[dict[str, Any], Path
     assert results["date"] and results["wrk"].startswith("wrk")
     assert results["command"].startswith("python -m bench.gateway_bench")
     assert results["settings"]["allowed_non_2xx"] == 0
+    assert results["settings"]["gateway_workers"] == 2
+    assert results["settings"]["reference_processes"] == 2
     for scenario in results["scenarios"]:
         summary = scenario["summary"]
         assert summary["ratio"] > 0 and summary["ratio_pairs"] == [summary["ratio"]]
@@ -121,6 +127,7 @@ def test_the_results_have_the_documented_shape(smoke: tuple[dict[str, Any], Path
     table = (out / "gateway.md").read_text()
     assert "| keycom / sqlite |" in table and "| billbee / sqlite |" in table
     assert "Load average" in table and machine["cpu_model"] in table
+    assert "Gateway workers: 2 (the reference: 2 processes)." in table
     # the floor of the added latency: one durable commit per store, one at a time
     floor = results["sync_floor"]["sqlite"]
     assert floor["commits"] == 200 and 0 < floor["p50_ms"] <= floor["p99_ms"]
@@ -131,7 +138,7 @@ def test_the_results_have_the_documented_shape(smoke: tuple[dict[str, Any], Path
 def test_the_bench_fails_when_the_answers_are_refused(tmp_path: Path) -> None:
     """Values the policy refuses (422 for every change): the bench must say so and fail,
     even though the reference proxy, having no policy, applied them all."""
-    done = run_bench(tmp_path, "--systems", "keycom", "--invalid-values")
+    done = run_bench(tmp_path, "--systems", "keycom", "--invalid-values", "--workers", "1")
     assert done.returncode == 1
     assert "BENCH FAILED" in done.stderr
     assert "answers are not 2xx (by status: {'422':" in done.stderr
@@ -139,6 +146,8 @@ def test_the_bench_fails_when_the_answers_are_refused(tmp_path: Path) -> None:
     assert results["passed"] is False
     runs = results["scenarios"][0]["runs"]
     assert [r["server"] for r in runs] == ["reference", "gateway"]
+    assert [r["processes"] for r in runs] == [1, 1]  # one process each
+    assert [len(r["cpu_seconds_by_process"]) for r in runs] == [1, 1]
     assert runs[0]["problems"] == []  # the reference wrote them all
     refused = runs[1]["throughput"]
     assert refused["statuses"] == {"422": refused["requests"]} and refused["applied"] == 0
