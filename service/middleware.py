@@ -275,7 +275,8 @@ def access_line(
     if seconds is None:
         seconds = time.perf_counter() - started
     method = request.method
-    # the values are ids, codes, a template, numbers: scalar() only cuts an overlong one
+    # the values are ids, codes, a template, numbers: scalar() only cuts an overlong one;
+    # an INFO line waits to be written with the next ones (service/log_batch.py)
     emit(_access, level, "http_request", {
         "method": method if len(method) <= 16 else "other",
         "route": scalar(route if route is not None else route_template(request)),
@@ -285,7 +286,7 @@ def access_line(
         "problem_code": scalar(code),
         "system": scalar(system),
         "audit_id": scalar(request.get(AUDIT_ID_KEY)),
-    })  # fmt: skip
+    }, batched=level == logging.INFO)  # fmt: skip
 
 
 def route_template(request: web.Request) -> str:
