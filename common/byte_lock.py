@@ -34,7 +34,7 @@ def _gil_keeping_fcntl() -> Callable[..., int] | None:
     if not sys.platform.startswith("linux") or ctypes.sizeof(ctypes.c_void_p) != 8:
         return None
     try:
-        function: Any = ctypes.PyDLL(None, use_errno=True).fcntl
+        function: Any = ctypes.PyDLL(None).fcntl
     except (OSError, AttributeError):  # pragma: no cover - a C library without fcntl
         return None
     return function  # type: ignore[no-any-return]
@@ -62,5 +62,7 @@ def _set(fd: int, offset: int, kind: int, lockf_code: int) -> None:
         return
     # F_SETLK reads the structure and never waits
     if _fcntl(fd, fcntl.F_SETLK, _FLOCK.pack(kind, os.SEEK_SET, offset, 1, 0)) == -1:
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code))  # BlockingIOError, PermissionError ...
+        # refused (held elsewhere, a bad descriptor ...): lockf asks again and raises
+        # what it raises (BlockingIOError, PermissionError ...), or takes a lock freed
+        # meanwhile - exactly lockf's answer, without reading errno after every call
+        fcntl.lockf(fd, lockf_code, 1, offset, os.SEEK_SET)

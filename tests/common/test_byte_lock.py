@@ -3,6 +3,7 @@ processes (a forked child asks with ``fcntl.lockf``), and the GIL kept on Linux.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import sys
@@ -86,10 +87,12 @@ def test_a_byte_another_process_holds_with_lockf_is_refused_without_waiting(fd: 
     byte_lock.unlock(fd, offset)
 
 
-def test_a_bad_descriptor_raises_its_os_error() -> None:
+def test_a_closed_descriptor_raises_lockfs_error(tmp_path: Path) -> None:
+    closed = os.open(tmp_path / "gone.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(closed)
     with pytest.raises(OSError) as raised:
-        byte_lock.lock(-1, 0)
-    assert raised.value.errno is not None
+        byte_lock.lock(closed, 0)
+    assert raised.value.errno == errno.EBADF
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
