@@ -28,6 +28,7 @@ from audit.backend import HEAD_SQL, ChainStep, Row, Statement, StepRun
 from audit.errors import AuditUnavailable, LockTimeout, LockWait, ValueRefused
 from audit.wal import WalCheckpointer, configure_writer, truncate
 from audit.worker import Worker
+from common import byte_lock
 
 T = TypeVar("T")
 
@@ -269,7 +270,7 @@ class SqliteBackend:
         deadline, pause = loop.time() + wait, _RETRY_FIRST
         while True:
             try:
-                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset, os.SEEK_SET)
+                byte_lock.lock(fd, offset)  # as lockf, keeping the GIL (issue 11)
                 break
             except OSError as exc:  # EAGAIN/EACCES: another process holds it
                 if not isinstance(exc, BlockingIOError | PermissionError):
@@ -366,4 +367,4 @@ class _SubjectLock(AbstractAsyncContextManager[None]):
     ) -> None:
         fd, offset = self._held
         with contextlib.suppress(OSError):
-            fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset, os.SEEK_SET)
+            byte_lock.unlock(fd, offset)

@@ -30,6 +30,8 @@ from typing import Any, Final, TextIO
 
 import orjson
 
+from service.log_batch import LineBatch, flush_all
+
 #: A field is redacted when its name, split at ``_``, contains one of these words (or
 #: when the whole name is one of them). Field names, ids and codes pass.
 FORBIDDEN_PARTS: Final = frozenset(
@@ -91,17 +93,26 @@ def log_event(
     emit(logger, level, event, clean)
 
 
-def emit(logger: logging.Logger, level: int, event: str, clean: dict[str, object]) -> None:
+def emit(
+    logger: logging.Logger,
+    level: int,
+    event: str,
+    clean: dict[str, object],
+    *,
+    batched: bool = False,
+) -> None:
     """``logger.log(level, event)`` with fields already clean (as :func:`log_event`
     makes them), without what no line shows: the caller's file, line and function, which
     ``Logger.log`` finds by walking the stack for every record (issue 11).
 
     When the one place such a record would go is the handler :func:`configure_logging`
     installs (no other handler, no filter on the way), the line is written straight to
-    it, without a ``LogRecord`` and logging's dispatch: the same line (issue 11)."""
+    it, without a ``LogRecord`` and logging's dispatch: the same line (issue 11); with
+    ``batched`` (the access line) it may wait to be written with others
+    (:mod:`service.log_batch`)."""
     handler = _sole_handler(logger, level)
     if handler is not None:
-        handler.write(level, logger.name, event, clean)
+        handler.write(level, logger.name, event, clean, batched=batched)
         return
     logger.handle(_record(logger, level, event, clean))
 
@@ -256,10 +267,12 @@ def _redacted(_value: object) -> str:
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is at the time of the record (test capture too)."""
+    """Writes to whatever ``sys.stderr`` is at the time of the write (test capture too);
+    batched lines wait in a :class:`~service.log_batch.LineBatch`."""
 
     def __init__(self) -> None:
         super().__init__()
+        self._batch = LineBatch(self.flush)
 
     @property
     def stream(self) -> TextIO:
@@ -269,7 +282,10 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def stream(self, _value: object) -> None:
         pass
 
-    def write(self, level: int, logger: str, event: str, fields: dict[str, object]) -> None:
+    def write(
+        self, level: int, logger: str, event: str, fields: dict[str, object],
+        *, batched: bool = False,
+    ) -> None:
         """What ``handle`` of the record of :func:`emit` writes (this handler's
         :class:`JsonFormatter` being its formatter: see :func:`_sole_handler`)."""
         formatter = self.formatter
@@ -278,9 +294,8 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         with self.lock:  # type: ignore[union-attr]  # made in Handler.__init__
             try:
                 line = formatter.line(created, logging.getLevelName(level), logger, event, fields)
-                stream = sys.stderr
-                stream.write(line + "\n")
-                stream.flush()
+                if not (batched and self._batch.hold(line + "\n")):
+                    self._write_out(line + "\n")
             except RecursionError:
                 raise
             except Exception:  # as logging does: reported on stderr, never raised
@@ -289,6 +304,39 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
                      "msg": event, _FIELDS_ATTR: fields, "created": created}
                 )  # fmt: skip
                 self.handleError(record)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """A record through logging's own way: written after the lines waiting."""
+        with self.lock:  # type: ignore[union-attr]
+            try:
+                self._write_out(self.format(record) + "\n")
+            except RecursionError:
+                raise
+            except Exception:
+                self.handleError(record)
+
+    def flush(self) -> None:
+        """Write the lines waiting (the batch's timer, :func:`flush`, logging at exit)."""
+        with self.lock:  # type: ignore[union-attr]
+            try:
+                self._write_out("")
+            except RecursionError:
+                raise
+            except Exception:  # stderr is gone: the lines with it
+                self._batch.forget()
+
+    def _write_out(self, text: str) -> None:
+        """The lines waiting, then ``text``, in one write (the caller holds the lock)."""
+        text = self._batch.take(text)
+        if text:
+            stream = sys.stderr
+            stream.write(text)
+            stream.flush()
+
+
+def flush() -> None:
+    """Write every access line still waiting (the end of serving; exit does it too)."""
+    flush_all()
 
 
 def configure_logging(level: str) -> None:
@@ -304,6 +352,7 @@ def configure_logging(level: str) -> None:
     for handler in list(root.handlers):
         if isinstance(handler, _StderrHandler):
             root.removeHandler(handler)
+            handler.flush()
     handler = _StderrHandler()
     handler.setFormatter(JsonFormatter())
     root.addHandler(handler)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import re
 import time
 import traceback
@@ -23,6 +22,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from audit.errors import AuditUnavailable, InvalidAuditInput, LockTimeout
+from common.entropy import byte_stream
 from common.vocabulary import Problem
 from service.errors import FieldProblem, GatewayError, ValidationFailed
 from service.json_codec import json_response
@@ -191,10 +191,15 @@ def request_id_for(offered: str | None) -> str:
     return new_request_id()
 
 
+#: the request ids' random bytes, drawn from blocks: ``os.urandom`` per request was a
+#: system call that gives the GIL away to the audit store's thread (issue 11)
+_request_bytes: Final = byte_stream(16)
+
+
 def new_request_id() -> str:
     """``uuid.uuid4().hex`` without building a ``UUID``: 16 random bytes with the
     version (4) and variant (RFC 4122) bits set, as hex."""
-    raw = bytearray(os.urandom(16))
+    raw = bytearray(_request_bytes())
     raw[6] = (raw[6] & 0x0F) | 0x40
     raw[8] = (raw[8] & 0x3F) | 0x80
     return raw.hex()
@@ -275,7 +280,8 @@ def access_line(
     if seconds is None:
         seconds = time.perf_counter() - started
     method = request.method
-    # the values are ids, codes, a template, numbers: scalar() only cuts an overlong one
+    # the values are ids, codes, a template, numbers: scalar() only cuts an overlong one;
+    # an INFO line waits to be written with the next ones (service/log_batch.py)
     emit(_access, level, "http_request", {
         "method": method if len(method) <= 16 else "other",
         "route": scalar(route if route is not None else route_template(request)),
@@ -285,7 +291,7 @@ def access_line(
         "problem_code": scalar(code),
         "system": scalar(system),
         "audit_id": scalar(request.get(AUDIT_ID_KEY)),
-    })  # fmt: skip
+    }, batched=level == logging.INFO)  # fmt: skip
 
 
 def route_template(request: web.Request) -> str:

@@ -35,6 +35,7 @@ from aiohttp import web
 
 from service.inflight import InFlight
 from service.keys import LIFECYCLE_KEY, POLICIES_KEY
+from service.logs import flush as flush_logs
 from service.logs import log_event
 from service.server import GatewayRunner
 from service.settings import Settings
@@ -112,6 +113,7 @@ async def run_server(
         for task in list(reloads):
             task.cancel()
         log_event(log, "shutdown_complete")
+        flush_logs()  # the access lines still waiting (service/log_batch.py)
 
 
 async def _drain(

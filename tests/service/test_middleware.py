@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +30,7 @@ from service.errors import (
 from service.keys import AUDIT_ID_KEY, REQUEST_ID_KEY
 from service.logs import JsonFormatter
 from service.middleware import (
+    new_request_id,
     problem_response,
     record_problem,
     request_id_for,
@@ -179,6 +182,26 @@ async def test_insane_request_id_is_replaced(
     rid = resp.headers["X-Request-Id"]
     assert re.fullmatch(r"[0-9a-f]{32}", rid)
     assert (await resp.json())["request_id"] == rid
+
+
+def test_new_request_ids_are_uuid4_and_drawn_in_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh id is a uuid4 (version and variant bits), never repeated, and its random
+    bytes come from blocks: not one ``os.urandom`` system call per request (issue 11)."""
+    calls = []
+    real = os.urandom
+
+    def counted(size: int) -> bytes:
+        calls.append(size)
+        return real(size)
+
+    monkeypatch.setattr(os, "urandom", counted)
+    ids = [new_request_id() for _ in range(600)]
+    assert len(set(ids)) == len(ids)
+    for rid in ids:
+        parsed = uuid.UUID(hex=rid)
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+        assert parsed.hex == rid
+    assert len(calls) <= 4  # 600 x 16 bytes from 4 KiB blocks
 
 
 async def test_request_id_max_length_is_kept(client: TestClient[Any, Any]) -> None:
