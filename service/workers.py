@@ -229,7 +229,10 @@ class Supervisor:
             multiproc.mark_dead(self._metrics_dir, pid)
         if self._stopping:
             log_event(log, "worker_stopped", worker=worker.index, pid=pid, exit_code=code)
-            return 0 if code == 0 else 1
+            # a worker stopped before it served had nothing to drain: the SIGTERM passed
+            # on can end it before its loop's handlers are in place (SIG_DFL until then)
+            stopped_early = code == -signal.SIGTERM and not worker.serving
+            return 0 if code == 0 or stopped_early else 1
         log_event(log, "worker_exited", level=logging.WARNING, worker=worker.index,
                   pid=pid, exit_code=code, served=worker.serving)  # fmt: skip
         if not worker.serving:
