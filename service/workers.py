@@ -12,7 +12,7 @@ The supervisor does no HTTP. It
 
 * forwards SIGTERM/SIGINT to every worker (each drains as a single process does:
   ``service.shutdown``; a second signal cuts the drains short) and exits 0 once every
-  worker has exited 0, 1 otherwise;
+  worker has exited 0 (or was ended by that signal before it served), 1 otherwise;
 * forwards SIGHUP (reload the policies) to every worker;
 * restarts a worker that died, after a backoff that doubles while restarts keep failing
   (0.5 s up to 30 s), logging ``worker_exited`` and ``worker_restarting``. A worker that
