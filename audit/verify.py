@@ -42,7 +42,7 @@ Progress = Callable[[int, int], object]
 _SEGMENT: Final = 5_000  # rows per read; checking one blocks the loop ~25 ms
 #: a PostgreSQL chain this long is checked by helper processes too (each costs ~0.15 s
 #: of CPU to start: the interpreter, asyncpg and msgspec)
-HELPERS_FROM: Final = 40_000
+HELPERS_FROM: Final = 50_000
 _ASKED: Final = 2  # segments a helper holds: it reads the next while it checks one
 _PACKAGES: Final = str(Path(__file__).resolve().parent.parent)  # where ``audit`` lies
 

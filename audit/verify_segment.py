@@ -218,7 +218,8 @@ async def _serve() -> None:
             following = queue.get_nowait() if asked_already else None
             if asked_already:
                 reading = fetch(following)
-            rows = [row for row in rows if row[0] <= ask["upto"]]
+            if rows and rows[-1][0] > ask["upto"]:
+                rows = [row for row in rows if row[0] <= ask["upto"]]
             segment = check_segment(rows, ask["lo"], set(ask["marks"]), columns=True)
             out.write(encode(segment))
             out.flush()
