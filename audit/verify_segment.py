@@ -235,7 +235,7 @@ async def _serve() -> None:
 def helper_main() -> None:
     """A helper's life: the DSN on the first line of stdin, then one segment asked per
     line, answered in order, until stdin ends. Garbage collection is off: a helper makes
-    no cycles, and the collector otherwise spent about a sixth of its time on the rows."""
+    no cycles, and the collector otherwise spent about a tenth of its time on the rows."""
     import asyncio
     import gc
 
