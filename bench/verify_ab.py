@@ -24,6 +24,7 @@ import asyncio
 import hashlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -210,9 +211,7 @@ def main() -> None:
             if postgres:
                 asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{_db_name(url)}" WITH (FORCE)'))
             else:
-                path = Path(url.split("///", 1)[1])
-                for suffix in ("", "-wal", "-shm"):
-                    Path(f"{path}{suffix}").unlink(missing_ok=True)
+                shutil.rmtree(Path(url.split("///", 1)[1]).parent, ignore_errors=True)
         elif args.keep:
             print(f"# kept: --url {url}")
 
