@@ -190,6 +190,8 @@ class _Helper:
                 if not line:
                     return  # it ended
                 segment = decode(line)  # before its index leaves ``asked``: if it fails
+                if segment.lo != asked[0] * _SEGMENT:
+                    return  # not the answer to what was asked first
                 segments.found(asked.popleft()).set_result(segment)
         except (OSError, ValueError, TypeError, KeyError):  # cannot start, or answers nonsense
             return
