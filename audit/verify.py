@@ -4,8 +4,11 @@ chain whose hashes were recomputed). On PostgreSQL each row's query columns are 
 against its hashed body as well: the writer sends them (migration 0006), so nothing but
 this check stops a row from being hidden from the queries by an altered column.
 
-Progress goes to a callback, ``on_progress(entries checked, entries in all)``, after each
-chunk read; the CLI turns it into a progress bar, the library draws nothing.
+The chain is checked in segments (:mod:`audit.verify_segment`), joined here in order; on
+PostgreSQL a long chain's segments are checked by helper processes as well as by this
+process. Progress goes to a callback, ``on_progress(entries checked, entries in all)``,
+after each segment joined; the CLI turns it into a progress bar, the library draws
+nothing.
 """
 
 from __future__ import annotations
@@ -39,8 +42,8 @@ from audit.verify_segment import (
 #: (entries checked so far, entries in all)
 Progress = Callable[[int, int], object]
 
-_SEGMENT: Final = 5_000  # rows per read; checking one blocks the loop ~25 ms
-#: a PostgreSQL chain this long is checked by helper processes too (each costs ~0.15 s
+_SEGMENT: Final = 5_000  # rows per read; checking one blocks the loop ~20 ms
+#: a PostgreSQL chain this long is checked by helper processes too (each costs ~0.13 s
 #: of CPU to start: the interpreter, asyncpg and msgspec)
 HELPERS_FROM: Final = 50_000
 _ASKED: Final = 2  # segments a helper holds: it reads the next while it checks one
