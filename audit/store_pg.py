@@ -198,6 +198,7 @@ class _Kept:
 class PgBackend:
     kind = "postgresql"
     sends_query_columns = True  # migration 0006: no trigger parses the body on insert
+    dsn: str | None = None  # where verify's helper processes connect (audit.verify)
 
     def __init__(self, pool: Any, locks: LockConnections, shared: SharedLocks) -> None:
         self._pool = pool
@@ -217,7 +218,9 @@ class PgBackend:
             dsn, min_size=1, max_size=max_size, command_timeout=30, timeout=10,
             reset=_no_reset_query,
         )
-        return cls(pool, LockConnections(dsn, max_locks), SharedLocks(dsn))
+        backend = cls(pool, LockConnections(dsn, max_locks), SharedLocks(dsn))
+        backend.dsn = dsn
+        return backend
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         with _store_errors():

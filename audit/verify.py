@@ -4,37 +4,60 @@ chain whose hashes were recomputed). On PostgreSQL each row's query columns are 
 against its hashed body as well: the writer sends them (migration 0006), so nothing but
 this check stops a row from being hidden from the queries by an altered column.
 
-Progress goes to a callback, ``on_progress(entries checked, entries in all)``, after each
-chunk read; the CLI turns it into a progress bar, the library draws nothing.
+The chain is checked in segments (:mod:`audit.verify_segment`), joined here in order; on
+PostgreSQL a long chain's segments are checked by helper processes as well as by this
+process. Progress goes to a callback, ``on_progress(entries checked, entries in all)``,
+after each segment joined; the CLI turns it into a progress bar, the library draws
+nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import contextlib
+import os
+import sys
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Final
 
-import msgspec
 import orjson
 
 from audit import crypto
-from audit.backend import HEAD_SQL, QUERY_COLUMNS, Backend
-from audit.chain import ChainState, body_audit_id, check_rows, query_values
+from audit.backend import HEAD_SQL, Backend
+from audit.chain import ChainState
 from audit.types import VerifyReport
-
-_READ: Final = (
-    "SELECT seq, body, prev_hash, hash FROM audit_entry WHERE seq > ? ORDER BY seq LIMIT ?"
-)
-#: the query columns as one JSON array (one text for the driver to decode, not eleven)
-_READ_WITH_COLUMNS: Final = _READ.replace(
-    "hash FROM", f"hash, json_build_array({', '.join(QUERY_COLUMNS)})::text FROM"
+from audit.verify_segment import (
+    BOOTSTRAP,
+    READ,
+    READ_WITH_COLUMNS,
+    Segment,
+    check_segment,
+    decode,
+    link,
+    request,
 )
 
 #: (entries checked so far, entries in all)
 Progress = Callable[[int, int], object]
 
-_VERIFY_CHUNK: Final = 10_000  # rows per read; hashing one chunk blocks the loop ~50 ms
+_SEGMENT: Final = 5_000  # rows per read; checking one blocks the loop ~20 ms
+#: a PostgreSQL chain this long is checked by helper processes too (each costs ~0.13 s
+#: of CPU to start: the interpreter, asyncpg and msgspec)
+HELPERS_FROM: Final = 50_000
+_ASKED: Final = 2  # segments a helper holds: it reads the next while it checks one
+_PACKAGES: Final = str(Path(__file__).resolve().parent.parent)  # where ``audit`` lies
+
+
+def helper_count() -> int:
+    """Helper processes a long PostgreSQL verification starts: one per core besides the
+    one this process works on, at most three; none on a single core."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(0, min(3, cpus - 1))
 
 
 async def verify_chain(
@@ -64,6 +87,143 @@ async def verify_chain(
     return await _check_checkpoints(backend, public_key, state, checkpoints, seen)
 
 
+class _Segments:
+    """The segments of one verification (:mod:`audit.verify_segment`), handed out in
+    order to this process and the helpers; what each found, as a future by index (None:
+    its helper failed, this process checks it)."""
+
+    def __init__(self, backend: Backend, head_seq: int, marks: Mapping[int, str]) -> None:
+        self.backend, self.head_seq, self.marks = backend, head_seq, marks
+        self.columns = backend.kind == "postgresql"  # SQLite's are generated from the body
+        self.count = -(-head_seq // _SEGMENT)
+        self.stopped = False
+        self.broken = False  # the verification ended before every segment was checked
+        self._next = 0
+        self._found: dict[int, asyncio.Future[Segment | None]] = {}
+
+    def take(self) -> int | None:
+        if self.stopped or self._next >= self.count:
+            return None
+        self._next += 1
+        return self._next - 1
+
+    def found(self, index: int) -> asyncio.Future[Segment | None]:
+        if index not in self._found:
+            self._found[index] = asyncio.get_running_loop().create_future()
+        return self._found[index]
+
+    async def read(self, index: int) -> Sequence[Sequence[Any]]:
+        """The rows of segment ``index``; rows appended after the head was read are left
+        out. ``seq > lo ORDER BY seq LIMIT n`` is read along the primary key by any
+        planner; with an upper bound as well, PostgreSQL, on a table it had not analysed
+        yet, sorted every row up to it for each read (45 ms instead of 6 for 10,000)."""
+        rows = await self.backend.fetch_rows(
+            READ_WITH_COLUMNS if self.columns else READ, [index * _SEGMENT, _SEGMENT]
+        )
+        if rows and int(rows[-1][0]) > self.head_seq:
+            rows = [row for row in rows if int(row[0]) <= self.head_seq]
+        return rows
+
+    def check(self, index: int, rows: Sequence[Sequence[Any]]) -> Segment:
+        return check_segment(rows, index * _SEGMENT, self.marks, columns=self.columns)
+
+    async def here(self) -> None:
+        """This process's share: the next segment is read while this one is checked."""
+        index = self.take()
+        reading = asyncio.ensure_future(self.read(index)) if index is not None else None
+        try:
+            while index is not None and reading is not None:
+                try:
+                    rows = await reading
+                    following = self.take()
+                    if following is not None:
+                        reading = asyncio.ensure_future(self.read(following))
+                    else:
+                        reading = None
+                    self.found(index).set_result(self.check(index, rows))
+                except Exception as exc:  # the store failed: the verification does
+                    self.found(index).set_exception(exc)
+                    return
+                index = following
+        finally:
+            if reading is not None:  # let the read in flight finish; its rows are not needed
+                with contextlib.suppress(Exception):
+                    await reading
+
+    def settle(self) -> None:
+        """Mark every failure nobody awaited as seen (it was reported, or lay after a break)."""
+        for future in self._found.values():
+            if future.done() and not future.cancelled():
+                future.exception()
+
+
+class _Helper:
+    """A helper process (:func:`audit.verify_segment.helper_main`) checking segments
+    asked of it, ``_ASKED`` at a time. Whatever goes wrong with it (it cannot start,
+    connect or answer), the segments it held are checked by this process instead."""
+
+    def __init__(self, segments: _Segments, dsn: str) -> None:
+        self._segments, self._dsn = segments, dsn
+        self._proc: asyncio.subprocess.Process | None = None
+        self._ready = False
+
+    async def run(self) -> None:
+        segments, asked = self._segments, deque[int]()
+        try:
+            self._proc = proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", BOOTSTRAP, _PACKAGES,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL, limit=1 << 24,
+            )  # fmt: skip
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(orjson.dumps({"dsn": self._dsn}) + b"\n")
+            if await proc.stdout.readline() != b'{"ready":true}\n':
+                return
+            self._ready = True
+            while True:
+                while len(asked) < _ASKED and (index := segments.take()) is not None:
+                    proc.stdin.write(request(
+                        index * _SEGMENT, _SEGMENT, segments.head_seq, segments.marks
+                    ))  # fmt: skip
+                    asked.append(index)
+                if not asked:
+                    return
+                await proc.stdin.drain()
+                line = await proc.stdout.readline()
+                if not line:
+                    return  # it ended
+                segment = decode(line)  # before its index leaves ``asked``: if it fails
+                if segment.lo != asked[0] * _SEGMENT:
+                    return  # not the answer to what was asked first
+                segments.found(asked.popleft()).set_result(segment)
+        except (OSError, ValueError, TypeError, KeyError):  # cannot start, or answers nonsense
+            return
+        finally:
+            for index in asked:
+                if not segments.found(index).done():
+                    segments.found(index).set_result(None)
+
+    async def stop(self) -> None:
+        """End the helper: once it has answered all it was asked (it closes its connection
+        itself); at once after a break, or when it was not ready yet."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()
+        if (self._segments.broken or not self._ready) and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        await proc.wait()
+
+
+def _helpers(segments: _Segments) -> list[_Helper]:
+    dsn = getattr(segments.backend, "dsn", None)
+    if not segments.columns or not isinstance(dsn, str) or segments.head_seq < HELPERS_FROM:
+        return []
+    return [_Helper(segments, dsn) for _ in range(helper_count())]
+
+
 async def _recompute(
     backend: Backend,
     head_seq: int,
@@ -72,96 +232,29 @@ async def _recompute(
     on_progress: Progress | None,
 ) -> ChainState:
     """Hash every entry up to ``head_seq`` in order; ``seen`` gets the recomputed hash
-    at each seq of ``marks``.
-
-    Rows are read ``_VERIFY_CHUNK`` at a time as ``seq > last ORDER BY seq LIMIT n``,
-    which any planner reads along the primary key; with an upper bound as well,
-    PostgreSQL, on a table it had not analysed yet, sorted every row up to it for each
-    chunk (45 ms instead of 6 for 10,000 rows). The next chunk is read while this one is
-    hashed (the store's thread or server works meanwhile); rows appended after the head
-    was read are left out."""
+    at each seq of ``marks``. The segments are checked here and, for a long chain on
+    PostgreSQL, by helper processes meanwhile; they are joined in order here."""
     state = ChainState()
-
-    columns = backend.kind == "postgresql"  # SQLite's are generated from the body
-    sql = _READ_WITH_COLUMNS if columns else _READ
-
-    def read(after: int) -> asyncio.Future[Sequence[Sequence[Any]]]:
-        return asyncio.ensure_future(backend.fetch_rows(sql, [after, _VERIFY_CHUNK]))
-
-    reading = read(0) if head_seq > 0 else None
-    while reading is not None:
-        rows = await reading
-        if not rows:
-            break
-        last = int(rows[-1][0])
-        if last > head_seq:  # appended after the head was read: not this verification's
-            rows = [row for row in rows if int(row[0]) <= head_seq]
-        reading = read(last) if last < head_seq else None
-        bad = first_disagreeing(rows) if columns else None
-        if bad is not None:  # a break of the chain up to that row, its own included, first
-            if check_rows(state, rows[:bad], marks, seen.__setitem__):
-                probe = dataclasses.replace(state)
-                if check_rows(probe, rows[bad : bad + 1]):
-                    probe.first_bad = body_audit_id(rows[bad][1])
-                    probe.reason = (
-                        f"entry seq {rows[bad][0]}: its query columns do not match its body"
-                        " (an index column was altered)"
-                    )
-                state.first_bad, state.reason = probe.first_bad, probe.reason
-            if reading is not None:
-                await reading
-            break
-        if not check_rows(state, rows, marks, seen.__setitem__):
-            if reading is not None:
-                await reading  # let the read in flight finish; its rows are not needed
-            break
-        if on_progress is not None:
-            on_progress(state.seq, head_seq)
+    segments = _Segments(backend, head_seq, marks)
+    helpers = _helpers(segments)
+    working = [asyncio.ensure_future(segments.here())]
+    working += [asyncio.ensure_future(helper.run()) for helper in helpers]
+    try:
+        for index in range(segments.count):
+            segment = await segments.found(index)
+            if segment is None:  # its helper failed
+                segment = segments.check(index, await segments.read(index))
+            if not link(state, segment, seen):
+                break
+            if on_progress is not None:
+                on_progress(state.seq, head_seq)
+    finally:
+        segments.broken = segments.take() is not None or state.reason is not None
+        segments.stopped = True
+        await asyncio.gather(*(helper.stop() for helper in helpers), return_exceptions=True)
+        await asyncio.gather(*working, return_exceptions=True)
+        segments.settle()
     return state
-
-
-class _Columns(msgspec.Struct):
-    """The members of a body that are query columns (:data:`QUERY_COLUMNS`, in order);
-    msgspec skips the others without building them."""
-
-    audit_id: str | None = None
-    time: str | None = None
-    system: str | None = None
-    customer_id: str | None = None
-    actor: str | None = None
-    action: str | None = None
-    phase: str | None = None
-    outcome: str | None = None
-    intent_id: str | None = None
-    problem_code: str | None = None
-    key_id: str | None = None
-
-
-assert _Columns.__struct_fields__ == QUERY_COLUMNS
-_of_body = msgspec.json.Decoder(_Columns).decode
-_of_row = msgspec.json.Decoder(list[str | None]).decode
-
-
-def first_disagreeing(rows: Sequence[Sequence[Any]]) -> int | None:
-    """The index of the first row ``(seq, body, prev_hash, hash, columns)`` whose query
-    columns (a JSON array, :data:`QUERY_COLUMNS` in order) are not its body's
-    (:func:`audit.chain.query_values`), or None. A body whose members there are not all
-    strings or null (none the log writes) is parsed whole and compared as the writer
-    would have sent it."""
-    astuple = msgspec.structs.astuple
-    for i, row in enumerate(rows):
-        try:
-            stored = _of_row(row[4])
-            try:
-                if list(astuple(_of_body(row[1]))) == stored:
-                    continue
-            except msgspec.ValidationError:  # a member that is not a string: the slow way
-                if list(query_values(orjson.loads(row[1]))) == stored:
-                    continue
-        except (msgspec.DecodeError, orjson.JSONDecodeError, AttributeError):  # not JSON
-            pass
-        return i
-    return None
 
 
 async def _check_checkpoints(
