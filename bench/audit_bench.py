@@ -11,8 +11,9 @@ outcome - with a durable outcome and with ``finish(durable=False)``. A last run 
 has two processes (replicas) append to one chain at once.
 
 Every rate is given per wall-clock second and per CPU-second of this process (user +
-system, all its threads), with the load average around the run: the machine is shared,
-and CPU time is what other load changes least. ``--json FILE`` writes the figures.
+system, all its threads; the two-process row: of both processes together), with the load
+average around the run: the machine is shared, and CPU time is what other load changes
+least. ``--json FILE`` writes the figures.
 """
 
 from __future__ import annotations
@@ -209,8 +210,9 @@ async def _store(kind: str) -> AsyncIterator[str | None]:
             await conn.close()
 
 
-async def _two_processes(url: str, writers: int, seconds: float) -> float:
-    """Appends per second of two gateway processes ("replicas") on one store."""
+async def _two_processes(url: str, writers: int, seconds: float) -> tuple[float, float]:
+    """Two gateway processes ("replicas") appending to one store: (appends per second,
+    appends per CPU-second of the two processes together)."""
     env = {
         **os.environ,
         "AUDIT_BENCH_MASTER": base64.b64encode(MASTER).decode(),
@@ -225,18 +227,20 @@ async def _two_processes(url: str, writers: int, seconds: float) -> float:
         await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE, env=env)
         for _ in range(2)
     ]
-    rates = []
+    rates, cpu = [], []
     for proc in procs:
         out, _ = await proc.communicate()
         if proc.returncode != 0:
             raise SystemExit("a bench worker failed")
-        rates.append(float(out.decode().split()[0]))
-    return sum(rates)
+        per_second, per_cpu_second = map(float, out.decode().split()[:2])
+        rates.append(per_second)
+        cpu.append(per_second / max(per_cpu_second, 1e-9))  # CPU-seconds per second
+    return sum(rates), sum(rates) / max(sum(cpu), 1e-9)
 
 
 async def _worker(url: str, writers: int, seconds: float, start_at: float) -> None:
     result = await _appends(url, writers, seconds, start_at)
-    print(f"{result['per_second']:.1f}")
+    print(f"{result['per_second']:.1f} {result['per_cpu_second']:.1f}")
 
 
 async def run(
@@ -275,10 +279,12 @@ async def run(
                       f" | {row['per_cpu_second']:,.0f} | {row['mean_batch']:.1f}"
                       f" | {row['load_before'][0]:.2f} |")  # fmt: skip
             if replicas:
-                rate = await _two_processes(url, 256, seconds)
-                results["replicas"].append({"store": kind, "per_second": rate})
+                rate, per_cpu = await _two_processes(url, 256, seconds)
+                results["replicas"].append(
+                    {"store": kind, "per_second": rate, "per_cpu_second": per_cpu}
+                )
                 print(f"| {STORE_NAMES[kind]}, two processes on one store | 2 × 256"
-                      f" | {rate:,.0f} | | | |")  # fmt: skip
+                      f" | {rate:,.0f} | {per_cpu:,.0f} | | |")  # fmt: skip
             if verify:
                 results["verify"].append({"store": kind, **await _verify(url)})
     if results["verify"]:
