@@ -63,6 +63,7 @@ class ChainWriter:
         self._idle_seconds = checkpoints.seconds
         self._queue = _Inbox()
         self._held: Pending | None = None
+        self._taken: list[Pending] = []  # the batch being written (all answered after)
         self._task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -81,7 +82,9 @@ class ChainWriter:
         if self._task is None:
             return
         self._queue.put_nowait(None)
-        await self._task
+        await asyncio.wait([self._task])
+        if not self._task.cancelled():
+            self._task.exception()  # a defect that stopped it was logged then
         with swallowed(log, "audit checkpoint at close"):
             await self._committer.checkpoint_only()
 
@@ -123,6 +126,33 @@ class ChainWriter:
 
     # ------------------------------------------------------------------ the writer task
     async def _write_loop(self) -> None:
+        """:meth:`_run`; if anything ends it early (a defect, a cancellation), every
+        caller still waiting is answered ``AuditUnavailable`` - none waits forever - and
+        new entries are refused (:attr:`alive`)."""
+        try:
+            await self._run()
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                log.error("audit writer stopped (%s)", type(exc).__name__)
+            self._fail_waiting(AuditUnavailable("the audit writer stopped"))
+            raise
+
+    def _fail_waiting(self, exc: AuditUnavailable) -> None:
+        """Answer with ``exc`` every entry taken, sent, held or queued and not answered
+        (one sent may have been committed: the reconciler closes such an intent)."""
+        fail(self._taken, exc)
+        for flight in self._committer.in_flight:
+            fail(flight.batch, exc)
+        self._committer.in_flight.clear()
+        if self._held is not None:
+            fail([self._held], exc)
+            self._held = None
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is not None:
+                fail([item], exc)
+
+    async def _run(self) -> None:
         committer = self._committer
         in_flight = committer.in_flight
         stop = False
@@ -145,15 +175,9 @@ class ChainWriter:
             if first is None:
                 stop = True
                 continue
-            batch, stop = self._take_batch(first)
-            await self._write(batch)
-        closed = AuditUnavailable("the audit log is closed")
-        if self._held is not None:
-            fail([self._held], closed)
-        while not self._queue.empty():
-            item = self._queue.get_nowait()
-            if item is not None:
-                fail([item], closed)
+            self._taken, stop = self._take_batch(first)
+            await self._write(self._taken)
+        self._fail_waiting(AuditUnavailable("the audit log is closed"))
 
     async def _write(self, batch: list[Pending]) -> None:
         """Send ``batch`` behind those in flight, or commit it once none is."""

@@ -96,3 +96,37 @@ async def test_a_failing_batch_hook_is_logged_by_type_and_the_append_goes_on(
     lines = [r.getMessage() for r in caplog.records]
     assert "audit on_batch hook failed (RuntimeError)" in lines
     assert not any(SECRET in line for line in lines)
+
+
+async def test_a_writer_stopped_by_a_defect_answers_every_waiting_caller(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A defect in the writer task (injected: the committer's readiness check raises,
+    its message quoting a personal value) must not leave callers waiting forever: each
+    waiting entry is answered AuditUnavailable (the gateway then refuses to forward),
+    new entries are refused, close() returns, and the log line names the type only."""
+    backend = await connect_backend(await _sqlite(tmp_path))
+
+    def defect(*_args: object) -> bool:
+        raise RuntimeError(SECRET)
+
+    try:
+        writer = ChainWriter(
+            backend, master_key=os.urandom(32), on_batch=None, head=(0, GENESIS, 0, None),
+            checkpoints=Checkpoints(os.urandom(32), every=1000, seconds=60.0),
+        )  # fmt: skip
+        monkeypatch.setattr("audit.commit.Committer.ready", defect)
+        writer.start()
+        async with asyncio.timeout(10):  # before the fix: they waited forever
+            results = await asyncio.gather(
+                *(writer.append(_pending()) for _ in range(20)), return_exceptions=True
+            )
+        assert [type(r) for r in results] == [AuditUnavailable] * 20
+        assert not writer.alive
+        with pytest.raises(AuditUnavailable):
+            await writer.append(_pending())
+        await writer.close()
+        assert "audit writer stopped (RuntimeError)" in caplog.text
+        assert SECRET not in caplog.text
+    finally:
+        await backend.close()
