@@ -3,6 +3,7 @@ the app keys it reads (settings, metrics, lifecycle), for tests of the edge alon
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -16,12 +17,17 @@ from service.metrics import Metrics
 from service.registry import SYSTEMS
 from service.shutdown import Lifecycle
 
+#: the app's temporary state directory (removed on the app's cleanup)
+STATE_DIR_KEY = web.AppKey("edge_app_state_dir", Path)
+
 
 def edge_app(**kwargs: object) -> web.Application:
-    """``web.Application(middlewares=[edge_middleware], **kwargs)``, ready to route."""
+    """``web.Application(middlewares=[edge_middleware], **kwargs)``, ready to route; its
+    state directory (a pseudonym key is written there) goes with the app's cleanup."""
+    state_dir = Path(tempfile.mkdtemp(prefix="edge-app-"))
     settings = demo_settings(
         port=0,
-        state_dir=Path(tempfile.mkdtemp(prefix="edge-app-")),
+        state_dir=state_dir,
         upstream_urls={system: "http://127.0.0.1:9" for system in SYSTEMS},
         audit_url="sqlite+aiosqlite:///unused.db",
         master_key=b"m" * 32,
@@ -31,4 +37,10 @@ def edge_app(**kwargs: object) -> web.Application:
     app[SETTINGS_KEY] = settings
     app[METRICS_KEY] = Metrics(CollectorRegistry(), systems=settings.upstreams)
     app[LIFECYCLE_KEY] = Lifecycle()
+    app[STATE_DIR_KEY] = state_dir
+
+    async def remove_state_dir(_app: web.Application) -> None:
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+    app.on_cleanup.append(remove_state_dir)
     return app

@@ -36,7 +36,7 @@ from service.middleware import (
     request_id_for,
     stamp_context_headers,
 )
-from tests.service.edge_app import edge_app
+from tests.service.edge_app import STATE_DIR_KEY, edge_app
 
 SECRET_MESSAGE = "jane.doe@example.com-XYZZY"  # a value that must never reach an answer or log
 
@@ -388,6 +388,21 @@ async def test_access_line_for_unmatched_and_recorded_problem(
     assert (unmatched["route"], unmatched["problem_code"]) == ("unmatched", "not_found")
     assert custom["problem_code"] == "would_clear_unknown_fields"
     assert "1001" not in json.dumps(unmatched)
+
+
+async def test_the_edge_apps_state_dir_goes_with_the_app(
+    aiohttp_client: Callable[..., Any],
+) -> None:
+    """tests/service/edge_app.py: the temporary state directory (the pseudonym key is
+    written there) is removed when the app is cleaned up, not left in /tmp."""
+    app = edge_app()
+    app.router.add_get("/ok", ok)
+    state_dir = app[STATE_DIR_KEY]
+    c: TestClient[Any, Any] = await aiohttp_client(app)
+    assert (await c.get("/ok")).status == 200
+    assert state_dir.is_dir()
+    await c.close()
+    assert not state_dir.exists()
 
 
 async def test_context_alone_still_stamps_http_exceptions(
