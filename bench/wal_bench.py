@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import struct
 import tempfile
 import time
@@ -93,6 +94,7 @@ async def run(count: int, prefill: int) -> dict[str, Any]:
         cpu = time.process_time() - cpu
     finally:
         await log.close()
+        shutil.rmtree(folder, ignore_errors=True)
     overlapped = sorted((round(ms, 1) for _, ms, hit, _ in COMMITS if hit), reverse=True)
     others = sorted(ms for _, ms, hit, durable in COMMITS if not hit and durable)
     return {
