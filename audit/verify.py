@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sys
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -38,6 +37,7 @@ from audit.verify_segment import (
     link,
     request,
 )
+from common.cpus import usable_cpus
 
 #: (entries checked so far, entries in all)
 Progress = Callable[[int, int], object]
@@ -52,12 +52,9 @@ _PACKAGES: Final = str(Path(__file__).resolve().parent.parent)  # where ``audit`
 
 def helper_count() -> int:
     """Helper processes a long PostgreSQL verification starts: one per core besides the
-    one this process works on, at most three; none on a single core."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cpus = os.cpu_count() or 1
-    return max(0, min(3, cpus - 1))
+    one this process may use (its affinity bounded by a cgroup CPU quota), at most
+    three; none on a single core."""
+    return max(0, min(3, usable_cpus() - 1))
 
 
 async def verify_chain(

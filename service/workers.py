@@ -43,9 +43,9 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from multiprocessing.context import ForkProcess
-from pathlib import Path
 from typing import Any, Final
 
+from common.cpus import usable_cpus
 from service import multiproc
 from service.logs import log_event
 from service.settings import Settings
@@ -61,33 +61,6 @@ STABLE_SECONDS: Final = 10.0
 MAX_START_FAILURES: Final = 5
 _TICK_SECONDS: Final = 0.2
 _PR_SET_PDEATHSIG: Final = 1
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may use: its affinity, bounded by a cgroup CPU quota
-    (v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``), rounded up; at least 1."""
-    cpus = len(os.sched_getaffinity(0))
-    quota = _cgroup_quota()
-    if quota is not None:
-        cpus = min(cpus, max(1, -(-quota[0] // quota[1])))
-    return max(1, cpus)
-
-
-def _cgroup_quota(root: Path = Path("/sys/fs/cgroup")) -> tuple[int, int] | None:
-    """(quota, period) in microseconds, or None when unlimited or unknown."""
-    try:
-        text = (root / "cpu.max").read_text().split()
-        if len(text) == 2 and text[0] != "max":
-            return int(text[0]), int(text[1])
-        return None
-    except (OSError, ValueError):
-        pass
-    try:
-        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
-        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
-    except (OSError, ValueError):
-        return None
-    return (quota, period) if quota > 0 and period > 0 else None
 
 
 def resolve_workers(settings: Settings, asked: int | None) -> int:

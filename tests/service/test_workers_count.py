@@ -26,32 +26,6 @@ def settings(tmp_path: Path, url: str, count: int) -> Settings:
     return dataclasses.replace(base, audit_url=url, workers=count)
 
 
-def test_cgroup_v2_and_v1_quotas(tmp_path: Path) -> None:
-    (tmp_path / "cpu.max").write_text("150000 100000\n")
-    assert workers._cgroup_quota(tmp_path) == (150000, 100000)
-    (tmp_path / "cpu.max").write_text("max 100000\n")
-    assert workers._cgroup_quota(tmp_path) is None
-    v1 = tmp_path / "v1"
-    (v1 / "cpu").mkdir(parents=True)
-    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("50000\n")
-    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
-    assert workers._cgroup_quota(v1) == (50000, 100000)
-    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
-    assert workers._cgroup_quota(v1) is None
-
-
-def test_usable_cpus_is_the_affinity_bounded_by_the_quota(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    affinity = len(os.sched_getaffinity(0))
-    monkeypatch.setattr(workers, "_cgroup_quota", lambda: None)
-    assert workers.usable_cpus() == affinity
-    monkeypatch.setattr(workers, "_cgroup_quota", lambda: (50000, 100000))  # half a CPU
-    assert workers.usable_cpus() == 1
-    monkeypatch.setattr(workers, "_cgroup_quota", lambda: (10**9, 100000))
-    assert workers.usable_cpus() == affinity
-
-
 def test_the_count_asked_wins_and_0_means_the_cpus_on_postgresql_1_on_sqlite(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
