@@ -65,6 +65,20 @@ def listening(port: int) -> int | None:
     return count if seen else None
 
 
+def socket_owners(pids: set[int] | list[int]) -> dict[str, int]:
+    """{socket inode: pid} of every socket the processes ``pids`` hold (``/proc/PID/fd``);
+    the inode is column 10 of ``/proc/net/tcp*``. Processes gone meanwhile are skipped."""
+    owners: dict[str, int] = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                    if target.startswith("socket:["):
+                        owners[target[8:-1]] = pid
+    return owners
+
+
 def wait_port(port: int, proc: subprocess.Popen[Any], what: str, timeout: float = 60.0,
               listeners: int = 1) -> None:
     """Until ``proc`` accepts connections on ``port`` with ``listeners`` sockets (the

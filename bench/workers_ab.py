@@ -41,6 +41,7 @@ from bench.procs import (
     gateway_config,
     run_cli,
     server,
+    socket_owners,
 )
 
 #: per thread (pid, tid): (CPU seconds, voluntary and involuntary context switches)
@@ -67,14 +68,7 @@ def threads(root: int) -> Threads:
 
 def connections(root: int, port: int) -> list[int]:
     """How many established connections on ``port`` each process of the tree holds."""
-    owner: dict[str, int] = {}
-    for pid in cpu_by_process(root):
-        with contextlib.suppress(OSError):
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                with contextlib.suppress(OSError):
-                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
-                    if target.startswith("socket:["):
-                        owner[target[8:-1]] = pid
+    owner = socket_owners(list(cpu_by_process(root)))
     held: Counter[int] = Counter()
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()

@@ -7,7 +7,6 @@ them holds each connection (``/proc``)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.procs import socket_owners
 from service.cli import main as cli_main
 from tests.service.chain import read_chain
 from tests.service.processes import (
@@ -79,14 +79,7 @@ def wait_workers(supervisor: int, port: int, gone: frozenset[int] = frozenset())
 def sockets(pids: set[int], port: int, clients: set[int] | None = None) -> dict[int, int]:
     """Which worker holds each socket on ``port``: {client port: pid} for connections
     from ``clients``, or {0: pid} for the listening sockets when ``clients`` is None."""
-    inodes: dict[str, int] = {}
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                with contextlib.suppress(OSError):
-                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
-                    if target.startswith("socket:["):
-                        inodes[target[8:-1]] = pid
+    inodes = socket_owners(pids)
     found: dict[int, int] = {}
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
