@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sys
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -38,6 +39,8 @@ from audit.verify_segment import (
     request,
 )
 from common.cpus import usable_cpus
+
+log = logging.getLogger(__name__)
 
 #: (entries checked so far, entries in all)
 Progress = Callable[[int, int], object]
@@ -163,9 +166,11 @@ class _Helper:
         self._segments, self._dsn = segments, dsn
         self._proc: asyncio.subprocess.Process | None = None
         self._ready = False
+        self._stopped = False  # stop() ended it: not a failure
 
     async def run(self) -> None:
         segments, asked = self._segments, deque[int]()
+        ended = "did not start"  # why it ended, if it ends before its work is done
         try:
             self._proc = proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-c", BOOTSTRAP, _PACKAGES,
@@ -176,7 +181,7 @@ class _Helper:
             proc.stdin.write(orjson.dumps({"dsn": self._dsn}) + b"\n")
             if await proc.stdout.readline() != b'{"ready":true}\n':
                 return
-            self._ready = True
+            self._ready, ended = True, "ended"
             while True:
                 while len(asked) < _ASKED and (index := segments.take()) is not None:
                     proc.stdin.write(request(
@@ -184,6 +189,7 @@ class _Helper:
                     ))  # fmt: skip
                     asked.append(index)
                 if not asked:
+                    ended = ""  # its work is done
                     return
                 await proc.stdin.drain()
                 line = await proc.stdout.readline()
@@ -191,11 +197,20 @@ class _Helper:
                     return  # it ended
                 segment = decode(line)  # before its index leaves ``asked``: if it fails
                 if segment.lo != asked[0] * _SEGMENT:
+                    ended = "answered another segment"
                     return  # not the answer to what was asked first
                 segments.found(asked.popleft()).set_result(segment)
-        except (OSError, ValueError, TypeError, KeyError):  # cannot start, or answers nonsense
+        except (OSError, ValueError, TypeError, KeyError) as exc:  # cannot start, nonsense
+            ended = type(exc).__name__
             return
+        except asyncio.CancelledError:  # the verification itself was cancelled
+            ended = ""
+            raise
         finally:
+            if ended and not self._stopped and not segments.broken:
+                # the type or a fixed word only: the helper's output may quote a row
+                log.warning("audit verify helper ended early (%s): its segments are checked here",
+                            ended)  # fmt: skip
             for index in asked:
                 if not segments.found(index).done():
                     segments.found(index).set_result(None)
@@ -203,6 +218,7 @@ class _Helper:
     async def stop(self) -> None:
         """End the helper: once it has answered all it was asked (it closes its connection
         itself); at once after a break, or when it was not ready yet."""
+        self._stopped = True
         proc = self._proc
         if proc is None:
             return

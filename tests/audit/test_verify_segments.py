@@ -199,7 +199,10 @@ TAMPERING: dict[str, tuple[str, ...]] = {
 @pytest.mark.postgres
 @pytest.mark.parametrize("kind", [None, *TAMPERING])
 async def test_helper_processes_report_what_this_process_reports(
-    pg_log: tuple[AuditLog, str, list[str]], monkeypatch: pytest.MonkeyPatch, kind: str | None
+    pg_log: tuple[AuditLog, str, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    kind: str | None,
 ) -> None:
     log, url, ids = pg_log
     for statement in TAMPERING.get(kind or "", ()):
@@ -208,6 +211,7 @@ async def test_helper_processes_report_what_this_process_reports(
     here = _helpers_first(monkeypatch, 2, alone=True)
     by_helpers = await log.verify()
     assert here == []  # every segment was checked by a helper
+    assert not [r for r in caplog.records if r.name == "audit.verify"]  # none failed
     assert _verdict(by_helpers) == _verdict(here_alone)
     if kind is None:
         assert (by_helpers.ok, by_helpers.entries, by_helpers.checkpoints) == (True, 41, 5)
@@ -238,7 +242,10 @@ BROKEN_HELPERS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
 @pytest.mark.postgres
 @pytest.mark.parametrize("broken", list(BROKEN_HELPERS))
 async def test_a_failing_helper_leaves_its_segments_to_this_process(
-    pg_log: tuple[AuditLog, str, list[str]], monkeypatch: pytest.MonkeyPatch, broken: str
+    pg_log: tuple[AuditLog, str, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    broken: str,
 ) -> None:
     log, url, ids = pg_log
     here = _helpers_first(monkeypatch, 1, alone=False)
@@ -250,6 +257,9 @@ async def test_a_failing_helper_leaves_its_segments_to_this_process(
     report = await log.verify()
     assert (report.ok, report.entries, report.checkpoints) == (True, 41, 5)
     assert here  # checked here after all
+    warned = [r.getMessage() for r in caplog.records if r.name == "audit.verify"]
+    assert len(warned) == 1 and warned[0].startswith("audit verify helper ended early (")
+    assert "no_such_db_i11" not in caplog.text  # the helper's address is not logged
     await sql(url, "UPDATE audit_entry SET body = replace(body::text, 'new note', 'NEW')::json"
                    " WHERE seq = 30")  # fmt: skip
     report = await log.verify()
