@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.procs import TOKEN, BenchError
+from common.vocabulary import Role
 from policies import PolicyEngine, Principal, load_policy_set
 from service.emulators import billbee, keycom
 from service.emulators.store import GENERATED_FIRST, GENERATED_LAST
@@ -76,7 +77,7 @@ def eligible_customers(workload: Workload) -> Customers:
     engine = PolicyEngine(
         load_policy_set(), pseudonym_key=b"bench-pseudonym-key-0123456789ab", hash_salt=b"salt"
     )
-    editor = Principal("bench", frozenset({"editor"}), frozenset({"*"}))
+    editor = Principal("bench", frozenset({Role.EDITOR}), frozenset({"*"}))
     probe = {workload.field: workload.value_format % (100, 1)}
     if engine.validate(workload.system, probe):
         raise BenchError(f"{workload.system}: the bench's own value is refused by the policy")

@@ -14,8 +14,10 @@ import sys
 import time
 import timeit
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
+from common.vocabulary import Role
 from policies import PolicyEngine, Principal, load_policy_set
 
 TIMELOG_PRE: dict[str, Any] = {
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     engine = PolicyEngine(
         load_policy_set(), pseudonym_key=b"bench-pseudonym-key-0123456789", hash_salt=b"salt"
     )
-    editor = Principal("bench", frozenset({"editor"}), frozenset({"*"}))
+    editor = Principal("bench", frozenset({Role.EDITOR}), frozenset({"*"}))
     cases = (("timelog", TIMELOG_PRE, TIMELOG_PATCH), ("keycom", KEYCOM_PRE, KEYCOM_PATCH))
     print(f"policy engine, best of {args.repeat} x {args.number} calls, CPU µs per call")
     for system, pre, patch in cases:
@@ -72,13 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         decision = engine.decide(system, pre, patch, editor, "customer_service")
         assert decision.allowed, decision.problem
         timings = {
-            "validate": best_us(lambda s=system, p=patch: engine.validate(s, p),
+            "validate": best_us(partial(engine.validate, system, patch),
                                 args.number, args.repeat),
-            "decide": best_us(
-                lambda s=system, r=pre, p=patch: engine.decide(s, r, p, editor,
-                                                               "customer_service"),
-                args.number, args.repeat),
-            "mask(editor)": best_us(lambda s=system, r=pre: engine.mask(s, r, ["editor"]),
+            "decide": best_us(partial(engine.decide, system, pre, patch, editor,
+                                      "customer_service"), args.number, args.repeat),
+            "mask(editor)": best_us(partial(engine.mask, system, pre, ["editor"]),
                                     args.number // 4 or 1, args.repeat),
         }
         row = "  ".join(f"{name} {us:6.1f}" for name, us in timings.items())

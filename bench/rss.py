@@ -93,9 +93,9 @@ def held(pids: list[int], port: int) -> dict[int, int]:
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
             if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                pid = inodes.get(fields[9])
-                if pid is not None:
-                    counts[pid] += 1
+                owner = inodes.get(fields[9])
+                if owner is not None:
+                    counts[owner] += 1
     return counts
 
 

@@ -27,7 +27,6 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -237,4 +236,4 @@ def _summary(runs: dict[str, list[dict[str, Any]]], postgres: bool) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
