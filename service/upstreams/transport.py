@@ -164,7 +164,8 @@ class HttpConnector(ABC):
 
     def _bucket_key(self, method: str, route: str) -> str | None:
         """Which pacing bucket a call draws from; ``None``: not paced. By default one
-        bucket for every call when a rate is configured."""
+        bucket for every call when a rate is configured. Asked once per (method, route)
+        pair (``_pacer`` keeps the answer): it must depend on nothing else."""
         return "all" if self._pacing_rate() is not None else None
 
     def _pacing_rate(self) -> float | None:
