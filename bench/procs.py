@@ -188,7 +188,11 @@ class Emulators:
 
     def __exit__(self, *exc: object) -> None:
         if self._proc is not None:
-            stop(self._proc, "emulators")
+            try:
+                stop(self._proc, "emulators")
+            finally:
+                if self._proc.stdout is not None:
+                    self._proc.stdout.close()  # the pipe read until "ready" (was left open)
 
     def reset(self) -> None:
         for url in self.urls.values():

@@ -29,9 +29,11 @@ MAX_ANSWER_BYTES = 8 * 1024 * 1024
 REJECTED_STATUSES = frozenset({400, 409, 422})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Answer:
-    """An upstream's answer: status, the parsed JSON body (``None`` when empty)."""
+    """An upstream's answer: status, the parsed JSON body (``None`` when empty). Not
+    ``frozen``: a frozen dataclass builds itself through ``object.__setattr__`` (~0.43
+    against ~0.10 us, one per upstream call); nothing changes an answer once built."""
 
     status: int
     body: Any

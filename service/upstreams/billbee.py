@@ -96,7 +96,7 @@ class BillbeeConnector(HttpConnector):
 
     def _data(self, answer: Answer) -> dict[str, Any]:
         body = answer.body
-        if not isinstance(body, Mapping):
+        if type(body) is not dict and not isinstance(body, Mapping):
             raise self._malformed(answer.status)
         code = body.get("ErrorCode", 0)
         if code not in (0, None):
@@ -105,9 +105,12 @@ class BillbeeConnector(HttpConnector):
                 upstream_status=answer.status,
             )
         data = body.get("Data")
-        if not isinstance(data, Mapping) or "Id" not in data:
-            raise self._malformed(answer.status)
-        return dict(data)
+        if type(data) is dict:  # as parsed, this call's own: no copy, no ABC check
+            if "Id" in data:
+                return data
+        elif isinstance(data, Mapping) and "Id" in data:
+            return dict(data)
+        raise self._malformed(answer.status)
 
     async def fetch(self, customer_id: str) -> dict[str, Any]:
         cid = parse_customer_id(self.system, customer_id, INT64_MAX)

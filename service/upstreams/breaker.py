@@ -78,6 +78,8 @@ class CircuitBreaker:
     def allow(self) -> bool:
         """Ask to make one call. ``True``: go ahead and report its result (exactly one of
         ``record_success``/``record_failure``/``release``). ``False``: do not call."""
+        if self._state == "closed":  # the usual case, without the property's call
+            return True
         state = self.state
         if state == "closed":
             return True

@@ -207,6 +207,7 @@ class Pool:
                 raise ValueError("a request header cannot be sent")  # no value named
             lines.append(f"{name}: {value}")
         self._head = ("\r\n".join(lines) + "\r\n").encode()  # as aiohttp: UTF-8
+        self._content_types: dict[str, bytes] = {}
         self._connect_timeout = connect_timeout
         self._total_timeout = total_timeout
         self._slots = Slots(limit)
@@ -226,13 +227,16 @@ class Pool:
         """One exchange; ``sent.sent`` is set once the request is handed to a connected
         transport. Raises ``TimeoutError``, ``OSError`` (:class:`ConnectionFailed`, refused
         connections ...) or ``AnswerTooLarge``."""
-        head = f"{method} {target} HTTP/1.1\r\n".encode("latin-1") + self._head
-        if body is not None:
-            if content_type is not None:
-                head += f"Content-Type: {content_type}\r\n".encode("latin-1")
-            head += b"Content-Length: %d\r\n\r\n" % len(body) + body
+        # One %-format into bytes: ``str.encode("latin-1")`` looks its codec up by name on
+        # every call, and each ``+`` copies what was built so far (~0.6 against ~0.2 us).
+        line = f"{method} {target} HTTP/1.1\r\n".encode("latin_1")
+        if body is None:
+            head = b"%s%s\r\n" % (line, self._head)
         else:
-            head += b"\r\n"
+            typed = b"" if content_type is None else self._content_type(content_type)
+            head = b"%s%s%sContent-Length: %d\r\n\r\n%s" % (
+                line, self._head, typed, len(body), body,
+            )  # fmt: skip
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._total_timeout
         conn = self._ready()
@@ -258,6 +262,17 @@ class Pool:
                 timer.cancel()
             self._slots.give()
         return reply
+
+    def _content_type(self, content_type: str) -> bytes:
+        """The ``Content-Type`` header line, built once per value."""
+        line = self._content_types.get(content_type)
+        if line is None:
+            if any(c in content_type for c in "\r\n\0"):
+                raise ValueError("a request header cannot be sent")  # no value named
+            line = self._content_types[content_type] = f"Content-Type: {content_type}\r\n".encode(
+                "latin_1"
+            )
+        return line
 
     def _ready(self) -> _Connection | None:
         """A free slot and an idle connection, taken without waiting; ``None`` when

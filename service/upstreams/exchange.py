@@ -81,7 +81,7 @@ async def exchange(
         # Redirects are not followed: the credentials go to the configured host only.
         reply = await pool.request(method, target, body, content_type, state)
         raw = reply.body
-        retry_after = parse_retry_after(reply.retry_after)
+        retry_after = None if reply.retry_after is None else parse_retry_after(reply.retry_after)
         status = reply.status  # only once the whole answer is in
     except AnswerTooLarge as exc:
         answered = exc.status
@@ -110,7 +110,7 @@ async def exchange(
     finally:
         report(method, status, time.perf_counter() - started)
     parsed: Any = None
-    if raw.strip():
+    if raw and not raw.isspace():  # not raw.strip(): a copy of the body
         try:
             parsed = parse_json(raw)
         except ValueError:

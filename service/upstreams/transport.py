@@ -132,6 +132,9 @@ class HttpConnector(ABC):
         self._pool: Pool | None = None
         self._closed = False
         self._buckets: dict[str, TokenBucket] = {}
+        #: the bucket of each (method, route) pair, ``None`` when not paced: found once,
+        #: not by ``_bucket_key`` on every call (routes are templates: a few pairs)
+        self._pacers: dict[tuple[str, str], TokenBucket | None] = {}
         rate = self._pacing_rate()
         if rate is not None and not (rate > 0 and settings.rate_limit_burst >= 1):
             raise ValueError(
@@ -161,7 +164,8 @@ class HttpConnector(ABC):
 
     def _bucket_key(self, method: str, route: str) -> str | None:
         """Which pacing bucket a call draws from; ``None``: not paced. By default one
-        bucket for every call when a rate is configured."""
+        bucket for every call when a rate is configured. Asked once per (method, route)
+        pair (``_pacer`` keeps the answer): it must depend on nothing else."""
         return "all" if self._pacing_rate() is not None else None
 
     def _pacing_rate(self) -> float | None:
@@ -212,6 +216,16 @@ class HttpConnector(ABC):
             )
         return self._pool
 
+    def _pacer(self, method: str, route: str) -> TokenBucket | None:
+        """The bucket a call of ``method`` on ``route`` draws from (``None``: not paced)."""
+        pair = (method, route)
+        try:
+            return self._pacers[pair]
+        except KeyError:
+            key = self._bucket_key(method, route)
+            pacer = self._pacers[pair] = None if key is None else self._bucket(key)
+            return pacer
+
     def _bucket(self, key: str) -> TokenBucket:
         bucket = self._buckets.get(key)
         if bucket is None:
@@ -241,10 +255,22 @@ class HttpConnector(ABC):
         template (no ids) for logs and pacing."""
         retries = {False: 0, True: 0}  # failures and 429s are counted apart
         last: GatewayError | None = None
+        # Once per call, not per attempt: the body's bytes, the request target, the pacer.
+        data = None if body is None else json_codec.dump_bytes(body)
+        content_type = None if body is None else JSON_CONTENT_TYPE
+        target = request_target(self._base_url, path)
+        pacer = self._pacer(method, route)
         while True:
             self._admit(last)
             try:
-                answer = await self._paced_attempt(method, path, route, body)
+                if pacer is not None:
+                    wait = pacer.reserve()  # TokenBucket.acquire without its coroutine
+                    if wait > 0:
+                        await self._sleep(wait)
+                answer = await exchange(
+                    self._get_pool(), self.system, method, target, data, content_type,
+                    self._report,
+                )  # fmt: skip
             except AttemptFailed as failed:
                 self.breaker.record_failure()
                 failure = failed
@@ -252,6 +278,9 @@ class HttpConnector(ABC):
                 self.breaker.release()
                 raise
             else:
+                if 200 <= answer.status < 300:  # what _judge tells of a 2xx, without a call
+                    self.breaker.record_success()
+                    return answer
                 judged = self._judge(method, answer)
                 if judged is None:
                     return answer
@@ -289,19 +318,6 @@ class HttpConnector(ABC):
             f"{self.system}: circuit open, upstream not called",
             retry_after=self.breaker.retry_after() or None,
         )
-
-    async def _paced_attempt(self, method: str, path: str, route: str, body: Any) -> Answer:
-        key = self._bucket_key(method, route)
-        if key is not None:
-            await self._bucket(key).acquire()
-        if body is None:
-            data, content_type = None, None
-        else:
-            data, content_type = json_codec.dump_bytes(body), JSON_CONTENT_TYPE
-        return await exchange(
-            self._get_pool(), self.system, method, request_target(self._base_url, path),
-            data, content_type, self._report,
-        )  # fmt: skip
 
     def _judge(self, method: str, answer: Answer) -> AttemptFailed | None:
         """Read an answer and tell the breaker what it shows: ``None`` for a 2xx, a

@@ -121,3 +121,20 @@ async def test_persistent_429_gives_up_after_bounded_tries(
     assert observed == [429, 429]
     assert info.value.retry_after is not None and info.value.retry_after >= 1.0
     assert connector.breaker.state == "closed"
+
+
+async def test_each_endpoint_draws_from_one_bucket_of_its_own(
+    billbee: Callable[..., tuple[HttpConnector, Observed]],
+) -> None:
+    """The bucket of a (method, route) pair is found once and kept (not a fingerprint of
+    the credentials per call): a GET and a PUT of one customer pace apart, every call
+    of one endpoint on the same bucket, and a system without a rate is not paced."""
+    connector, _ = billbee()
+    get = connector._pacer("GET", "customers/{id}")
+    put = connector._pacer("PUT", "customers/{id}")
+    assert get is not None and put is not None and get is not put
+    assert connector._pacer("GET", "customers/{id}") is get
+    assert len(connector._buckets) == 2
+    keycom = build_connector(demo_settings("keycom", "http://127.0.0.1:9/"))
+    assert isinstance(keycom, HttpConnector)
+    assert keycom._pacer("GET", "customers/{id}/") is None

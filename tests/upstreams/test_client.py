@@ -38,6 +38,7 @@ class Wire:
     open_now: int = 0
     most_open: int = 0
     requests: list[tuple[str, int]] = field(default_factory=list)  # (method, connection)
+    raw: list[bytes] = field(default_factory=list)  # each request as it came: head and body
     hold: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -57,7 +58,8 @@ class Wire:
                     (k.strip().lower(), v.strip())
                     for k, v in (line.split(":", 1) for line in lines[1:] if ":" in line)
                 )  # fmt: skip
-                await reader.readexactly(int(headers.get("content-length", "0")))
+                content = await reader.readexactly(int(headers.get("content-length", "0")))
+                self.raw.append(head + content)
                 self.requests.append((method, number))
                 assert headers["authorization"] == f"Token {TOKEN}"
                 action = self.plan.pop(0) if self.plan else "ok"
@@ -106,6 +108,29 @@ async def test_keep_alive_connection_is_reused(wire: tuple[Wire, str]) -> None:
     finally:
         await connector.close()
     assert w.requests == [("GET", 1), ("GET", 1), ("GET", 1), ("PUT", 1)]
+
+
+async def test_request_bytes_on_the_wire(wire: tuple[Wire, str]) -> None:
+    """The request as sent: the request line, the pool's headers in their order, and for
+    a write its Content-Type, Content-Length and the body, nothing else."""
+    w, url = wire
+    connector = ProbeConnector(settings(url))
+    try:
+        await connector.fetch("7")
+        await connector.apply("7", {"name": "Bob Example"})
+    finally:
+        await connector.close()
+    host = url.removeprefix("http://").rstrip("/")
+    common = (
+        f"Host: {host}\r\nAuthorization: Token {TOKEN}\r\nAccept: application/json\r\n"
+        "User-Agent: gdpr-gateway\r\n"
+    ).encode()
+    body = b'{"name":"Bob Example"}'
+    assert w.raw == [
+        b"GET /items/7 HTTP/1.1\r\n" + common + b"\r\n",
+        b"PUT /items/7 HTTP/1.1\r\n" + common + b"Content-Type: application/json\r\n"
+        + b"Content-Length: %d\r\n\r\n" % len(body) + body,
+    ]
 
 
 async def test_connection_close_answer_is_not_reused(wire: tuple[Wire, str]) -> None:
