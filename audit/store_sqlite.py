@@ -1,6 +1,11 @@
-"""The SQLite backend: one writer connection and one reader connection, each on its own
-thread, in WAL mode with ``synchronous=FULL`` (see docs/audit.md for why). The WAL's
-checkpoints run off the commit path, on a third thread and connection (:mod:`audit.wal`).
+"""The SQLite backend: a writer thread and a reader thread, in WAL mode with
+``synchronous=FULL`` (see docs/audit.md for why). The writer thread has two connections:
+durable transactions commit on the one at ``FULL``, those that need not wait for the disk
+(``durable=False``) on one at ``NORMAL`` - no ``PRAGMA`` toggled around each such
+transaction (issue 11). The next durable commit syncs the WAL file, with every frame
+the other connection wrote before it. The writes of a transaction are few statements
+(:mod:`audit.sqlite_write`). The WAL's checkpoints run off the commit path, on a third
+thread and connection (:mod:`audit.wal`).
 
 A group commit is one ``BEGIN IMMEDIATE … COMMIT`` on the writer thread; the write lock
 it takes is database-wide, so separate processes on one file still form one chain.
@@ -26,6 +31,7 @@ from typing import Any, TypeVar
 
 from audit.backend import HEAD_SQL, ChainStep, Row, Statement, StepRun
 from audit.errors import AuditUnavailable, LockTimeout, LockWait, ValueRefused
+from audit.sqlite_write import UPDATE_HEAD_IF, conditional_head, write
 from audit.wal import WalCheckpointer, configure_writer, truncate
 from audit.worker import Worker
 from common import byte_lock
@@ -37,18 +43,26 @@ _OFFSET_MASK = (1 << 62) - 1
 _RETRY_FIRST, _RETRY_MAX = 0.001, 0.02
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
     con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
     con.execute("PRAGMA journal_mode=WAL")
-    con.execute("PRAGMA synchronous=FULL")
+    con.execute(f"PRAGMA synchronous={synchronous}")
     con.execute("PRAGMA busy_timeout=10000")
     return con
 
 
-def _connect_writer(path: Path) -> sqlite3.Connection:
-    con = _connect(path)
-    configure_writer(con)
-    return con
+def _connect_writers(path: Path) -> tuple[sqlite3.Connection, sqlite3.Connection]:
+    """The writer's two connections: ``synchronous=FULL`` for durable transactions,
+    ``NORMAL`` for the others (the WAL written, not synced)."""
+    durable = _connect(path)
+    try:
+        lazy = _connect(path, "NORMAL")
+    except BaseException:
+        durable.close()
+        raise
+    for con in (durable, lazy):
+        configure_writer(con)
+    return durable, lazy
 
 
 class _Tx:
@@ -59,7 +73,9 @@ class _Tx:
         self._done = False
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        return await self._backend._on_writer(self._backend._w_fetchall, sql, params)
+        return await self._backend._on_writer(
+            self._backend._w_fetchall, sql, params, self._durable
+        )
 
     async def commit(self, statements: Sequence[Statement]) -> None:
         try:
@@ -87,7 +103,11 @@ class SqliteBackend:
         self._path = path
         self._writer = Worker("audit-sqlite-w")
         self._reader = Worker("audit-sqlite-r")
+        # the writer's connections: durable transactions on the first (synchronous=
+        # FULL), the others on the second (NORMAL); both on the writer thread, one
+        # transaction at a time
         self._w: sqlite3.Connection | None = None
+        self._w_lazy: sqlite3.Connection | None = None
         self._r: sqlite3.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._trips_waiting = 0  # one-trip transactions waiting for the write lock
@@ -98,7 +118,7 @@ class SqliteBackend:
     async def connect(cls, path: Path) -> SqliteBackend:
         backend = cls(path)
         try:
-            backend._w = await backend._on_writer(_connect_writer, path)
+            backend._w, backend._w_lazy = await backend._on_writer(_connect_writers, path)
             backend._r = await backend._on_reader(_connect, path)
             backend._checkpointer.start()
         except BaseException:
@@ -112,22 +132,24 @@ class SqliteBackend:
     def _on_reader(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         return _submit(self._reader, fn, args)
 
-    def _wcon(self) -> sqlite3.Connection:
-        if self._w is None:
+    def _wcon(self, durable: bool = True) -> sqlite3.Connection:
+        """The writer's connection for a transaction that is (not) durable. Not
+        durable: its commit writes the WAL without syncing it; the next durable commit
+        (the other connection's) syncs the WAL file, and with it this one's frames."""
+        con = self._w if durable else self._w_lazy
+        if con is None:
             raise sqlite3.OperationalError("audit store closed")
-        return self._w
+        return con
 
     # --- on the writer thread
-    def _w_begin(self, durable: bool = True) -> Row:
-        """BEGIN IMMEDIATE and the head row. Not durable: this transaction's commit
-        writes the WAL without syncing it (SQLite allows the change between
-        transactions only; :meth:`_w_end` restores FULL)."""
-        con = self._wcon()
+    def _w_begin(self, durable: bool = True, head: bool = True) -> Row:
+        """BEGIN IMMEDIATE and (``head``) the head row."""
+        con = self._wcon(durable)
         self._checkpointer.before_write(con)
-        if not durable:
-            con.execute("PRAGMA synchronous=NORMAL")
+        con.execute("BEGIN IMMEDIATE")
+        if not head:
+            return ()
         try:
-            con.execute("BEGIN IMMEDIATE")
             row = con.execute(HEAD_SQL).fetchone()
             if row is None:
                 raise sqlite3.OperationalError("audit_head row missing")
@@ -137,28 +159,20 @@ class SqliteBackend:
         return tuple(row)
 
     def _w_end(self, durable: bool, commit: bool = False) -> None:
-        """Commit (or roll back), and restore ``synchronous=FULL`` after a transaction
-        that was not durable."""
-        con = self._wcon()
-        try:
-            if commit:
-                con.execute("COMMIT")
-                self._checkpointer.committed()
-            elif con.in_transaction:
-                con.execute("ROLLBACK")
-        finally:
-            if not durable:
-                con.execute("PRAGMA synchronous=FULL")
+        """Commit (or roll back) the transaction of the connection for ``durable``."""
+        con = self._wcon(durable)
+        if commit:
+            con.execute("COMMIT")
+            self._checkpointer.committed()
+        elif con.in_transaction:
+            con.execute("ROLLBACK")
 
-    def _w_fetchall(self, sql: str, params: Sequence[Any]) -> list[Row]:
-        return [tuple(r) for r in self._wcon().execute(sql, tuple(params)).fetchall()]
+    def _w_fetchall(self, sql: str, params: Sequence[Any], durable: bool = True) -> list[Row]:
+        return [tuple(r) for r in self._wcon(durable).execute(sql, tuple(params)).fetchall()]
 
     def _w_commit(self, statements: Sequence[Statement], durable: bool = True) -> None:
-        con = self._wcon()
         try:
-            for sql, rows in statements:
-                if rows:
-                    con.executemany(sql, rows)
+            write(self._wcon(durable), statements)
         except BaseException:
             self._w_end(durable)
             raise
@@ -167,11 +181,24 @@ class SqliteBackend:
     def _w_append_if_head(
         self, expected: tuple[int, str], statements: Sequence[Statement], durable: bool
     ) -> bool:
-        head = self._w_begin(durable)
-        if (int(head[0]), head[1]) != expected:
+        conditional = conditional_head(statements, expected)
+        if conditional is None:  # no head update of its own: check the head row
+            head = self._w_begin(durable)
+            if (int(head[0]), head[1]) != expected:
+                self._w_end(durable)
+                return False
+            self._w_commit(statements, durable)
+            return True
+        head_args, rest = conditional
+        self._w_begin(durable, head=False)
+        try:
+            if self._wcon(durable).execute(UPDATE_HEAD_IF, head_args).rowcount != 1:
+                self._w_end(durable)  # the head had moved: nothing written
+                return False
+        except BaseException:
             self._w_end(durable)
-            return False
-        self._w_commit(statements, durable)
+            raise
+        self._w_commit(rest, durable)
         return True
 
     def _w_chain(self, step: ChainStep, durable: bool) -> None:
@@ -182,7 +209,7 @@ class SqliteBackend:
             run = StepRun(step, head)
             query = run.query(None)
             while query is not None:
-                query = run.query(self._w_fetchall(*query))
+                query = run.query(self._w_fetchall(*query, durable))
         except BaseException:
             self._w_end(durable)
             raise
@@ -315,6 +342,9 @@ class SqliteBackend:
             self._subjects_fd = None
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._checkpointer.close)
+        if self._w_lazy is not None:
+            await self._writer.submit(self._w_lazy.close)
+            self._w_lazy = None
         if self._w is not None:
             with contextlib.suppress(sqlite3.Error):  # the WAL then stays for the next one
                 await self._writer.submit(truncate, self._w)
