@@ -56,7 +56,8 @@ def write(con: sqlite3.Connection, statements: Sequence[Statement]) -> None:
             if size == 1:
                 con.execute(sql, rows[done])
             else:
-                con.execute(_joined(sql, size), [v for row in rows[done : done + size] for v in row])
+                part = rows[done : done + size]
+                con.execute(_joined(sql, size), [v for row in part for v in row])
             done += size
 
 

@@ -1,11 +1,8 @@
-"""The SQLite backend: a writer thread and a reader thread, in WAL mode with
-``synchronous=FULL`` (see docs/audit.md for why). The writer thread has two connections:
-durable transactions commit on the one at ``FULL``, those that need not wait for the disk
-(``durable=False``) on one at ``NORMAL`` - no ``PRAGMA`` toggled around each such
-transaction (issue 11). The next durable commit syncs the WAL file, with every frame
-the other connection wrote before it. The writes of a transaction are few statements
-(:mod:`audit.sqlite_write`). The WAL's checkpoints run off the commit path, on a third
-thread and connection (:mod:`audit.wal`).
+"""The SQLite backend: one writer connection and one reader connection, each on its own
+thread, in WAL mode with ``synchronous=FULL`` (see docs/audit.md for why; a transaction
+that need not wait for the disk, ``durable=False``, commits at ``NORMAL``). The writes
+of a transaction are few statements (:mod:`audit.sqlite_write`). The WAL's checkpoints
+run off the commit path, on a third thread and connection (:mod:`audit.wal`).
 
 A group commit is one ``BEGIN IMMEDIATE … COMMIT`` on the writer thread; the write lock
 it takes is database-wide, so separate processes on one file still form one chain.
@@ -43,26 +40,18 @@ _OFFSET_MASK = (1 << 62) - 1
 _RETRY_FIRST, _RETRY_MAX = 0.001, 0.02
 
 
-def _connect(path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
+def _connect(path: Path) -> sqlite3.Connection:
     con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
     con.execute("PRAGMA journal_mode=WAL")
-    con.execute(f"PRAGMA synchronous={synchronous}")
+    con.execute("PRAGMA synchronous=FULL")
     con.execute("PRAGMA busy_timeout=10000")
     return con
 
 
-def _connect_writers(path: Path) -> tuple[sqlite3.Connection, sqlite3.Connection]:
-    """The writer's two connections: ``synchronous=FULL`` for durable transactions,
-    ``NORMAL`` for the others (the WAL written, not synced)."""
-    durable = _connect(path)
-    try:
-        lazy = _connect(path, "NORMAL")
-    except BaseException:
-        durable.close()
-        raise
-    for con in (durable, lazy):
-        configure_writer(con)
-    return durable, lazy
+def _connect_writer(path: Path) -> sqlite3.Connection:
+    con = _connect(path)
+    configure_writer(con)
+    return con
 
 
 class _Tx:
@@ -73,9 +62,7 @@ class _Tx:
         self._done = False
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        return await self._backend._on_writer(
-            self._backend._w_fetchall, sql, params, self._durable
-        )
+        return await self._backend._on_writer(self._backend._w_fetchall, sql, params)
 
     async def commit(self, statements: Sequence[Statement]) -> None:
         try:
@@ -103,11 +90,8 @@ class SqliteBackend:
         self._path = path
         self._writer = Worker("audit-sqlite-w")
         self._reader = Worker("audit-sqlite-r")
-        # the writer's connections: durable transactions on the first (synchronous=
-        # FULL), the others on the second (NORMAL); both on the writer thread, one
-        # transaction at a time
         self._w: sqlite3.Connection | None = None
-        self._w_lazy: sqlite3.Connection | None = None
+        self._w_durable = True  # the writer connection is at synchronous=FULL
         self._r: sqlite3.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._trips_waiting = 0  # one-trip transactions waiting for the write lock
@@ -118,7 +102,7 @@ class SqliteBackend:
     async def connect(cls, path: Path) -> SqliteBackend:
         backend = cls(path)
         try:
-            backend._w, backend._w_lazy = await backend._on_writer(_connect_writers, path)
+            backend._w = await backend._on_writer(_connect_writer, path)
             backend._r = await backend._on_reader(_connect, path)
             backend._checkpointer.start()
         except BaseException:
@@ -132,20 +116,19 @@ class SqliteBackend:
     def _on_reader(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         return _submit(self._reader, fn, args)
 
-    def _wcon(self, durable: bool = True) -> sqlite3.Connection:
-        """The writer's connection for a transaction that is (not) durable. Not
-        durable: its commit writes the WAL without syncing it; the next durable commit
-        (the other connection's) syncs the WAL file, and with it this one's frames."""
-        con = self._w if durable else self._w_lazy
-        if con is None:
+    def _wcon(self) -> sqlite3.Connection:
+        if self._w is None:
             raise sqlite3.OperationalError("audit store closed")
-        return con
+        return self._w
 
     # --- on the writer thread
     def _w_begin(self, durable: bool = True, head: bool = True) -> Row:
-        """BEGIN IMMEDIATE and (``head``) the head row."""
-        con = self._wcon(durable)
+        """BEGIN IMMEDIATE and (``head``) the head row, at ``synchronous=FULL`` when
+        ``durable``, else ``NORMAL`` (this transaction's commit writes the WAL without
+        syncing it)."""
+        con = self._wcon()
         self._checkpointer.before_write(con)
+        self._w_sync(con, durable)
         con.execute("BEGIN IMMEDIATE")
         if not head:
             return ()
@@ -158,21 +141,30 @@ class SqliteBackend:
             raise
         return tuple(row)
 
+    def _w_sync(self, con: sqlite3.Connection, durable: bool) -> None:
+        """Set ``synchronous`` for the next transaction, where it is not so already: it
+        stays as the last transaction left it, not toggled around each one that is not
+        durable - two statements less per such transaction (issue 11). SQLite allows
+        the change between transactions only."""
+        if durable != self._w_durable:
+            con.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
+            self._w_durable = durable
+
     def _w_end(self, durable: bool, commit: bool = False) -> None:
-        """Commit (or roll back) the transaction of the connection for ``durable``."""
-        con = self._wcon(durable)
+        """Commit (or roll back); ``durable``: whether the transaction was."""
+        con = self._wcon()
         if commit:
             con.execute("COMMIT")
             self._checkpointer.committed()
         elif con.in_transaction:
             con.execute("ROLLBACK")
 
-    def _w_fetchall(self, sql: str, params: Sequence[Any], durable: bool = True) -> list[Row]:
-        return [tuple(r) for r in self._wcon(durable).execute(sql, tuple(params)).fetchall()]
+    def _w_fetchall(self, sql: str, params: Sequence[Any]) -> list[Row]:
+        return [tuple(r) for r in self._wcon().execute(sql, tuple(params)).fetchall()]
 
     def _w_commit(self, statements: Sequence[Statement], durable: bool = True) -> None:
         try:
-            write(self._wcon(durable), statements)
+            write(self._wcon(), statements)
         except BaseException:
             self._w_end(durable)
             raise
@@ -192,7 +184,7 @@ class SqliteBackend:
         head_args, rest = conditional
         self._w_begin(durable, head=False)
         try:
-            if self._wcon(durable).execute(UPDATE_HEAD_IF, head_args).rowcount != 1:
+            if self._wcon().execute(UPDATE_HEAD_IF, head_args).rowcount != 1:
                 self._w_end(durable)  # the head had moved: nothing written
                 return False
         except BaseException:
@@ -209,7 +201,7 @@ class SqliteBackend:
             run = StepRun(step, head)
             query = run.query(None)
             while query is not None:
-                query = run.query(self._w_fetchall(*query, durable))
+                query = run.query(self._w_fetchall(*query))
         except BaseException:
             self._w_end(durable)
             raise
@@ -219,7 +211,9 @@ class SqliteBackend:
         self._w_end(durable)
 
     def _w_run(self, statements: Sequence[Statement]) -> None:
-        self._wcon().execute("BEGIN IMMEDIATE")
+        con = self._wcon()
+        self._w_sync(con, True)
+        con.execute("BEGIN IMMEDIATE")
         self._w_commit(statements)
 
     def _r_fetchall(self, sql: str, params: Sequence[Any]) -> list[Row]:
@@ -342,9 +336,6 @@ class SqliteBackend:
             self._subjects_fd = None
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._checkpointer.close)
-        if self._w_lazy is not None:
-            await self._writer.submit(self._w_lazy.close)
-            self._w_lazy = None
         if self._w is not None:
             with contextlib.suppress(sqlite3.Error):  # the WAL then stays for the next one
                 await self._writer.submit(truncate, self._w)
