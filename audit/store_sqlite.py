@@ -1,8 +1,7 @@
 """The SQLite backend: one writer connection and one reader connection, each on its own
 thread, in WAL mode with ``synchronous=FULL`` (see docs/audit.md for why; a transaction
-that need not wait for the disk, ``durable=False``, commits at ``NORMAL``). The writes
-of a transaction are few statements (:mod:`audit.sqlite_write`). The WAL's checkpoints
-run off the commit path, on a third thread and connection (:mod:`audit.wal`).
+that need not wait for the disk, ``durable=False``, commits at ``NORMAL``). The WAL's
+checkpoints run off the commit path, on a third thread and connection (:mod:`audit.wal`).
 
 A group commit is one ``BEGIN IMMEDIATE … COMMIT`` on the writer thread; the write lock
 it takes is database-wide, so separate processes on one file still form one chain.
@@ -28,7 +27,7 @@ from typing import Any, TypeVar
 
 from audit.backend import HEAD_SQL, ChainStep, Row, Statement, StepRun
 from audit.errors import AuditUnavailable, LockTimeout, LockWait, ValueRefused
-from audit.sqlite_write import UPDATE_HEAD_IF, conditional_head, write
+from audit.sqlite_write import UPDATE_HEAD_IF, conditional_head
 from audit.wal import WalCheckpointer, configure_writer, truncate
 from audit.worker import Worker
 from common import byte_lock
@@ -163,8 +162,11 @@ class SqliteBackend:
         return [tuple(r) for r in self._wcon().execute(sql, tuple(params)).fetchall()]
 
     def _w_commit(self, statements: Sequence[Statement], durable: bool = True) -> None:
+        con = self._wcon()
         try:
-            write(self._wcon(), statements)
+            for sql, rows in statements:
+                if rows:
+                    con.executemany(sql, rows)
         except BaseException:
             self._w_end(durable)
             raise
