@@ -1,6 +1,5 @@
 """The SQLite backend: one writer connection and one reader connection, each on its own
-thread, in WAL mode with ``synchronous=FULL`` (see docs/audit.md for why; a transaction
-that need not wait for the disk, ``durable=False``, commits at ``NORMAL``). The WAL's
+thread, in WAL mode with ``synchronous=FULL`` (see docs/audit.md for why). The WAL's
 checkpoints run off the commit path, on a third thread and connection (:mod:`audit.wal`).
 
 A group commit is one ``BEGIN IMMEDIATE … COMMIT`` on the writer thread; the write lock
@@ -27,7 +26,6 @@ from typing import Any, TypeVar
 
 from audit.backend import HEAD_SQL, ChainStep, Row, Statement, StepRun
 from audit.errors import AuditUnavailable, LockTimeout, LockWait, ValueRefused
-from audit.sqlite_write import UPDATE_HEAD_IF, conditional_head
 from audit.wal import WalCheckpointer, configure_writer, truncate
 from audit.worker import Worker
 from common import byte_lock
@@ -90,7 +88,6 @@ class SqliteBackend:
         self._writer = Worker("audit-sqlite-w")
         self._reader = Worker("audit-sqlite-r")
         self._w: sqlite3.Connection | None = None
-        self._w_durable = True  # the writer connection is at synchronous=FULL
         self._r: sqlite3.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._trips_waiting = 0  # one-trip transactions waiting for the write lock
@@ -121,17 +118,16 @@ class SqliteBackend:
         return self._w
 
     # --- on the writer thread
-    def _w_begin(self, durable: bool = True, head: bool = True) -> Row:
-        """BEGIN IMMEDIATE and (``head``) the head row, at ``synchronous=FULL`` when
-        ``durable``, else ``NORMAL`` (this transaction's commit writes the WAL without
-        syncing it)."""
+    def _w_begin(self, durable: bool = True) -> Row:
+        """BEGIN IMMEDIATE and the head row. Not durable: this transaction's commit
+        writes the WAL without syncing it (SQLite allows the change between
+        transactions only; :meth:`_w_end` restores FULL)."""
         con = self._wcon()
         self._checkpointer.before_write(con)
-        self._w_sync(con, durable)
-        con.execute("BEGIN IMMEDIATE")
-        if not head:
-            return ()
+        if not durable:
+            con.execute("PRAGMA synchronous=NORMAL")
         try:
+            con.execute("BEGIN IMMEDIATE")
             row = con.execute(HEAD_SQL).fetchone()
             if row is None:
                 raise sqlite3.OperationalError("audit_head row missing")
@@ -140,23 +136,19 @@ class SqliteBackend:
             raise
         return tuple(row)
 
-    def _w_sync(self, con: sqlite3.Connection, durable: bool) -> None:
-        """Set ``synchronous`` for the next transaction, where it is not so already: it
-        stays as the last transaction left it, not toggled around each one that is not
-        durable - two statements less per such transaction (issue 11). SQLite allows
-        the change between transactions only."""
-        if durable != self._w_durable:
-            con.execute("PRAGMA synchronous=FULL" if durable else "PRAGMA synchronous=NORMAL")
-            self._w_durable = durable
-
     def _w_end(self, durable: bool, commit: bool = False) -> None:
-        """Commit (or roll back); ``durable``: whether the transaction was."""
+        """Commit (or roll back), and restore ``synchronous=FULL`` after a transaction
+        that was not durable."""
         con = self._wcon()
-        if commit:
-            con.execute("COMMIT")
-            self._checkpointer.committed()
-        elif con.in_transaction:
-            con.execute("ROLLBACK")
+        try:
+            if commit:
+                con.execute("COMMIT")
+                self._checkpointer.committed()
+            elif con.in_transaction:
+                con.execute("ROLLBACK")
+        finally:
+            if not durable:
+                con.execute("PRAGMA synchronous=FULL")
 
     def _w_fetchall(self, sql: str, params: Sequence[Any]) -> list[Row]:
         return [tuple(r) for r in self._wcon().execute(sql, tuple(params)).fetchall()]
@@ -175,24 +167,11 @@ class SqliteBackend:
     def _w_append_if_head(
         self, expected: tuple[int, str], statements: Sequence[Statement], durable: bool
     ) -> bool:
-        conditional = conditional_head(statements, expected)
-        if conditional is None:  # no head update of its own: check the head row
-            head = self._w_begin(durable)
-            if (int(head[0]), head[1]) != expected:
-                self._w_end(durable)
-                return False
-            self._w_commit(statements, durable)
-            return True
-        head_args, rest = conditional
-        self._w_begin(durable, head=False)
-        try:
-            if self._wcon().execute(UPDATE_HEAD_IF, head_args).rowcount != 1:
-                self._w_end(durable)  # the head had moved: nothing written
-                return False
-        except BaseException:
+        head = self._w_begin(durable)
+        if (int(head[0]), head[1]) != expected:
             self._w_end(durable)
-            raise
-        self._w_commit(rest, durable)
+            return False
+        self._w_commit(statements, durable)
         return True
 
     def _w_chain(self, step: ChainStep, durable: bool) -> None:
@@ -213,9 +192,7 @@ class SqliteBackend:
         self._w_end(durable)
 
     def _w_run(self, statements: Sequence[Statement]) -> None:
-        con = self._wcon()
-        self._w_sync(con, True)
-        con.execute("BEGIN IMMEDIATE")
+        self._wcon().execute("BEGIN IMMEDIATE")
         self._w_commit(statements)
 
     def _r_fetchall(self, sql: str, params: Sequence[Any]) -> list[Row]:
