@@ -1,0 +1,120 @@
+"""The SQLite writer thread's CPU per change, two checkouts in turn.
+
+    python -m bench.writer_thread_cpu --a DIR --b DIR [--rounds 4] [--changes 6000]
+        [--tasks 64]
+
+As ``bench.append_cpu`` (a fresh process and SQLite file per run, ``PYTHONPATH=DIR``,
+runs alternating A, B, A, B ...), with the gateway's pattern of appends: ``begin`` (durable)
+then ``finish(..., durable=False)``, on ``bench.audit_bench``'s subjects (their keys cached
+after the warm-up: the batches go the sent way, ``append_if_head``). Printed per run: CPU
+per change of the event loop's thread, of SQLite's writer thread (``audit-sqlite-w``, from
+``/proc/self/task``) and of the process, and the entries per committed batch. The last
+lines are the medians and the median ratios B/A. Not a test assertion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+_WARM_UP = 20  # changes per task before the measured ones
+_KEYS = ("loop_us", "writer_us", "process_us")
+
+
+def _thread_cpu(native_id: int) -> float:
+    fields = Path(f"/proc/self/task/{native_id}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _child(changes: int, tasks: int) -> dict[str, float]:
+    from audit import AuditLog, Outcome
+    from bench.audit_bench import MASTER, SIGNING, _intent, _store
+
+    batches: list[int] = []
+    async with _store("sqlite") as url:
+        assert url is not None
+        log = await AuditLog.open(
+            url, master_key=MASTER, signing_key=SIGNING,
+            on_batch=lambda size, _seconds: batches.append(size),
+        )  # fmt: skip
+        applied = Outcome("applied", None, 200, 12.5)
+        (writer,) = [t for t in threading.enumerate() if t.name == "audit-sqlite-w"]
+        assert writer.native_id is not None
+
+        async def change(task: int, count: int, first: int) -> None:
+            for n in range(first, first + count):
+                intent_id = await log.begin(_intent(task * 1_000_000 + n))
+                await log.finish(intent_id, applied, durable=False)
+
+        try:
+            await asyncio.gather(*(change(t, _WARM_UP, 0) for t in range(tasks)))
+            per_task = changes // tasks
+            batches.clear()
+            loop, proc = time.thread_time(), time.process_time()
+            wcpu, wall = _thread_cpu(writer.native_id), time.perf_counter()
+            await asyncio.gather(*(change(t, per_task, _WARM_UP) for t in range(tasks)))
+            loop, proc = time.thread_time() - loop, time.process_time() - proc
+            wcpu, wall = _thread_cpu(writer.native_id) - wcpu, time.perf_counter() - wall
+        finally:
+            await log.close()
+    done = per_task * tasks
+    return {
+        "loop_us": 1e6 * loop / done, "writer_us": 1e6 * wcpu / done,
+        "process_us": 1e6 * proc / done, "per_second": done / wall,
+        "batch": sum(batches) / max(1, len(batches)), "load": os.getloadavg()[0],
+    }  # fmt: skip
+
+
+def _run(checkout: Path, args: argparse.Namespace) -> dict[str, float]:
+    env = dict(os.environ, PYTHONPATH=str(checkout))
+    command = [sys.executable, str(Path(__file__).resolve()), "--child",
+               "--changes", str(args.changes), "--tasks", str(args.tasks)]  # fmt: skip
+    done = subprocess.run(  # noqa: S603 - this interpreter, this file
+        command, env=env, cwd=checkout, check=True, capture_output=True, text=True, timeout=300
+    )
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--a", type=Path, help="checkout A (before)")
+    parser.add_argument("--b", type=Path, help="checkout B (after)")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--changes", type=int, default=6000)
+    parser.add_argument("--tasks", type=int, default=64)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(asyncio.run(_child(args.changes, args.tasks))))
+        return 0
+    if args.a is None or args.b is None:
+        parser.error("--a and --b are required")
+    runs: dict[str, list[dict[str, float]]] = {"A": [], "B": []}
+    for round_ in range(1, args.rounds + 1):
+        for side, checkout in (("A", args.a), ("B", args.b)):
+            got = _run(checkout.resolve(), args)
+            runs[side].append(got)
+            print(f"round {round_} {side}: loop {got['loop_us']:5.1f}, writer "
+                  f"{got['writer_us']:5.1f}, process {got['process_us']:5.1f} us/change; "
+                  f"{got['batch']:4.1f} entries/batch, {got['per_second']:5.0f} changes/s, "
+                  f"load {got['load']:.2f}", flush=True)  # fmt: skip
+    for key in _KEYS:
+        a = [r[key] for r in runs["A"]]
+        b = [r[key] for r in runs["B"]]
+        ratios = [y / x for x, y in zip(a, b, strict=True)]
+        print(f"{key}: A median {statistics.median(a):.1f}, B median {statistics.median(b):.1f},"
+              f" B/A median {statistics.median(ratios):.3f} "
+              f"(range {min(ratios):.3f}-{max(ratios):.3f})")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
