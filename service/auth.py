@@ -10,13 +10,6 @@ scan costs microseconds. (A dict lookup would also be safe - it can leak at most
 something about the SHA-256 of a guess, which is useless to an attacker - but the scan
 needs no such argument.)
 
-A header that named a static token once is kept with its principal
-(:data:`KNOWN_HEADERS_KEPT` of them at most, then no more are added): the next request
-with the same header skips the hash and the scan (issue 11). Only a header that matched
-is kept, so an unknown token always takes the full scan, and the kept ones are bounded
-by the configured tokens' spellings, not by what clients send. A JWT is never kept: its
-expiry is checked on every request.
-
 JWTs are verified with the identity provider's public keys only (RS*/PS*/ES*; ``none``
 and HMAC algorithms are refused whatever the token's header says), with ``exp``, ``iss``
 and ``aud`` required and checked. Roles and systems come from configurable claims;
@@ -51,8 +44,6 @@ _BEARER = re.compile(r"Bearer[ \t]+([\x21-\x7e]+)[ \t]*", re.IGNORECASE)
 _JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _MAX_TOKEN_CHARS = 8192
 _MAX_NAME_CHARS = 256
-#: at most this many ``Authorization`` headers of static tokens kept (see module doc)
-KNOWN_HEADERS_KEPT = 1024
 
 
 def hash_token(token: str) -> str:
@@ -79,7 +70,6 @@ class Authenticator:
             )
             for entry in tokens
         )
-        self._known: dict[str, Principal] = {}  # header -> principal, static tokens only
         self._jwt = jwt
         self._keys: tuple[tuple[str, Any], ...] = ()
         if jwt is not None:
@@ -89,9 +79,6 @@ class Authenticator:
                 raise ValueError(f"JWT algorithms not allowed: {', '.join(bad)}")
 
     def authenticate(self, authorization: str | None) -> Principal:
-        known = self._known.get(authorization)  # type: ignore[arg-type]
-        if known is not None:
-            return known
         if not authorization:
             raise Unauthenticated("an Authorization: Bearer token is required")
         match = _BEARER.fullmatch(authorization)
@@ -100,8 +87,6 @@ class Authenticator:
         token = match.group(1)
         found = self._static(token)
         if found is not None:
-            if len(self._known) < KNOWN_HEADERS_KEPT:
-                self._known[authorization] = found
             return found
         if self._jwt is not None and _JWT_SHAPE.fullmatch(token):
             return self._verify_jwt(token, self._jwt)
