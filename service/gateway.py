@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from audit import AuditLog, Outcome
@@ -233,16 +233,12 @@ class Gateway:
                     await discard(reread)
                     raise
                 # Forward and its audit outcome are one unit: a client hanging up must not
-                # leave a forward without its outcome. The forward runs as a task of its
-                # own, which hands its result to ``landing``: a cancel of this handler
-                # cancels that future, never the forward (what ``asyncio.shield`` does,
-                # without its future and callbacks and one step of the loop, issue 11).
-                landing: asyncio.Future[Landed] = asyncio.get_running_loop().create_future()
-                forward = asyncio.ensure_future(_handed(landing, self._forward(
+                # leave a forward without its outcome.
+                forward = asyncio.ensure_future(self._forward(
                     req, connector, pre_image, body, intent_id, decision.after, reread
-                )))
+                ))
                 try:
-                    landed = await landing
+                    landed = await asyncio.shield(forward)
                 except asyncio.CancelledError:
                     # cancelled (a shutdown past its grace): the customer stays locked, and
                     # the change counted, until the forward has its outcome (an applied
@@ -323,19 +319,14 @@ class Gateway:
             durable=False,
         )  # fmt: skip
 
-    def _applied_after_cancel(
-        self, intent_id: str
-    ) -> Callable[[asyncio.Future[Landed | None]], None]:
+    def _applied_after_cancel(self, intent_id: str) -> Callable[[asyncio.Future[Landed]], None]:
         """A done callback for a forward whose caller was cancelled: a forward that landed
         still gets its applied outcome queued (a failed one recorded its own)."""
 
-        def queue(forward: asyncio.Future[Landed | None]) -> None:
+        def queue(forward: asyncio.Future[Landed]) -> None:
             if forward.cancelled() or forward.exception() is not None:
                 return
-            landed = forward.result()
-            if landed is None:  # it failed: its own outcome is recorded
-                return
-            task = asyncio.ensure_future(self._finish_applied(intent_id, landed))
+            task = asyncio.ensure_future(self._finish_applied(intent_id, forward.result()))
             # its failure is logged by _finish, the intent left to the reconciler
             task.add_done_callback(lambda done: done.cancelled() or done.exception())
 
@@ -415,25 +406,3 @@ class Gateway:
             policy_version=engine.policies[req.system].version,
         )
 
-
-async def _handed(
-    landing: asyncio.Future[Landed], forward: Awaitable[Landed]
-) -> Landed | None:
-    """Run ``forward`` and hand its result or its error to ``landing`` (unless that was
-    cancelled meanwhile: its waiter is gone). The task's own result is the forward's
-    landing, or None when it failed: its error went to ``landing`` (and the audit has
-    it), so no task is left with an error nobody retrieves."""
-    try:
-        landed = await forward
-    except asyncio.CancelledError:
-        landing.cancel()
-        raise
-    except BaseException as exc:
-        if not landing.done():
-            landing.set_exception(exc)
-        if isinstance(exc, Exception):
-            return None
-        raise  # KeyboardInterrupt, SystemExit: the loop's to see
-    if not landing.done():
-        landing.set_result(landed)
-    return landed

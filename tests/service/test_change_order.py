@@ -104,19 +104,3 @@ async def test_the_access_line_and_the_request_count_come_after_the_answer_is_wr
     assert refused.status == 422
     assert written == [True, True]
 
-
-async def test_the_forward_hands_its_result_without_a_shield(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The forward runs as a task of its own (a cancelled handler must not cancel it)
-    and hands its answer to the handler through one future: no ``asyncio.shield`` with
-    its extra future, callbacks and step of the loop. (A forward that fails hands its
-    error the same way: tests/service/test_outcomes_e2e.py.)"""
-    import asyncio
-
-    def no_shield(*_args: Any, **_kwargs: Any) -> Any:
-        raise AssertionError("asyncio.shield called")
-
-    monkeypatch.setattr(asyncio, "shield", no_shield)
-    await _applied(stack, KEYCOM, {"note": "handed over"})
-    await _applied(stack, BILLBEE, {"Tel1": "+49 30 3333333"})
