@@ -103,4 +103,3 @@ async def test_the_access_line_and_the_request_count_come_after_the_answer_is_wr
     refused = await stack.client.patch(KEYCOM, json={"note": 7}, headers=EDITOR)
     assert refused.status == 422
     assert written == [True, True]
-
