@@ -16,6 +16,7 @@ only a part (tests of one concern); the gateway's ``create_app`` uses this one.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 from aiohttp import web
@@ -66,14 +67,42 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
             # Counted and logged once the answer is written: aiohttp writes it in the
             # step this returns in (nothing suspends there), so the loop runs this after
             # the write, not on the answer's path (issue 11). The duration is now's.
-            asyncio.get_running_loop().call_soon(
-                _count_and_log, request, response, time.perf_counter() - started, cancelled
-            )
+            _answered(request, response, time.perf_counter() - started, cancelled)
         finally:
             requests.leave()
     if lifecycle.draining:
         response.force_close()
     return response
+
+
+#: the answers of this loop iteration not yet counted and logged, and the loop a call
+#: of :func:`_count_answered` is due on (``None``: none is due)
+_answers: list[tuple[web.Request, web.StreamResponse | None, float, bool]] = []
+_due_on: list[asyncio.AbstractEventLoop | None] = [None]
+
+
+def _answered(
+    request: web.Request, response: web.StreamResponse | None, seconds: float, cancelled: bool
+) -> None:
+    """Count and log this answer after it is written, with the others of this loop
+    iteration: one callback of the loop for all of them, not one each (issue 11)."""
+    _answers.append((request, response, seconds, cancelled))
+    loop = asyncio.get_running_loop()
+    if _due_on[0] is not loop:  # none due on this loop (or one due on a loop now gone)
+        _due_on[0] = loop
+        loop.call_soon(_count_answered)
+
+
+def _count_answered() -> None:
+    """The answers waiting, counted and logged in the order they were answered."""
+    _due_on[0] = None
+    answers = _answers[:]
+    _answers.clear()
+    for request, response, seconds, cancelled in answers:
+        try:
+            _count_and_log(request, response, seconds, cancelled)
+        except Exception:  # pragma: no cover - one answer's failure must not lose the rest
+            logging.getLogger("gdpr_gateway.edge").exception("answer_not_counted")
 
 
 def _count_and_log(

@@ -18,9 +18,9 @@ What the protocol does instead: answer ``400 bad_request`` as problem+json with 
 detail (no request bytes), ``Server: gdpr-gateway``, a fresh ``X-Request-Id`` and
 ``Connection: close``; and log one WARNING line (the error's type, never its message,
 which quotes the request) through a :class:`~service.logs.LogLimiter`, so a client that
-sends garbage in a loop cannot flood the logs. The server's request handler does the same
-for aiohttp's own errors raised before the middlewares run (its ``Expect`` check, whose
-417 quoted the header).
+sends garbage in a loop cannot flood the logs. Its ``finish_response`` answers the same
+way aiohttp's own errors raised before the middlewares run (its ``Expect`` check, whose
+417 quoted the header), which reach it as the exception itself.
 
 The lingering close: an answer that closes the connection (``408``, a ``400`` for a body
 or a request that could not be read, any answer while draining) often leaves before the
@@ -42,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Coroutine
 from typing import Any, Final
 
 from aiohttp import web
@@ -65,7 +65,6 @@ PROTOCOL_LOG_BURST: Final = 10
 PROTOCOL_LOG_INTERVAL_SECONDS: Final = 60.0
 
 _log = logging.getLogger("gdpr_gateway.http")
-_Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 
 def server_kwargs(settings: Settings) -> dict[str, Any]:
@@ -108,10 +107,24 @@ class GatewayProtocol(web.RequestHandler):
             raise ConnectionError("an answer was sent already")
         return _edge_problem(status)
 
-    async def finish_response(
+    def finish_response(
+        self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
+    ) -> Coroutine[Any, Any, tuple[web.StreamResponse, bool]]:
+        """aiohttp writes the answer; when it closes the connection, a lingering close.
+
+        An error aiohttp raised before the middlewares ran (its ``Expect`` check, whose
+        417 quotes the header) reaches this as the exception itself: it is answered as a
+        problem instead. An answer that keeps the connection alive is written by aiohttp's
+        own coroutine, returned as it is: no frame of ours around it (issue 11)."""
+        if isinstance(resp, web.HTTPException) and resp.status >= 400 and not resp.prepared:
+            resp = _edge_problem(resp.status)
+        if _kept_alive(request, resp):
+            return super().finish_response(request, resp, start_time)
+        return self._finish_and_linger(request, resp, start_time)
+
+    async def _finish_and_linger(
         self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
     ) -> tuple[web.StreamResponse, bool]:
-        """aiohttp writes the answer; when it closes the connection, a lingering close."""
         resp, reset = await super().finish_response(request, resp, start_time)
         if not reset and not resp.keep_alive:
             await self._lingering_close()
@@ -194,19 +207,12 @@ def _edge_problem(status: int) -> web.Response:
     return response
 
 
-def _outermost(handler: _Handler) -> _Handler:
-    """The app's handler, with aiohttp's own errors that bypass the middlewares - its
-    ``Expect`` check runs before them, and its 417 quotes the header - as problems."""
-
-    async def handle(request: web.BaseRequest) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            return _edge_problem(exc.status)
-
-    return handle
+def _kept_alive(request: web.BaseRequest, resp: web.StreamResponse) -> bool:
+    """Whether ``resp`` keeps the connection alive: what ``StreamResponse.keep_alive``
+    is once prepared (``_prepare_headers`` sets it: the answer's own choice, else the
+    request's), so that only an answer that closes goes the lingering way."""
+    keep_alive = resp._keep_alive  # set by force_close(); None: the request decides
+    return request.keep_alive if keep_alive is None else keep_alive
 
 
 class _GatewayServer(web.Server):
@@ -239,7 +245,7 @@ class GatewayRunner(web.AppRunner):
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()  # starts the app, as AppRunner does
         return _GatewayServer(
-            _outermost(plain.request_handler),
+            plain.request_handler,
             request_factory=plain.request_factory,
             handler_cancellation=plain.handler_cancellation,
             loop=asyncio.get_running_loop(),

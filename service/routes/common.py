@@ -276,8 +276,10 @@ async def json_object(request: web.Request, *, media_type_required: bool = True)
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"the body is larger than {limit} bytes")
     try:
-        if request.content.is_eof():  # all of it arrived (a small body, one packet)
-            raw = await request.read()
+        content = request.content
+        if content.is_eof():  # all of it arrived (a small body, one packet): taken as it
+            # is, without read()'s loop of awaits (issue 11); nothing reads it again
+            raw = content.read_nowait()
         else:  # the whole body, however it trickles in, within the configured time
             async with asyncio.timeout(settings.body_timeout_seconds):
                 raw = await request.read()

@@ -134,3 +134,35 @@ async def test_the_lingering_close_lasts_a_bounded_time(
     async with answered_408(tmp_path) as conn:
         with pytest.raises(ConnectionError):
             await asyncio.wait_for(trickle(conn.writer), WAIT)
+
+
+def test_only_an_answer_that_closes_goes_the_lingering_way() -> None:
+    """An answer that keeps the connection alive is finished by aiohttp's own coroutine,
+    with no frame of ours around it; one that closes it (``force_close``, or a request
+    of HTTP/1.0) by the lingering one; an error aiohttp raised before the
+    middlewares becomes a problem before either."""
+    from aiohttp import HttpVersion10, web
+    from aiohttp.test_utils import make_mocked_request
+
+    protocol = server_module.GatewayProtocol.__new__(server_module.GatewayProtocol)
+    own = web.RequestHandler.finish_response.__code__
+    lingering = server_module.GatewayProtocol._finish_and_linger.__code__
+
+    def finisher(request: web.BaseRequest, resp: web.StreamResponse) -> tuple[object, object]:
+        coro = protocol.finish_response(request, resp, None)
+        try:
+            return coro.cr_code, coro.cr_frame.f_locals["resp"]  # type: ignore[attr-defined]
+        finally:
+            coro.close()  # type: ignore[attr-defined]
+
+    kept = make_mocked_request("PATCH", "/v1/systems/keycom/customers/1")
+    assert finisher(kept, web.Response(text="ok"))[0] is own
+    closing = web.Response(text="ok")
+    closing.force_close()
+    assert finisher(kept, closing)[0] is lingering
+    asked = make_mocked_request("PATCH", "/x", version=HttpVersion10)  # closes after
+    assert finisher(asked, web.Response(text="ok"))[0] is lingering
+    code, answer = finisher(kept, web.HTTPExpectationFailed(text="Expect: quoted"))
+    assert code is lingering and isinstance(answer, web.Response)  # it closes
+    assert answer.status == 400 and answer.content_type == "application/problem+json"
+    assert answer.headers["Server"] == "gdpr-gateway" and not answer.keep_alive

@@ -485,3 +485,31 @@ async def test_cancelled_request_is_logged_as_client_closed(
         await c.get("/cancelled")
     (line,) = [x for x in access(log_lines) if x["route"] == "/cancelled"]
     assert (line["status"], line["problem_code"]) == (499, "client_closed")
+
+
+async def test_answers_of_one_loop_step_are_counted_and_logged_by_one_callback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The edge counts and logs each answer after it is written; the answers of one
+    step of the loop share one callback (not one ``call_soon`` each), in their order."""
+    from service import edge
+
+    counted: list[object] = []
+    runs: list[int] = []
+    count_answered = edge._count_answered
+
+    def counting_run() -> None:
+        runs.append(len(edge._answers))
+        count_answered()
+
+    monkeypatch.setattr(edge, "_count_and_log", lambda request, *rest: counted.append(request))
+    monkeypatch.setattr(edge, "_count_answered", counting_run)
+    first, second, third = object(), object(), object()
+    edge._answered(first, None, 0.001, False)  # type: ignore[arg-type]
+    edge._answered(second, None, 0.002, True)  # type: ignore[arg-type]
+    assert counted == []  # not before the step that wrote the answers ends
+    await asyncio.sleep(0)
+    assert counted == [first, second] and runs == [2]
+    edge._answered(third, None, 0.003, False)  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    assert counted == [first, second, third] and runs == [2, 1]
