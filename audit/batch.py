@@ -16,8 +16,8 @@ that period ends, without touching any entry (:mod:`audit.retention`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from audit import crypto
@@ -52,33 +52,64 @@ UPDATE_HEAD = (
 )
 
 
-@dataclass
 class Pending:
-    """One entry on its way to the chain."""
+    """One entry on its way to the chain.
 
-    body: dict[str, Any] = field(repr=False)
-    subject: Subject = field(repr=False)
-    to_seal: list[ToSeal] = field(default_factory=list, repr=False)
-    opens_intent: bool = False
-    closes_intent: str | None = None
-    exclusive_close: bool = False
-    erase: bool = False
-    #: False: its commit need not wait for the disk (a later durable commit syncs it)
-    durable: bool = True
-    #: the end of the retention period of its sealed values (None: kept until erased)
-    expires: str | None = None
-    #: further statements of the same transaction (an expiry destroys its keys)
-    also: list[Statement] = field(default_factory=list, repr=False)
-    future: asyncio.Future[str] | None = None
-    # Prepared by the caller, outside the append lock, when the subject's key is known:
-    text: str | None = field(default=None, repr=False)
-    key_id: str | None = None
-    #: the key this entry's values are sealed under: its subject's, for its period
-    #: (made once: the writer looks it up several times per entry)
-    slot: Slot = field(init=False, repr=False, compare=False)
+    A plain class with slots, not a dataclass: two are made per change, and a slotted
+    ``__init__`` with no default factories costs less (issue 11). Its repr names no
+    value (the body may hold personal data)."""
 
-    def __post_init__(self) -> None:
-        self.slot = (self.subject[0], self.subject[1], self.expires)
+    __slots__ = (
+        "also", "body", "closes_intent", "durable", "erase", "exclusive_close", "expires",
+        "future", "key_id", "opens_intent", "settled", "slot", "subject", "text", "to_seal",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        body: dict[str, Any],
+        subject: Subject,
+        to_seal: Sequence[ToSeal] = (),
+        *,
+        opens_intent: bool = False,
+        closes_intent: str | None = None,
+        exclusive_close: bool = False,
+        erase: bool = False,
+        durable: bool = True,
+        expires: str | None = None,
+        also: Sequence[Statement] = (),
+        settled: Callable[[Pending], None] | None = None,
+    ) -> None:
+        self.body = body
+        self.subject = subject
+        #: one side's values to seal, per side that has personal values
+        self.to_seal = to_seal
+        self.opens_intent = opens_intent
+        self.closes_intent = closes_intent
+        self.exclusive_close = exclusive_close
+        self.erase = erase
+        #: False: its commit need not wait for the disk (a later durable commit syncs it)
+        self.durable = durable
+        #: the end of the retention period of its sealed values (None: kept until erased)
+        self.expires = expires
+        #: further statements of the same transaction (an expiry destroys its keys)
+        self.also = also
+        #: called (in the writer's task) once the entry's caller has been answered -
+        #: written or not - or found gone (its future cancelled): what the log keeps of
+        #: an entry in flight is let go there, without a done callback per future
+        self.settled = settled
+        self.future: asyncio.Future[str] | None = None
+        # Prepared by the caller, outside the append lock, when the subject's key is known:
+        self.text: str | None = None
+        self.key_id: str | None = None
+        #: the key this entry's values are sealed under: its subject's, for its period
+        #: (made once: the writer looks it up several times per entry)
+        self.slot: Slot = (subject[0], subject[1], expires)
+
+    def __repr__(self) -> str:
+        return (
+            f"Pending(opens_intent={self.opens_intent}, closes_intent={self.closes_intent!r},"
+            f" erase={self.erase}, durable={self.durable}, key_id={self.key_id!r})"
+        )
 
 
 @dataclass
@@ -175,11 +206,13 @@ def resolve(batch: list[Pending], ids: list[str | None]) -> None:
     """Answer the callers of a committed batch: each its entry's id (``None``: an
     exclusive close of an intent closed already)."""
     for item, audit_id in zip(batch, ids, strict=True):
-        if item.future is not None and not item.future.done():
+        future = item.future
+        if future is not None and not future.done():
             if audit_id is None:
-                item.future.set_exception(InvalidAuditInput("that intent is already closed"))
+                future.set_exception(InvalidAuditInput("that intent is already closed"))
             else:
-                item.future.set_result(audit_id)
+                future.set_result(audit_id)
+        _settle(item)
 
 
 def fail(items: list[Pending], exc: BaseException) -> None:
@@ -187,3 +220,13 @@ def fail(items: list[Pending], exc: BaseException) -> None:
     for item in items:
         if item.future is not None and not item.future.done():
             item.future.set_exception(exc)
+        _settle(item)
+
+
+def _settle(item: Pending) -> None:
+    """Call the entry's ``settled`` hook, once (an entry failed twice - taken and in
+    flight when the writer stops - is let go once)."""
+    hook = item.settled
+    if hook is not None:
+        item.settled = None
+        hook(item)

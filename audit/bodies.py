@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from audit.entries import base_body, check_key
+from audit.entries import base_body, body_of, check_key
 from audit.errors import InvalidAuditInput
 from audit.ids import uuid7
 from audit.types import Intent, Outcome
@@ -22,23 +22,17 @@ def intent_body(
     phase: str,
     outcome: Outcome | None,
     intent_id: str | None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """An entry on ``intent``: its ``intent`` phase, or an ``outcome`` (of ``intent_id``)."""
-    return base_body(
-        audit_id,
-        actor=intent.actor,
-        roles=intent.roles,
-        system=intent.system,
-        customer_id=intent.customer_id,
-        purpose=intent.purpose,
-        request_id=intent.request_id,
-        action=intent.action,
-        phase=phase,
-        outcome=outcome,
-        intent_id=intent_id,
-        changed=intent.changed,
-        policy_version=intent.policy_version,
-    )
+    """An entry on ``intent``: its ``intent`` phase, or an ``outcome`` (of ``intent_id``);
+    ``before`` and ``after``: its values in clear (none by default), taken as they are."""
+    return body_of(
+        audit_id, intent.actor, intent.roles, intent.system, intent.customer_id,
+        intent.purpose, intent.request_id, intent.action, phase, outcome, intent_id,
+        intent.changed, {} if before is None else before, {} if after is None else after,
+        intent.policy_version, None, None,
+    )  # fmt: skip
 
 
 def admin_body(

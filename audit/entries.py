@@ -231,7 +231,42 @@ def base_body(
     reason: str | None = None,
     target_id: str | None = None,
 ) -> dict[str, Any]:
-    latency = outcome.upstream_latency_ms if outcome else None
+    """An entry's body (format :data:`BODY_VERSION`), stamped now."""
+    return body_of(
+        audit_id, actor, roles, system, customer_id, purpose, request_id, action, phase,
+        outcome, intent_id, changed, dict(before or {}), dict(after or {}), policy_version,
+        reason, target_id,
+    )  # fmt: skip
+
+
+def body_of(
+    audit_id: str,
+    actor: str,
+    roles: tuple[str, ...] | list[str],
+    system: str,
+    customer_id: str,
+    purpose: str | None,
+    request_id: str,
+    action: str,
+    phase: str,
+    outcome: Outcome | None,
+    intent_id: str | None,
+    changed: tuple[str, ...] | list[str],
+    before: dict[str, Any],
+    after: dict[str, Any],
+    policy_version: str | None,
+    reason: str | None,
+    target_id: str | None,
+) -> dict[str, Any]:
+    """:func:`base_body` with every member given in order, ``before`` and ``after`` taken
+    as they are (not copied): for the two entries of every change (issue 11)."""
+    if outcome is None:
+        result = problem_code = status = latency = None
+    else:
+        result, problem_code = outcome.outcome, outcome.problem_code
+        status, latency = outcome.upstream_status, outcome.upstream_latency_ms
+        if latency is not None:
+            latency = round(float(latency), 3)
     return {
         "v": BODY_VERSION,
         "audit_id": audit_id,
@@ -244,14 +279,14 @@ def base_body(
         "request_id": request_id,
         "action": action,
         "phase": phase,
-        "outcome": outcome.outcome if outcome else None,
-        "problem_code": outcome.problem_code if outcome else None,
-        "upstream_status": outcome.upstream_status if outcome else None,
-        "upstream_latency_ms": round(float(latency), 3) if latency is not None else None,
+        "outcome": result,
+        "problem_code": problem_code,
+        "upstream_status": status,
+        "upstream_latency_ms": latency,
         "intent_id": intent_id,
         "changed": list(changed),
-        "before": dict(before or {}),
-        "after": dict(after or {}),
+        "before": before,
+        "after": after,
         "policy_version": policy_version,
         "reason": reason,
         "target_id": target_id,

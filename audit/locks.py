@@ -23,6 +23,7 @@ import contextlib
 import contextvars
 import hashlib
 import logging
+from collections import deque
 from collections.abc import Callable
 from types import TracebackType
 
@@ -46,7 +47,20 @@ def lock_key(system: str, customer_id: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+#: a customer's entry in :attr:`SubjectLocks._locks`: held, and who waits for it next
+#: (an empty tuple while no one does: no queue made for an uncontended hold)
+Waiters = deque[asyncio.Future[None]] | tuple[()]
+
+
 class SubjectLocks:
+    """This process's lock per customer, and the lock across processes after it.
+
+    The process's lock is a table, not an ``asyncio.Lock`` per customer: a customer in
+    it is held, and its entry lists the holds waiting for it, first come first served;
+    a release hands the lock to the first of them. A hold of a free customer takes it
+    without awaiting anything, making neither a lock nor a queue (issue 11: nearly
+    every change is one)."""
+
     def __init__(
         self,
         backend: Backend,
@@ -57,20 +71,13 @@ class SubjectLocks:
         self._backend = backend
         self._wait = wait_seconds
         self._on_timeout = on_timeout
-        self._locks: dict[Subject, tuple[asyncio.Lock, int]] = {}
+        self._locks: dict[Subject, Waiters] = {}
 
     def hold(self, system: str, customer_id: str) -> _Hold:
         """Hold the customer's write lock for an ``async with`` block (see the module's
         docstring). A class, not an ``asynccontextmanager``: no async generator (whose
         creation and end asyncio tracks in a ``WeakSet``) per change (issue 11)."""
         return _Hold(self, (system, customer_id))
-
-    def _unuse(self, subject: Subject) -> None:
-        lock, users = self._locks[subject]
-        if users <= 1:
-            del self._locks[subject]
-        else:
-            self._locks[subject] = (lock, users - 1)
 
     @staticmethod
     def check(system: str, customer_id: str) -> None:
@@ -80,18 +87,37 @@ class SubjectLocks:
         if held is not None and held[0] == (system, customer_id) and held[1].lost:
             raise AuditUnavailable("the customer's lock was lost with its store session")
 
-    async def _acquire(self, lock: asyncio.Lock) -> None:
-        """Take this process's lock of the customer within the wait. A free lock with no
-        one queued is taken at once, without arming a timer (the common case: one
-        change of a customer at a time); else the wait is bounded."""
-        if not lock.locked() and not getattr(lock, "_waiters", None):
-            await lock.acquire()
-            return
+    async def _wait_turn(self, subject: Subject, waiters: Waiters) -> None:
+        """Wait, within the bound, until the holder of ``subject`` hands it over."""
+        if not waiters:  # the first to wait: the entry gets its queue
+            self._locks[subject] = waiters = deque()
+        assert isinstance(waiters, deque)
+        turn = asyncio.get_running_loop().create_future()
+        waiters.append(turn)
         try:
             async with asyncio.timeout(self._wait):
-                await lock.acquire()
-        except TimeoutError:
-            raise self._gave_up(LockWait.SUBJECT) from None
+                await turn
+        except BaseException as exc:
+            if turn.done() and not turn.cancelled():
+                self._release(subject)  # handed over as this wait ended: pass it on
+            else:
+                turn.cancel()
+                with contextlib.suppress(ValueError):  # a release skipped it already
+                    waiters.remove(turn)
+            if isinstance(exc, TimeoutError):
+                raise self._gave_up(LockWait.SUBJECT) from None
+            raise
+
+    def _release(self, subject: Subject) -> None:
+        """Hand the customer's lock to the first hold still waiting, else free it."""
+        waiters = self._locks[subject]
+        while waiters:
+            assert isinstance(waiters, deque)  # not empty: a queue
+            turn = waiters.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        del self._locks[subject]
 
     def _gave_up(self, wait: LockWait) -> LockTimeout:
         if self._on_timeout is not None:
@@ -105,34 +131,33 @@ class _Hold(contextlib.AbstractAsyncContextManager[None]):
     then the lock across processes (``Backend.subject_lock``), each released in turn
     on leaving, whatever the block raised."""
 
-    __slots__ = ("_across", "_lock", "_locks", "_subject", "_token")
+    __slots__ = ("_across", "_locks", "_subject", "_token")
 
     def __init__(self, locks: SubjectLocks, subject: Subject) -> None:
         self._locks, self._subject = locks, subject
 
     async def __aenter__(self) -> None:
         locks, subject = self._locks, self._subject
-        entry = locks._locks.get(subject)
-        lock, users = entry if entry is not None else (asyncio.Lock(), 0)
-        locks._locks[subject] = (lock, users + 1)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + locks._wait
+        table = locks._locks
+        waiters = table.get(subject)
+        if waiters is None:  # free: taken at once, the whole wait left for the other
+            table[subject] = ()
+            left = locks._wait
+        else:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + locks._wait
+            await locks._wait_turn(subject, waiters)
+            left = max(0.001, deadline - loop.time())
         try:
-            await locks._acquire(lock)
+            across = locks._backend.subject_lock(lock_key(*subject), left)
             try:
-                left = max(0.001, deadline - loop.time())
-                across = locks._backend.subject_lock(lock_key(*subject), left)
-                try:
-                    lease = await across.__aenter__()
-                except LockTimeout as exc:
-                    raise locks._gave_up(exc.wait) from None
-            except BaseException:
-                lock.release()
-                raise
+                lease = await across.__aenter__()
+            except LockTimeout as exc:
+                raise locks._gave_up(exc.wait) from None
         except BaseException:
-            locks._unuse(subject)
+            locks._release(subject)
             raise
-        self._lock, self._across = lock, across
+        self._across = across
         self._token = _holding.set((subject, lease) if lease is not None else None)
 
     async def __aexit__(
@@ -142,11 +167,8 @@ class _Hold(contextlib.AbstractAsyncContextManager[None]):
         tb: TracebackType | None,
     ) -> bool:
         try:
-            try:
-                _holding.reset(self._token)
-                suppressed = await self._across.__aexit__(exc_type, exc, tb)
-            finally:
-                self._lock.release()
+            _holding.reset(self._token)
+            suppressed = await self._across.__aexit__(exc_type, exc, tb)
         finally:
-            self._locks._unuse(self._subject)
+            self._locks._release(self._subject)
         return exc_type is not None and bool(suppressed)

@@ -201,8 +201,7 @@ class AuditLog:
         self._locks.check(intent.system, intent.customer_id)
         audit_id = uuid7()
         clear_before, clear_after, to_seal = split_values(intent)
-        body = intent_body(audit_id, intent, "intent", None, None)
-        body["before"], body["after"] = clear_before, clear_after
+        body = intent_body(audit_id, intent, "intent", None, None, clear_before, clear_after)
         pending = Pending(
             body, (intent.system, intent.customer_id), to_seal, opens_intent=True,
             expires=self._expires(body, intent, to_seal),
@@ -254,37 +253,39 @@ class AuditLog:
 
     def _finish_lazily(self, intent_id: str, pending: Pending) -> str:
         """Queue an outcome without waiting for it; the intent stays in flight (no
-        reconcile here closes it) until the outcome is committed or has failed."""
-        intents = self._intents
+        reconcile here closes it) until the outcome is committed or has failed
+        (:meth:`_lazily_settled`, called by the writer: no done callback per outcome)."""
+        pending.settled = self._lazily_settled
         try:
             written = self._enqueue(pending)
         except BaseException:
-            intents.unrecorded.add(intent_id)
-            intents.in_flight.pop(intent_id, None)
+            self._intents.unrecorded.add(intent_id)
+            self._intents.in_flight.pop(intent_id, None)
             raise
-
         self._queued.add(written)
-
-        def done(future: asyncio.Future[str]) -> None:
-            intents.in_flight.pop(intent_id, None)
-            if future.cancelled() or future.exception() is not None:
-                intents.unrecorded.add(intent_id)
-                failure = "cancelled" if future.cancelled() else type(future.exception()).__name__
-                log.warning(
-                    "audit outcome of intent %s not written (%s): the next reconcile closes it",
-                    intent_id, failure,
-                )  # fmt: skip
-
-        written.add_done_callback(done)
         return str(pending.body["audit_id"])
+
+    def _lazily_settled(self, pending: Pending) -> None:
+        """An outcome queued by ``finish(durable=False)`` was written, or failed."""
+        written, intent_id = pending.future, pending.closes_intent
+        assert written is not None and intent_id is not None  # set by _finish_lazily
+        self._queued.discard(written)
+        intents = self._intents
+        intents.in_flight.pop(intent_id, None)
+        if written.cancelled() or written.exception() is not None:
+            intents.unrecorded.add(intent_id)
+            failure = "cancelled" if written.cancelled() else type(written.exception()).__name__
+            log.warning(
+                "audit outcome of intent %s not written (%s): the next reconcile closes it",
+                intent_id, failure,
+            )  # fmt: skip
 
     async def record(self, intent: Intent, outcome: Outcome) -> str:
         check_intent(intent)
         check_outcome(outcome)
         audit_id = uuid7()
         clear_before, clear_after, to_seal = split_values(intent)
-        body = intent_body(audit_id, intent, "outcome", outcome, None)
-        body["before"], body["after"] = clear_before, clear_after
+        body = intent_body(audit_id, intent, "outcome", outcome, None, clear_before, clear_after)
         return await self._enqueue(
             Pending(body, (intent.system, intent.customer_id), to_seal,
                     expires=self._expires(body, intent, to_seal))

@@ -23,8 +23,12 @@ class Queued:
         self._pending: set[asyncio.Future[str]] = set()
 
     def add(self, written: asyncio.Future[str]) -> None:
+        """``written`` is queued; :meth:`discard` it once it is done (no done callback:
+        the writer that answers it says so, :attr:`audit.batch.Pending.settled`)."""
         self._pending.add(written)
-        written.add_done_callback(self._pending.discard)
+
+    def discard(self, written: asyncio.Future[str]) -> None:
+        self._pending.discard(written)
 
     async def settle(self) -> None:
         """Until every outcome queued so far is written or has failed; at once when none

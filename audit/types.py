@@ -14,9 +14,13 @@ OUTCOMES: Final = frozenset(AuditOutcome)
 SEALED_SENSITIVITIES: Final = frozenset({"personal", "restricted"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Intent:
-    """What the gateway is about to do (or decided) for one data subject."""
+    """What the gateway is about to do (or decided) for one data subject.
+
+    Frozen; its ``__init__`` is written out (all fields set in one step): the generated
+    one of a frozen dataclass sets each field through ``object.__setattr__``, twice the
+    cost, and every change makes one (issue 11)."""
 
     actor: str
     roles: tuple[str, ...]
@@ -34,6 +38,29 @@ class Intent:
     #: how many days the audit log may keep the sealed values (the policy's retention of
     #: their categories, the longest); None: kept until erased (audit.retention)
     retention_days: int | None = None
+
+    def __init__(
+        self,
+        actor: str,
+        roles: tuple[str, ...],
+        system: str,
+        customer_id: str,
+        purpose: str | None,
+        request_id: str,
+        action: str,
+        changed: tuple[str, ...],
+        before: Mapping[str, Any],
+        after: Mapping[str, Any],
+        protected: Mapping[str, str],
+        policy_version: str,
+        retention_days: int | None = None,
+    ) -> None:
+        self.__dict__.update(
+            actor=actor, roles=roles, system=system, customer_id=customer_id,
+            purpose=purpose, request_id=request_id, action=action, changed=changed,
+            before=before, after=after, protected=protected,
+            policy_version=policy_version, retention_days=retention_days,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -103,12 +103,13 @@ class ChainWriter:
     def enqueue(self, pending: Pending) -> asyncio.Future[str]:
         """Prepare ``pending`` here (its errors raised here) and queue it; the future
         resolves to its id once it is committed."""
-        if not self.alive:
+        task = self._task
+        if task is None or task.done():
             raise AuditUnavailable("the audit log is closed")
         self._prepare(pending)
-        pending.future = asyncio.get_running_loop().create_future()
+        pending.future = future = task.get_loop().create_future()
         self._queue.put_nowait(pending)
-        return pending.future
+        return future
 
     def _prepare(self, pending: Pending) -> None:
         """Seal and encode in the caller's task, so that the append lock is held only to

@@ -43,7 +43,7 @@ async def test_no_entry_is_left_on_any_way_out(store_url: str, keys: dict[str, b
             with pytest.raises(LockTimeout):
                 async with log.subject_lock("billbee", "1002"):
                     pytest.fail("the lock is held by this process")
-            assert locks[("billbee", "1002")][1] == 1  # the waiter that gave up is gone
+            assert not locks[("billbee", "1002")]  # the waiter that gave up is gone
         assert locks == {}
         with pytest.raises(KeyError):
             async with log.subject_lock("billbee", "1002"):
@@ -60,6 +60,51 @@ async def test_no_entry_is_left_on_any_way_out(store_url: str, keys: dict[str, b
         await first.wait()
         async with log.subject_lock("billbee", "1003"):  # waits for the holder, shares the lock
             assert holder.done()
+        assert locks == {}
+    finally:
+        await log.close()
+
+
+@pytest.mark.parametrize("released_first", [False, True])
+async def test_a_waiter_cancelled_as_it_is_handed_the_lock_passes_it_on(
+    store_url: str, keys: dict[str, bytes], released_first: bool
+) -> None:
+    """A waiter cancelled in the same step as the holder releases - just before the
+    release, or just after it handed that waiter the lock - neither keeps the lock nor
+    loses it: the next waiter gets it, and nothing is left once all are done."""
+    log = await AuditLog.open(store_url, **keys)
+    locks = log._locks._locks
+    subject = ("billbee", "1004")
+    order: list[str] = []
+    queued = asyncio.Event()
+    waiting: dict[str, asyncio.Task[None]] = {}
+
+    held = asyncio.Event()
+
+    async def hold(name: str) -> None:
+        async with log.subject_lock(*subject):
+            order.append(name)
+            held.set()
+            if name != "holder":
+                return
+            await queued.wait()
+            if not released_first:
+                waiting["first"].cancel()
+        if released_first:  # the release handed ``first`` the lock; it has not run yet
+            waiting["first"].cancel()
+
+    try:
+        holder = asyncio.create_task(hold("holder"))
+        await held.wait()
+        for name in ("first", "second"):
+            waiting[name] = asyncio.create_task(hold(name))
+        await asyncio.sleep(0)  # each queues for the lock held by ``holder``
+        assert len(locks[subject]) == 2
+        queued.set()
+        await asyncio.wait([holder, *waiting.values()], timeout=5)
+        assert waiting["first"].cancelled() and waiting["second"].done()
+        assert not waiting["second"].cancelled() and waiting["second"].exception() is None
+        assert order == ["holder", "second"]
         assert locks == {}
     finally:
         await log.close()
