@@ -222,3 +222,22 @@ async def advisory_sessions(dsn: str, key: int, *, granted: bool) -> int:
         key, granted,
     )  # fmt: skip
     return int(rows[0][0])
+
+
+async def granted_advisory_locks(dsn: str) -> int:
+    """Advisory locks granted in this test's database (other databases' are not counted)."""
+    rows = await sql(
+        dsn,
+        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+        " WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database()",
+    )
+    return int(rows[0][0])
+
+
+async def until_no_advisory_locks(dsn: str) -> None:
+    """Until this test's database holds no advisory lock, 10 s at most (TimeoutError): a
+    released customer lock's unlock is sent, not waited for (docs/audit.md), so the server
+    drops it a moment after the release returns."""
+    async with asyncio.timeout(10):
+        while await granted_advisory_locks(dsn):  # noqa: ASYNC110 - the server's state, polled
+            await asyncio.sleep(0.02)

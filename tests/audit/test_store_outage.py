@@ -16,7 +16,13 @@ import pytest
 
 from audit import AuditLog, AuditUnavailable, Outcome, upgrade
 from audit.errors import LockTimeout, LockWait
-from tests.audit.conftest import make_intent, reset_pg, sql
+from tests.audit.conftest import (
+    granted_advisory_locks,
+    make_intent,
+    reset_pg,
+    sql,
+    until_no_advisory_locks,
+)
 from tests.faultproxy import FaultProxy
 
 
@@ -279,16 +285,6 @@ async def test_batches_in_flight_when_the_store_is_gone_all_fail_closed(
         await log.close()
 
 
-async def _advisory_locks(url: str) -> int:
-    """Advisory locks held in this test's database (other databases' are not counted)."""
-    rows = await sql(
-        url,
-        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
-        " WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database()",
-    )
-    return int(rows[0][0])
-
-
 @pytest.mark.postgres
 async def test_lock_connections_go_back_to_the_pool_holding_no_lock(
     proxied_url: str, pg_base_url: str, keys: dict[str, bytes]
@@ -301,16 +297,16 @@ async def test_lock_connections_go_back_to_the_pool_holding_no_lock(
     try:
         for customer in ("1", "2", "1", "3"):
             async with holder.subject_lock("billbee", customer):
-                assert await _advisory_locks(pg_base_url) == 1
-        assert await _advisory_locks(pg_base_url) == 0  # connections pooled, none held
+                assert await granted_advisory_locks(pg_base_url) == 1
+        await until_no_advisory_locks(pg_base_url)  # connections pooled, none held
         async with holder.subject_lock("billbee", "1002"):
             with pytest.raises(LockTimeout):
                 async with waiter.subject_lock("billbee", "1002"):
                     pytest.fail("the lock is held elsewhere")
-        assert await _advisory_locks(pg_base_url) == 0
+        await until_no_advisory_locks(pg_base_url)
         async with waiter.subject_lock("billbee", "1002"):
-            assert await _advisory_locks(pg_base_url) == 1
-        assert await _advisory_locks(pg_base_url) == 0
+            assert await granted_advisory_locks(pg_base_url) == 1
+        await until_no_advisory_locks(pg_base_url)
     finally:
         await holder.close()
         await waiter.close()
