@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -112,13 +111,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"round {round_} {side}: event loop {got['loop_us']:6.1f} us/change, process "
                   f"{got['process_us']:6.1f} us/change, {got['per_second']:6.0f} changes/s, "
                   f"load {got['load']:.2f}", flush=True)  # fmt: skip
-    for key, what in (("loop_us", "event loop"), ("process_us", "process")):
-        a = [r[key] for r in runs["A"]]
-        b = [r[key] for r in runs["B"]]
-        ratios = [y / x for x, y in zip(a, b, strict=True)]
-        print(f"{what}: A median {statistics.median(a):.1f} us, B median "
-              f"{statistics.median(b):.1f} us, B/A median {statistics.median(ratios):.3f} "
-              f"(range {min(ratios):.3f}-{max(ratios):.3f})")  # fmt: skip
+    from bench.procs import print_ab_medians  # here: the child runs with another checkout's bench
+
+    print_ab_medians(runs, {"loop_us": "event loop", "process_us": "process"})
     return 0
 
 

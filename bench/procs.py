@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -322,3 +323,15 @@ def run_cli(*args: str) -> str:
         tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-3:])
         raise BenchError(f"gdpr-gateway {args[0]} {args[1]} exited {done.returncode}: {tail}")
     return done.stdout
+
+
+def print_ab_medians(runs: dict[str, list[dict[str, float]]], fields: dict[str, str]) -> None:
+    """One line per field of an interleaved A/B run: each side's median and the median
+    (range) of the rounds' B/A ratios (``runs``: side -> one dict per round)."""
+    for key, what in fields.items():
+        a = [r[key] for r in runs["A"]]
+        b = [r[key] for r in runs["B"]]
+        ratios = [y / x for x, y in zip(a, b, strict=True)]
+        print(f"{what}: A median {statistics.median(a):.1f} us, B median "
+              f"{statistics.median(b):.1f} us, B/A median {statistics.median(ratios):.3f} "
+              f"(range {min(ratios):.3f}-{max(ratios):.3f})")  # fmt: skip

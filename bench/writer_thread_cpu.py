@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import threading
@@ -106,13 +105,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{got['writer_us']:5.1f}, process {got['process_us']:5.1f} us/change; "
                   f"{got['batch']:4.1f} entries/batch, {got['per_second']:5.0f} changes/s, "
                   f"load {got['load']:.2f}", flush=True)  # fmt: skip
-    for key in _KEYS:
-        a = [r[key] for r in runs["A"]]
-        b = [r[key] for r in runs["B"]]
-        ratios = [y / x for x, y in zip(a, b, strict=True)]
-        print(f"{key}: A median {statistics.median(a):.1f}, B median {statistics.median(b):.1f},"
-              f" B/A median {statistics.median(ratios):.3f} "
-              f"(range {min(ratios):.3f}-{max(ratios):.3f})")  # fmt: skip
+    from bench.procs import print_ab_medians  # here: the child runs with another checkout's bench
+
+    print_ab_medians(runs, {key: key for key in _KEYS})
     return 0
 
 

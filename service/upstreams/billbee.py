@@ -104,13 +104,7 @@ class BillbeeConnector(HttpConnector):
                 f"{self.system}: upstream reported an error in a success answer",
                 upstream_status=answer.status,
             )
-        data = body.get("Data")
-        if type(data) is dict:  # as parsed, this call's own: no copy, no ABC check
-            if "Id" in data:
-                return data
-        elif isinstance(data, Mapping) and "Id" in data:
-            return dict(data)
-        raise self._malformed(answer.status)
+        return self._record_of(body.get("Data"), "Id", answer.status)
 
     async def fetch(self, customer_id: str) -> dict[str, Any]:
         cid = parse_customer_id(self.system, customer_id, INT64_MAX)

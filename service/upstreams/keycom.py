@@ -55,13 +55,7 @@ class KeycomConnector(HttpConnector):
         return content_tag(record)
 
     def _record(self, answer: Answer) -> dict[str, Any]:
-        body = answer.body
-        if type(body) is dict:  # as parsed, this call's own: no copy, no ABC check
-            if "id" in body:
-                return body
-        elif isinstance(body, Mapping) and "id" in body:
-            return dict(body)
-        raise self._malformed(answer.status)
+        return self._record_of(answer.body, "id", answer.status)
 
     async def fetch(self, customer_id: str) -> dict[str, Any]:
         cid = parse_customer_id(self.system, customer_id)

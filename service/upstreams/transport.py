@@ -388,5 +388,15 @@ class HttpConnector(ABC):
             f"{self.system}: malformed answer from the upstream", upstream_status=status
         )
 
+    def _record_of(self, value: object, id_key: str, status: int) -> dict[str, Any]:
+        """A record as the upstream sent it, with its ``id_key``: this call's own parsed
+        dict as it is (no copy, no ABC check), another mapping copied; else malformed."""
+        if type(value) is dict:
+            if id_key in value:
+                return value
+        elif isinstance(value, Mapping) and id_key in value:
+            return dict(value)
+        raise self._malformed(status)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(system={self.system!r}, breaker={self.breaker.state!r})"
