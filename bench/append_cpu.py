@@ -24,8 +24,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -77,14 +75,10 @@ async def _child(store: str, changes: int, tasks: int, path: str) -> dict[str, f
 
 
 def _run(checkout: Path, args: argparse.Namespace) -> dict[str, float]:
-    env = dict(os.environ, PYTHONPATH=str(checkout))
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", "--store", args.store,
-               "--changes", str(args.changes), "--tasks", str(args.tasks),
-               "--path", args.path]  # fmt: skip
-    done = subprocess.run(  # noqa: S603 - this interpreter, this file
-        command, env=env, cwd=checkout, check=True, capture_output=True, text=True, timeout=300
-    )
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    from bench.procs import child_on  # here: the child runs with another checkout's bench
+
+    return child_on(checkout, __file__, "--store", args.store, "--changes", str(args.changes),
+                    "--tasks", str(args.tasks), "--path", args.path)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -335,3 +335,14 @@ def print_ab_medians(runs: dict[str, list[dict[str, float]]], fields: dict[str, 
         print(f"{what}: A median {statistics.median(a):.1f} us, B median "
               f"{statistics.median(b):.1f} us, B/A median {statistics.median(ratios):.3f} "
               f"(range {min(ratios):.3f}-{max(ratios):.3f})")  # fmt: skip
+
+
+def child_on(checkout: Path, script: str, *args: str) -> dict[str, float]:
+    """Run ``script --child ARGS`` with this interpreter on ``checkout``'s code (an A/B
+    side) and return the JSON object its last line of output holds."""
+    env = dict(os.environ, PYTHONPATH=str(checkout))
+    command = [sys.executable, str(Path(script).resolve()), "--child", *args]
+    done = subprocess.run(  # noqa: S603 - this interpreter, a bench file
+        command, env=env, cwd=checkout, check=True, capture_output=True, text=True, timeout=300
+    )
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
