@@ -97,17 +97,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.a is None or args.b is None:
         parser.error("--a and --b are required")
-    runs: dict[str, list[dict[str, float]]] = {"A": [], "B": []}
-    for round_ in range(1, args.rounds + 1):
-        for side, checkout in (("A", args.a), ("B", args.b)):
-            got = _run(checkout.resolve(), args)
-            runs[side].append(got)
-            print(f"round {round_} {side}: event loop {got['loop_us']:6.1f} us/change, process "
-                  f"{got['process_us']:6.1f} us/change, {got['per_second']:6.0f} changes/s, "
-                  f"load {got['load']:.2f}", flush=True)  # fmt: skip
-    from bench.procs import print_ab_medians  # here: the child runs with another checkout's bench
+    from bench.procs import run_ab  # here: the child runs with another checkout's bench
 
-    print_ab_medians(runs, {"loop_us": "event loop", "process_us": "process"})
+    run_ab(args.a, args.b, args.rounds, lambda checkout: _run(checkout, args), lambda got: (
+        f"event loop {got['loop_us']:6.1f} us/change, process {got['process_us']:6.1f} "
+        f"us/change, {got['per_second']:6.0f} changes/s, load {got['load']:.2f}"
+    ), {"loop_us": "event loop", "process_us": "process"})  # fmt: skip
     return 0
 
 

@@ -19,7 +19,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -325,15 +325,29 @@ def run_cli(*args: str) -> str:
     return done.stdout
 
 
-def print_ab_medians(runs: dict[str, list[dict[str, float]]], fields: dict[str, str]) -> None:
-    """One line per field of an interleaved A/B run: each side's median and the median
-    (range) of the rounds' B/A ratios (``runs``: side -> one dict per round)."""
+def run_ab(
+    a: Path,
+    b: Path,
+    rounds: int,
+    run: Callable[[Path], dict[str, float]],
+    describe: Callable[[dict[str, float]], str],
+    fields: dict[str, str],
+) -> None:
+    """An interleaved A/B run: ``rounds`` times A then B (``run`` on each checkout), a
+    line per run (``describe``), then one line per field of ``fields`` (key -> label):
+    each side's median and the median (range) of the rounds' B/A ratios."""
+    runs: dict[str, list[dict[str, float]]] = {"A": [], "B": []}
+    for round_ in range(1, rounds + 1):
+        for side, checkout in (("A", a), ("B", b)):
+            got = run(checkout.resolve())
+            runs[side].append(got)
+            print(f"round {round_} {side}: {describe(got)}", flush=True)
     for key, what in fields.items():
-        a = [r[key] for r in runs["A"]]
-        b = [r[key] for r in runs["B"]]
-        ratios = [y / x for x, y in zip(a, b, strict=True)]
-        print(f"{what}: A median {statistics.median(a):.1f} us, B median "
-              f"{statistics.median(b):.1f} us, B/A median {statistics.median(ratios):.3f} "
+        before = [r[key] for r in runs["A"]]
+        after = [r[key] for r in runs["B"]]
+        ratios = [y / x for x, y in zip(before, after, strict=True)]
+        print(f"{what}: A median {statistics.median(before):.1f} us, B median "
+              f"{statistics.median(after):.1f} us, B/A median {statistics.median(ratios):.3f} "
               f"(range {min(ratios):.3f}-{max(ratios):.3f})")  # fmt: skip
 
 

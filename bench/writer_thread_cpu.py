@@ -90,18 +90,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.a is None or args.b is None:
         parser.error("--a and --b are required")
-    runs: dict[str, list[dict[str, float]]] = {"A": [], "B": []}
-    for round_ in range(1, args.rounds + 1):
-        for side, checkout in (("A", args.a), ("B", args.b)):
-            got = _run(checkout.resolve(), args)
-            runs[side].append(got)
-            print(f"round {round_} {side}: loop {got['loop_us']:5.1f}, writer "
-                  f"{got['writer_us']:5.1f}, process {got['process_us']:5.1f} us/change; "
-                  f"{got['batch']:4.1f} entries/batch, {got['per_second']:5.0f} changes/s, "
-                  f"load {got['load']:.2f}", flush=True)  # fmt: skip
-    from bench.procs import print_ab_medians  # here: the child runs with another checkout's bench
+    from bench.procs import run_ab  # here: the child runs with another checkout's bench
 
-    print_ab_medians(runs, {key: key for key in _KEYS})
+    run_ab(args.a, args.b, args.rounds, lambda checkout: _run(checkout, args), lambda got: (
+        f"loop {got['loop_us']:5.1f}, writer {got['writer_us']:5.1f}, process "
+        f"{got['process_us']:5.1f} us/change; {got['batch']:4.1f} entries/batch, "
+        f"{got['per_second']:5.0f} changes/s, load {got['load']:.2f}"
+    ), {key: key for key in _KEYS})  # fmt: skip
     return 0
 
 
