@@ -49,6 +49,12 @@ class CDPError(RuntimeError):
     """The browser answered a command with an error, or a script threw."""
 
 
+#: what Chromium answers an evaluation that a navigation overtook: the page is changing,
+#: not failing (``/ui`` forwarding to ``/ui/``, say), so a poll evaluates again
+_NAVIGATING = ("Inspected target navigated or closed", "Execution context was destroyed",
+               "Cannot find context with specified id")  # fmt: skip
+
+
 class Page:
     """One page target: commands in order, events kept for later inspection."""
 
@@ -91,10 +97,16 @@ class Page:
         return answer.get("result", {}).get("value")
 
     async def wait_for(self, expression: str, *, seconds: float = 10.0) -> Any:
-        """Poll until ``expression`` is truthy; its value. ``TimeoutError`` otherwise."""
+        """Poll until ``expression`` is truthy; its value. ``TimeoutError`` otherwise. An
+        evaluation a navigation overtook counts as not yet; any other error is raised."""
         async with asyncio.timeout(seconds):
             while True:
-                value = await self.evaluate(expression)
+                try:
+                    value = await self.evaluate(expression)
+                except CDPError as exc:
+                    if not any(marker in str(exc) for marker in _NAVIGATING):
+                        raise
+                    value = None  # a navigation overtook it: the next page decides
                 if value:
                     return value
                 await asyncio.sleep(0.05)
