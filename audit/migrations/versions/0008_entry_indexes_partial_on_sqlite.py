@@ -23,10 +23,14 @@ that each still plans with it, on both stores):
 * ``ix_audit_entry_problem`` (``problem_code, seq``): none - the trends read the column
   in the rows the time range finds, nothing filters or sorts by it. Dropped.
 
-The chain's own reads (verify, export, the erasures since a seq) go by ``seq``, the
-primary key. The review's ``intent_id IS NULL`` (its rows) used the whole
-``ix_audit_entry_intent`` on SQLite where no other index applied; it now reads by
-``seq`` (about half the entries match) or by the index of its other filters.
+The chain's own reads (verify, export to a file, the erasures since a seq) go by
+``seq``, the primary key. The review's ``intent_id IS NULL`` (its rows) used the whole
+``ix_audit_entry_intent`` on SQLite where no other index applied, in ``seq`` order; it
+now reads by ``seq`` itself (about half the entries match) or by the index of its other
+filters. For a reader's scope alone (``system IN (…)``) SQLite, which keeps no
+statistics, would then look the systems up in ``ix_audit_entry_subject`` and sort all
+their entries for one page: the scope is written so that it does not
+(``audit.review.scope_clause``).
 
 Why: every index is a B-tree insert per entry; on SQLite an entry row cost 15.6 µs with
 the 8 indexes, 8.1 without (docs/performance.md, "SQLite writer thread"). A change (intent
