@@ -13,6 +13,8 @@ which queries use each).
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -22,7 +24,6 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     Text,
-    TextClause,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSON
@@ -47,11 +48,11 @@ GENERATED = (
 _SEQ = BigInteger().with_variant(Integer(), "sqlite")
 
 
-def _set(name: str) -> dict[str, TextClause]:
+def _set(name: str) -> dict[str, Any]:
     """A partial index (PostgreSQL 0006, SQLite 0008): only the rows where ``name`` has a
     value. Both planners use it for ``name = ?`` and ``name IN (…)``."""
     where = text(f"{name} IS NOT NULL")
-    return {"postgresql_where": where, "sqlite_where": where}
+    return {"postgresql_where": where, "sqlite_where": where}  # an Index's dialect keywords
 
 
 def _generated(name: str) -> Column[str]:
