@@ -19,7 +19,6 @@ from audit.backend import HEAD_SQL, Backend
 from audit.entries import check_key, iso, render
 from audit.errors import EntryNotFound, InvalidAuditInput, KeyMismatch, OutOfScope
 from audit.retention import erasure
-from audit.review import scope_clause
 from audit.types import OUTCOMES, Page, VerifyReport
 from audit.verify import Progress, verify_chain
 
@@ -155,11 +154,14 @@ class Reader:
             raise InvalidAuditInput(f"limit must be an integer from 1 to {MAX_LIMIT}")
         if outcome is not None and outcome not in OUTCOMES:
             raise InvalidAuditInput(f"outcome must be one of {sorted(OUTCOMES)}")
-        subject = system is not None or customer_id is not None
-        scoped = scope_clause(systems, indexed=subject or self._backend.kind != "sqlite")
-        if scoped is None:
-            return Page(entries=[], next_cursor=None)
-        where, params = scoped
+        where: list[str] = []
+        params: list[Any] = []
+        if systems is not None:
+            allowed = sorted(set(systems))
+            if not allowed:
+                return Page(entries=[], next_cursor=None)
+            where.append(f"system IN ({', '.join('?' * len(allowed))})")
+            params.extend(allowed)
         for column, value in (
             ("system", system),
             ("customer_id", customer_id),

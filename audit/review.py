@@ -47,27 +47,24 @@ class ChangePage:
     next_cursor: str | None = None
 
 
-def scope_clause(
+def _scope_clause(
     systems: Collection[str] | None, *, indexed: bool = True
 ) -> tuple[list[str], list[Any]] | None:
     """(where, params) for the reader's scope; None when the scope is empty.
 
-    Not ``indexed`` (for SQLite, when no ``system`` or ``customer_id`` filter narrows the
-    query): written ``+system IN (…)``, which SQLite's planner does not look up in
-    ``ix_audit_entry_subject``. Without statistics it takes an equality on ``system`` for
-    a few rows and would read every entry of the scope's systems and sort them for one
-    page; so it reads by ``seq`` (or ``time``) and stops at the page's end, as the whole
-    ``ix_audit_entry_intent`` let it before 0008. PostgreSQL chooses by its statistics."""
+    Not ``indexed`` (:meth:`Review.changes` on SQLite without a ``system`` or
+    ``customer_id`` filter): written ``+system IN (…)``, which SQLite's planner does not
+    look up in ``ix_audit_entry_subject``. Without statistics it takes an equality on
+    ``system`` for a few rows, and would read and sort every entry of the scope's systems
+    for one page; so it reads by ``seq`` and stops at the page's end, as it did through
+    the whole ``ix_audit_entry_intent`` (``intent_id IS NULL``) before migration 0008.
+    PostgreSQL chooses by its statistics."""
     if systems is None:
         return [], []
     allowed = sorted(set(systems))
     if not allowed:
         return None
     return [f"{'' if indexed else '+'}system IN ({', '.join('?' * len(allowed))})"], allowed
-
-
-def _sqlite(backend: Backend) -> bool:
-    return backend.kind == "sqlite"
 
 
 class Review:
@@ -94,7 +91,7 @@ class Review:
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
             raise InvalidAuditInput(f"limit must be an integer from 1 to {MAX_LIMIT}")
         subject = system is not None or customer_id is not None
-        scoped = scope_clause(systems, indexed=subject or not _sqlite(self._backend))
+        scoped = _scope_clause(systems, indexed=subject or self._backend.kind != "sqlite")
         if scoped is None:
             return ChangePage()
         where, params = scoped
@@ -148,7 +145,7 @@ class Review:
         days = [(since + timedelta(days=n)).isoformat() for n in range((until - since).days + 1)]
         result: dict[str, Any] = {"since": days[0], "until": days[-1], "days": days,
                                   "series": [], "totals": _counts()}  # fmt: skip
-        scoped = scope_clause(systems, indexed=not _sqlite(self._backend))  # the days' range
+        scoped = _scope_clause(systems)
         if scoped is None:
             return result
         where, params = scoped

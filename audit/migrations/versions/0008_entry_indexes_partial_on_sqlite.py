@@ -29,8 +29,8 @@ The chain's own reads (verify, export to a file, the erasures since a seq) go by
 now reads by ``seq`` itself (about half the entries match) or by the index of its other
 filters. For a reader's scope alone (``system IN (…)``) SQLite, which keeps no
 statistics, would then look the systems up in ``ix_audit_entry_subject`` and sort all
-their entries for one page: the scope is written so that it does not
-(``audit.review.scope_clause``).
+their entries for one page: the review writes the scope so that it does not
+(``audit/review.py`` ``_scope_clause``).
 
 Why: every index is a B-tree insert per entry; on SQLite an entry row cost 15.6 µs with
 the 8 indexes, 8.1 without (docs/performance.md, "SQLite writer thread"). A change (intent
