@@ -5,11 +5,15 @@ the columns used for queries hold the body's members (``body ->> 'key'``). The m
 them as generated columns, which they are on SQLite; on PostgreSQL the writer sends them
 with the body it built (migration 0006; a trigger sets them from the body for a row
 inserted without them, and on every update), and verify checks that they agree with the
-hashed body. On PostgreSQL ``body`` is of type ``json``, which keeps the exact text, and
-the indexes of the columns that are NULL on many rows are partial.
+hashed body. On PostgreSQL ``body`` is of type ``json``, which keeps the exact text. On
+both stores the indexes of the columns that are NULL on many rows are partial (PostgreSQL
+since 0006, SQLite since 0008), and no index is kept that no query uses (0008 lists
+which queries use each).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -20,7 +24,6 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     Text,
-    TextClause,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSON
@@ -45,9 +48,11 @@ GENERATED = (
 _SEQ = BigInteger().with_variant(Integer(), "sqlite")
 
 
-def _set(name: str) -> TextClause:
-    """PostgreSQL's partial indexes (0006): only the rows where ``name`` has a value."""
-    return text(f"{name} IS NOT NULL")
+def _set(name: str) -> dict[str, Any]:
+    """A partial index (PostgreSQL 0006, SQLite 0008): only the rows where ``name`` has a
+    value. Both planners use it for ``name = ?`` and ``name IN (…)``."""
+    where = text(f"{name} IS NOT NULL")
+    return {"postgresql_where": where, "sqlite_where": where}  # an Index's dialect keywords
 
 
 def _generated(name: str) -> Column[str]:
@@ -62,13 +67,10 @@ class AuditEntry(SQLModel, table=True):
         Index("ux_audit_entry_audit_id", "audit_id", unique=True),
         Index("ix_audit_entry_subject", "system", "customer_id", "seq"),
         Index("ix_audit_entry_actor", "actor", "seq"),
-        Index("ix_audit_entry_outcome", "outcome", "seq", postgresql_where=_set("outcome")),
+        Index("ix_audit_entry_outcome", "outcome", "seq", **_set("outcome")),
         Index("ix_audit_entry_time", "time"),
-        Index("ix_audit_entry_intent", "intent_id", postgresql_where=_set("intent_id")),
-        Index("ix_audit_entry_key", "key_id", postgresql_where=_set("key_id")),
-        Index(
-            "ix_audit_entry_problem", "problem_code", "seq", postgresql_where=_set("problem_code")
-        ),
+        Index("ix_audit_entry_intent", "intent_id", **_set("intent_id")),
+        Index("ix_audit_entry_key", "key_id", **_set("key_id")),
     )
 
     seq: int = Field(sa_column=Column(_SEQ, primary_key=True, autoincrement=False))

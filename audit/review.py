@@ -47,14 +47,24 @@ class ChangePage:
     next_cursor: str | None = None
 
 
-def _scope_clause(systems: Collection[str] | None) -> tuple[list[str], list[Any]] | None:
-    """(where, params) for the reader's scope; None when the scope is empty."""
+def _scope_clause(
+    systems: Collection[str] | None, *, indexed: bool = True
+) -> tuple[list[str], list[Any]] | None:
+    """(where, params) for the reader's scope; None when the scope is empty.
+
+    Not ``indexed`` (:meth:`Review.changes` on SQLite without a ``system`` or
+    ``customer_id`` filter): written ``+system IN (…)``, which SQLite's planner does not
+    look up in ``ix_audit_entry_subject``. Without statistics it takes an equality on
+    ``system`` for a few rows, and would read and sort every entry of the scope's systems
+    for one page; so it reads by ``seq`` and stops at the page's end, as it did through
+    the whole ``ix_audit_entry_intent`` (``intent_id IS NULL``) before migration 0008.
+    PostgreSQL chooses by its statistics."""
     if systems is None:
         return [], []
     allowed = sorted(set(systems))
     if not allowed:
         return None
-    return [f"system IN ({', '.join('?' * len(allowed))})"], list(allowed)
+    return [f"{'' if indexed else '+'}system IN ({', '.join('?' * len(allowed))})"], allowed
 
 
 class Review:
@@ -80,7 +90,8 @@ class Review:
         """Rows, newest first (or oldest first); personal values masked."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
             raise InvalidAuditInput(f"limit must be an integer from 1 to {MAX_LIMIT}")
-        scoped = _scope_clause(systems)
+        subject = system is not None or customer_id is not None
+        scoped = _scope_clause(systems, indexed=subject or self._backend.kind != "sqlite")
         if scoped is None:
             return ChangePage()
         where, params = scoped

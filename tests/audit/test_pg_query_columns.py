@@ -233,7 +233,7 @@ async def test_0006_keeps_the_rows_and_the_answers_and_goes_back(
         whole = _index_defs(await q(url, INDEXES))
         assert not any("WHERE" in d for d in whole.values())
 
-        await upgrade(url)
+        await _to_revision(url, "0006")  # 0008 drops one of its partial indexes
         assert await q(url, columns) == before
         assert await _answers(url) == answers
         indexes = _index_defs(await q(url, INDEXES))
