@@ -224,12 +224,14 @@ class _Inbox:
     consumer task), with less work per entry - no task counting, no event cleared on
     every put, no putters to wake (it is unbounded).
 
-    An entry that need not be durable (an ``applied`` outcome) does not wake a writer
-    that waits idle: it lingers up to :data:`LINGER` seconds, so that the next entry
-    (one change at a time: the next change's intent) takes it into the same commit
-    instead of a commit of its own right after the answer, which would compete with
-    the next request for the loop and the store's thread (issue 11). Any other entry,
-    :meth:`flush` (a read of the log) or close wakes it at once."""
+    An entry that need not be durable (an ``applied`` outcome) queued alone does not
+    wake a writer that waits idle: it lingers up to :data:`LINGER` seconds, so that the
+    next entry (one change at a time: the next change's intent) takes it into the same
+    commit instead of a commit of its own right after the answer, which would compete
+    with the next request for the loop and the store's thread (issue 11). Any other
+    entry - a second one too: with changes under way at once, a lingering outcome
+    would split their intents' batch -, :meth:`flush` (a read of the log) or close
+    wakes it at once."""
 
     __slots__ = ("_items", "_timer", "_waiter")
 
@@ -243,9 +245,9 @@ class _Inbox:
         waiter = self._waiter
         if waiter is None or waiter.done():
             return
-        if item is None or item.durable:
-            waiter.set_result(None)
-        elif self._timer is None:
+        if item is None or item.durable or len(self._items) > 1:
+            waiter.set_result(None)  # not alone: another change is under way
+        else:
             self._timer = waiter.get_loop().call_later(LINGER, self.flush)
 
     def flush(self) -> None:

@@ -93,3 +93,27 @@ async def test_a_lone_lazy_outcome_is_written_once_its_linger_ends(
         assert await _entries(store_url) == 2
     finally:
         await log.close()
+
+
+async def test_two_lazy_outcomes_at_once_do_not_linger(
+    store_url: str, keys: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Changes under way at once: a lingering outcome would only split their intents'
+    batch, so the second outcome queued wakes the writer."""
+    monkeypatch.setattr(writer, "LINGER", 30.0, raising=False)
+    log = await AuditLog.open(store_url, **keys)
+    try:
+        first, second = await asyncio.gather(
+            log.begin(make_intent()), log.begin(make_intent("1003"))
+        )
+        await log.finish(first, Outcome("applied"), durable=False)
+        await asyncio.sleep(0.05)
+        assert await _entries(store_url) == 2  # alone: it lingers
+        await log.finish(second, Outcome("applied"), durable=False)
+        for _ in range(200):
+            if await _entries(store_url) == 4:
+                break
+            await asyncio.sleep(0.02)
+        assert await _entries(store_url) == 4
+    finally:
+        await log.close()
