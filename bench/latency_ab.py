@@ -19,9 +19,10 @@ minus the reference's) and the 1-minute load before and after.
 Each gateway starts empty, and a customer's first change in a process takes the audit's
 full path (its data key made or looked up in the commit). Among all ~9,800 eligible
 customers nearly every measured change is a first one; ``make bench``'s latency phase
-follows 12 s of load (~28,000 changes at the last run's ~2,300/s: ~94 % of them touched), so its changes mostly find the key
-cached. ``--customers 40 --warmup 300`` measures that case (each customer changed
-several times in the warm-up).
+follows 12 s of load in the same process (~28,000 changes at the last run's ~2,300/s:
+~94 % of the customers touched), so its changes mostly find the key cached.
+``--customers 40 --warmup 300`` measures that case (each customer changed several times
+in the warm-up).
 """
 
 from __future__ import annotations
