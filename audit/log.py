@@ -70,7 +70,7 @@ class AuditLog:
         self._resolve_attempts = Attempts()
         self._closed = False
         #: outcomes queued by ``finish(durable=False)`` and not yet written
-        self._queued = Queued()
+        self._queued = Queued(writer.flush)
         settled, settled_iter = self._queued.before, self._queued.before_iter
         # the read side, as the reader offers it; each read first waits for this
         # process's queued outcomes, so that it sees every outcome ``finish`` returned

@@ -19,8 +19,9 @@ R = TypeVar("R")
 class Queued:
     """The outcomes queued and not yet written (or failed)."""
 
-    def __init__(self) -> None:
+    def __init__(self, flush: Callable[[], None]) -> None:
         self._pending: set[asyncio.Future[str]] = set()
+        self._flush = flush  # wakes the writer for them (they may linger: audit.writer)
 
     def add(self, written: asyncio.Future[str]) -> None:
         """``written`` is queued; :meth:`discard` it once it is done (no done callback:
@@ -34,6 +35,7 @@ class Queued:
         """Until every outcome queued so far is written or has failed; at once when none
         is queued."""
         if self._pending:
+            self._flush()
             await asyncio.wait(list(self._pending))
 
     def before(self, read: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:

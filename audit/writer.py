@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 _MAX_BATCH = 4096
 #: a batch this large, with nothing in flight, is sent in two halves
 _SPLIT = 64
+#: how long an entry that need not be durable waits for company while the writer is idle
+LINGER = 0.005
 
 
 class ChainWriter:
@@ -99,6 +101,11 @@ class ChainWriter:
     async def append(self, pending: Pending) -> str:
         """Prepare ``pending`` here, queue it, and return its id once it is committed."""
         return await self.enqueue(pending)
+
+    def flush(self) -> None:
+        """Wake the writer now for what is queued (an entry that need not be durable
+        lingers otherwise: :class:`_Inbox`)."""
+        self._queue.flush()
 
     def enqueue(self, pending: Pending) -> asyncio.Future[str]:
         """Prepare ``pending`` here (its errors raised here) and queue it; the future
@@ -215,18 +222,38 @@ class ChainWriter:
 class _Inbox:
     """The writer's queue: what ``asyncio.Queue`` does here (one producer side, one
     consumer task), with less work per entry - no task counting, no event cleared on
-    every put, no putters to wake (it is unbounded)."""
+    every put, no putters to wake (it is unbounded).
 
-    __slots__ = ("_items", "_waiter")
+    An entry that need not be durable (an ``applied`` outcome) queued alone does not
+    wake a writer that waits idle: it lingers up to :data:`LINGER` seconds, so that the
+    next entry (one change at a time: the next change's intent) takes it into the same
+    commit instead of a commit of its own right after the answer, which would compete
+    with the next request for the loop and the store's thread (issue 11). Any other
+    entry - a second one too: with changes under way at once, a lingering outcome
+    would split their intents' batch -, :meth:`flush` (a read of the log) or close
+    wakes it at once."""
+
+    __slots__ = ("_items", "_timer", "_waiter")
 
     def __init__(self) -> None:
         self._items: deque[Pending | None] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def put_nowait(self, item: Pending | None) -> None:
         self._items.append(item)
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
+        if waiter is None or waiter.done():
+            return
+        if item is None or item.durable or len(self._items) > 1:
+            waiter.set_result(None)  # not alone: another change is under way
+        else:
+            self._timer = waiter.get_loop().call_later(LINGER, self.flush)
+
+    def flush(self) -> None:
+        """Wake a waiting writer now if anything is queued."""
+        waiter = self._waiter
+        if self._items and waiter is not None and not waiter.done():
             waiter.set_result(None)
 
     def empty(self) -> bool:
@@ -236,11 +263,19 @@ class _Inbox:
         return self._items.popleft()  # IndexError when empty: only called when it is not
 
     async def get(self) -> Pending | None:
-        """The next item, once there is one (for one consumer)."""
-        while not self._items:
-            self._waiter = waiter = asyncio.get_running_loop().create_future()
+        """The next item, once there is one and the writer is woken (for one consumer)."""
+        if not self._items:
             try:
-                await waiter
+                while True:
+                    self._waiter = waiter = asyncio.get_running_loop().create_future()
+                    try:
+                        await waiter
+                    finally:
+                        self._waiter = None
+                    if self._items:
+                        break
             finally:
-                self._waiter = None
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
         return self._items.popleft()

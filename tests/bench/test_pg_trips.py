@@ -17,12 +17,17 @@ async def test_round_trips_per_change() -> None:
     trips = {(row["at_once"], row["customers"]): row["trips"] for row in rows}
     # one at a time: lock; intent: BEGIN, the head, the key lookup with the master-key
     # check, the write, COMMIT (a new key) or the write alone (sent on the expected head);
-    # the outcome: the write alone; unlock. The unlock is sent, not waited for
-    # (audit/pg_lock_sessions.py): when the next change's customer is on the same lock
-    # session its lock goes in the same statement, so a change takes 7 or 8 (3 or 4)
-    assert 7 <= trips[(1, "new")] <= 8
-    assert 3 <= trips[(1, "known")] <= 4
-    assert trips[(1, "new")] - trips[(1, "known")] == 4  # a new key: the full way's four
+    # the outcome: queued alone with the writer idle, it lingers and goes in the next
+    # change's intent's write (audit/writer.py), the last change's alone; unlock. The
+    # unlock is sent, not waited for (audit/pg_lock_sessions.py): when the next change's
+    # customer is on the same lock session its lock goes in the same statement, so a
+    # change takes 6 or 7 (2 or 3), and the last outcome's write one more in all
+    last = 1 / 6
+    assert 6 <= trips[(1, "new")] <= 7 + last
+    assert 2 <= trips[(1, "known")] <= 3 + last
+    # a new key: the full way's four (measured 41 and 16 trips for 6 changes each: one
+    # more outcome of the new customers' run is written alone)
+    assert 4 <= trips[(1, "new")] - trips[(1, "known")] <= 4 + last
     # at once: the appends shared by batches, the locks and unlocks by lock statements
     # (audit/pg_lock_sessions.py), so below the 4 of a known customer one at a time
     assert 0 < trips[(32, "known")] <= trips[(32, "new")] < 4
