@@ -9,7 +9,9 @@ their own task. When an erasure destroys a subject's keys - this process's, as i
 transaction commits, or another process's, seen under the append lock before the next
 batch is chained - the cache forgets every slot of the subject and destroys their
 Sealers, so that they cannot seal or open anything again. Slots not used for two periods
-are dropped from the cache (looked up again if ever needed). An expiry
+are dropped from the cache (looked up again if ever needed), and so are the least
+recently used beyond :data:`MAX_CACHED_KEYS` (a Sealer holds a cipher context: about
+2.9 KB of memory each, docs/audit.md). An expiry
 (:mod:`audit.retention`) needs no forgetting: a slot whose period has ended is never
 chosen to seal again.
 """
@@ -17,6 +19,7 @@ chosen to seal again.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Generator, Iterable
 from typing import Any, Final
 
@@ -39,6 +42,8 @@ ERASED_SINCE: Final = (
 )
 #: how often the cache drops the keys of slots it did not use meanwhile (one week)
 PRUNE_SECONDS: Final = 7 * 86400.0
+#: the most keys one process keeps open (least recently used dropped first): about 29 MB
+MAX_CACHED_KEYS: Final = 10_000
 
 
 #: a live key wrapped by another master key: written as two ranges so that both SQLite
@@ -66,10 +71,12 @@ _OTHER_KEK_ROW: Final = (
 
 
 class KeyRing:
-    def __init__(self, master_key: bytes) -> None:
+    def __init__(self, master_key: bytes, max_keys: int = MAX_CACHED_KEYS) -> None:
         self._master = crypto.Sealer(master_key)  # its cipher built once, not per key
         self._kek_id = crypto.kek_id(master_key)
-        self._keys: dict[Slot, DataKey] = {}
+        # in order of use, least recent first (touch moves a used slot to the end)
+        self._keys: OrderedDict[Slot, DataKey] = OrderedDict()
+        self._max = max_keys
         self._slots: dict[Subject, set[Slot]] = {}
         self._used: set[Slot] = set()  # since the last pruning
         self._pruned = time.monotonic()
@@ -80,9 +87,22 @@ class KeyRing:
         return self._keys
 
     def learn(self, keys: dict[Slot, DataKey]) -> None:
-        self._keys.update(keys)
+        """Keep the keys a batch looked up or made; beyond ``max_keys`` drop the least
+        recently used (dropped, not destroyed: see :meth:`touch`)."""
+        cache = self._keys
+        cache.update(keys)
         for slot in keys:
             self._slots.setdefault((slot[0], slot[1]), set()).add(slot)
+        while len(cache) > self._max:
+            self._drop(cache.popitem(last=False)[0])
+
+    def _drop(self, slot: Slot) -> None:
+        subject = slot[0], slot[1]
+        slots = self._slots.get(subject)
+        if slots is not None:
+            slots.discard(slot)
+            if not slots:
+                del self._slots[subject]
 
     def forget(self, subjects: Iterable[Subject]) -> None:
         """Drop every key of the subjects and destroy them (an erasure)."""
@@ -99,11 +119,15 @@ class KeyRing:
         sealing with one right now; a slot's key seals values of one retention period,
         then never again, and is looked up again if ever needed)."""
         slots = {item.slot for item in batch if item.to_seal}
+        cache = self._keys
+        for slot in slots:
+            if slot in cache:
+                cache.move_to_end(slot)  # one C step: the writer thread may read the cache
         if time.monotonic() - self._pruned >= PRUNE_SECONDS:
             keep = self._used | slots
-            for slot in [s for s in self._keys if s not in keep]:
-                self._keys.pop(slot, None)
-                self._slots.get((slot[0], slot[1]), set()).discard(slot)
+            for slot in [s for s in cache if s not in keep]:
+                cache.pop(slot, None)
+                self._drop(slot)
             self._used.clear()
             self._pruned = time.monotonic()
         self._used |= slots

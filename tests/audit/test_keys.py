@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from audit import AuditLog, InvalidAuditInput, KeyMismatch, Outcome, rotate_master_key
+from audit.batch import Pending, Slot
 from audit.crypto import (
     Sealer,
     SealError,
@@ -23,6 +24,7 @@ from audit.crypto import (
     unwrap_key,
     wrap_key,
 )
+from audit.keyring import KeyRing
 from tests.audit.conftest import EMAIL_AFTER, EMAIL_BEFORE, PHONE_AFTER, make_intent, sql
 
 PERSONAL = (EMAIL_BEFORE, EMAIL_AFTER, PHONE_AFTER)
@@ -231,3 +233,40 @@ async def test_erasure_by_another_process_destroys_the_cached_key_before_the_nex
     old, _ = await audit_log.reveal(first, reason="check", request_id="r", **PO)
     new, _ = await audit_log.reveal(later, reason="check", request_id="r", **PO)
     assert (old["after"]["Email"], new["after"]["Email"]) == ("erased", EMAIL_AFTER)
+
+
+def test_the_key_cache_drops_the_least_recently_used_beyond_its_bound() -> None:
+    ring = KeyRing(new_data_key(), max_keys=2)
+    keys = {slot: (f"k{n}", Sealer(new_data_key()))
+            for n, slot in enumerate([("billbee", str(n), None) for n in range(3)])}  # fmt: skip
+    first, second, third = keys
+    ring.learn({first: keys[first], second: keys[second]})
+    ring.touch([_sealing(first)])  # used: the second is now the least recent
+    ring.learn({third: keys[third]})
+    assert list(ring.cached) == [first, third]
+    assert not keys[second][1].destroyed  # dropped, not destroyed: a caller may hold it
+    ring.forget([("billbee", "0")])  # an erasure still reaches the kept slots
+    assert keys[first][1].destroyed and list(ring.cached) == [third]
+    assert ring._slots == {("billbee", "2"): {third}}  # no empty subject entries left
+
+
+async def test_a_subject_whose_key_left_the_cache_gets_the_same_key_back(
+    audit_log: AuditLog, store_url: str
+) -> None:
+    audit_log._writer._keyring._max = 2  # white-box: a small bound
+    first = await audit_log.record(make_intent("1001"), Outcome("applied"))
+    for customer in ("1002", "1003", "1004"):
+        await audit_log.record(make_intent(customer), Outcome("applied"))
+    assert ("billbee", "1001") not in {slot[:2] for slot in audit_log._writer._keyring.cached}
+    again = await audit_log.record(make_intent("1001"), Outcome("applied"))
+    assert len(audit_log._writer._keyring.cached) == 2
+    rows = await sql(store_url, "SELECT customer_id FROM audit_subject_key ORDER BY customer_id")
+    assert [r[0] for r in rows] == ["1001", "1002", "1003", "1004"]  # looked up, not made again
+    for audit_id in (first, again):
+        clear, _ = await audit_log.reveal(audit_id, reason="check", request_id="r", **PO)
+        assert clear["after"]["Email"] == EMAIL_AFTER
+
+
+def _sealing(slot: Slot) -> Pending:
+    """A queued entry with a value to seal under ``slot``'s key (what touch looks at)."""
+    return Pending({}, (slot[0], slot[1]), [("after", ("Email",), b"{}")], expires=slot[2])
