@@ -37,6 +37,15 @@ async def _entries(url: str) -> int:
     return int((await sql(url, "SELECT count(*) FROM audit_entry"))[0][0])
 
 
+async def _until_entries(url: str, count: int) -> int:
+    """The store's entry count once it is ``count`` (polled, 4 s at most), else the last seen."""
+    for _ in range(200):
+        if (seen := await _entries(url)) == count:
+            return seen
+        await asyncio.sleep(0.02)
+    return await _entries(url)
+
+
 async def test_an_idle_writers_lazy_outcome_joins_the_next_intents_commit(
     store_url: str, keys: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -86,11 +95,7 @@ async def test_a_lone_lazy_outcome_is_written_once_its_linger_ends(
     try:
         intent_id = await log.begin(make_intent())
         await log.finish(intent_id, Outcome("applied"), durable=False)
-        for _ in range(200):
-            if await _entries(store_url) == 2:
-                break
-            await asyncio.sleep(0.02)
-        assert await _entries(store_url) == 2
+        assert await _until_entries(store_url, 2) == 2
     finally:
         await log.close()
 
@@ -110,10 +115,6 @@ async def test_two_lazy_outcomes_at_once_do_not_linger(
         await asyncio.sleep(0.05)
         assert await _entries(store_url) == 2  # alone: it lingers
         await log.finish(second, Outcome("applied"), durable=False)
-        for _ in range(200):
-            if await _entries(store_url) == 4:
-                break
-            await asyncio.sleep(0.02)
-        assert await _entries(store_url) == 4
+        assert await _until_entries(store_url, 4) == 4
     finally:
         await log.close()
