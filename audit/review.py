@@ -8,7 +8,8 @@ Everything else - a refusal, a dry run, a read, a reveal, an export, an erasure,
 expiry - is one entry. A row is an entry that is not an outcome of an intent
 (``intent_id IS NULL``), joined with its outcome when it is an intent; an intent without
 an outcome is *dangling* (in flight, or its process died: the reconciler closes it).
-Paging is by the row's first entry (``seq``), so pages stay full and cursors exact.
+Paging is by the row's first entry (``seq``), so pages stay full and cursors exact; a
+reader's scope alone is read per system and merged (:mod:`audit.scope`).
 
 **Trends** count entries by day (UTC), system, action, outcome and refusal code with one
 ``GROUP BY`` over the generated query columns (``time``, ``system``, ``action``,

@@ -240,8 +240,8 @@ BROKEN_HELPERS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
         audit.verify, "BOOTSTRAP", audit.verify.BOOTSTRAP.replace(
             "helper_main()",
             "import audit.verify_segment as s\n"
-            "s.check_segment = lambda *a, **k: (_ for _ in ()).throw(KeyError(%r))\n"
-            "helper_main()" % PERSONAL,
+            f"s.check_segment = lambda *a, **k: (_ for _ in ()).throw(KeyError({PERSONAL!r}))\n"
+            "helper_main()",
         ),
     ),
     "a module is missing": lambda m: m.setattr(
