@@ -7,8 +7,11 @@ and a customer without a system is found in every system. The plans are
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from audit import AuditLog, Outcome, upgrade
 from audit.connect import connect_backend
@@ -17,13 +20,15 @@ from bench import review_bench
 from tests.audit.conftest import make_intent
 
 SYSTEMS = ("billbee", "keycom", "shopwave")
+#: which system each event is of, in turn: runs of one, interleavings
+_UNEVEN = (0, 0, 1, 0, 2, 1, 1, 1, 0, 2, 2, 0, 1)
 
 
 async def _write(log: AuditLog) -> None:
     """27 events over three systems, interleaved unevenly: changes (two entries, one
     left dangling) and refusals (one)."""
     for n in range(27):
-        system = SYSTEMS[(n * n) % 3]
+        system = SYSTEMS[_UNEVEN[n % len(_UNEVEN)]]
         intent = make_intent(str(n % 4), system=system, request_id=f"r{n}")
         if n % 5 == 0:
             await log.record(intent, Outcome("rejected", problem_code="forbidden_field"))
@@ -95,3 +100,19 @@ def test_the_review_bench_runs(tmp_path: Path) -> None:
 
     counts = asyncio.run(count())
     assert sum(counts) == 600 and counts[0] > counts[1] > counts[3]
+
+
+async def test_the_trends_of_a_scope_are_the_same_by_either_index(
+    audit_log: AuditLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite reads a small scope's trends by ``ix_audit_entry_system``, a large one's by
+    the day range (audit/review.py ``FEW_ENTRIES``): the counts are the same."""
+    await _write(audit_log)
+    today = datetime.now(UTC).date()
+    span = (today - timedelta(days=1), today + timedelta(days=1))
+    scope = {"billbee", "shopwave"}
+    few = await audit_log.trends(*span, systems=scope)
+    monkeypatch.setattr("audit.review.FEW_ENTRIES", 0)
+    many = await audit_log.trends(*span, systems=scope)
+    assert few == many and few["totals"]["changes"] > 0 and few["totals"]["refusals"]
+    assert {cell["system"] for cell in few["series"]} == scope
