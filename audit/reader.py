@@ -19,6 +19,7 @@ from audit.backend import HEAD_SQL, Backend
 from audit.entries import check_key, iso, render
 from audit.errors import EntryNotFound, InvalidAuditInput, KeyMismatch, OutOfScope
 from audit.retention import erasure
+from audit.scope import page_statement
 from audit.types import OUTCOMES, Page, VerifyReport
 from audit.verify import Progress, verify_chain
 
@@ -156,12 +157,9 @@ class Reader:
             raise InvalidAuditInput(f"outcome must be one of {sorted(OUTCOMES)}")
         where: list[str] = []
         params: list[Any] = []
-        if systems is not None:
-            allowed = sorted(set(systems))
-            if not allowed:
-                return Page(entries=[], next_cursor=None)
-            where.append(f"system IN ({', '.join('?' * len(allowed))})")
-            params.extend(allowed)
+        allowed = None if systems is None else sorted(set(systems))
+        if allowed == []:
+            return Page(entries=[], next_cursor=None)
         for column, value in (
             ("system", system),
             ("customer_id", customer_id),
@@ -183,11 +181,10 @@ class Reader:
                 raise InvalidAuditInput("invalid cursor")
             where.append("seq < ?")
             params.append(int(cursor))
-        sql = "SELECT seq, body, prev_hash, hash FROM audit_entry"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY seq DESC LIMIT ?"
-        params.append(limit + 1)
+        sql, params = page_statement(
+            where, params, systems=allowed, limit=limit + 1,
+            by_system=system is None and customer_id is None,
+        )  # fmt: skip
         rows = await self._backend.fetchall(sql, params)
         entries = [render(int(r[0]), r[1], r[2], r[3]) for r in rows[:limit]]
         next_cursor = str(rows[limit - 1][0]) if len(rows) > limit else None

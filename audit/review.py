@@ -8,7 +8,8 @@ Everything else - a refusal, a dry run, a read, a reveal, an export, an erasure,
 expiry - is one entry. A row is an entry that is not an outcome of an intent
 (``intent_id IS NULL``), joined with its outcome when it is an intent; an intent without
 an outcome is *dangling* (in flight, or its process died: the reconciler closes it).
-Paging is by the row's first entry (``seq``), so pages stay full and cursors exact.
+Paging is by the row's first entry (``seq``), so pages stay full and cursors exact; a
+reader's scope alone is read per system and merged (:mod:`audit.scope`).
 
 **Trends** count entries by day (UTC), system, action, outcome and refusal code with one
 ``GROUP BY`` over the generated query columns (``time``, ``system``, ``action``,
@@ -26,11 +27,15 @@ from typing import Any, Final
 from audit.backend import Backend
 from audit.entries import check_key, iso, render
 from audit.errors import InvalidAuditInput
+from audit.scope import page_statement
 from common.vocabulary import Action, AuditOutcome
 
 MAX_LIMIT: Final = 1000
 #: the longest range of one trend query, in days
 MAX_TREND_DAYS: Final = 366
+#: a scope with fewer entries than this (all time): the trends read them by
+#: ``ix_audit_entry_system`` on SQLite, else the day range by ``ix_audit_entry_time``
+FEW_ENTRIES: Final = 2000
 #: an intent's own members a row shows; its outcome adds the rest
 _ROW_MEMBERS: Final = (
     "audit_id", "time", "actor", "roles", "system", "customer_id", "purpose", "request_id",
@@ -50,15 +55,14 @@ class ChangePage:
 def _scope_clause(
     systems: Collection[str] | None, *, indexed: bool = True
 ) -> tuple[list[str], list[Any]] | None:
-    """(where, params) for the reader's scope; None when the scope is empty.
+    """(where, params) for the reader's scope in the trends; None when the scope is empty.
 
-    Not ``indexed`` (:meth:`Review.changes` on SQLite without a ``system`` or
-    ``customer_id`` filter): written ``+system IN (…)``, which SQLite's planner does not
-    look up in ``ix_audit_entry_subject``. Without statistics it takes an equality on
-    ``system`` for a few rows, and would read and sort every entry of the scope's systems
-    for one page; so it reads by ``seq`` and stops at the page's end, as it did through
-    the whole ``ix_audit_entry_intent`` (``intent_id IS NULL``) before migration 0008.
-    PostgreSQL chooses by its statistics."""
+    Not ``indexed`` (SQLite, a scope of :data:`FEW_ENTRIES` or more): written ``+system
+    IN (…)``, which SQLite's planner does not look up in ``ix_audit_entry_system``.
+    Without statistics it takes an equality on ``system`` for a few rows, and would read
+    every entry the scope's systems ever had; so it reads the day range by
+    ``ix_audit_entry_time``, as the trends of every system do. PostgreSQL chooses by its
+    statistics."""
     if systems is None:
         return [], []
     allowed = sorted(set(systems))
@@ -90,12 +94,11 @@ class Review:
         """Rows, newest first (or oldest first); personal values masked."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
             raise InvalidAuditInput(f"limit must be an integer from 1 to {MAX_LIMIT}")
-        subject = system is not None or customer_id is not None
-        scoped = _scope_clause(systems, indexed=subject or self._backend.kind != "sqlite")
-        if scoped is None:
+        allowed = None if systems is None else sorted(set(systems))
+        if allowed == []:
             return ChangePage()
-        where, params = scoped
-        where.append("intent_id IS NULL")
+        where: list[str] = ["intent_id IS NULL"]
+        params: list[Any] = []
         for column, value in (("system", system), ("customer_id", customer_id), ("actor", actor)):
             if value is not None:
                 check_key(value, column)
@@ -110,17 +113,26 @@ class Review:
                 raise InvalidAuditInput("invalid cursor")
             where.append("seq > ?" if oldest_first else "seq < ?")
             params.append(int(cursor))
-        order = "ASC" if oldest_first else "DESC"
-        rows = await self._backend.fetchall(
-            "SELECT seq, body, prev_hash, hash FROM audit_entry WHERE "  # noqa: S608 - fixed clauses, values bound
-            + " AND ".join(where) + f" ORDER BY seq {order} LIMIT ?",
-            [*params, limit + 1],
-        )
+        sql, params = page_statement(
+            where, params, systems=allowed, limit=limit + 1, oldest_first=oldest_first,
+            by_system=system is None and customer_id is None,
+        )  # fmt: skip
+        rows = await self._backend.fetchall(sql, params)
         entries = [render(int(r[0]), r[1], r[2], r[3]) for r in rows[:limit]]
         outcomes = await self._outcomes([e["audit_id"] for e in entries if e["phase"] == "intent"])
         changes = [_row(entry, outcomes.get(entry["audit_id"])) for entry in entries]
         next_cursor = str(rows[limit - 1][0]) if len(rows) > limit else None
         return ChangePage(changes=changes, next_cursor=next_cursor)
+
+    async def _few(self, systems: list[str]) -> bool:
+        """Whether ``systems`` hold fewer than :data:`FEW_ENTRIES` entries: counted in
+        ``ix_audit_entry_system`` alone, up to that many."""
+        marks = ", ".join("?" * len(systems))
+        rows = await self._backend.fetchall(
+            "SELECT count(*) FROM (SELECT 1 FROM audit_entry"  # noqa: S608 - placeholders only
+            f" WHERE system IN ({marks}) LIMIT ?) AS s", [*systems, FEW_ENTRIES],
+        )  # fmt: skip
+        return int(rows[0][0]) < FEW_ENTRIES
 
     async def _outcomes(self, intent_ids: list[str]) -> dict[str, dict[str, Any]]:
         if not intent_ids:
@@ -148,6 +160,9 @@ class Review:
         scoped = _scope_clause(systems)
         if scoped is None:
             return result
+        if self._backend.kind == "sqlite" and scoped[0] and not await self._few(scoped[1]):
+            scoped = _scope_clause(systems, indexed=False)
+            assert scoped is not None
         where, params = scoped
         where += ["time >= ?", "time < ?"]
         params += [f"{days[0]}T00:00:00", f"{(until + timedelta(days=1)).isoformat()}T00:00:00"]

@@ -8,7 +8,9 @@ The chain is checked in segments (:mod:`audit.verify_segment`), joined here in o
 PostgreSQL a long chain's segments are checked by helper processes as well as by this
 process. Progress goes to a callback, ``on_progress(entries checked, entries in all)``,
 after each segment joined; the CLI turns it into a progress bar, the library draws
-nothing.
+nothing. A helper that ends early leaves its segments to this process, and a warning
+says why: what it ended on, its exit status, and the account of its failure it wrote on
+stderr (exception types and codes, never a message that could quote a row).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import sys
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -30,6 +33,7 @@ from audit.chain import ChainState
 from audit.types import VerifyReport
 from audit.verify_segment import (
     BOOTSTRAP,
+    FAILED,
     READ,
     READ_WITH_COLUMNS,
     Segment,
@@ -167,6 +171,8 @@ class _Helper:
         self._proc: asyncio.subprocess.Process | None = None
         self._ready = False
         self._stopped = False  # stop() ended it: not a failure
+        self._failure = ""  # why it ended early, told once it has exited (stop())
+        self._stderr: asyncio.Future[bytes] | None = None
 
     async def run(self) -> None:
         segments, asked = self._segments, deque[int]()
@@ -175,9 +181,10 @@ class _Helper:
             self._proc = proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-c", BOOTSTRAP, _PACKAGES,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.DEVNULL, limit=1 << 24,
+                stderr=asyncio.subprocess.PIPE, limit=1 << 24,
             )  # fmt: skip
-            assert proc.stdin is not None and proc.stdout is not None
+            assert proc.stdin is not None and proc.stdout is not None and proc.stderr
+            self._stderr = asyncio.ensure_future(_tail(proc.stderr))
             proc.stdin.write(orjson.dumps({"dsn": self._dsn}) + b"\n")
             if await proc.stdout.readline() != b'{"ready":true}\n':
                 return
@@ -208,9 +215,7 @@ class _Helper:
             raise
         finally:
             if ended and not self._stopped and not segments.broken:
-                # the type or a fixed word only: the helper's output may quote a row
-                log.warning("audit verify helper ended early (%s): its segments are checked here",
-                            ended)  # fmt: skip
+                self._failure = ended  # told by stop(), with what the helper said
             for index in asked:
                 if not segments.found(index).done():
                     segments.found(index).set_result(None)
@@ -219,15 +224,55 @@ class _Helper:
         """End the helper: once it has answered all it was asked (it closes its connection
         itself); at once after a break, or when it was not ready yet."""
         self._stopped = True
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.stdin is not None:
-            proc.stdin.close()
-        if (self._segments.broken or not self._ready) and proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-        await proc.wait()
+        proc, said = self._proc, b""
+        if proc is not None:
+            if proc.stdin is not None:
+                proc.stdin.close()
+            if (self._segments.broken or not self._ready) and proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+            await proc.wait()
+        if self._stderr is not None:
+            with contextlib.suppress(Exception):
+                said = await self._stderr
+        if self._failure:
+            # what it ended on, its exit status and its own account (audit.verify_segment
+            # ``describe``: types and codes only - a row or the DSN is never quoted)
+            told = [self._failure]
+            if proc is not None and proc.returncode is not None:
+                told.append(f"exit status {proc.returncode}")
+            if account := _account(said):
+                told.append(f"it said: {account}")
+            log.warning("audit verify helper ended early (%s): its segments are checked here",
+                        "; ".join(told))  # fmt: skip
+
+
+#: the most of a helper's stderr kept (its end)
+_STDERR_KEPT: Final = 4096
+#: the exception's type at the start of a traceback's last line
+_EXCEPTION_TYPE: Final = re.compile(r"[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b")
+
+
+async def _tail(stream: asyncio.StreamReader) -> bytes:
+    """The end of what a helper writes on stderr, read as it comes (a full pipe would
+    block it)."""
+    kept = b""
+    while chunk := await stream.read(1 << 16):
+        kept = (kept + chunk)[-_STDERR_KEPT:]
+    return kept
+
+
+def _account(said: bytes) -> str:
+    """What of a helper's stderr the operator is told: its own account of its failure
+    (:data:`FAILED`), else the exception type of a traceback's last line (a helper that
+    failed before it ran: a missing module, say) - never the rest of a message."""
+    lines = [line.strip() for line in said.decode("utf-8", "replace").splitlines()]
+    lines = [line for line in lines if line]
+    for line in reversed(lines):
+        if line.startswith(FAILED):
+            return line[len(FAILED):][:200]
+    found = _EXCEPTION_TYPE.match(lines[-1]) if lines else None
+    return found.group(0)[:200] if found else ""
 
 
 def _helpers(segments: _Segments) -> list[_Helper]:

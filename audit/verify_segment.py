@@ -18,6 +18,7 @@ the DSN, which is never put on a command line).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import sys
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final
@@ -232,15 +233,40 @@ async def _serve() -> None:
         await conn.close()
 
 
+#: how a helper's account of its failure starts on its stderr (``audit.verify`` relays it)
+FAILED: Final = "audit verify helper failed: "
+
+
+def describe(exc: BaseException) -> str:
+    """What a helper says of its failure: the exception's type, and a database error's
+    SQLSTATE, an OS error's errno, an exit's status - never its message, which may quote
+    a row, the DSN or the database's name."""
+    words = [type(exc).__name__]
+    sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(sqlstate, str) and len(sqlstate) == 5 and sqlstate.isalnum():
+        words.append(f"SQLSTATE {sqlstate}")
+    if isinstance(exc, OSError) and isinstance(exc.errno, int):
+        words.append(f"errno {exc.errno} {errno.errorcode.get(exc.errno, '')}".rstrip())
+    if isinstance(exc, SystemExit) and isinstance(exc.code, int):
+        words.append(f"status {exc.code}")
+    return ", ".join(words)
+
+
 def helper_main() -> None:
     """A helper's life: the DSN on the first line of stdin, then one segment asked per
     line, answered in order, until stdin ends. Garbage collection is off: a helper makes
-    no cycles, and the collector otherwise spent about a tenth of its time on the rows."""
+    no cycles, and the collector otherwise spent about a tenth of its time on the rows.
+    If it fails, one line on stderr says how (:func:`describe`), and it exits with 1."""
     import asyncio
     import gc
 
     gc.disable()
-    asyncio.run(_serve())
+    try:
+        asyncio.run(_serve())
+    except BaseException as exc:  # any end but the normal one is told
+        sys.stderr.write(FAILED + describe(exc) + "\n")
+        sys.stderr.flush()
+        raise SystemExit(1) from None
 
 
 #: run by ``python -c`` with the directory holding the ``audit`` package as argument: the

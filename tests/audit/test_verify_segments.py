@@ -236,6 +236,28 @@ BROKEN_HELPERS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
             "helper_main()",
         ),
     ),
+    "fails on a row": lambda m: m.setattr(
+        audit.verify, "BOOTSTRAP", audit.verify.BOOTSTRAP.replace(
+            "helper_main()",
+            "import audit.verify_segment as s\n"
+            f"s.check_segment = lambda *a, **k: (_ for _ in ()).throw(KeyError({PERSONAL!r}))\n"
+            "helper_main()",
+        ),
+    ),
+    "a module is missing": lambda m: m.setattr(
+        audit.verify, "BOOTSTRAP", "import no_such_module_i11"),
+}  # fmt: skip
+#: a value that a helper's error could quote: never in the warning
+PERSONAL = "anna.example@example.org"
+#: what the warning tells of each (issue 11: the helper's stderr was discarded)
+TOLD = {
+    "cannot connect": "did not start; exit status 1; it said: InvalidCatalogNameError,"
+                      " SQLSTATE 3D000)",
+    "cannot start": "did not start; exit status 3)",
+    "answers nonsense": "(JSONDecodeError; exit status 0)",
+    "dies after one answer": "(ended; exit status 1; it said: SystemExit, status 1)",
+    "fails on a row": "(ended; exit status 1; it said: KeyError)",
+    "a module is missing": "(did not start; exit status 1; it said: ModuleNotFoundError)",
 }  # fmt: skip
 
 
@@ -259,7 +281,9 @@ async def test_a_failing_helper_leaves_its_segments_to_this_process(
     assert here  # checked here after all
     warned = [r.getMessage() for r in caplog.records if r.name == "audit.verify"]
     assert len(warned) == 1 and warned[0].startswith("audit verify helper ended early (")
+    assert TOLD[broken] in warned[0]  # why, from its exit status and its stderr
     assert "no_such_db_i11" not in caplog.text  # the helper's address is not logged
+    assert PERSONAL not in caplog.text and "no_such_module" not in caplog.text
     await sql(url, "UPDATE audit_entry SET body = replace(body::text, 'new note', 'NEW')::json"
                    " WHERE seq = 30")  # fmt: skip
     report = await log.verify()
