@@ -43,6 +43,7 @@ _SECONDARY = {
         "ix_audit_entry_subject", "ix_audit_entry_actor", "ix_audit_entry_outcome",
     ),
     "time/intent/key": ("ix_audit_entry_time", "ix_audit_entry_intent", "ix_audit_entry_key"),
+    "system (0009)": ("ix_audit_entry_system",),
     "unique audit_id": ("ux_audit_entry_audit_id",),
 }  # fmt: skip
 _ALL = tuple(i for group in _SECONDARY.values() for i in group)
@@ -68,7 +69,7 @@ def _drop(indexes: tuple[str, ...]) -> tuple[str, ...]:
 
 #: name: (schema changes, body as text, open-intent rows written)
 VARIANTS: dict[str, tuple[tuple[str, ...], bool, bool]] = {
-    "as shipped (0008)": ((), False, True),
+    "as shipped (0009)": ((), False, True),
     "as 0005 (insert trigger and whole indexes)": (_TRIGGER_0005 + _WHOLE_0005, False, True),
     "0005's insert trigger only": (_TRIGGER_0005, False, True),
     "0005's whole indexes only": (_WHOLE_0005, False, True),
