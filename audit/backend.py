@@ -60,7 +60,6 @@ class StepRun:
             self.statements = done.value
             return None
 
-
 INSERT_ENTRY = "INSERT INTO audit_entry (seq, body, prev_hash, hash) VALUES (?, ?, ?, ?)"
 #: the query columns of ``audit_entry``: each the body's top-level member of that name
 #: (SQLite: generated columns; PostgreSQL: sent by the writer, migration 0006)
@@ -73,6 +72,7 @@ INSERT_ENTRY_COLUMNS: Final = (
     f" VALUES ({', '.join('?' * (4 + len(QUERY_COLUMNS)))})"
 )
 HEAD_SQL = "SELECT seq, hash, checkpoint_seq, checkpoint_at FROM audit_head WHERE id = 1"
+
 
 
 class ChainTx(Protocol):
@@ -116,16 +116,9 @@ class Backend(Protocol):
         ...
 
     def append_if_head(
-        self,
-        expected: tuple[int, str],
-        statements: Sequence[Statement],
-        *,
-        durable: bool,
-        kek: str | None = None,
+        self, expected: tuple[int, str], statements: Sequence[Statement], *, durable: bool
     ) -> Awaitable[bool]:
-        """Under the append lock: if the head row's (seq, hash) is ``expected`` - and,
-        with ``kek`` (the statements make subject keys wrapped by that master key), no
-        live key is wrapped by another (:data:`audit.keyring.OTHER_KEK_SQL`) -, run
+        """Under the append lock: if the head row's (seq, hash) is ``expected``, run
         ``statements`` and commit (True); else change nothing (False)."""
         ...
 

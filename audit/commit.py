@@ -5,11 +5,8 @@ Two ways to commit a batch, writing the same rows:
 
 * **sent** (:meth:`Committer.send`): every entry is sealed under the key this process
   holds for its subject (or seals nothing) and none is an erasure or a reconciler's
-  close. A key it does not hold yet is looked up on the read side first, or made in the
-  writer's task when the store has none (:meth:`Committer.make_keys`): the batch that
-  first uses a new key carries its row, in the same transaction as its entries. The
-  batch is chained on the head as it will be once the batches already sent have
-  committed, and handed to the store in one go (``Backend.append_if_head``: one
+  close. The batch is chained on the head as it will be once the batches already sent
+  have committed, and handed to the store in one go (``Backend.append_if_head``: one
   trip to SQLite's writer thread), which writes it only if the head row is that head.
   Up to ``DEPTH`` batches are in flight at once: the next is chained and sent while the
   store writes the previous one. :meth:`Committer.settle` takes the oldest: committed,
@@ -31,8 +28,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import ChainMap, deque
-from collections.abc import Callable, Generator, Mapping
+from collections import deque
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
 from audit.backend import Backend, ChainStep, Query, Row, Statement
@@ -54,7 +51,7 @@ from audit.checkpoint import Checkpoints
 from audit.entries import now_iso
 from audit.errors import AuditError, AuditUnavailable, ValueRefused
 from audit.failures import swallowed
-from audit.keyring import ERASED_SINCE, KeyRing, KeyRow, subject_rows
+from audit.keyring import ERASED_SINCE, KeyRing, subject_rows
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +78,6 @@ class InFlight:
     head: Head
     sent_at: float
     written: asyncio.Future[bool]
-    #: the new keys whose rows it carries (stored once it commits)
-    keys: dict[Slot, DataKey] = field(default_factory=dict)
 
 
 class Committer:
@@ -107,82 +102,37 @@ class Committer:
         self.in_flight: deque[InFlight] = deque()
         self.dirty = False  # appended since this process's last checkpoint
         self._others_seen = -SHARED_SECONDS  # when another process's append was last seen
-        # every append after this seq was this process's (moved on when the full way
-        # finds the head moved by others): a lookup that saw this head or a later one
-        # missed no key another process made or erased (make_keys)
-        self._own_since = self._head[0]
-        # the rows of pending keys (KeyRing.pending) no batch sent carries yet
-        self._unsent: dict[Slot, KeyRow] = {}
 
     # ------------------------------------------------------------------ sent batches
     def ready(self, batch: list[Pending]) -> bool:
         """Can ``batch`` be sent: no other process seen appending lately, and every entry
-        sealed under the key this process holds for its subject (cached, or pending in a
-        batch in flight or about to be sent), nothing to look up or check in the store
-        first?"""
+        sealed under the key this process holds for its subject, nothing to look up or
+        check in the store first?"""
         if time.monotonic() - self._others_seen < SHARED_SECONDS:
             return False
-        cached, pending = self._keyring.cached, self._keyring.pending
-        for item in batch:
-            if item.exclusive_close or item.erase:
-                return False
-            if not is_current(item, cached.get(item.slot)) and not (
-                pending and is_current(item, pending.get(item.slot))
-            ):
-                return False
-        return True
-
-    async def make_keys(self, batch: list[Pending]) -> bool:
-        """Before ``batch`` is sent: give every entry it seals a key without the full way
-        (:meth:`KeyRing.prepare`: looked up on the read side, or made here, pending until
-        the first batch sent that uses it commits). False, changing nothing, when the
-        batch goes the full way anyway, or when the full way must look up, check and
-        report under the append lock (a lookup failed, saw a head older than the appends
-        of others this process has passed, or a key of another master key)."""
-        if time.monotonic() - self._others_seen < SHARED_SECONDS or any(
-            item.exclusive_close or item.erase for item in batch
-        ):
-            return False
-        made = await self._keyring.prepare(batch, self._backend.fetchall, self._own_since)
-        if made is None:
-            return False
-        self._unsent.update(made)
-        return True
+        cached = self._keyring.cached
+        return all(
+            not (item.exclusive_close or item.erase) and is_current(item, cached.get(item.slot))
+            for item in batch
+        )
 
     def send(self, batch: list[Pending]) -> None:
-        """Chain a ready ``batch`` on the head after the batches in flight and send it
-        (with the rows of the pending keys it is the first to use)."""
-        keyring = self._keyring
-        keyring.touch(batch)
+        """Chain a ready ``batch`` on the head after the batches in flight and send it."""
+        self._keyring.touch(batch)
         durable = any(item.durable for item in batch)
         seq, head_hash, cp_seq, cp_at = self._sent
         now = now_iso()
-        cached: Mapping[Slot, DataKey] = keyring.cached
-        carried: dict[Slot, DataKey] = {}
-        statements: list[Statement] = []
-        if keyring.pending:
-            cached = ChainMap(keyring.cached, keyring.pending)
-            rows = []
-            for item in batch:
-                row = self._unsent.pop(item.slot, None)
-                if row is not None:
-                    carried[item.slot] = keyring.pending[item.slot]
-                    rows.append(row)
-            statements.append((INSERT_KEY, rows))
         chained = chain(
-            batch, seq=seq, head_hash=head_hash, keys={}, cached=cached,
+            batch, seq=seq, head_hash=head_hash, keys={}, cached=self._keyring.cached,
             still_open=set(), now=now, query_columns=self._columns,
         )  # fmt: skip
         head_statements, head = self._head_statements(chained, cp_seq, cp_at, now, durable)
         written = asyncio.ensure_future(
             self._backend.append_if_head(
-                (seq, head_hash), [*statements, *chained.statements, *head_statements],
-                durable=durable, kek=keyring.kek_id if carried else None,
+                (seq, head_hash), [*chained.statements, *head_statements], durable=durable
             )
         )
-        self.in_flight.append(
-            InFlight(batch, chained, head, time.perf_counter(), written, carried)
-        )
+        self.in_flight.append(InFlight(batch, chained, head, time.perf_counter(), written))
         self._sent = head
 
     async def settle(self) -> None:
@@ -195,7 +145,6 @@ class Committer:
             return
         rest = [(later, await _outcome(later.written)) for later in self.in_flight]
         self.in_flight.clear()
-        self._drop_pending()  # each goes the full way, or is stored (committed below)
         self._sent = self._head
         if outcome is False or isinstance(outcome, ValueRefused):
             await self.commit(oldest.batch)  # the head had moved, or a value refused
@@ -210,23 +159,11 @@ class Committer:
                 await self.commit(later.batch)
         self._sent = self._head  # nothing is in flight any more
 
-    def _committed(self, flight: InFlight, report: bool = True) -> None:
+    def _committed(self, flight: InFlight) -> None:
         self._head = flight.head
         self.dirty = True
-        if flight.keys:  # stored now
-            self._keyring.learn(flight.keys)
-            for slot in flight.keys:
-                self._keyring.pending.pop(slot, None)
         resolve(flight.batch, flight.chained.ids)
-        if report:
-            self._report_batch(flight)
-
-    def _drop_pending(self) -> None:
-        """Forget the keys no committed batch stored: with nothing in flight, the full
-        way looks every slot up again (or makes it) under the append lock, and seals
-        again what was sealed under a pending key."""
-        self._keyring.pending.clear()
-        self._unsent.clear()
+        self._report_batch(flight)
 
     def _report_batch(self, flight: InFlight) -> None:
         self.report(len(flight.batch), time.perf_counter() - flight.sent_at)
@@ -267,14 +204,13 @@ class Committer:
             flight = self.in_flight.popleft()
             written = await _outcome(flight.written)
             if written is True:
-                self._committed(flight, report=False)
-                self._sent = self._head
+                self._head = self._sent = flight.head
+                self.dirty = True
+                resolve(batch, flight.chained.ids)
                 return
             self._sent = self._head
             if isinstance(written, BaseException):
-                self._drop_pending()
                 raise written
-        self._drop_pending()
         seen = _Seen()
         try:
             self._keyring.touch(batch)
@@ -284,7 +220,6 @@ class Committer:
                 self._others_seen = time.monotonic()
                 self._keyring.forget(seen.erased)
                 self._head = self._sent = seen.moved
-                self._own_since = seen.moved[0]
         if seen.chained is None or seen.head is None:  # pragma: no cover - chain() ran step
             raise AuditUnavailable("the audit store did not run the append")
         self._head = self._sent = seen.head

@@ -3,12 +3,7 @@ append transaction.
 
 A subject has one key per slot (:data:`audit.batch.Slot`: the end of the retention period
 of the values it seals, or none): created on the slot's first sealed value, wrapped under
-the master key and inserted in the same transaction as the entry. Before a batch is sent
-the writer looks the slots it holds no key for up on the read side (:meth:`KeyRing.lookup`,
-with the head that lookup saw) and makes the missing ones in its own task (:meth:`KeyRing.
-make`): such a key is *pending* (:attr:`KeyRing.pending`) until the batch that carries its
-row commits, and the full way never takes a pending key for a stored one
-(:mod:`audit.commit`). The cache holds each
+the master key and inserted in the same transaction as the entry. The cache holds each
 key as a :class:`~common.aead.Sealer` (its cipher built once) and lets callers seal in
 their own task. When an erasure destroys a subject's keys - this process's, as its
 transaction commits, or another process's, seen under the append lock before the next
@@ -23,21 +18,17 @@ chosen to seal again.
 
 from __future__ import annotations
 
-import logging
 import time
-from collections import ChainMap, OrderedDict
-from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Generator, Iterable
 from typing import Any, Final
 
 from audit import crypto
 from audit.backend import Query, Row
-from audit.batch import DataKey, Pending, Slot, Subject, is_current, seal_into
-from audit.chain import canonical
+from audit.batch import DataKey, Pending, Slot, Subject, is_current
 from audit.entries import now_iso
 from audit.errors import AuditUnavailable, KeyMismatch
 from audit.ids import uuid7
-
-log = logging.getLogger(__name__)
 
 KeyRow = tuple[Any, ...]
 #: the live keys of some subjects (``_lookup`` adds which)
@@ -79,28 +70,10 @@ _OTHER_KEK_ROW: Final = (
 )
 
 
-#: the read side's lookup of a batch's missing keys (:meth:`KeyRing.lookup`), one query
-#: and so one snapshot: the head's seq (``h``: the lookup is valid at that head), the live
-#: keys of the slots' subjects (``k``), a live key wrapped by another master key (``o``)
-_READ_HEAD: Final = (
-    "SELECT 'h', CAST(seq AS TEXT), NULL, NULL, NULL, NULL FROM audit_head WHERE id = 1"
-    " UNION ALL SELECT 'k', key_id, wrapped, system, customer_id, expires_at"
-    " FROM audit_subject_key WHERE erased_at IS NULL AND ("
-)
-_READ_OTHER: Final = (
-    ") UNION ALL SELECT 'o', key_id, NULL, NULL, NULL, NULL FROM ("  # noqa: S608 - fixed text
-    + OTHER_KEK_SQL
-    + ") AS other"
-)
-
-
 class KeyRing:
     def __init__(self, master_key: bytes, max_keys: int = MAX_CACHED_KEYS) -> None:
         self._master = crypto.Sealer(master_key)  # its cipher built once, not per key
         self._kek_id = crypto.kek_id(master_key)
-        #: keys made by this process and not yet stored: the batch carrying a key's row
-        #: is in flight (:mod:`audit.commit`); never taken for a stored key by the full way
-        self.pending: dict[Slot, DataKey] = {}
         # in order of use, least recent first (touch moves a used slot to the end)
         self._keys: OrderedDict[Slot, DataKey] = OrderedDict()
         self._max = max_keys
@@ -112,70 +85,6 @@ class KeyRing:
     def cached(self) -> dict[Slot, DataKey]:
         """The keys known to this process (read only by its callers)."""
         return self._keys
-
-    @property
-    def kek_id(self) -> str:
-        """The id of this process's master key (what the store's key rows name)."""
-        return self._kek_id
-
-    def lookup(self, slots: list[Slot]) -> Query:
-        """The read side's query for the live keys of ``slots`` (:data:`_READ_HEAD`)."""
-        where, params = _subjects(slots)
-        return _READ_HEAD + where + _READ_OTHER, [*params, self._kek_id, self._kek_id]
-
-    def looked_up(
-        self, rows: list[Row], slots: list[Slot]
-    ) -> tuple[int, dict[Slot, DataKey], bool]:
-        """What :meth:`lookup` found: (the head's seq it saw, the live key of each slot
-        that has one, opened; whether a live key is wrapped by another master key)."""
-        head = [int(row[1]) for row in rows if row[0] == "h"]
-        if len(head) != 1:
-            raise AuditUnavailable("the audit_head row is missing")
-        found = self._found([row[1:] for row in rows if row[0] == "k"], slots)
-        return head[0], found, any(row[0] == "o" for row in rows)
-
-    async def prepare(
-        self,
-        batch: list[Pending],
-        fetch: Callable[[str, Sequence[Any]], Awaitable[list[Row]]],
-        own_since: int,
-    ) -> dict[Slot, KeyRow] | None:
-        """Give every entry of ``batch`` that seals a key before it is sent (in the
-        writer's task): the slots with no key cached or pending are looked up with
-        ``fetch`` (the read side) in one query (:meth:`lookup`); a key found is cached,
-        one missing is made and kept pending; then every entry not sealed under its
-        slot's key is sealed again. The rows of the keys made, or None (nothing changed)
-        when the lookup failed, saw a key wrapped by another master key, or saw a head
-        older than ``own_since`` (the seq after which every append was this process's:
-        only a lookup at that head or a later one cannot have missed a key another
-        process made or erased since - :mod:`audit.commit`)."""
-        current: Mapping[Slot, DataKey] = ChainMap(self._keys, self.pending)
-        missing = list({i.slot: None for i in batch if i.to_seal and i.slot not in current})
-        made: dict[Slot, KeyRow] = {}
-        if missing:
-            try:
-                seen, found, other_kek = self.looked_up(await fetch(*self.lookup(missing)), missing)
-            except Exception as exc:  # the full way tries again, and reports
-                log.info("audit key lookup before a batch failed (%s)", type(exc).__name__)
-                return None
-            if other_kek or seen < own_since:
-                return None
-            self.learn(found)
-            for slot in missing:
-                if slot not in found:
-                    self.pending[slot], made[slot] = self.make(slot)
-        for item in batch:
-            key = current.get(item.slot) if item.to_seal else None
-            if key is not None and not is_current(item, key):
-                seal_into(item, key)
-                item.key_id = key[0]
-                item.text = canonical(item.body)
-        return made
-
-    def make(self, slot: Slot) -> tuple[DataKey, KeyRow]:
-        """A new data key for ``slot``: (the key, its row wrapped under the master key)."""
-        key_id, data_key = uuid7(), crypto.new_data_key()
-        return (key_id, crypto.Sealer(data_key)), self._row(slot, key_id, data_key)
 
     def learn(self, keys: dict[Slot, DataKey]) -> None:
         """Keep the keys a batch looked up or made; beyond ``max_keys`` drop the least
@@ -264,8 +173,9 @@ class KeyRing:
             if found is None:
                 if not key_rows:
                     self._check_not_rotated(other_kek)
-                found, row = self.make(slot)
-                key_rows.append(row)
+                key_id, data_key = uuid7(), crypto.new_data_key()
+                key_rows.append(self._row(slot, key_id, data_key))
+                found = key_id, crypto.Sealer(data_key)
             keys[slot] = new_keys[slot] = found
         return keys, new_keys, key_rows
 
@@ -312,13 +222,6 @@ def _lookup(slots: list[Slot]) -> Query:
     (customer_id, system): the list of ids is its first column, so both backends look
     each id up whatever their estimates - migration 0007; the slots are told apart from
     the rows)."""
-    where, params = _subjects(slots)
-    return _STORED_MANY + " AND (" + where + ")", params
-
-
-def _subjects(slots: list[Slot]) -> Query:
-    """The condition of :func:`_lookup` (``system = ? AND customer_id IN (…)`` per system,
-    or'ed) and its parameters."""
     by_system: dict[str, list[str]] = {}
     for system, cid, _ in slots:
         cids = by_system.setdefault(system, [])
@@ -328,4 +231,4 @@ def _subjects(slots: list[Slot]) -> Query:
     for system, cids in by_system.items():
         clauses.append(f"(system = ? AND customer_id IN ({','.join('?' * len(cids))}))")
         params += [system, *cids]
-    return " OR ".join(clauses), params
+    return _STORED_MANY + " AND (" + " OR ".join(clauses) + ")", params

@@ -27,7 +27,6 @@ from typing import Any
 
 from audit.backend import INSERT_ENTRY, INSERT_ENTRY_COLUMNS, QUERY_COLUMNS, Statement
 from audit.batch import DELETE_OPEN, INSERT_CHECKPOINT, INSERT_KEY, INSERT_OPEN, UPDATE_HEAD
-from audit.keyring import OTHER_KEK_SQL
 
 #: the inserts made one: (table and columns, each column's array type)
 _INSERTS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -55,15 +54,11 @@ def one_statement(
     *,
     expected: tuple[int, str] | None = None,
     durable: bool = True,
-    kek: str | None = None,
 ) -> tuple[str, list[Any]] | None:
     """(sql, arguments) writing ``statements`` in one statement, or None when they cannot
     be (see the module's docstring). With ``expected`` (seq, hash), every write is made
-    only if the head row is still that one, and with ``kek`` (a master key's id) also
-    only if no live subject key is wrapped by another master key (:data:`audit.keyring.
-    OTHER_KEK_SQL`; sound only in a statement that starts with the head row's lock held,
-    :meth:`audit.store_pg.PgBackend.append_if_head`); the statement's one value is 1 if it
-    wrote, else 0."""
+    only if the head row is still that one; the statement's one value is 1 if it wrote,
+    else 0."""
     present = [(sql, rows) for sql, rows in statements if rows]
     kinds = tuple(sql for sql, _ in present)
     if (
@@ -82,17 +77,13 @@ def one_statement(
     args: list[Any] = [*by_kind[UPDATE_HEAD][0]]
     if expected is not None:
         args += [expected[0], expected[1]]
-        if kek is not None:
-            args.append(kek)
     for sql in kinds:
         rows = by_kind[sql]
         if sql == DELETE_OPEN:
             args.append([row[0] for row in rows])
         elif sql != UPDATE_HEAD:
             args += [list(column) for column in zip(*rows, strict=True)]
-    kinds = tuple(k for k in kinds if k != UPDATE_HEAD)
-    conditional = expected is not None
-    return _sql(kinds, conditional, durable, conditional and kek is not None), args
+    return _sql(tuple(k for k in kinds if k != UPDATE_HEAD), expected is not None, durable), args
 
 
 def unnest_insert(sql: str) -> str:
@@ -104,7 +95,7 @@ def unnest_insert(sql: str) -> str:
 
 
 @lru_cache(maxsize=64)
-def _sql(kinds: tuple[str, ...], conditional: bool, durable: bool, kek: bool = False) -> str:
+def _sql(kinds: tuple[str, ...], conditional: bool, durable: bool) -> str:
     """The statement for a batch writing ``kinds`` (besides the head), its arguments in
     the order :func:`one_statement` lists them."""
     n = 4
@@ -115,9 +106,6 @@ def _sql(kinds: tuple[str, ...], conditional: bool, durable: bool, kek: bool = F
     if conditional:
         head += " AND seq = $5 AND hash = $6"
         n = 6
-        if kek:
-            n = 7
-            head += " AND NOT EXISTS (" + OTHER_KEK_SQL.replace("?", "$7") + ")"
     parts = [f"head AS ({head} RETURNING 1)"]
     only = " WHERE EXISTS (SELECT FROM head)" if conditional else ""
     for i, sql in enumerate(kinds):

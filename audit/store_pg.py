@@ -35,7 +35,6 @@ from audit.backend import (
 )
 from audit.errors import AuditError, AuditUnavailable, ValueRefused
 from audit.failures import swallowed
-from audit.keyring import OTHER_KEK_SQL
 from audit.pg_lock_sessions import Lease, SharedLocks
 from audit.pg_locks import UNAVAILABLE, HeldLock, LockConnections
 from audit.pg_write import one_statement, unnest_insert
@@ -52,8 +51,6 @@ _REFUSED = (asyncpg.DataError, asyncpg.ProgramLimitExceededError, UnicodeEncodeE
 _UNAVAILABLE = UNAVAILABLE
 _BEGIN = "BEGIN"
 _BEGIN_NOT_DURABLE = "BEGIN; SET LOCAL synchronous_commit TO off"
-#: a transaction holding the head row's lock, in one round trip (no rows wanted)
-_BEGIN_LOCKED = "BEGIN; SELECT 1 FROM audit_head WHERE id = 1 FOR UPDATE"
 
 
 def _store_errors() -> _StoreErrors:
@@ -270,33 +267,9 @@ class PgBackend:
         await tx.commit(run.statements)
 
     async def append_if_head(
-        self,
-        expected: tuple[int, str],
-        statements: Sequence[Statement],
-        *,
-        durable: bool,
-        kek: str | None = None,
+        self, expected: tuple[int, str], statements: Sequence[Statement], *, durable: bool
     ) -> bool:
-        """With ``kek`` (the statements make subject keys, wrapped by that master key):
-        also only if no live key is wrapped by another one. That check must see a
-        rotation (which re-wraps the keys under the head row's lock without moving the
-        head) committed while the batch waited for the lock: a statement's snapshot is
-        taken before it waits, so the lock is taken first (``BEGIN`` and ``FOR UPDATE``
-        in one round trip), then the conditional statement, then ``COMMIT``: three round
-        trips instead of one."""
-        one = one_statement(statements, expected=expected, durable=durable, kek=kek)
-        if one is not None and kek is not None:
-            with _store_errors():
-                conn = await self._kept.take()
-                try:
-                    await conn.execute(_BEGIN_LOCKED)
-                    written = bool(await conn.fetchval(one[0], *one[1]))
-                    await conn.execute("COMMIT" if written else "ROLLBACK")
-                except BaseException:
-                    await self._kept.give(conn, clean=False)  # the pool rolls it back
-                    raise
-                await self._kept.give(conn, clean=True)
-                return written
+        one = one_statement(statements, expected=expected, durable=durable)
         if one is not None:  # one round trip, in a transaction of its own
             with _store_errors():
                 conn = await self._kept.take()
@@ -308,14 +281,7 @@ class PgBackend:
                 await self._kept.give(conn, clean=True)
                 return written
         tx = await self.chain_tx(durable=durable)
-        try:
-            refused = (int(tx.head[0]), tx.head[1]) != expected or (
-                kek is not None and bool(await tx.fetchall(OTHER_KEK_SQL, [kek, kek]))
-            )
-        except BaseException:
-            await tx.rollback()
-            raise
-        if refused:
+        if (int(tx.head[0]), tx.head[1]) != expected:
             await tx.rollback()
             return False
         await tx.commit(statements)

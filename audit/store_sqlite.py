@@ -26,7 +26,6 @@ from typing import Any, TypeVar
 
 from audit.backend import HEAD_SQL, ChainStep, Row, Statement, StepRun
 from audit.errors import AuditUnavailable, LockTimeout, LockWait, ValueRefused
-from audit.keyring import OTHER_KEK_SQL
 from audit.wal import WalCheckpointer, configure_writer, truncate
 from audit.worker import Worker
 from common import byte_lock
@@ -166,21 +165,10 @@ class SqliteBackend:
         self._w_end(durable, commit=True)
 
     def _w_append_if_head(
-        self,
-        expected: tuple[int, str],
-        statements: Sequence[Statement],
-        durable: bool,
-        kek: str | None = None,
+        self, expected: tuple[int, str], statements: Sequence[Statement], durable: bool
     ) -> bool:
         head = self._w_begin(durable)
-        try:
-            refused = (int(head[0]), head[1]) != expected or (
-                kek is not None and bool(self._w_fetchall(OTHER_KEK_SQL, (kek, kek)))
-            )
-        except BaseException:
-            self._w_end(durable)
-            raise
-        if refused:
+        if (int(head[0]), head[1]) != expected:
             self._w_end(durable)
             return False
         self._w_commit(statements, durable)
@@ -237,16 +225,10 @@ class SqliteBackend:
         return self._one_trip(self._w_chain, step, durable)
 
     def append_if_head(
-        self,
-        expected: tuple[int, str],
-        statements: Sequence[Statement],
-        *,
-        durable: bool,
-        kek: str | None = None,
+        self, expected: tuple[int, str], statements: Sequence[Statement], *, durable: bool
     ) -> Awaitable[bool]:
-        """One trip to the writer thread: begin, check the head (and with ``kek`` the
-        master key, one index probe), write, commit."""
-        return self._one_trip(self._w_append_if_head, expected, statements, durable, kek)
+        """One trip to the writer thread: begin, check the head, write, commit."""
+        return self._one_trip(self._w_append_if_head, expected, statements, durable)
 
     def _one_trip(self, fn: Callable[..., T], *args: Any) -> Awaitable[T]:
         """A whole transaction in one call on the writer thread. The write lock keeps it

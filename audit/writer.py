@@ -10,10 +10,8 @@ and why up to two are in flight at once, is :mod:`audit.commit`'s.
 The writer does not wait for the store with work at hand: while a batch is being
 written, the next one is chained and sent behind it (so the callers of one batch prepare
 their next entries while the store writes the other). A large batch with nothing in
-flight is sent in two halves for the same reason. An erasure or a reconciler's close
-waits until nothing is in flight; an entry whose subject key this process does not hold
-has it looked up on the read side, or made, first (:meth:`Committer.make_keys`), and is
-sent like the others.
+flight is sent in two halves for the same reason. An erasure, a reconciler's close, or
+an entry whose subject key must be looked up waits until nothing is in flight.
 
 An entry appended with ``durable=False`` does not need a sync of its own: a batch made
 only of such entries commits without waiting for the disk (docs/audit.md, "Durability
@@ -124,8 +122,7 @@ class ChainWriter:
         """Seal and encode in the caller's task, so that the append lock is held only to
         chain and insert. The writer redoes it if the key changed meanwhile (erasure)."""
         if pending.to_seal:
-            keyring = self._keyring
-            cached = keyring.cached.get(pending.slot) or keyring.pending.get(pending.slot)
+            cached = self._keyring.cached.get(pending.slot)
             if cached is not None:  # else the writer seals, once it has the key
                 seal_into(pending, cached)
                 pending.key_id = cached[0]
@@ -195,7 +192,7 @@ class ChainWriter:
         committer = self._committer
         while len(committer.in_flight) >= DEPTH:
             await committer.settle()
-        if committer.ready(batch) or (await committer.make_keys(batch) and committer.ready(batch)):
+        if committer.ready(batch):
             if not committer.in_flight and len(batch) >= _SPLIT:
                 half = len(batch) // 2
                 committer.send(batch[:half])

@@ -46,20 +46,6 @@ def _count_chain_steps(log: AuditLog) -> list[int]:
     return steps
 
 
-def full_way_only(log: AuditLog) -> None:
-    """Make the read side's key lookup before a batch fail (white-box), so that a batch
-    with a subject new to the process goes the full way (:meth:`Committer.make_keys`)."""
-    backend: Any = log._writer._committer._backend
-    original = backend.fetchall
-
-    async def failing(sql: str, params: Any = ()) -> Any:
-        if sql.startswith("SELECT 'h'"):
-            raise AuditUnavailable("no lookup before the batch")
-        return await original(sql, params)
-
-    backend.fetchall = failing
-
-
 def _sqlite_trips(log: AuditLog) -> list[str]:
     """Wrap the SQLite backend's hop to its writer thread (white-box): the functions run."""
     backend: Any = log._writer._committer._backend
@@ -80,7 +66,6 @@ async def test_a_batch_of_new_subjects_is_one_transaction_and_their_keys_outlive
     log = await AuditLog.open(store_url, **keys)
     try:
         await log.record(make_intent("4999"), Outcome("applied"))  # the writer is idle again
-        full_way_only(log)
         steps = _count_chain_steps(log)
         trips = _sqlite_trips(log) if store_url.startswith("sqlite") else None
         first = await asyncio.gather(*(log.begin(make_intent(cid)) for cid in SUBJECTS))
@@ -97,7 +82,6 @@ async def test_a_batch_of_new_subjects_is_one_transaction_and_their_keys_outlive
 
     later = await AuditLog.open(store_url, **keys)
     try:
-        full_way_only(later)
         steps = _count_chain_steps(later)
         again = await asyncio.gather(*(later.begin(make_intent(cid)) for cid in SUBJECTS))
         # found in one lookup per transaction, none made (no master-key check needed)
@@ -170,7 +154,6 @@ async def test_a_failing_step_rolls_back_and_the_writer_goes_on(
             await original(failing, durable=durable)
 
         backend.chain = broken
-        full_way_only(log)
         with pytest.raises(AuditUnavailable):
             await log.begin(make_intent("6001"))
         backend.chain = original
