@@ -25,6 +25,7 @@ from audit.errors import LockWait
 from common.vocabulary import VALIDATION_CODES, Problem, Verdict, parse
 from policies.masking.registry import canonical_names
 from service import multiproc
+from service.metric_tally import Increments, Observes, Tally
 from service.registry import SYSTEMS as SHIPPED
 
 PREFIX: Final = "gdpr_gateway_"
@@ -77,12 +78,16 @@ class Metrics:
         self._routes: frozenset[str] | None = None
         # the children of the per-request series, by their raw labels: built once, then
         # only incremented (the label checks and the library's lookup are not repeated)
-        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._request_children: dict[tuple[str, str, int], tuple[Increments, Observes]] = {}
         self._upstream_children: dict[
-            tuple[str, str, int | None], tuple[Counter, Histogram]
+            tuple[str, str, int | None], tuple[Increments, Observes]
         ] = {}
-        self._decision_children: dict[tuple[str, object, object], Counter] = {}
-        self._masked_children: dict[str, Counter] = {}
+        self._decision_children: dict[tuple[str, object, object], Increments] = {}
+        self._masked_children: dict[str, Increments] = {}
+        # the kept children of those series count here between collections, with one
+        # process (service/metric_tally.py); registered first, so it runs first
+        self._tally = Tally(enabled=not multiproc.enabled())
+        registry.register(self._tally)
         r = registry
         self.requests_total = Counter(
             f"{PREFIX}http_requests", "HTTP requests answered, by system, route template "
@@ -217,7 +222,7 @@ class Metrics:
         recorded as ``other``. Templates containing ``{system}`` get one series per system."""
         routes = tuple(routes)
         self._routes = frozenset(routes)
-        self._request_children.clear()
+        self._request_children.clear()  # (their tallies stay, moved at each collection)
         for route in routes:
             systems = self.systems if "{system}" in route else (NO_SYSTEM,)
             for system in systems:
@@ -244,12 +249,13 @@ class Metrics:
         children = self._request_children.get(key)
         if children is None:
             system, route = self._system(system), self._route(route)
-            children = (
-                self.requests_total.labels(system, route, _status(status)),
-                self.request_seconds.labels(system, route),
-            )
+            counter = self.requests_total.labels(system, route, _status(status))
+            histogram = self.request_seconds.labels(system, route)
+            children = (counter, histogram)
             if len(self._request_children) < _CHILDREN_KEPT:
-                self._request_children[key] = children
+                children = self._request_children[key] = (
+                    self._tally.counter(counter), self._tally.histogram(histogram)
+                )
         children[0].inc()
         children[1].observe(max(0.0, seconds))
 
@@ -264,7 +270,7 @@ class Metrics:
             code = NO_PROBLEM if problem_code is None else parse(Problem, problem_code) or OTHER
             child = self.decisions_total.labels(self._system(system), verdict, code)
             if len(self._decision_children) < _CHILDREN_KEPT:
-                self._decision_children[key] = child
+                child = self._decision_children[key] = self._tally.counter(child)
         child.inc()
 
     def validation_errors(self, system: str, codes: Iterable[str]) -> None:
@@ -282,7 +288,7 @@ class Metrics:
                     label = strategy if strategy in STRATEGIES else OTHER
                     child = self.masked_total.labels(label)
                     if len(self._masked_children) < _CHILDREN_KEPT:
-                        self._masked_children[strategy] = child
+                        child = self._masked_children[strategy] = self._tally.counter(child)
                 child.inc(count)
 
     def upstream(self, system: str, method: str, status: int | None, seconds: float) -> None:
@@ -293,12 +299,13 @@ class Metrics:
             system = self._system(system)
             method = method.upper() if method.upper() in UPSTREAM_METHODS else OTHER
             label = NO_RESPONSE if status is None else _status(status)
-            children = (
-                self.upstream_total.labels(system, method, label),
-                self.upstream_seconds.labels(system, method),
-            )
+            counter = self.upstream_total.labels(system, method, label)
+            histogram = self.upstream_seconds.labels(system, method)
+            children = (counter, histogram)
             if len(self._upstream_children) < _CHILDREN_KEPT:
-                self._upstream_children[key] = children
+                children = self._upstream_children[key] = (
+                    self._tally.counter(counter), self._tally.histogram(histogram)
+                )
         children[0].inc()
         children[1].observe(max(0.0, seconds))
 
