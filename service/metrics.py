@@ -349,6 +349,10 @@ class Metrics:
         gauge.set_function(read)
         self._sampled.append((gauge, read))
 
+    def flush(self) -> None:
+        """Move the per-change counts waiting in the tally into their series."""
+        self._tally.flush()
+
     def sample(self) -> None:
         """Write the function gauges' values (needed only when the values live in files
         shared by workers, where a function is not read at scrape time)."""
@@ -394,7 +398,14 @@ def metrics_handler(metrics: Metrics) -> Handler:
     """``GET /metrics``: the library's own aiohttp handler over these metrics - or, with
     several workers, over every worker's (service/multiproc.py)."""
     if not multiproc.enabled():
-        return make_aiohttp_handler(metrics.registry)
+        plain = make_aiohttp_handler(metrics.registry)
+
+        async def this_process(request: web.Request) -> web.StreamResponse:
+            # a scrape restricted by name[] does not run the tally's collector
+            metrics.flush()
+            return await plain(request)
+
+        return this_process
     handler = make_aiohttp_handler(multiproc.exposition_registry(metrics.registry))
 
     async def every_worker(request: web.Request) -> web.StreamResponse:

@@ -354,3 +354,20 @@ def test_with_several_workers_every_update_goes_to_the_library_at_once(
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     metrics = Metrics(CollectorRegistry())
     assert not metrics._tally.enabled
+
+
+async def test_a_scrape_restricted_by_name_counts_the_tallied_updates(
+    aiohttp_client: Callable[..., Any], metrics: Metrics
+) -> None:
+    """``/metrics?name[]=...`` collects only the named series, not the tally's collector:
+    the handler moves what waits first."""
+    metrics.request("keycom", CUSTOMER_ROUTE, 200, 0.002)
+    metrics.request("keycom", CUSTOMER_ROUTE, 200, 0.002)
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_handler(metrics))
+    client: TestClient[Any, Any] = await aiohttp_client(app)
+    resp = await client.get("/metrics", params={"name[]": "gdpr_gateway_http_requests_total"})
+    text = await resp.text()
+    line = ('gdpr_gateway_http_requests_total{route="/v1/systems/{system}/customers/'
+            '{customer_id}",status="200",system="keycom"} 2.0')  # fmt: skip
+    assert line in text
