@@ -113,6 +113,10 @@ class Tally:
         self._pending.append(observed)
         return observed
 
+    def pair(self, counter: Counter, histogram: Histogram) -> tuple[Increments, Observes]:
+        """:meth:`counter` and :meth:`histogram` of a series' two children."""
+        return self.counter(counter), self.histogram(histogram)
+
     def flush(self) -> None:
         """Move every increment and observation waiting into its child."""
         for pending in self._pending:

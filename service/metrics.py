@@ -249,13 +249,12 @@ class Metrics:
         children = self._request_children.get(key)
         if children is None:
             system, route = self._system(system), self._route(route)
-            counter = self.requests_total.labels(system, route, _status(status))
-            histogram = self.request_seconds.labels(system, route)
-            children = (counter, histogram)
+            children = (
+                self.requests_total.labels(system, route, _status(status)),
+                self.request_seconds.labels(system, route),
+            )
             if len(self._request_children) < _CHILDREN_KEPT:
-                children = self._request_children[key] = (
-                    self._tally.counter(counter), self._tally.histogram(histogram)
-                )
+                children = self._request_children[key] = self._tally.pair(*children)
         children[0].inc()
         children[1].observe(max(0.0, seconds))
 
@@ -299,13 +298,12 @@ class Metrics:
             system = self._system(system)
             method = method.upper() if method.upper() in UPSTREAM_METHODS else OTHER
             label = NO_RESPONSE if status is None else _status(status)
-            counter = self.upstream_total.labels(system, method, label)
-            histogram = self.upstream_seconds.labels(system, method)
-            children = (counter, histogram)
+            children = (
+                self.upstream_total.labels(system, method, label),
+                self.upstream_seconds.labels(system, method),
+            )
             if len(self._upstream_children) < _CHILDREN_KEPT:
-                children = self._upstream_children[key] = (
-                    self._tally.counter(counter), self._tally.histogram(histogram)
-                )
+                children = self._upstream_children[key] = self._tally.pair(*children)
         children[0].inc()
         children[1].observe(max(0.0, seconds))
 
@@ -348,10 +346,6 @@ class Metrics:
     def _sample(self, gauge: Gauge, read: Callable[[], float]) -> None:
         gauge.set_function(read)
         self._sampled.append((gauge, read))
-
-    def flush(self) -> None:
-        """Move the per-change counts waiting in the tally into their series."""
-        self._tally.flush()
 
     def sample(self) -> None:
         """Write the function gauges' values (needed only when the values live in files
@@ -402,7 +396,7 @@ def metrics_handler(metrics: Metrics) -> Handler:
 
         async def this_process(request: web.Request) -> web.StreamResponse:
             # a scrape restricted by name[] does not run the tally's collector
-            metrics.flush()
+            metrics._tally.flush()
             return await plain(request)
 
         return this_process
