@@ -11,7 +11,8 @@ is wrapped: an increment adds to a number, an observation counts in its bucket (
 same ``amount <= bound`` rule, by bisection) and adds to a sum, and what waits is
 moved into the children when the registry collects - ``/metrics``, or
 ``get_sample_value`` - by a collector registered before the series. What is exposed is
-what prometheus_client would have counted, at every collection.
+what prometheus_client would have counted, at every collection (a histogram's sum added
+up in another order: equal but for floating-point rounding in its last digits).
 
 With several workers (``serve --workers N``) every update is still written at once to
 the files the workers share (``service.multiproc``: a scrape of any worker counts what
