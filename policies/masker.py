@@ -78,22 +78,31 @@ def mask_record(
     policy: CompiledPolicy, masks: PolicyMasks, record: Mapping[str, Any], roles: Iterable[str]
 ) -> MaskResult:
     plan = masks.plan(policy, frozenset(roles), record_state(policy, record))
-    steps, unknown = plan.steps, plan.unknown
     counts: dict[str, int] = {}
-    out: dict[str, Any] = {}
-    for key, value in record.items():
-        if value is None:
-            out[key] = None
+    # every field as it is (None stays None), in the record's order; then only the fields
+    # a step masks are replaced, in place: the fields shown as they are are not visited
+    # one by one (issue 11)
+    out: dict[str, Any] = dict(record)
+    for key, step in plan.masked:
+        value = out.get(key)
+        if value is None:  # absent, or null: nothing to mask
             continue
-        step = steps.get(key, unknown)
-        if step is None:  # shown as it is
-            out[key] = value
-        elif type(step) is tuple:  # a leaf masked: (strategy name, masker, shape)
+        if type(step) is tuple:  # a leaf masked: (strategy name, masker, shape)
             name, masker, shape = step
             counts[name] = counts.get(name, 0) + 1
-            out[key] = _shown(masker(value, shape, key), value)
+            shown = masker(value, shape, key)
+            # as _shown: a mask that happens to equal the value would reveal it
+            if shown is not None and type(shown) is type(value) and shown == value:
+                shown = None
+            out[key] = shown
         else:  # an object or a list the policy describes
             out[key] = _masked(step, value, key, counts)
+    unknown = plan.unknown
+    if unknown is not None and not plan.known.issuperset(record):
+        for key in record:  # members the policy does not name, in the record's order
+            value = out[key]
+            if value is not None and key not in plan.known:
+                out[key] = _masked(unknown, value, key, counts)
     return MaskResult(out, counts)
 
 
@@ -153,9 +162,11 @@ def _masked(step: _Step, value: Any, path: str, counts: dict[str, int]) -> Any:
 
 class _Plan:
     """For one role set and one record state: each top-level field's step, and the
-    step of a member the policy does not name (its whole value masked as unknown text)."""
+    step of a member the policy does not name (its whole value masked as unknown text);
+    ``masked``: the fields whose step masks or walks them, with that step, in the
+    policy's order; ``known``: every field the policy names."""
 
-    __slots__ = ("steps", "unknown")
+    __slots__ = ("known", "masked", "steps", "unknown")
 
     def __init__(
         self, policy: CompiledPolicy, table: MaskTable, escalate: Mapping[str, str]
@@ -164,6 +175,8 @@ class _Plan:
         cells = {s: table[escalate.get(s, s)] for s in SENSITIVITIES}
         self.unknown = unknown = _leaf_step(cells[UNKNOWN_SENSITIVITY], "text")
         self.steps = {key: _step(spec, cells, unknown) for key, spec in policy.fields.items()}
+        self.masked = tuple((key, step) for key, step in self.steps.items() if step is not None)
+        self.known = frozenset(self.steps)
 
 
 def _shown(shown: Any, value: Any) -> Any:

@@ -25,6 +25,7 @@ from audit.errors import LockWait
 from common.vocabulary import VALIDATION_CODES, Problem, Verdict, parse
 from policies.masking.registry import canonical_names
 from service import multiproc
+from service.metric_tally import Increments, Observes, Tally
 from service.registry import SYSTEMS as SHIPPED
 
 PREFIX: Final = "gdpr_gateway_"
@@ -77,12 +78,16 @@ class Metrics:
         self._routes: frozenset[str] | None = None
         # the children of the per-request series, by their raw labels: built once, then
         # only incremented (the label checks and the library's lookup are not repeated)
-        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._request_children: dict[tuple[str, str, int], tuple[Increments, Observes]] = {}
         self._upstream_children: dict[
-            tuple[str, str, int | None], tuple[Counter, Histogram]
+            tuple[str, str, int | None], tuple[Increments, Observes]
         ] = {}
-        self._decision_children: dict[tuple[str, object, object], Counter] = {}
-        self._masked_children: dict[str, Counter] = {}
+        self._decision_children: dict[tuple[str, object, object], Increments] = {}
+        self._masked_children: dict[str, Increments] = {}
+        # the kept children of those series count here between collections, with one
+        # process (service/metric_tally.py); registered first, so it runs first
+        self._tally = Tally(enabled=not multiproc.enabled())
+        registry.register(self._tally)
         r = registry
         self.requests_total = Counter(
             f"{PREFIX}http_requests", "HTTP requests answered, by system, route template "
@@ -217,7 +222,7 @@ class Metrics:
         recorded as ``other``. Templates containing ``{system}`` get one series per system."""
         routes = tuple(routes)
         self._routes = frozenset(routes)
-        self._request_children.clear()
+        self._request_children.clear()  # (their tallies stay, moved at each collection)
         for route in routes:
             systems = self.systems if "{system}" in route else (NO_SYSTEM,)
             for system in systems:
@@ -249,7 +254,7 @@ class Metrics:
                 self.request_seconds.labels(system, route),
             )
             if len(self._request_children) < _CHILDREN_KEPT:
-                self._request_children[key] = children
+                children = self._request_children[key] = self._tally.pair(*children)
         children[0].inc()
         children[1].observe(max(0.0, seconds))
 
@@ -264,7 +269,7 @@ class Metrics:
             code = NO_PROBLEM if problem_code is None else parse(Problem, problem_code) or OTHER
             child = self.decisions_total.labels(self._system(system), verdict, code)
             if len(self._decision_children) < _CHILDREN_KEPT:
-                self._decision_children[key] = child
+                child = self._decision_children[key] = self._tally.counter(child)
         child.inc()
 
     def validation_errors(self, system: str, codes: Iterable[str]) -> None:
@@ -282,7 +287,7 @@ class Metrics:
                     label = strategy if strategy in STRATEGIES else OTHER
                     child = self.masked_total.labels(label)
                     if len(self._masked_children) < _CHILDREN_KEPT:
-                        self._masked_children[strategy] = child
+                        child = self._masked_children[strategy] = self._tally.counter(child)
                 child.inc(count)
 
     def upstream(self, system: str, method: str, status: int | None, seconds: float) -> None:
@@ -298,7 +303,7 @@ class Metrics:
                 self.upstream_seconds.labels(system, method),
             )
             if len(self._upstream_children) < _CHILDREN_KEPT:
-                self._upstream_children[key] = children
+                children = self._upstream_children[key] = self._tally.pair(*children)
         children[0].inc()
         children[1].observe(max(0.0, seconds))
 
@@ -387,7 +392,14 @@ def metrics_handler(metrics: Metrics) -> Handler:
     """``GET /metrics``: the library's own aiohttp handler over these metrics - or, with
     several workers, over every worker's (service/multiproc.py)."""
     if not multiproc.enabled():
-        return make_aiohttp_handler(metrics.registry)
+        plain = make_aiohttp_handler(metrics.registry)
+
+        async def this_process(request: web.Request) -> web.StreamResponse:
+            # a scrape restricted by name[] does not run the tally's collector
+            metrics._tally.flush()
+            return await plain(request)
+
+        return this_process
     handler = make_aiohttp_handler(multiproc.exposition_registry(metrics.registry))
 
     async def every_worker(request: web.Request) -> web.StreamResponse:

@@ -168,6 +168,25 @@ def test_masking_steps_are_kept_per_role_set_and_record_state(policy_set: Policy
     assert ordinary.counts != restricted.counts
 
 
+def test_a_plan_visits_only_the_fields_it_masks(policy_set: PolicySet) -> None:
+    """A record's fields shown as they are are copied, not visited one by one (issue 11):
+    a plan lists only the fields its steps mask or walk; members the policy does not name
+    are still masked as unknown, in the record's order, and the answer keeps that order."""
+    engine = PolicyEngine(policy_set, pseudonym_key=PSEUDONYM_KEY, hash_salt=HASH_SALT)
+    record = {"extra": "x", **ORDINARY, "another": 7, "none_here": None}
+    result = engine.mask("keycom", record, ["editor"])
+    assert list(result.record) == list(record)
+    assert result.record["extra"] == REDACTED and result.record["another"] == REDACTED
+    assert result.record["none_here"] is None
+    assert result.record["id"] == 4001 and result.record["status_id"] == 1  # shown as is
+    masks = engine._masks["keycom"]
+    (plan,) = masks.plans.values()
+    masked = dict(plan.masked)
+    assert "name" in masked and "personal_id" in masked and "sms_numbers" in masked
+    assert "id" not in masked and "status_id" not in masked  # shown: not visited
+    assert all(step is not None for step in masked.values())
+
+
 def test_several_roles_get_the_most_revealing(engine: PolicyEngine) -> None:
     r = engine.mask("keycom", ORDINARY, ["auditor", "editor"]).record
     assert r["name"] == "A***n"

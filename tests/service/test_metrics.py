@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from common.vocabulary import VALIDATION_CODES, Problem
+from common.vocabulary import VALIDATION_CODES, Problem, Verdict
 from policies.masking.registry import STRATEGIES
 from service.metrics import Metrics, metrics_handler
 from service.registry import SYSTEMS
@@ -279,3 +280,94 @@ async def test_audit_lock_metrics_read_the_pool_at_scrape_and_stay_bounded(
     use[0] = (0, 24)  # read live, at each scrape
     s = await scrape(aiohttp_client, metrics)
     assert s[key("gdpr_gateway_audit_lock_connections", state="in_use")] == 0
+
+
+def _record_changes(metrics: Metrics, seconds: list[float]) -> None:
+    """What the gateway records per change, with several durations (every bucket of the
+    histograms reached, +Inf included) and a status or two."""
+    for i, duration in enumerate(seconds):
+        metrics.request("keycom", CUSTOMER_ROUTE, 200 if i % 5 else 422, duration)
+        metrics.upstream("keycom", "GET", 200, duration / 3)
+        metrics.upstream("keycom", "PATCH", 200 if i % 7 else None, duration / 2)
+        metrics.decision("keycom", Verdict.ALLOWED if i % 4 else Verdict.DENIED,
+                         None if i % 4 else Problem.FORBIDDEN)  # fmt: skip
+        metrics.masked({"partial": 10, "redact": i % 2})
+
+
+def _samples(registry: CollectorRegistry) -> list[tuple[str, list[tuple[str, str]], float]]:
+    return sorted(
+        (sample.name, sorted(sample.labels.items()), sample.value)
+        for family in registry.collect()
+        for sample in family.samples
+        if not sample.name.endswith("_created")  # the time a child was made
+    )  # fmt: skip
+
+
+def test_the_per_change_series_expose_what_the_library_counts() -> None:
+    """The request, upstream, decision and masking series are counted in a tally between
+    collections (service/metric_tally.py): what a collection exposes is what
+    prometheus_client counts when each update goes to it directly, at every collection."""
+    seconds = [0.0, 0.0004, 0.005, 0.0051, 0.3, 2.5, 7.5, 10.0, 99.0, float("inf")] * 7
+    tallied, direct = Metrics(CollectorRegistry()), Metrics(CollectorRegistry())
+    direct._tally.enabled = False  # every update straight to the library's children
+    assert tallied._tally.enabled  # one process: tallied
+    for m in (tallied, direct):
+        m.init_routes([CUSTOMER_ROUTE])
+    _record_changes(tallied, seconds[:30])
+    _record_changes(direct, seconds[:30])
+    assert _samples(tallied.registry) == _samples(direct.registry)
+    _record_changes(tallied, seconds[30:])  # and again after a collection
+    _record_changes(direct, seconds[30:])
+    assert _samples(tallied.registry) == _samples(direct.registry)
+    total = tallied.registry.get_sample_value(
+        "gdpr_gateway_http_requests_total",
+        {"system": "keycom", "route": CUSTOMER_ROUTE, "status": "200"},
+    )
+    assert total == 56
+
+
+def test_a_per_change_update_reaches_the_library_only_when_collected() -> None:
+    """An update costs no call into prometheus_client (a method and a lock per value):
+    the child's own value moves when the registry collects."""
+    metrics = Metrics(CollectorRegistry())
+    metrics.init_routes([CUSTOMER_ROUTE])
+    child = metrics.requests_total.labels("keycom", CUSTOMER_ROUTE, "200")
+    histogram = metrics.upstream_seconds.labels("keycom", "PATCH")
+    for _ in range(3):
+        metrics.request("keycom", CUSTOMER_ROUTE, 200, 0.001)
+        metrics.upstream("keycom", "PATCH", 200, 0.001)
+    assert child._value.get() == 0
+    assert histogram._sum.get() == 0
+    assert metrics.registry.get_sample_value(
+        "gdpr_gateway_upstream_request_duration_seconds_count",
+        {"system": "keycom", "method": "PATCH"},
+    ) == 3  # fmt: skip
+    assert child._value.get() == 3
+    assert histogram._sum.get() == pytest.approx(0.003)
+
+
+def test_with_several_workers_every_update_goes_to_the_library_at_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``serve --workers N``: the shared files are written at each update (another
+    worker's scrape counts it), so nothing is tallied."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    metrics = Metrics(CollectorRegistry())
+    assert not metrics._tally.enabled
+
+
+async def test_a_scrape_restricted_by_name_counts_the_tallied_updates(
+    aiohttp_client: Callable[..., Any], metrics: Metrics
+) -> None:
+    """``/metrics?name[]=...`` collects only the named series, not the tally's collector:
+    the handler moves what waits first."""
+    metrics.request("keycom", CUSTOMER_ROUTE, 200, 0.002)
+    metrics.request("keycom", CUSTOMER_ROUTE, 200, 0.002)
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_handler(metrics))
+    client: TestClient[Any, Any] = await aiohttp_client(app)
+    resp = await client.get("/metrics", params={"name[]": "gdpr_gateway_http_requests_total"})
+    text = await resp.text()
+    line = ('gdpr_gateway_http_requests_total{route="/v1/systems/{system}/customers/'
+            '{customer_id}",status="200",system="keycom"} 2.0')  # fmt: skip
+    assert line in text
