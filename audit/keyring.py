@@ -97,6 +97,7 @@ class KeyRing:
             self._drop(cache.popitem(last=False)[0])
 
     def _drop(self, slot: Slot) -> None:
+        self._used.discard(slot)  # what is not cached needs no mark: the set stays bounded
         subject = slot[0], slot[1]
         slots = self._slots.get(subject)
         if slots is not None:
@@ -108,6 +109,7 @@ class KeyRing:
         """Drop every key of the subjects and destroy them (an erasure)."""
         for subject in subjects:
             for slot in self._slots.pop(subject, ()):
+                self._used.discard(slot)
                 known = self._keys.pop(slot, None)
                 if known is not None:
                     known[1].destroy()

@@ -250,6 +250,20 @@ def test_the_key_cache_drops_the_least_recently_used_beyond_its_bound() -> None:
     assert ring._slots == {("billbee", "2"): {third}}  # no empty subject entries left
 
 
+def test_the_marks_of_use_stay_within_the_cached_keys() -> None:
+    """The slots marked used since the weekly pruning are only the cached ones: a slot the
+    bound dropped, or an erasure forgot, leaves no mark behind (they grew with every
+    slot used in a week, unlike the bounded cache)."""
+    ring = KeyRing(new_data_key(), max_keys=2)
+    slots = [("billbee", str(n), None) for n in range(50)]
+    for n, slot in enumerate(slots):
+        ring.touch([_sealing(slot)])
+        ring.learn({slot: (f"k{n}", Sealer(new_data_key()))})
+    assert ring._used == set(ring.cached) == set(slots[-2:])
+    ring.forget([("billbee", "49")])
+    assert ring._used == set(ring.cached) == {slots[-2]}
+
+
 async def test_a_subject_whose_key_left_the_cache_gets_the_same_key_back(
     audit_log: AuditLog, store_url: str
 ) -> None:
