@@ -22,8 +22,10 @@ write transaction starts the WAL from its beginning again, so the WAL stays as l
 what is written between two checkpoints. Several processes on one file (``serve
 --workers N``) each run one: whichever process writes, its own checkpointer follows
 (two at once do not wait for each other: the second finds the checkpoint lock taken and
-returns). Under a steady stream of commits a pass rarely finds the WAL all copied, so the
-writer thread, before its next transaction, copies the few frames the last pass left
+returns). Under a steady stream of commits a pass often leaves the frames committed
+during it; the next pass, right after the next commit too, copies those few, mostly
+before the one after begins (:data:`PASSES` at most). Only when none got there does the
+writer thread, before its next transaction, copy what the last pass left
 (:meth:`WalCheckpointer.before_write`): then the WAL starts again from its beginning.
 Should the background fall behind anyway (a WAL of :data:`BACKSTOP_PAGES` pages), the
 commit that crosses it checkpoints as SQLite does by default.
@@ -75,28 +77,30 @@ def truncate(con: sqlite3.Connection) -> tuple[int, int, int]:
     return int(busy), int(frames), int(done)
 
 
-def _passive(con: sqlite3.Connection) -> tuple[int, int]:
-    busy, frames, _done = con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-    return int(busy), int(frames)
+def _passive(con: sqlite3.Connection) -> tuple[int, int, int]:
+    """One passive checkpoint: (busy, WAL frames, frames copied) as SQLite reports them."""
+    busy, frames, done = con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return int(busy), int(frames), int(done)
 
 
-def _catch_up(con: sqlite3.Connection) -> bool:
-    """Passive checkpoints until one finds nothing appended since the one before (or
-    :data:`PASSES`): whether it got there.
+def _catch_up(con: sqlite3.Connection, between: Callable[[], None] = lambda: None) -> bool:
+    """Passive checkpoints until one copies every frame of the WAL (or :data:`PASSES`),
+    ``between`` called before each one after the first: whether it got there.
 
     The WAL starts again from its beginning only if every frame is copied when a write
     transaction begins. The commits made during a long pass prevent that, and a WAL
     that only grows makes each commit's sync dearer (the file's size changes), so the
-    short passes after it copy those too; :meth:`WalCheckpointer.before_write` copies
-    what is left when they do not get there."""
-    last = -1
-    for _ in range(PASSES):
-        busy, frames = _passive(con)
+    short passes after it copy those too - each timed, as the first, right after a
+    commit (``between``), so that it ends before the next one begins;
+    :meth:`WalCheckpointer.before_write` copies what is left when they do not get there."""
+    for n in range(PASSES):
+        if n:
+            between()
+        busy, frames, done = _passive(con)
         if busy:
             return False
-        if frames == last:
+        if done >= frames:
             return True
-        last = frames
     return False
 
 
@@ -181,7 +185,7 @@ class WalCheckpointer:
                 try:
                     if con is None:
                         con = self._connect(self._path)
-                    self._behind = not _catch_up(con)
+                    self._behind = not _catch_up(con, self._after_the_next_commit)
                     self.checkpoints += 1
                 except sqlite3.Error as exc:  # the next commit tries again; the backstop holds
                     self.failures += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -253,11 +254,18 @@ class _Writer:
         self.con.execute("CREATE TABLE t (n INTEGER)")
         catch_up = audit.wal._catch_up
 
-        def recorded(con: sqlite3.Connection) -> bool:
+        def recorded(con: sqlite3.Connection, *between: Callable[[], None]) -> bool:
             self.events.append("checkpoint")
-            return catch_up(con)
+            return catch_up(con, *between)
+
+        passive = audit.wal._passive
+
+        def counted(con: sqlite3.Connection) -> tuple[int, ...]:
+            self.events.append("pass")
+            return passive(con)
 
         monkeypatch.setattr(audit.wal, "_catch_up", recorded)
+        monkeypatch.setattr(audit.wal, "_passive", counted)
         self.checkpointer = audit.wal.WalCheckpointer(
             path, lambda p: sqlite3.connect(p, isolation_level=None, check_same_thread=False)
         )
@@ -306,7 +314,7 @@ async def test_a_due_checkpoint_starts_right_after_the_next_commit(
         assert writer.checkpointer.checkpoints == 0
         writer.commit("commit 2")
         await writer.passes(1)
-        assert writer.events == ["commit 1", "commit 2", "checkpoint"]
+        assert writer.events == ["commit 1", "commit 2", "checkpoint", "pass"]
     finally:
         writer.close()
 
@@ -325,7 +333,7 @@ async def test_a_due_checkpoint_of_an_idle_writer_starts_at_once(
         writer.commit("commit 1")
         writer.checkpointer.start()
         await writer.passes(1)
-        assert writer.events == ["commit 1", "checkpoint"]
+        assert writer.events == ["commit 1", "checkpoint", "pass"]
         watched = writer.checkpointer._commit
         assert isinstance(watched, _Watched) and not watched.waiting.is_set()
     finally:
@@ -349,6 +357,40 @@ async def test_a_due_checkpoint_waits_for_a_transaction_under_way(
         assert await _waits_for_a_commit(writer), writer.events
         writer.commit("commit 2")
         await writer.passes(1)
-        assert writer.events == ["commit 1", "commit 2", "checkpoint"]
+        assert writer.events == ["commit 1", "commit 2", "checkpoint", "pass"]
     finally:
+        writer.close()
+
+
+async def test_a_pass_that_left_frames_is_followed_by_one_after_the_next_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader holds the first pass back (it copies only what the reader sees): the
+    pass after it waits for the writer's next commit instead of following at once, and
+    copies everything once the reader is gone - the writer thread has nothing left to do."""
+    monkeypatch.setattr(audit.wal, "COMMIT_WAIT_SECONDS", 3600.0)
+    monkeypatch.setattr(audit.wal, "INTERVAL_SECONDS", 0.0)
+    path = tmp_path / "held.db"
+    writer = _Writer(path, _Clock(100.0, 100.0), monkeypatch)
+    reader = sqlite3.connect(path, isolation_level=None)
+    try:
+        writer.commit("commit 1")
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM t").fetchone()[0] == 50
+        writer.commit("commit 2")
+        writer.checkpointer.start()
+        assert await _waits_for_a_commit(writer), writer.events
+        watched = writer.checkpointer._commit
+        assert isinstance(watched, _Watched)
+        watched.waiting.clear()
+        writer.commit("commit 3")
+        assert await _waits_for_a_commit(writer), writer.events  # after the first pass
+        assert writer.events == ["commit 1", "commit 2", "commit 3", "checkpoint", "pass"]
+        reader.execute("COMMIT")
+        writer.commit("commit 4")
+        await writer.passes(1)
+        assert writer.events[5:] == ["commit 4", "pass"]
+        assert not writer.checkpointer._behind
+    finally:
+        reader.close()
         writer.close()
