@@ -8,6 +8,12 @@ a backstop only (:data:`BACKSTOP_PAGES`), and a thread of its own, on a connecti
 its own, runs ``PRAGMA wal_checkpoint(PASSIVE)`` at most every :data:`INTERVAL_SECONDS`
 while commits happen, and never when none did.
 
+A checkpoint beside a commit slows that commit (they share the disk and the CPUs), so a
+due pass is timed against the commits: while the writer is busy (its last commit or
+transaction start less than :data:`STEADY_SECONDS` ago) it starts right after the next
+commit completes, when the gap before the one after is longest (waiting
+:data:`COMMIT_WAIT_SECONDS` at most for one); with the writer idle it starts at once.
+
 A passive checkpoint takes no lock a commit needs: it copies what is committed into the
 database file while the writer goes on appending to the WAL. With ``synchronous=FULL``
 it syncs the WAL before it copies and the database file before it marks the frames
@@ -16,8 +22,10 @@ write transaction starts the WAL from its beginning again, so the WAL stays as l
 what is written between two checkpoints. Several processes on one file (``serve
 --workers N``) each run one: whichever process writes, its own checkpointer follows
 (two at once do not wait for each other: the second finds the checkpoint lock taken and
-returns). Under a steady stream of commits a pass rarely finds the WAL all copied, so the
-writer thread, before its next transaction, copies the few frames the last pass left
+returns). Under a steady stream of commits a pass often leaves the frames committed
+during it; the next pass, right after the next commit too, copies those few, mostly
+before the one after begins (:data:`PASSES` at most). Only when none got there does the
+writer thread, before its next transaction, copy what the last pass left
 (:meth:`WalCheckpointer.before_write`): then the WAL starts again from its beginning.
 Should the background fall behind anyway (a WAL of :data:`BACKSTOP_PAGES` pages), the
 commit that crosses it checkpoints as SQLite does by default.
@@ -31,6 +39,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,6 +47,10 @@ log = logging.getLogger(__name__)
 
 #: at most one background checkpoint per this many seconds while commits happen
 INTERVAL_SECONDS = 0.2
+#: the writer counts as busy while its last commit (or transaction start) is this recent
+STEADY_SECONDS = 0.01
+#: how long a due checkpoint of a busy writer waits for the next commit, at most
+COMMIT_WAIT_SECONDS = 0.2
 #: passes of one background checkpoint at most (see :func:`_catch_up`)
 PASSES = 4
 #: the writer connection's own auto-checkpoint, a backstop (pages of 4 KiB: 40 MB);
@@ -64,43 +77,54 @@ def truncate(con: sqlite3.Connection) -> tuple[int, int, int]:
     return int(busy), int(frames), int(done)
 
 
-def _passive(con: sqlite3.Connection) -> tuple[int, int]:
-    busy, frames, _done = con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-    return int(busy), int(frames)
+def _passive(con: sqlite3.Connection) -> tuple[int, int, int]:
+    """One passive checkpoint: (busy, WAL frames, frames copied) as SQLite reports them."""
+    busy, frames, done = con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return int(busy), int(frames), int(done)
 
 
-def _catch_up(con: sqlite3.Connection) -> bool:
-    """Passive checkpoints until one finds nothing appended since the one before (or
-    :data:`PASSES`): whether it got there.
+def _catch_up(con: sqlite3.Connection, between: Callable[[], None] = lambda: None) -> bool:
+    """Passive checkpoints until one copies every frame of the WAL (or :data:`PASSES`),
+    ``between`` called before each one after the first: whether it got there.
 
     The WAL starts again from its beginning only if every frame is copied when a write
     transaction begins. The commits made during a long pass prevent that, and a WAL
     that only grows makes each commit's sync dearer (the file's size changes), so the
-    short passes after it copy those too; :meth:`WalCheckpointer.before_write` copies
-    what is left when they do not get there."""
-    last = -1
-    for _ in range(PASSES):
-        busy, frames = _passive(con)
+    short passes after it copy those too - each timed, as the first, right after a
+    commit (``between``), so that it ends before the next one begins;
+    :meth:`WalCheckpointer.before_write` copies what is left when they do not get there."""
+    for n in range(PASSES):
+        if n:
+            between()
+        busy, frames, done = _passive(con)
         if busy:
             return False
-        if frames == last:
+        if done >= frames:
             return True
-        last = frames
     return False
 
 
 class WalCheckpointer:
     """Passive checkpoints of one database file on a thread and a connection of their
-    own. :meth:`committed` (from the writer thread, after each commit) wakes it;
-    :meth:`close` stops it."""
+    own. :meth:`before_write` and :meth:`committed` (from the writer thread, around
+    each transaction) time them; :meth:`close` stops it. ``clock`` is for the tests."""
 
-    def __init__(self, path: Path, connect: Callable[[Path], sqlite3.Connection]) -> None:
-        self._path, self._connect = path, connect
-        self._wrote = threading.Event()
+    def __init__(
+        self,
+        path: Path,
+        connect: Callable[[Path], sqlite3.Connection],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._path, self._connect, self._clock = path, connect, clock
+        self._wrote = threading.Event()  # a commit since the last pass began
+        self._commit = threading.Event()  # a commit since the pass began waiting for one
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name="audit-sqlite-ckpt", daemon=True
         )
+        #: the writer's last commit or transaction start; the last pass's start (the
+        #: first pass is due :data:`INTERVAL_SECONDS` after this)
+        self._active, self._last_pass = float("-inf"), clock()
         #: checkpoints run, and those that failed (logged)
         self.checkpoints = 0
         self.failures = 0
@@ -111,14 +135,19 @@ class WalCheckpointer:
         self._thread.start()
 
     def committed(self) -> None:
-        """A commit happened: checkpoint within :data:`INTERVAL_SECONDS`."""
+        """A commit happened: checkpoint within :data:`INTERVAL_SECONDS` of the last
+        pass, and a pass waiting for a commit starts now."""
+        self._active = self._clock()
         self._wrote.set()
+        self._commit.set()
 
     def before_write(self, con: sqlite3.Connection) -> None:
-        """On the writer thread, before a write transaction: if the background could not
-        catch up (a busy writer commits during every pass), one passive checkpoint
-        here, where nothing of this process can commit meanwhile. It copies only what
-        the last pass left (a few pages), and the WAL then starts again."""
+        """On the writer thread, before a write transaction: a due pass waits for its
+        commit. And if the background could not catch up (a busy writer commits during
+        every pass), one passive checkpoint here, where nothing of this process can
+        commit meanwhile. It copies only what the last pass left (a few pages), and the
+        WAL then starts again."""
+        self._active = self._clock()
         if self._behind:
             self._behind = False
             _passive(con)
@@ -127,8 +156,18 @@ class WalCheckpointer:
         """Stop the thread (a checkpoint under way finishes first)."""
         self._stop.set()
         self._wrote.set()
+        self._commit.set()
         if self._thread.is_alive():
             self._thread.join()
+
+    def _after_the_next_commit(self) -> None:
+        """Return when a pass may start: at once with the writer idle, else right after
+        its next commit (:data:`COMMIT_WAIT_SECONDS` at most). The wake-up is cleared
+        before the writer's activity is read: a commit in between ends the wait at once."""
+        self._commit.clear()
+        if self._stop.is_set() or self._clock() - self._active >= STEADY_SECONDS:
+            return
+        self._commit.wait(COMMIT_WAIT_SECONDS)
 
     def _run(self) -> None:
         con: sqlite3.Connection | None = None
@@ -137,13 +176,16 @@ class WalCheckpointer:
             # and its clearing of ``_wrote`` would otherwise leave it waiting for ever
             while not self._stop.is_set():
                 self._wrote.wait()
-                if self._stop.wait(INTERVAL_SECONDS):
+                due = self._last_pass + INTERVAL_SECONDS - self._clock()
+                if self._stop.wait(max(due, 0.0)):
                     return
-                self._wrote.clear()
+                self._after_the_next_commit()
+                self._wrote.clear()  # the pass copies every commit made until now
+                self._last_pass = self._clock()
                 try:
                     if con is None:
                         con = self._connect(self._path)
-                    self._behind = not _catch_up(con)
+                    self._behind = not _catch_up(con, self._after_the_next_commit)
                     self.checkpoints += 1
                 except sqlite3.Error as exc:  # the next commit tries again; the backstop holds
                     self.failures += 1

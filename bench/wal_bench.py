@@ -7,7 +7,9 @@ Prints one JSON line: the ``begin`` latency (p50, p99, p99.9, max), the CPU per 
 and, timed on the writer thread, every ``COMMIT`` during which the WAL's checkpointed-frame count
 (``nBackfill``, read from the ``-shm`` file: the wal-index header of
 https://www.sqlite.org/walformat.html) went up, i.e. which ran or overlapped a
-checkpoint, with their duration.
+checkpoint, with their duration; and the durable commits that ran while a background
+passive checkpoint did (each timed on the checkpoint thread), with theirs, and the passive
+checkpoints the writer thread ran before a transaction (``WalCheckpointer.before_write``).
 
 ``--in-commit`` runs SQLite's default instead (auto-checkpoint every 1,000 pages inside
 the commit, no background): the behaviour before audit.wal. Alternate the two.
@@ -24,6 +26,7 @@ import os
 import shutil
 import struct
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,8 @@ from bench.audit_bench import MASTER, SIGNING, _intent
 
 #: (start, ms, checkpointed during it, durable) of every COMMIT on the writer thread
 COMMITS: list[tuple[float, float, bool, bool]] = []
+#: (start, end, on the writer thread) of every passive checkpoint (``audit.wal._passive``)
+PASSES: list[tuple[float, float, bool]] = []
 
 
 def _backfill(path: Path) -> int:
@@ -63,6 +68,35 @@ def _timed_commits() -> None:
     SqliteBackend._w_end = timed  # type: ignore[method-assign]
 
 
+def _timed_passes() -> None:
+    """Every passive checkpoint's (start, end, on the writer thread or not)."""
+    original = audit.wal._passive
+
+    def timed(con: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return original(con)
+        finally:
+            on_writer = threading.current_thread().name != "audit-sqlite-ckpt"
+            PASSES.append((started, time.perf_counter(), on_writer))
+
+    audit.wal._passive = timed
+
+
+def _overlapping() -> list[float]:
+    """The durations (ms) of the durable commits that ran while a background pass did."""
+    passes = [(s, e) for s, e, on_writer in PASSES if not on_writer]
+    return [
+        ms for started, ms, _, durable in COMMITS
+        if durable and any(s < started + ms / 1e3 and started < e for s, e in passes)
+    ]  # fmt: skip
+
+
+def _pass_ms(on_writer: bool) -> dict[str, Any]:
+    took = sorted((e - s) * 1e3 for s, e, w in PASSES if w is on_writer)
+    return {"count": len(took), "p50": _at(took, 0.5), "max": _at(took, 1.0)} if took else {}
+
+
 def _at(ordered: list[float], share: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(share * len(ordered)))], 2)
 
@@ -89,6 +123,7 @@ async def run(count: int, prefill: int) -> dict[str, Any]:
         await asyncio.gather(*(caller(i) for i in range(32)))
         await log.settle()
         COMMITS.clear()
+        PASSES.clear()
         load, cpu = os.getloadavg()[0], time.process_time()
         latencies = sorted([await change(100_000_000 + n) for n in range(count)])
         cpu = time.process_time() - cpu
@@ -97,6 +132,7 @@ async def run(count: int, prefill: int) -> dict[str, Any]:
         shutil.rmtree(folder, ignore_errors=True)
     overlapped = sorted((round(ms, 1) for _, ms, hit, _ in COMMITS if hit), reverse=True)
     others = sorted(ms for _, ms, hit, durable in COMMITS if not hit and durable)
+    beside = sorted(_overlapping())
     return {
         "begin_ms": {
             "p50": _at(latencies, 0.5), "p99": _at(latencies, 0.99),
@@ -107,6 +143,10 @@ async def run(count: int, prefill: int) -> dict[str, Any]:
         "commits_checkpointed": len(overlapped),
         "checkpointed_ms_slowest": overlapped[:12],
         "other_durable_commit_ms": {"p50": _at(others, 0.5), "p99": _at(others, 0.99)},
+        "background_passes_ms": _pass_ms(False),
+        "writer_thread_passes_ms": _pass_ms(True),
+        "durable_commits_beside_a_pass": len(beside),
+        "beside_a_pass_ms": {"p50": _at(beside, 0.5), "max": _at(beside, 1.0)} if beside else {},
         "load_before": round(load, 2),
     }  # fmt: skip
 
@@ -123,6 +163,7 @@ def main() -> None:
     if args.in_commit:
         audit.wal.BACKSTOP_PAGES, audit.wal.INTERVAL_SECONDS = 1000, 1e9
     _timed_commits()
+    _timed_passes()
     result = asyncio.run(run(args.count, args.prefill))
     mode = "in-commit" if args.in_commit else f"background every {args.interval} s"
     print(json.dumps({"checkpoints": mode, **result}))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -215,3 +216,181 @@ async def test_a_close_during_a_pass_stops_the_thread(db: Path) -> None:
     await asyncio.to_thread(checkpointer._thread.join, 10)
     assert not checkpointer._thread.is_alive()
     assert checkpointer.checkpoints == 1
+
+
+class _Clock:
+    """The checkpointer's clock: ``writer`` when read on the test's thread (its commits
+    and transaction starts), ``checkpointer`` on the checkpoint thread."""
+
+    def __init__(self, writer: float, checkpointer: float) -> None:
+        self.writer, self.checkpointer = writer, checkpointer
+
+    def __call__(self) -> float:
+        if threading.current_thread().name == "audit-sqlite-ckpt":
+            return self.checkpointer
+        return self.writer
+
+
+class _Watched(threading.Event):
+    """The checkpointer's commit wake-up; ``waiting`` is set once a pass waits on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waiting.set()
+        return super().wait(timeout)
+
+
+class _Writer:
+    """A WAL file written by the test on a real connection, a checkpointer beside it
+    (not started) and the order of the commits and the passes in ``events``."""
+
+    def __init__(self, path: Path, clock: _Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.events: list[str] = []
+        self.con = sqlite3.connect(path, isolation_level=None)
+        self.con.execute("PRAGMA journal_mode=WAL")
+        self.con.execute("CREATE TABLE t (n INTEGER)")
+        catch_up = audit.wal._catch_up
+
+        def recorded(con: sqlite3.Connection, *between: Callable[[], None]) -> bool:
+            self.events.append("checkpoint")
+            return catch_up(con, *between)
+
+        passive = audit.wal._passive
+
+        def counted(con: sqlite3.Connection) -> tuple[int, ...]:
+            self.events.append("pass")
+            return passive(con)
+
+        monkeypatch.setattr(audit.wal, "_catch_up", recorded)
+        monkeypatch.setattr(audit.wal, "_passive", counted)
+        self.checkpointer = audit.wal.WalCheckpointer(
+            path, lambda p: sqlite3.connect(p, isolation_level=None, check_same_thread=False)
+        )
+        # set after (the code before had no clock): made now, on the test's clock
+        self.checkpointer._clock, self.checkpointer._last_pass = clock, clock.writer
+        self.checkpointer._commit = _Watched()
+
+    def commit(self, name: str) -> None:
+        self.con.execute("BEGIN IMMEDIATE")
+        self.con.executemany("INSERT INTO t VALUES (?)", [(n,) for n in range(50)])
+        self.con.execute("COMMIT")
+        self.events.append(name)
+        self.checkpointer.committed()
+
+    async def passes(self, count: int) -> None:
+        for _ in range(1000):  # 10 s at most
+            if self.checkpointer.checkpoints >= count:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"not {count} checkpoints: {self.events}")
+
+    def close(self) -> None:
+        self.checkpointer.close()
+        self.con.close()
+        assert self.checkpointer.failures == 0
+
+
+async def _waits_for_a_commit(writer: _Writer) -> bool:
+    watched = writer.checkpointer._commit
+    assert isinstance(watched, _Watched)
+    return await asyncio.to_thread(watched.waiting.wait, 10)
+
+
+async def test_a_due_checkpoint_starts_right_after_the_next_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer busy (its last commit 0 s ago on the checkpointer's clock): the due
+    pass waits for the next commit (for ever here) and starts after it, not between two."""
+    monkeypatch.setattr(audit.wal, "COMMIT_WAIT_SECONDS", 3600.0)
+    monkeypatch.setattr(audit.wal, "INTERVAL_SECONDS", 0.0)  # the code before: at once
+    writer = _Writer(tmp_path / "busy.db", _Clock(100.0, 100.0), monkeypatch)
+    try:
+        writer.commit("commit 1")
+        writer.checkpointer.start()
+        assert await _waits_for_a_commit(writer), writer.events
+        assert writer.checkpointer.checkpoints == 0
+        writer.commit("commit 2")
+        await writer.passes(1)
+        assert writer.events == ["commit 1", "commit 2", "checkpoint", "pass"]
+    finally:
+        writer.close()
+
+
+async def test_a_due_checkpoint_of_an_idle_writer_starts_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer idle (its last commit 2 h ago on the checkpointer's clock, and the
+    checkpointer made then): the pass is due (an interval of 1 h since) and starts at
+    once, without waiting for a commit. The code before counted the interval from the
+    commit that woke it: an hour."""
+    monkeypatch.setattr(audit.wal, "COMMIT_WAIT_SECONDS", 3600.0)
+    monkeypatch.setattr(audit.wal, "INTERVAL_SECONDS", 3600.0)
+    writer = _Writer(tmp_path / "idle.db", _Clock(100.0, 7300.0), monkeypatch)
+    try:
+        writer.commit("commit 1")
+        writer.checkpointer.start()
+        await writer.passes(1)
+        assert writer.events == ["commit 1", "checkpoint", "pass"]
+        watched = writer.checkpointer._commit
+        assert isinstance(watched, _Watched) and not watched.waiting.is_set()
+    finally:
+        writer.close()
+
+
+async def test_a_due_checkpoint_waits_for_a_transaction_under_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last commit 1 s ago but a transaction begun since (``before_write``): the
+    writer is busy, and the pass starts after that transaction's commit."""
+    monkeypatch.setattr(audit.wal, "COMMIT_WAIT_SECONDS", 3600.0)
+    monkeypatch.setattr(audit.wal, "INTERVAL_SECONDS", 0.0)
+    clock = _Clock(100.0, 101.0)
+    writer = _Writer(tmp_path / "begun.db", clock, monkeypatch)
+    try:
+        writer.commit("commit 1")
+        clock.writer = 101.0
+        writer.checkpointer.before_write(writer.con)
+        writer.checkpointer.start()
+        assert await _waits_for_a_commit(writer), writer.events
+        writer.commit("commit 2")
+        await writer.passes(1)
+        assert writer.events == ["commit 1", "commit 2", "checkpoint", "pass"]
+    finally:
+        writer.close()
+
+
+async def test_a_pass_that_left_frames_is_followed_by_one_after_the_next_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader holds the first pass back (it copies only what the reader sees): the
+    pass after it waits for the writer's next commit instead of following at once, and
+    copies everything once the reader is gone - the writer thread has nothing left to do."""
+    monkeypatch.setattr(audit.wal, "COMMIT_WAIT_SECONDS", 3600.0)
+    monkeypatch.setattr(audit.wal, "INTERVAL_SECONDS", 0.0)
+    path = tmp_path / "held.db"
+    writer = _Writer(path, _Clock(100.0, 100.0), monkeypatch)
+    reader = sqlite3.connect(path, isolation_level=None)
+    try:
+        writer.commit("commit 1")
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM t").fetchone()[0] == 50
+        writer.commit("commit 2")
+        writer.checkpointer.start()
+        assert await _waits_for_a_commit(writer), writer.events
+        watched = writer.checkpointer._commit
+        assert isinstance(watched, _Watched)
+        watched.waiting.clear()
+        writer.commit("commit 3")
+        assert await _waits_for_a_commit(writer), writer.events  # after the first pass
+        assert writer.events == ["commit 1", "commit 2", "commit 3", "checkpoint", "pass"]
+        reader.execute("COMMIT")
+        writer.commit("commit 4")
+        await writer.passes(1)
+        assert writer.events[5:] == ["commit 4", "pass"]
+        assert not writer.checkpointer._behind
+    finally:
+        reader.close()
+        writer.close()

@@ -36,3 +36,5 @@ def test_the_background_mode_reports_the_same_figures(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []  # its SQLite folder removed afterwards
     assert result["checkpoints"] == "background every 0.2 s"
     assert set(result) >= {"begin_ms", "cpu_ms_per_change", "commits", "other_durable_commit_ms"}
+    assert isinstance(result["background_passes_ms"], dict)
+    assert isinstance(result["durable_commits_beside_a_pass"], int)
