@@ -109,6 +109,9 @@ class CompiledPolicy:
     processing: Processing | None = None
     # RecordState per tuple of active escalation rules (filled by policies.state)
     state_cache: dict[Any, Any] = field(default_factory=dict, repr=False)
+    #: the one escalation rule's test and the RecordState it gives, when the policy has
+    #: exactly one (policies.state.single_rule; set by compile_policy); None: the loop
+    single_rule: tuple[RecordTest, Any] | None = field(default=None, repr=False)
 
     def retention_days(self, paths: Iterable[str]) -> int | None:
         """How long the audit log may keep the sealed values of ``paths`` (field paths,
