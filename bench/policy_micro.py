@@ -9,7 +9,7 @@ the policy engine for on each change of the bench's load (bench/load.py: keycom 
 * ``mask``: the answer's record masked for an editor (``PolicyEngine.mask``);
 * ``state``: the record-state rules evaluated on the record (``record_state``);
 * ``retention``: the audit retention of the change's sealed paths
-  (``CompiledPolicy.retention_days``);
+  (``CompiledPolicy.retention_days``, given a generator as the gateway gives it);
 * ``validate`` and ``decide`` of the one-field patch, for scale.
 
 The same script runs on any commit since issue 11 (it uses only those public calls), so
@@ -24,6 +24,7 @@ import sys
 import time
 import timeit
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from common.vocabulary import Role
@@ -60,34 +61,45 @@ def _cycle(calls: list[Callable[[], object]]) -> Callable[[], object]:
     return step
 
 
+def _pieces(engine: PolicyEngine, system: str) -> dict[str, list[Callable[[], object]]]:
+    """The calls timed for ``system``, each over the generated records where it reads one."""
+    field, value, generate = CASES[system]
+    editor = Principal("bench", frozenset({Role.EDITOR}), frozenset({"*"}))
+    policy = engine.policy(system)
+    records = [generate(FIRST_ID[system] + i) for i in range(RECORDS)]
+    patch = {field: value}
+    # as service.change_steps.intent_for asks: the sealed paths of the protection
+    protection = {field: "personal"}
+    sealed = frozenset({"personal", "restricted"})
+    return {
+        "mask": [partial(engine.mask, system, r, editor.roles) for r in records],
+        "state": [partial(record_state, policy, r) for r in records],
+        "retention": [
+            lambda: policy.retention_days(
+                path for path, level in protection.items() if level in sealed
+            )
+        ],
+        "validate": [lambda: engine.validate(system, patch)],
+        "decide": [
+            partial(engine.decide, system, r, patch, editor, "customer_service")
+            for r in records
+        ],
+    }
+
+
 def measure(systems: list[str], number: int, repeat: int) -> dict[str, dict[str, float]]:
     """{system: {piece: best µs per call}}; the cycling's own cost included in each (the
     same in every column, ~0.1 µs)."""
     engine = PolicyEngine(
         load_policy_set(), pseudonym_key=b"bench-pseudonym-key-0123456789ab", hash_salt=b"salt"
     )
-    editor = Principal("bench", frozenset({Role.EDITOR}), frozenset({"*"}))
-    out: dict[str, dict[str, float]] = {}
-    for system in systems:
-        field, value, generate = CASES[system]
-        policy = engine.policy(system)
-        records = [generate(FIRST_ID[system] + i) for i in range(RECORDS)]
-        patch = {field: value}
-        paths = (field,)
-        pieces: dict[str, list[Callable[[], object]]] = {
-            "mask": [lambda r=r: engine.mask(system, r, editor.roles) for r in records],
-            "state": [lambda r=r: record_state(policy, r) for r in records],
-            "retention": [lambda: policy.retention_days(paths)],
-            "validate": [lambda: engine.validate(system, patch)],
-            "decide": [
-                lambda r=r: engine.decide(system, r, patch, editor, "customer_service")
-                for r in records
-            ],
+    return {
+        system: {
+            name: best_us(_cycle(calls), number, repeat)
+            for name, calls in _pieces(engine, system).items()
         }
-        out[system] = {
-            name: best_us(_cycle(calls), number, repeat) for name, calls in pieces.items()
-        }
-    return out
+        for system in systems
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
