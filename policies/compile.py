@@ -20,6 +20,7 @@ from policies.compiled import (
 )
 from policies.controls import refused_characters
 from policies.processing import compile_processing
+from policies.state import single_rule
 
 MISSING: Any = object()
 EMAIL_CATEGORIES = ("user.contact.email",)
@@ -61,7 +62,7 @@ def compile_policy(data: Mapping[str, Any], source: str = "") -> CompiledPolicy:
         role: {sens: _strategy_ref(cell) for sens, cell in table.items()}
         for role, table in data["masking"].items()
     }
-    return CompiledPolicy(
+    policy = CompiledPolicy(
         system=data["system"],
         version=policy_version(data),
         mode=cast(Literal["put", "patch"], data["mode"]),
@@ -80,6 +81,8 @@ def compile_policy(data: Mapping[str, Any], source: str = "") -> CompiledPolicy:
         object_fields=tuple(n for n, s in fields.items() if s.children is not None),
         processing=compile_processing(data["processing"]) if "processing" in data else None,
     )
+    policy.single_rule = single_rule(policy)
+    return policy
 
 
 def _strategy_ref(cell: Any) -> StrategyRef:
@@ -164,6 +167,43 @@ def _conditions(when: Mapping[str, Any]) -> RecordTest:
 
 
 def _condition(parts: list[str], test: Any) -> RecordTest:
+    """One condition as one call where it can be (issue 11): a top-level field's
+    ``equals``, ``set`` or ``unset`` reads the field and decides in the same function;
+    any other condition is :func:`_condition_general`'s (the same decisions)."""
+    if len(parts) != 1:
+        return _condition_general(parts, test)
+    name = parts[0]
+    if test == "set":
+
+        def is_set(record: Mapping[str, Any]) -> bool:
+            return record.get(name, MISSING) not in _ABSENT
+
+        return is_set
+    if test == "unset":
+
+        def is_unset(record: Mapping[str, Any]) -> bool:
+            return record.get(name, MISSING) in _ABSENT
+
+        return is_unset
+    if "equals" in test:
+        expected = test["equals"]
+        kind = type(expected)
+
+        def equals(record: Mapping[str, Any]) -> bool:
+            # as _same: of the expected type (1 is not True, 2.0 is not 2), and equal
+            value = record.get(name, MISSING)
+            return type(value) is kind and bool(value == expected)
+
+        return equals
+    return _condition_general(parts, test)
+
+
+#: what ``set`` is not, and ``unset`` is: a member absent, or null
+_ABSENT = (MISSING, None)
+
+
+def _condition_general(parts: list[str], test: Any) -> RecordTest:
+    """A condition on any path: the field read by a getter, then tested."""
     get = _getter(parts)
     if test == "set":
         return lambda r: get(r) not in (MISSING, None)

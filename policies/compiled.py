@@ -14,6 +14,9 @@ from policies.processing import Processing
 
 RecordTest = Callable[[Mapping[str, Any]], bool]
 INDEX = re.compile(r"\[\d+\]")
+#: how many sets of paths a policy keeps the retention of (CompiledPolicy.retention_days)
+RETENTION_CACHE_SIZE = 4096
+_NOT_CACHED: Any = object()
 
 
 @dataclass(eq=False, slots=True)
@@ -109,11 +112,35 @@ class CompiledPolicy:
     processing: Processing | None = None
     # RecordState per tuple of active escalation rules (filled by policies.state)
     state_cache: dict[Any, Any] = field(default_factory=dict, repr=False)
+    #: the one escalation rule's test and the RecordState it gives, when the policy has
+    #: exactly one (policies.state.single_rule; set by compile_policy); None: the loop
+    single_rule: tuple[RecordTest, Any] | None = field(default=None, repr=False)
+    #: retention_days by tuple of paths, at most RETENTION_CACHE_SIZE; a reload compiles
+    #: new policies, so it starts empty with them
+    retention_cache: dict[tuple[str, ...], int | None] = field(
+        default_factory=dict, repr=False
+    )
 
     def retention_days(self, paths: Iterable[str]) -> int | None:
         """How long the audit log may keep the sealed values of ``paths`` (field paths,
         indexes allowed): the longest retention of their data categories; None when the
         policy states no retention (kept until erased) or no path is given."""
+        if self.processing is None:
+            return None
+        # the same paths come with nearly every change: worked out once per policy
+        # (issue 11), up to RETENTION_CACHE_SIZE sets of them
+        key = paths if type(paths) is tuple else tuple(paths)
+        cache = self.retention_cache
+        found = cache.get(key, _NOT_CACHED)
+        if found is not _NOT_CACHED:
+            return found  # type: ignore[no-any-return]
+        days = self.retention_days_uncached(key)
+        if len(cache) < RETENTION_CACHE_SIZE:
+            cache[key] = days
+        return days
+
+    def retention_days_uncached(self, paths: Iterable[str]) -> int | None:
+        """:meth:`retention_days` worked out from the policy, without the cache."""
         if self.processing is None:
             return None
         retention = self.processing.retention

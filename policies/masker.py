@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from policies.compiled import CompiledPolicy, FieldSpec
-from policies.masking.base import Masker, MaskingKeys
+from policies.masking.base import Bound, Masker, MaskingKeys, bind
 from policies.masking.registry import STRATEGIES
 from policies.model import SENSITIVITIES, UNKNOWN_SENSITIVITY, MaskResult
 from policies.state import RecordState, record_state
@@ -83,100 +83,189 @@ def mask_record(
     # a step masks are replaced, in place: the fields shown as they are are not visited
     # one by one (issue 11)
     out: dict[str, Any] = dict(record)
-    for key, step in plan.masked:
-        value = out.get(key)
-        if value is None:  # absent, or null: nothing to mask
-            continue
-        if type(step) is tuple:  # a leaf masked: (strategy name, masker, shape)
-            name, masker, shape = step
-            counts[name] = counts.get(name, 0) + 1
-            shown = masker(value, shape, key)
+    # the leaves, by strategy: each field's masker bound to it once per plan (issue 11)
+    for name, leaves in plan.leaves:
+        masked = 0
+        for key, bound in leaves:
+            value = out.get(key)
+            if value is None:  # absent, or null: nothing to mask
+                continue
+            masked += 1
+            shown = bound(value)
             # as _shown: a mask that happens to equal the value would reveal it
             if shown is not None and type(shown) is type(value) and shown == value:
                 shown = None
             out[key] = shown
-        else:  # an object or a list the policy describes
-            out[key] = _masked(step, value, key, counts)
+        if masked:
+            counts[name] = masked
+    paths = plan.paths
+    for key, node in plan.nodes:  # an object or a list the policy describes
+        value = out.get(key)
+        if value is not None:
+            out[key] = _masked_at(node, value, key, counts) if paths else _masked(
+                node, value, counts
+            )
     unknown = plan.unknown
     if unknown is not None and not plan.known.issuperset(record):
         for key in record:  # members the policy does not name, in the record's order
             value = out[key]
             if value is not None and key not in plan.known:
-                out[key] = _masked(unknown, value, key, counts)
+                out[key] = _masked_at(unknown, value, key, counts) if paths else _masked(
+                    unknown, value, counts
+                )
     return MaskResult(out, counts)
+
+
+#: a leaf's step: (strategy name, the masker bound to the field, the masker, the shape)
+#: - the bound one where the path is known (or does not matter), the masker and the
+#: shape for a walk that works out each path (a strategy that uses it, under a list)
+_Leaf = tuple[str, Bound, Masker, str]
 
 
 class _Node:
     """The step of a field the policy describes as an object (``children``: each
-    member's step) or a list (``items``: each item's step); ``leaf`` for a value of
+    member's step; ``masked``: the members a step masks or walks, ``known``: every
+    member named) or a list (``items``: each item's step); ``leaf`` for a value of
     another type, ``unknown`` for a member the policy does not name."""
 
-    __slots__ = ("children", "items", "leaf", "unknown")
+    __slots__ = ("children", "items", "known", "leaf", "masked", "unknown")
 
     def __init__(
-        self, spec: FieldSpec, cells: dict[str, tuple[str, Masker]], unknown: _Step
+        self,
+        spec: FieldSpec,
+        cells: dict[str, tuple[str, Masker]],
+        unknown: _Step,
+        path: str,
     ) -> None:
-        self.leaf = _leaf_step(cells[spec.sensitivity], spec.shape)
+        self.leaf = _leaf_step(cells[spec.sensitivity], spec.shape, path)
         self.unknown = unknown
-        self.children = (
-            {name: _step(child, cells, unknown) for name, child in spec.children.items()}
-            if spec.children is not None
-            else None
+        self.children: dict[str, _Step] | None = None
+        self.masked: tuple[tuple[str, _Step], ...] = ()
+        self.known: frozenset[str] = frozenset()
+        if spec.children is not None:
+            self.children = {
+                name: _step(child, cells, unknown, f"{path}.{name}")
+                for name, child in spec.children.items()
+            }
+            self.masked = tuple((k, s) for k, s in self.children.items() if s is not None)
+            self.known = frozenset(self.children)
+        # an item's path has its index: bound without it (see _Plan.paths); an item node
+        # is kept even when it shows all (None would mask the list as the field's leaf)
+        self.items = (
+            _step(spec.items, cells, unknown, "", keep=True) if spec.items is not None else None
         )
-        self.items = _step(spec.items, cells, unknown) if spec.items is not None else None
+
+    def shows_all(self) -> bool:
+        """Whether every value under this field is shown as it is (nothing to walk)."""
+        items = self.items
+        return (
+            self.leaf is None
+            and self.unknown is None
+            and not self.masked
+            and (items is None or (isinstance(items, _Node) and items.shows_all()))
+        )
 
 
-#: a field's step: None (shown as it is), a leaf's (strategy name, masker, shape), or
-#: the :class:`_Node` of an object or a list
-_Step = tuple[str, Masker, str] | _Node | None
+#: a field's step: None (shown as it is), a leaf's, or the :class:`_Node` of an object
+#: or a list
+_Step = _Leaf | _Node | None
 
 
-def _step(spec: FieldSpec, cells: dict[str, tuple[str, Masker]], unknown: _Step) -> _Step:
+def _step(
+    spec: FieldSpec,
+    cells: dict[str, tuple[str, Masker]],
+    unknown: _Step,
+    path: str,
+    *,
+    keep: bool = False,
+) -> _Step:
+    """``spec``'s step; None for an object or a list whose every value is shown as it is
+    (not walked at all), unless ``keep``."""
     if spec.children is None and spec.items is None:
-        return _leaf_step(cells[spec.sensitivity], spec.shape)
-    return _Node(spec, cells, unknown)
+        return _leaf_step(cells[spec.sensitivity], spec.shape, path)
+    node = _Node(spec, cells, unknown, path)
+    return None if not keep and node.shows_all() else node
 
 
-def _masked(step: _Step, value: Any, path: str, counts: dict[str, int]) -> Any:
-    """``value`` at ``path`` as ``step`` shows it; ``counts`` the values masked, by
-    strategy. (A module function, not a closure: no reference cycle per record, see
-    docs/performance.md "Garbage collector".)"""
+def _masked(step: _Step, value: Any, counts: dict[str, int]) -> Any:
+    """``value`` as ``step`` shows it, with the bound maskers (no path worked out);
+    ``counts`` the values masked, by strategy. (A module function, not a closure: no
+    reference cycle per record, see docs/performance.md "Garbage collector".)"""
     if value is None or step is None:
         return value
     if type(step) is tuple:
-        name, masker, shape = step
+        name = step[0]
+        counts[name] = counts.get(name, 0) + 1
+        return _shown(step[1](value), value)
+    assert isinstance(step, _Node)
+    if step.children is not None and isinstance(value, dict):
+        out = dict(value)
+        for key, child in step.masked:
+            member = out.get(key)
+            if member is not None:
+                out[key] = _masked(child, member, counts)
+        unknown = step.unknown
+        if unknown is not None and not step.known.issuperset(value):
+            for key, member in value.items():
+                if member is not None and key not in step.known:
+                    out[key] = _masked(unknown, member, counts)
+        return out
+    if step.items is not None and isinstance(value, list):
+        item = step.items
+        return [_masked(item, v, counts) for v in value]
+    return _masked(step.leaf, value, counts)
+
+
+def _masked_at(step: _Step, value: Any, path: str, counts: dict[str, int]) -> Any:
+    """As :func:`_masked`, working out each value's path for the masker (a plan with a
+    strategy that uses it: ``aesgcm``)."""
+    if value is None or step is None:
+        return value
+    if type(step) is tuple:
+        name, _, masker, shape = step
         counts[name] = counts.get(name, 0) + 1
         return _shown(masker(value, shape, path), value)
     assert isinstance(step, _Node)
     if step.children is not None and isinstance(value, dict):
         children, unknown = step.children, step.unknown
         return {
-            k: _masked(children.get(k, unknown), v, f"{path}.{k}", counts)
+            k: _masked_at(children.get(k, unknown), v, f"{path}.{k}", counts)
             for k, v in value.items()
         }
     if step.items is not None and isinstance(value, list):
         item = step.items
-        return [_masked(item, v, f"{path}[{i}]", counts) for i, v in enumerate(value)]
-    return _masked(step.leaf, value, path, counts)
+        return [_masked_at(item, v, f"{path}[{i}]", counts) for i, v in enumerate(value)]
+    return _masked_at(step.leaf, value, path, counts)
 
 
 class _Plan:
-    """For one role set and one record state: each top-level field's step, and the
-    step of a member the policy does not name (its whole value masked as unknown text);
-    ``masked``: the fields whose step masks or walks them, with that step, in the
-    policy's order; ``known``: every field the policy names."""
+    """For one role set and one record state: the top-level fields' leaves, each bound
+    to its masker and grouped by strategy (``leaves``), the fields the policy describes
+    as objects or lists (``nodes``), in the policy's order, and the step of a member the
+    policy does not name (its whole value masked as unknown text); ``known``: every
+    field the policy names; ``paths``: whether a strategy of the plan uses a value's
+    path (then nodes and unknown members are walked working out each path)."""
 
-    __slots__ = ("known", "masked", "steps", "unknown")
+    __slots__ = ("known", "leaves", "masked", "nodes", "paths", "steps", "unknown")
 
     def __init__(
         self, policy: CompiledPolicy, table: MaskTable, escalate: Mapping[str, str]
     ) -> None:
         # sensitivity (static) -> (strategy name, masker), after the record's escalation
         cells = {s: table[escalate.get(s, s)] for s in SENSITIVITIES}
-        self.unknown = unknown = _leaf_step(cells[UNKNOWN_SENSITIVITY], "text")
-        self.steps = {key: _step(spec, cells, unknown) for key, spec in policy.fields.items()}
+        self.paths = any(m.uses_path for name, m in cells.values() if name != "clear")
+        self.unknown = unknown = _leaf_step(cells[UNKNOWN_SENSITIVITY], "text", "")
+        self.steps = {
+            key: _step(spec, cells, unknown, key) for key, spec in policy.fields.items()
+        }
         self.masked = tuple((key, step) for key, step in self.steps.items() if step is not None)
         self.known = frozenset(self.steps)
+        by_name: dict[str, list[tuple[str, Bound]]] = {}
+        for key, step in self.masked:
+            if type(step) is tuple:
+                by_name.setdefault(step[0], []).append((key, step[1]))
+        self.leaves = tuple((name, tuple(fields)) for name, fields in by_name.items())
+        self.nodes = tuple((k, s) for k, s in self.masked if isinstance(s, _Node))
 
 
 def _shown(shown: Any, value: Any) -> Any:
@@ -187,6 +276,8 @@ def _shown(shown: Any, value: Any) -> Any:
     return shown
 
 
-def _leaf_step(cell: tuple[str, Masker], shape: str) -> _Step:
+def _leaf_step(cell: tuple[str, Masker], shape: str, path: str) -> _Step:
+    """A leaf's step (None: shown as it is), its masker bound to ``shape`` and ``path``
+    (a member whose path varies, an item or an unknown member, has ``path`` "")."""
     name, masker = cell
-    return None if name == "clear" else (name, masker, shape)
+    return None if name == "clear" else (name, bind(masker, shape, path), masker, shape)

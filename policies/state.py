@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from policies.compiled import CompiledPolicy, EscalateRule
+from policies.compiled import CompiledPolicy, EscalateRule, RecordTest
 from policies.model import SENSITIVITY_RANK
 
 
@@ -38,9 +38,25 @@ def _build(active: tuple[EscalateRule, ...]) -> RecordState:
     return RecordState(escalate, raised_by, active)
 
 
+def single_rule(policy: CompiledPolicy) -> tuple[RecordTest, RecordState] | None:
+    """A policy of one escalation rule (the usual case): its test and the state it gives
+    when it holds, for :func:`record_state` to decide with one call (issue 11); None for
+    any other number of rules."""
+    rules = policy.escalate_rules
+    if len(rules) != 1:
+        return None
+    state = policy.state_cache.get(rules)
+    if state is None:
+        state = policy.state_cache[rules] = _build(rules)
+    return rules[0].test, state
+
+
 def record_state(policy: CompiledPolicy, record: Mapping[str, Any] | None) -> RecordState:
     """Evaluate the escalation rules on ``record``; an unknown record (None) fails closed:
     every rule is taken to hold."""
+    single = policy.single_rule
+    if single is not None and record is not None:
+        return single[1] if single[0](record) else NO_STATE
     rules = policy.escalate_rules
     if not rules:
         return NO_STATE

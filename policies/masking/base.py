@@ -16,8 +16,38 @@ REDACTED: Final = "[redacted]"
 # How a value is shaped, for shape-aware strategies: from the field's format or category.
 Shape = typing.Literal["email", "phone", "text"]
 
-# (value, shape, path) -> what the caller sees
-Masker = Callable[[Any, str, str], Any]
+#: value -> what the caller sees: a masker bound to one field, its shape and its path
+Bound = Callable[[Any], Any]
+
+
+class Masker:
+    """A strategy's masker, built once per policy with its options and keys. Called as
+    ``masker(value, shape, path)``; or bound once per field of a masking plan
+    (:func:`bind`), so that masking an answer is a loop of ready callables with no
+    dispatch on the shape per value (issue 11)."""
+
+    __slots__ = ()
+
+    #: whether what it shows depends on the field's path (``aesgcm``: its associated
+    #: data); one that does not is bound once for every member of a list, every member
+    #: the policy does not name
+    uses_path: bool = False
+
+    def __call__(self, value: Any, shape: str, path: str) -> Any:
+        raise NotImplementedError
+
+    def bind(self, shape: str, path: str) -> Bound:
+        """This masker for one field: ``bound(value) == self(value, shape, path)``."""
+
+        def bound(value: Any) -> Any:
+            return self(value, shape, path)
+
+        return bound
+
+
+def bind(masker: Masker, shape: str, path: str) -> Bound:
+    """``masker`` bound to a field of ``shape`` at ``path``: value -> what is shown."""
+    return masker.bind(shape, path)
 
 
 class MaskingConfigError(ValueError):

@@ -10,6 +10,7 @@ from typing import Any
 
 from common import aead
 from policies.masking.base import (
+    Bound,
     Masker,
     MaskingConfigError,
     MaskingKeys,
@@ -23,12 +24,34 @@ def _build(options: NoOptions, keys: MaskingKeys, system: str) -> Masker:
     key = keys.encryption_key
     if key is None or len(key) != aead.KEY_BYTES:
         raise MaskingConfigError("strategy 'aesgcm' needs a 32-byte encryption key")
+    return Encrypt(key, system)
 
-    def encrypt(value: Any, shape: str, path: str) -> Any:
-        blob = aead.seal(key, canonical(value), f"{system}|{path}".encode())
+
+class Encrypt(Masker):
+    __slots__ = ("_key", "system")
+
+    #: the associated data names the field's path
+    uses_path = True
+
+    def __init__(self, key: bytes, system: str) -> None:
+        self._key = key
+        self.system = system
+
+    def __repr__(self) -> str:  # never the key
+        return f"Encrypt(system={self.system!r})"
+
+    def __call__(self, value: Any, shape: str, path: str) -> Any:
+        blob = aead.seal(self._key, canonical(value), f"{self.system}|{path}".encode())
         return "aesgcm:" + base64.urlsafe_b64encode(blob).decode()
 
-    return encrypt
+    def bind(self, shape: str, path: str) -> Bound:
+        key, associated = self._key, f"{self.system}|{path}".encode()
+
+        def encrypt(value: Any) -> Any:
+            blob = aead.seal(key, canonical(value), associated)
+            return "aesgcm:" + base64.urlsafe_b64encode(blob).decode()
+
+        return encrypt
 
 
 STRATEGY = Strategy(

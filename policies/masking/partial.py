@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from policies.masking.base import REDACTED, Masker, MaskingKeys, Strategy
+from policies.masking.base import REDACTED, Bound, Masker, MaskingKeys, Strategy
 
 STARS = "***"
 
@@ -54,19 +54,60 @@ def partial_text(value: str, keep: int) -> str:
     return value[:keep] + STARS + value[-keep:]
 
 
-def _build(options: PartialOptions, keys: MaskingKeys, system: str) -> Masker:
-    keep = options.keep
+def _phone(value: Any) -> Any:
+    """A field of the phone shape, bound."""
+    if not isinstance(value, str):
+        return REDACTED
+    return partial_phone(value)
 
-    def partial(value: Any, shape: str, path: str) -> Any:
+
+class Partial(Masker):
+    __slots__ = ("keep",)
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+
+    def __call__(self, value: Any, shape: str, path: str) -> Any:
         if not isinstance(value, str):
             return REDACTED
         if shape == "email" and "@" in value:
             return partial_email(value)
         if shape == "phone":
             return partial_phone(value)
-        return partial_text(value, keep)
+        return partial_text(value, self.keep)
 
-    return partial
+    def bind(self, shape: str, path: str) -> Bound:
+        """The shape chosen once per field, not per value; the text's cut inline."""
+        if shape == "phone":
+            return _phone
+        keep = self.keep
+        shortest = 2 * keep + 3  # as partial_text
+
+        if shape == "email":
+
+            def email(value: Any) -> Any:
+                if not isinstance(value, str):
+                    return REDACTED
+                if "@" in value:
+                    return partial_email(value)
+                if len(value) < shortest:
+                    return STARS
+                return value[:keep] + STARS + value[-keep:]
+
+            return email
+
+        def text(value: Any) -> Any:
+            if not isinstance(value, str):
+                return REDACTED
+            if len(value) < shortest:
+                return STARS
+            return value[:keep] + STARS + value[-keep:]
+
+        return text
+
+
+def _build(options: PartialOptions, keys: MaskingKeys, system: str) -> Masker:
+    return Partial(options.keep)
 
 
 STRATEGY = Strategy(name="partial", disclosure=80, options_type=PartialOptions, build=_build)

@@ -8,7 +8,14 @@ import hmac
 from dataclasses import dataclass
 from typing import Any
 
-from policies.masking.base import Masker, MaskingConfigError, MaskingKeys, Strategy, canonical
+from policies.masking.base import (
+    Bound,
+    Masker,
+    MaskingConfigError,
+    MaskingKeys,
+    Strategy,
+    canonical,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,13 +30,30 @@ class PseudonymOptions:
 def _build(options: PseudonymOptions, keys: MaskingKeys, system: str) -> Masker:
     if len(keys.pseudonym_key) < 16:
         raise MaskingConfigError("strategy 'pseudonym' needs a key of at least 16 bytes")
-    key = keys.pseudonym_key
-    length = options.length
+    return Pseudonym(keys.pseudonym_key, options.length)
 
-    def pseudonym(value: Any, shape: str, path: str) -> Any:
-        return "pn:" + hmac.new(key, canonical(value), hashlib.sha256).hexdigest()[:length]
 
-    return pseudonym
+class Pseudonym(Masker):
+    __slots__ = ("_key", "length")
+
+    def __init__(self, key: bytes, length: int) -> None:
+        self._key = key
+        self.length = length
+
+    def __repr__(self) -> str:  # never the key
+        return f"Pseudonym(length={self.length})"
+
+    def __call__(self, value: Any, shape: str, path: str) -> Any:
+        digest = hmac.new(self._key, canonical(value), hashlib.sha256).hexdigest()
+        return "pn:" + digest[: self.length]
+
+    def bind(self, shape: str, path: str) -> Bound:
+        key, length = self._key, self.length
+
+        def pseudonym(value: Any) -> Any:
+            return "pn:" + hmac.new(key, canonical(value), hashlib.sha256).hexdigest()[:length]
+
+        return pseudonym
 
 
 STRATEGY = Strategy(

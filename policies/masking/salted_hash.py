@@ -7,6 +7,7 @@ import hashlib
 from typing import Any
 
 from policies.masking.base import (
+    Bound,
     Masker,
     MaskingConfigError,
     MaskingKeys,
@@ -19,12 +20,28 @@ from policies.masking.base import (
 def _build(options: NoOptions, keys: MaskingKeys, system: str) -> Masker:
     if not keys.hash_salt:
         raise MaskingConfigError("strategy 'hash' needs a hash salt")
-    salt = keys.hash_salt
+    return SaltedHash(keys.hash_salt)
 
-    def salted_hash(value: Any, shape: str, path: str) -> Any:
-        return "sha256:" + hashlib.sha256(salt + canonical(value)).hexdigest()
 
-    return salted_hash
+class SaltedHash(Masker):
+    __slots__ = ("_salt",)
+
+    def __init__(self, salt: bytes) -> None:
+        self._salt = salt
+
+    def __repr__(self) -> str:  # never the salt
+        return "SaltedHash()"
+
+    def __call__(self, value: Any, shape: str, path: str) -> Any:
+        return "sha256:" + hashlib.sha256(self._salt + canonical(value)).hexdigest()
+
+    def bind(self, shape: str, path: str) -> Bound:
+        salt = self._salt
+
+        def salted_hash(value: Any) -> Any:
+            return "sha256:" + hashlib.sha256(salt + canonical(value)).hexdigest()
+
+        return salted_hash
 
 
 STRATEGY = Strategy(
