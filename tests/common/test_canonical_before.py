@@ -103,7 +103,12 @@ def test_the_same_text_and_errors_as_before(value: object) -> None:
     _assert_same(value)
 
 
-@pytest.mark.parametrize("value", _FLOATS + _ODD, ids=repr)
+@pytest.mark.parametrize(
+    "value",
+    _FLOATS + _ODD,
+    # stable ids (xdist's workers must collect the same names; an object's repr is not)
+    ids=[f"{i}-{type(v).__name__}" for i, v in enumerate(_FLOATS + _ODD)],
+)
 def test_each_odd_value_alone_and_nested(value: object) -> None:
     for wrapped in (value, [value], {"v": value}, [1, {"v": [value, "x"]}], (value, value)):
         _assert_same(wrapped)
