@@ -73,7 +73,10 @@ def _strings(value: object, what: str) -> list[str]:
 
 
 def _is_text(value: object) -> bool:
-    return type(value) is str and bool(value)
+    # isinstance, as the slow path's: the gateway's roles, system and purpose are the
+    # vocabulary's StrEnums (str subclasses), and ``type(v) is str`` sent every intent
+    # the slow way (issue 11)
+    return isinstance(value, str) and bool(value)
 
 
 def check_intent(intent: Intent) -> None:
@@ -87,13 +90,13 @@ def check_intent(intent: Intent) -> None:
         and (intent.purpose is None or _is_text(intent.purpose))
         and intent.action in ACTIONS
         and type(intent.roles) is tuple
-        and all(type(r) is str for r in intent.roles)
+        and all(isinstance(r, str) for r in intent.roles)
         and type(intent.changed) is tuple
-        and all(type(c) is str for c in intent.changed)
+        and all(isinstance(c, str) for c in intent.changed)
         and type(intent.before) is dict
         and type(intent.after) is dict
         and isinstance(intent.protected, Mapping)
-        and type(intent.policy_version) is str
+        and isinstance(intent.policy_version, str)
         and (intent.retention_days is None or _is_days(intent.retention_days))
     ):
         return

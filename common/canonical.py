@@ -40,8 +40,15 @@ _STDLIB: Final[dict[tuple[bool, bool], Encode]] = {
     for ascii_only in (False, True)
     for allow_nan in (False, True)
 }
-_LEAVES: Final = frozenset({str, int, bool, type(None)})
 _OPTIONS: Final = orjson.OPT_SORT_KEYS
+#: the leaf types orjson writes exactly as json does: these four and every ``str``
+#: subclass met so far (the vocabulary's ``StrEnum`` s: an action, an outcome, a problem
+#: code), remembered so that each is one set lookup, not a call (issue 11)
+_leaves: Final[set[type]] = {str, int, bool, type(None)}
+#: at most this many subclasses are remembered; one past it is still written by orjson,
+#: only found the slower way each time
+_SUBCLASSES_KEPT: Final = 64
+_LEAVES_KEPT: Final = len(_leaves) + _SUBCLASSES_KEPT
 
 
 def _plain(value: Any) -> bool:
@@ -54,12 +61,25 @@ def _plain(value: Any) -> bool:
         items = value
     elif kind is float:
         return bool(1e-4 <= abs(value) < 1e16 or value == 0.0)  # NaN fails both
+    elif kind in _leaves:
+        return True
+    elif isinstance(value, str):
+        # a str subclass is written by both as the text it is: remembered
+        if len(_leaves) < _LEAVES_KEPT:
+            _leaves.add(kind)
+        return True
     else:
-        # a str subclass (a StrEnum of common.vocabulary: an action, an outcome, a
-        # problem code) is written by both as the text it is
-        return kind in _LEAVES or isinstance(value, str)
-    for item in items:  # noqa: SIM110 - a plain loop: all() over a generator is slower
-        if type(item) not in _LEAVES and not _plain(item):
+        return False
+    leaves = _leaves
+    for item in items:
+        kind = type(item)
+        if kind in leaves:
+            continue
+        if kind is float:  # inlined: most values of a record are leaves or floats
+            if 1e-4 <= abs(item) < 1e16 or item == 0.0:
+                continue
+            return False
+        if not _plain(item):
             return False
     return True
 

@@ -109,18 +109,18 @@ def _count_and_log(
     request: web.Request, response: web.StreamResponse | None, seconds: float, cancelled: bool
 ) -> None:
     """Requests by system, route template and status (labels stay bounded), and the
-    access line; the route and the system are worked out once for both."""
-    route = route_template(request)
-    system = request.match_info.get("system")
-    known = system is not None and system in request.app[SETTINGS_KEY].upstreams
-    status = response.status if response is not None else 500
-    # a caller's typo must not become a new label
-    label = (
-        system if known and system is not None
-        else "none" if system is None or system == "none" else "unknown"
-    )  # fmt: skip
-    request.app[METRICS_KEY].request(label, route, status, seconds)
+    access line; what both need of the route and the system is worked out once per kind
+    of answer (``service.answer_facts``)."""
+    app = request.app
+    facts = app[METRICS_KEY].answer_facts(
+        route_template(request),
+        request.match_info.get("system"),
+        response.status if response is not None else 500,
+        app[SETTINGS_KEY].upstreams,
+    )
+    facts.counter.inc()
+    facts.duration.observe(seconds if seconds > 0.0 else 0.0)
     access_line(
-        request, response, 0.0, cancelled=cancelled, route=route,
-        system=system if known else None, seconds=seconds,
+        request, response, 0.0, cancelled=cancelled, route=facts.route, system=facts.system,
+        seconds=seconds,
     )  # fmt: skip

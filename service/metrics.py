@@ -25,13 +25,11 @@ from audit.errors import LockWait
 from common.vocabulary import VALIDATION_CODES, Problem, Verdict, parse
 from policies.masking.registry import canonical_names
 from service import multiproc
+from service.answer_facts import NO_SYSTEM, UNKNOWN_SYSTEM, AnswerFactsCache
 from service.metric_tally import Increments, Observes, Tally
 from service.registry import SYSTEMS as SHIPPED
 
 PREFIX: Final = "gdpr_gateway_"
-#: system label values besides the systems: a route without one, an unknown one
-NO_SYSTEM: Final = "none"
-UNKNOWN_SYSTEM: Final = "unknown"
 OTHER: Final = "other"
 #: route label of a request no route matched (a 404 of the router)
 UNMATCHED: Final = "unmatched"
@@ -79,6 +77,8 @@ class Metrics:
         # the children of the per-request series, by their raw labels: built once, then
         # only incremented (the label checks and the library's lookup are not repeated)
         self._request_children: dict[tuple[str, str, int], tuple[Increments, Observes]] = {}
+        #: an answer's children and access-line facts by (route, system, status)
+        self.answer_facts = AnswerFactsCache(self.request_children)
         self._upstream_children: dict[
             tuple[str, str, int | None], tuple[Increments, Observes]
         ] = {}
@@ -223,6 +223,7 @@ class Metrics:
         routes = tuple(routes)
         self._routes = frozenset(routes)
         self._request_children.clear()  # (their tallies stay, moved at each collection)
+        self.answer_facts.clear()
         for route in routes:
             systems = self.systems if "{system}" in route else (NO_SYSTEM,)
             for system in systems:
@@ -245,6 +246,12 @@ class Metrics:
 
     def request(self, system: str, route: str, status: int, seconds: float) -> None:
         """One answered request: ``route`` is the template (``/v1/systems/{system}/...``)."""
+        count, duration = self.request_children(system, route, status)
+        count.inc()
+        duration.observe(max(0.0, seconds))
+
+    def request_children(self, system: str, route: str, status: int) -> tuple[Increments, Observes]:
+        """The children an answered request counts in (its count, its duration)."""
         key = (system, route, status)
         children = self._request_children.get(key)
         if children is None:
@@ -255,8 +262,7 @@ class Metrics:
             )
             if len(self._request_children) < _CHILDREN_KEPT:
                 children = self._request_children[key] = self._tally.pair(*children)
-        children[0].inc()
-        children[1].observe(max(0.0, seconds))
+        return children
 
     def decision(self, system: str, outcome: Verdict, problem_code: Problem | None) -> None:
         """A change decided: ``allowed``, ``denied`` (with its problem code) or ``dry_run``.

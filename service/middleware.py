@@ -257,7 +257,9 @@ def access_line(
     seconds: float | None = None,
 ) -> None:
     """The one access line of a request. ``route`` (its template), ``system`` (a known
-    system or None) and ``seconds`` (since ``started``) when the caller has them."""
+    system or None) and ``seconds`` (since ``started``) when the caller has them; a
+    ``route`` and ``system`` given are shown as they are (``service.answer_facts`` has
+    cut them as :func:`~service.logs.scalar` does)."""
     level = logging.INFO
     # 499: nginx's "client closed request" - no answer was sent
     status = response.status if response is not None else (499 if cancelled else 500)
@@ -277,6 +279,7 @@ def access_line(
         settings = request.app.get(SETTINGS_KEY)  # an app without settings: the shipped ones
         if system not in (settings.upstreams if settings is not None else SYSTEMS):
             system = None
+        system = scalar(system)
     if seconds is None:
         seconds = time.perf_counter() - started
     method = request.method
@@ -284,12 +287,12 @@ def access_line(
     # an INFO line waits to be written with the next ones (service/log_batch.py)
     emit(_access, level, "http_request", {
         "method": method if len(method) <= 16 else "other",
-        "route": scalar(route if route is not None else route_template(request)),
+        "route": route if route is not None else scalar(route_template(request)),
         "status": status,
         "duration_ms": round(seconds * 1000, 2),
         "request_id": scalar(request.get(REQUEST_ID_KEY)),
         "problem_code": scalar(code),
-        "system": scalar(system),
+        "system": system,
         "audit_id": scalar(request.get(AUDIT_ID_KEY)),
     }, batched=level == logging.INFO)  # fmt: skip
 
