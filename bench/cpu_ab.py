@@ -1,7 +1,7 @@
 """The gateway's CPU per change, two checkouts side by side, in short interleaved slices.
 
     python -m bench.cpu_ab --a DIR --b DIR [--system keycom] [--store sqlite] [--slices 8]
-        [--seconds 3] [--workers N] [--b-workers N]
+        [--seconds 3] [--settle 1] [--workers N] [--b-workers N]
 
 On a shared machine the load moves a whole bench run's figure by more than a change
 worth a few percent. Here both gateways run at once, against the same emulators, each
@@ -12,7 +12,10 @@ them in turn - A, B, A, B ... ``--slices`` times each, ``--seconds`` per slice, 
 connections (``bench/patch.lua``) - so that a change in the machine's load hits both
 alike. Prints each slice's CPU per answer (user + system time of the server process, all
 its threads, over the slice) and, per side, the median and the range; the last line is
-the median ratio B/A of neighbouring slices. With ``--store postgres`` the same for the
+the median ratio B/A of neighbouring slices. The order alternates - A B, B A, A B ... - and
+the first ``--settle`` rounds (default 1) are run but not counted: with A always first, A's
+first slice read high in every one of 24 runs (i11-edge), a bias of about 2 % in B's
+favour. With ``--store postgres`` the same for the
 CPU of the server backends connected to each side's database (``/proc`` of each backend
 listed in ``pg_stat_activity``, before and after the slice; the server must run on this
 machine). ``--workers``: each side's ``serve --workers`` (default 1; the CPU is then the
@@ -60,6 +63,14 @@ def _gateway(stack: contextlib.ExitStack, checkout: Path, folder: Path, urls: di
 
 
 
+def rounds(slices: int, settle: int) -> list[tuple[int, bool, tuple[str, str]]]:
+    """(round number from 1, counted?, the sides in the order they run) for every round:
+    ``settle`` uncounted rounds first, then ``slices`` counted ones; the order alternates
+    from one round to the next (A B, B A, ...) so that neither side always runs first."""
+    return [(number + 1, number >= settle, ("A", "B") if number % 2 == 0 else ("B", "A"))
+            for number in range(settle + slices)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--a", type=Path, required=True, help="checkout A (before)")
@@ -68,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--slices", type=int, default=8)
     parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument("--settle", type=int, default=1,
+                        help="rounds run first and not counted (default 1)")
     parser.add_argument("--workers", type=int, default=1, help="serve --workers of each side")
     parser.add_argument("--b-workers", type=int, default=None, help="B's, if not --workers")
     args = parser.parse_args(argv)
@@ -89,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         }
         for url, _, _ in sides.values():  # warm-up
             run_wrk(url, workload, ids_file, stamp=1, connections=32, seconds=2)
-        for number in range(args.slices):
-            for name, (url, pid, db) in sides.items():
+        for number, counted, order in rounds(args.slices, args.settle):
+            for name in order:
+                url, pid, db = sides[name]
                 pg_before = pg_backend_cpu(db) if db else {}
                 before = cpu_seconds(pid)
                 run = run_wrk(url, workload, ids_file, stamp=2, connections=32,
@@ -98,14 +112,17 @@ def main(argv: list[str] | None = None) -> int:
                 used = cpu_seconds(pid) - before
                 answers = max(1, run["requests"])
                 ms = 1000.0 * used / answers
-                figures[name].append(ms)
-                rates[name].append(run["rps"])
-                line = f"slice {number + 1} {name}: {ms:.3f} ms CPU/answer"
+                if counted:
+                    figures[name].append(ms)
+                    rates[name].append(run["rps"])
+                tag = "" if counted else " (settling, not counted)"
+                line = f"slice {number} {name}{tag}: {ms:.3f} ms CPU/answer"
                 if db:  # a backend that appeared meanwhile counts from its start
                     pg_after = pg_backend_cpu(db)
                     pg = sum(t - pg_before.get(p, 0.0) for p, t in pg_after.items())
-                    server[name].append(1000.0 * pg / answers)
-                    line += f", PostgreSQL {server[name][-1]:.3f} ms CPU/answer"
+                    if counted:
+                        server[name].append(1000.0 * pg / answers)
+                    line += f", PostgreSQL {1000.0 * pg / answers:.3f} ms CPU/answer"
                 print(f"{line}, {run['rps']:.0f} req/s, {run['statuses']}", flush=True)
     for kind, values_of in (("", figures), (" PostgreSQL", server)):
         if not values_of["A"]:
