@@ -6,7 +6,6 @@ emptied when the routes are declared again."""
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,9 @@ from prometheus_client import CollectorRegistry
 from service import multiproc
 from service.answer_facts import FACTS_KEPT
 from service.keys import METRICS_KEY
-from service.logs import JsonFormatter
 from service.metrics import Metrics
 from tests.service.edge_app import edge_app
+from tests.service.log_lines import captured
 
 CUSTOMER_ROUTE = "/v1/systems/{system}/customers/{customer_id}"
 MISSING_ROUTE = "/v1/systems/{system}/missing"
@@ -115,30 +114,14 @@ async def client(aiohttp_client: Callable[..., Any]) -> TestClient[Any, Any]:
     return c
 
 
-class _Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[dict[str, Any]] = []
-        self.setFormatter(JsonFormatter())
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(json.loads(self.format(record)))
-
-
 @pytest.fixture
-def access_lines() -> Iterator[list[dict[str, Any]]]:
-    handler = _Lines()
-    logger = logging.getLogger("gdpr_gateway.access")
-    old = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    yield handler.lines
-    logger.removeHandler(handler)
-    logger.setLevel(old)
+def access_lines() -> Iterator[list[str]]:
+    with captured("gdpr_gateway.access") as lines:
+        yield lines
 
 
 async def test_counts_after_many_answers_are_exact(
-    client: TestClient[Any, Any], access_lines: list[dict[str, Any]]
+    client: TestClient[Any, Any], access_lines: list[str]
 ) -> None:
     metrics: Metrics = client.app[METRICS_KEY]
     paths = {
@@ -163,9 +146,10 @@ async def test_counts_after_many_answers_are_exact(
             "gdpr_gateway_http_request_duration_seconds_count",
             {"system": system, "route": route},
         ) == rounds * sum(1 for p in paths.values() if p[:2] == (system, route)), path  # fmt: skip
-    lines = [(line["route"], str(line["status"]), line["system"]) for line in access_lines]
+    parsed = [json.loads(line) for line in access_lines]
+    lines = [(line["route"], str(line["status"]), line["system"]) for line in parsed]
     assert len(lines) == rounds * len(paths)
     assert lines[: len(paths)] == [(r, s, shown) for _, r, s, shown in paths.values()]
-    assert "mars" not in json.dumps(access_lines)
+    assert all("mars" not in line for line in access_lines)
     # kept: the kinds with a configured system or none (not mars)
     assert len(metrics.answer_facts) == 4

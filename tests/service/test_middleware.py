@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -28,7 +27,6 @@ from service.errors import (
     ValidationFailed,
 )
 from service.keys import AUDIT_ID_KEY, REQUEST_ID_KEY
-from service.logs import JsonFormatter
 from service.middleware import (
     new_request_id,
     problem_response,
@@ -37,6 +35,7 @@ from service.middleware import (
     stamp_context_headers,
 )
 from tests.service.edge_app import STATE_DIR_KEY, edge_app
+from tests.service.log_lines import captured
 
 SECRET_MESSAGE = "jane.doe@example.com-XYZZY"  # a value that must never reach an answer or log
 
@@ -128,26 +127,10 @@ async def client(aiohttp_client: Callable[..., Any]) -> TestClient[Any, Any]:
     return c
 
 
-class _Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[str] = []
-        self.setFormatter(JsonFormatter())
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
-
-
 @pytest.fixture
-def log_lines() -> Any:
-    handler = _Lines()
-    logger = logging.getLogger("gdpr_gateway")
-    old = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    yield handler.lines
-    logger.removeHandler(handler)
-    logger.setLevel(old)
+def log_lines() -> Iterator[list[str]]:
+    with captured("gdpr_gateway") as lines:
+        yield lines
 
 
 def access(lines: list[str]) -> list[dict[str, Any]]:
