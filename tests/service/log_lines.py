@@ -10,7 +10,9 @@ from contextlib import contextmanager
 from service.logs import JsonFormatter
 
 
-class _Lines(logging.Handler):
+class JsonLines(logging.Handler):
+    """A handler keeping each record's JSON text in ``lines``."""
+
     def __init__(self) -> None:
         super().__init__()
         self.lines: list[str] = []
@@ -23,7 +25,7 @@ class _Lines(logging.Handler):
 @contextmanager
 def captured(name: str) -> Iterator[list[str]]:
     """The JSON text of every line logged under ``name`` meanwhile, in order."""
-    handler = _Lines()
+    handler = JsonLines()
     logger = logging.getLogger(name)
     old = logger.level
     logger.addHandler(handler)

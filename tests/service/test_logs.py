@@ -18,6 +18,7 @@ from service.logs import (
     is_forbidden,
     log_event,
 )
+from tests.service.log_lines import JsonLines
 
 PERSONAL = "jane.doe@example.com-XYZZY"
 
@@ -148,16 +149,6 @@ def test_long_strings_are_cut(configured: None, capsys: pytest.CaptureFixture[st
     assert len(line["request_id"]) < 300
 
 
-class _Capture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lines: list[str] = []
-        self.setFormatter(JsonFormatter())
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
-
-
 _IDENT = st.from_regex(r"[a-z]{1,8}", fullmatch=True)
 
 
@@ -171,7 +162,7 @@ def test_no_value_under_a_forbidden_name_is_ever_written(
     prefix: str, part: str, suffix: str, value: object
 ) -> None:
     name = f"{prefix}_{part}{suffix}"
-    handler = _Capture()
+    handler = JsonLines()
     logger = logging.getLogger("gdpr_gateway.property")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
@@ -237,7 +228,7 @@ def test_a_line_written_directly_is_the_line_logging_writes(
         patched.setattr(logging.Logger, "handle", None)  # not called: written directly
         log_event(logger, "direct", **fields)
     (direct,) = lines(capsys.readouterr().err)
-    other = _Capture()
+    other = JsonLines()
     logger.addHandler(other)
     try:
         with alone():
