@@ -246,7 +246,7 @@ class _Plan:
     field the policy names; ``paths``: whether a strategy of the plan uses a value's
     path (then nodes and unknown members are walked working out each path)."""
 
-    __slots__ = ("known", "leaves", "masked", "nodes", "paths", "steps", "unknown")
+    __slots__ = ("known", "leaves", "masked", "nodes", "paths", "unknown")
 
     def __init__(
         self, policy: CompiledPolicy, table: MaskTable, escalate: Mapping[str, str]
@@ -255,11 +255,9 @@ class _Plan:
         cells = {s: table[escalate.get(s, s)] for s in SENSITIVITIES}
         self.paths = any(m.uses_path for name, m in cells.values() if name != "clear")
         self.unknown = unknown = _leaf_step(cells[UNKNOWN_SENSITIVITY], "text", "")
-        self.steps = {
-            key: _step(spec, cells, unknown, key) for key, spec in policy.fields.items()
-        }
-        self.masked = tuple((key, step) for key, step in self.steps.items() if step is not None)
-        self.known = frozenset(self.steps)
+        steps = {key: _step(spec, cells, unknown, key) for key, spec in policy.fields.items()}
+        self.masked = tuple((key, step) for key, step in steps.items() if step is not None)
+        self.known = frozenset(steps)
         by_name: dict[str, list[tuple[str, Bound]]] = {}
         for key, step in self.masked:
             if type(step) is tuple:
