@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import fcntl
 import os
-import re
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -36,21 +35,10 @@ T = TypeVar("T")
 #: a lock key (a signed 64-bit int) as a non-negative file offset
 _OFFSET_MASK = (1 << 62) - 1
 _RETRY_FIRST, _RETRY_MAX = 0.001, 0.02
-#: the writer's statement cache: the batch statements in each row count they are run with
-_CACHED_STATEMENTS = 512
-#: at most this many rows in one multi-row statement (and 999 bound values, SQLite's
-#: oldest limit): a batch of more is run in parts
-_ROWS_PER_STATEMENT = 64
-_MAX_VALUES = 999
-_VALUES = re.compile(r"^(INSERT INTO \w+ \([\w, ]+\) VALUES )(\((?:\?, )*\?\))$")
-_DELETE_BY = re.compile(r"^(DELETE FROM \w+ WHERE \w+) = \?$")
 
 
-def _connect(path: Path, cached_statements: int = 128) -> sqlite3.Connection:
-    con = sqlite3.connect(
-        path, isolation_level=None, check_same_thread=False, timeout=10.0,
-        cached_statements=cached_statements,
-    )  # fmt: skip
+def _connect(path: Path) -> sqlite3.Connection:
+    con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=FULL")
     con.execute("PRAGMA busy_timeout=10000")
@@ -58,7 +46,7 @@ def _connect(path: Path, cached_statements: int = 128) -> sqlite3.Connection:
 
 
 def _connect_writer(path: Path) -> sqlite3.Connection:
-    con = _connect(path, cached_statements=_CACHED_STATEMENTS)
+    con = _connect(path)
     configure_writer(con)
     return con
 
@@ -170,7 +158,7 @@ class SqliteBackend:
         try:
             for sql, rows in statements:
                 if rows:
-                    _w_rows(con, sql, rows)
+                    con.executemany(sql, rows)
         except BaseException:
             self._w_end(durable)
             raise
@@ -335,56 +323,6 @@ class SqliteBackend:
                 await worker.submit(con.close)
             worker.stop()
         self._w = self._r = None
-
-
-def _w_rows(con: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-    """``sql`` for each of ``rows``, in as few ``sqlite3_step`` calls as it can (each step
-    drops and takes back the GIL): an ``INSERT … VALUES (?, …)`` as one multi-row insert,
-    a ``DELETE … WHERE col = ?`` as one ``… IN (?, …)``, in parts of
-    :data:`_ROWS_PER_STATEMENT` rows; anything else row by row (``executemany``)."""
-    if len(rows) == 1:
-        con.execute(sql, rows[0])
-        return
-    form = _multi_row(sql, len(rows[0]))
-    if form is None:
-        con.executemany(sql, rows)
-        return
-    per = max(1, min(_ROWS_PER_STATEMENT, _MAX_VALUES // max(1, len(rows[0]))))
-    for start in range(0, len(rows), per):
-        part = rows[start : start + per]
-        con.execute(form(len(part)), [value for row in part for value in row])
-
-
-_FORMS: dict[str, Callable[[int], str] | None] = {}
-
-
-def _multi_row(sql: str, width: int) -> Callable[[int], str] | None:
-    """The statement text of ``sql`` for n rows at once, or None (not a known form)."""
-    try:
-        return _FORMS[sql]
-    except KeyError:
-        pass
-    form: Callable[[int], str] | None = None
-    if (match := _VALUES.match(sql)) is not None:
-        head, one = match.groups()
-        form = _texts(lambda n: head + ", ".join([one] * n))
-    elif width == 1 and (match := _DELETE_BY.match(sql)) is not None:
-        where = match.group(1)
-        form = _texts(lambda n: f"{where} IN ({', '.join('?' * n)})")
-    _FORMS[sql] = form
-    return form
-
-
-def _texts(make: Callable[[int], str]) -> Callable[[int], str]:
-    made: dict[int, str] = {}
-
-    def text(n: int) -> str:
-        got = made.get(n)
-        if got is None:
-            got = made[n] = make(n)
-        return got
-
-    return text
 
 
 def _submit(worker: Worker, fn: Callable[..., T], args: tuple[Any, ...]) -> asyncio.Future[T]:
