@@ -13,7 +13,8 @@ beyond every customer's offset coordinate the processes:
   each customer's byte as before.
 * ``WANT`` (offset 2**62 + 1): a process that finds SOLE write-locked read-locks WANT
   ("let me in") and retries SOLE (write, else read) until its wait runs out
-  (``LockTimeout``); it releases WANT once in.
+  (``LockTimeout``); it releases WANT once in (not before: a wait given up keeps
+  asking, so that the next hold gets in sooner).
 
 The process holding SOLE for writing looks at WANT every :data:`PERIOD` seconds on its
 event loop (one ``F_GETLK``, not one per change). When another process wants in, it
@@ -73,7 +74,6 @@ class SubjectBytes:
 
     __slots__ = (
         "_file",
-        "_joining",
         "_loop",
         "_timer",
         "_wants",
@@ -94,7 +94,6 @@ class SubjectBytes:
         #: which of them this process has locked in the file
         self.locked: set[int] = set()
         self._wants = False  # WANT read-locked by this process
-        self._joining = 0  # holds waiting for SOLE
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._warned = False
@@ -164,7 +163,6 @@ class SubjectBytes:
         """Get SOLE: for writing if no other process holds it, else (after asking with
         WANT) for reading once its holder has let others in."""
         pause = _RETRY_FIRST
-        self._joining += 1
         try:
             while self.mode == _OUT:
                 if self.fd < 0:
@@ -189,9 +187,8 @@ class SubjectBytes:
                     raise LockTimeout(LockWait.SUBJECT, wait)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, _RETRY_MAX)
-        finally:
-            self._joining -= 1
-            if self._wants and (self.mode != _OUT or not self._joining):
+        finally:  # a wait given up keeps asking: the next is let in sooner
+            if self._wants and self.mode != _OUT:
                 self._wants = False
                 with contextlib.suppress(OSError):
                     byte_lock.unlock(self.fd, WANT)
