@@ -1,11 +1,14 @@
 """A process on one SQLite audit store for the tests of :mod:`audit.sqlite_locks`, driven
 line by line on stdin; it answers each line with one line on stdout:
 
-``hold KEY WAIT`` - hold customer KEY (a lock key) with a wait of WAIT seconds: ``held``
-or ``timeout``; ``release KEY`` - leave it: ``released``; ``mode`` - ``alone``,
-``shared`` or ``out`` (this process's mode on the file); ``block SECONDS`` - the event
-loop busy for that long (its timer cannot run): ``unblocked``; ``count KEY N FILE`` - N times: hold KEY (wait 10 s), read the number in FILE, let the
-loop run, write it plus one, release: ``counted``; ``exit`` - close the store.
+* ``hold KEY WAIT`` - hold customer KEY (a lock key), waiting WAIT seconds at most:
+  ``held`` or ``timeout``; ``release KEY`` - leave it: ``released``;
+* ``mode`` - ``alone``, ``shared`` or ``out`` (this process's mode on the file);
+* ``block SECONDS`` - the event loop busy that long (its timer cannot run): ``unblocked``;
+* ``count KEY N FILE`` - N times: hold KEY (wait 10 s), read the number in FILE, let the
+  loop run, write it plus one, release: ``counted``;
+* ``exit`` - close the store.
+
 The event loop runs throughout (it reads stdin on a thread).
 """
 
@@ -62,9 +65,9 @@ async def main(path: Path) -> None:
 async def count(backend: SqliteBackend, key: int, times: int, file: Path) -> None:
     for _ in range(times):
         async with backend.subject_lock(key, 10.0):
-            number = int(file.read_text() or "0")
+            number = int(file.read_text() or "0")  # noqa: ASYNC240 - a tiny file, on purpose
             await asyncio.sleep(0.001)  # another holder would read the same number now
-            file.write_text(str(number + 1))
+            file.write_text(str(number + 1))  # noqa: ASYNC240
 
 
 if __name__ == "__main__":
