@@ -197,6 +197,14 @@ class SubjectBytes:
         self.mode, self._loop = mode, loop
         self._timer = loop.call_later(PERIOD, self._tick)
 
+    def rearm(self) -> None:
+        """The timer again on this loop if the one it ran on is closed (a store of the
+        file left open by an earlier loop of this process must not keep others out)."""
+        loop = self._loop
+        if self.mode != _OUT and loop is not None and loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # no loop running: the next user's
+                self._start(asyncio.get_running_loop(), self.mode)
+
     def _tick(self) -> None:
         """The timer: let a process that wants in in, or get SOLE back for writing."""
         self._timer = None
@@ -251,6 +259,7 @@ def open_bytes(database: Path) -> SubjectBytes:
             found = _OPEN.get((known.st_dev, known.st_ino))
             if found is not None:
                 found.users += 1
+                found.rearm()
                 return found
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         opened = os.fstat(fd)

@@ -243,3 +243,34 @@ async def test_a_closed_store_refuses_the_customers_lock(tmp_path: Path) -> None
     with pytest.raises(AuditUnavailable):
         async with backend.subject_lock(K, 0.2):
             pass
+
+
+def test_a_store_left_open_by_an_ended_loop_still_lets_others_in(
+    tmp_path: Path, procs: list[Proc]
+) -> None:
+    """The process alone on the file had its timer on a loop that ended (its store never
+    closed): the next store of the file in this process runs the timer on its own loop."""
+    path = tmp_path / "audit.db"
+
+    async def left_open() -> SqliteBackend:
+        backend = await SqliteBackend.connect(path)
+        async with backend.subject_lock(K, 1.0):
+            pass
+        return backend
+
+    abandoned = asyncio.run(left_open())
+
+    async def then_another() -> None:
+        backend = await SqliteBackend.connect(path)
+        try:
+            async with backend.subject_lock(K, 1.0):
+                other = await asyncio.to_thread(start, procs, path)
+                assert await asyncio.to_thread(other.ask, f"hold {L} 10") == "held"
+                assert await asyncio.to_thread(other.ask, f"hold {K} 0.3") == "timeout"
+        finally:
+            await backend.close()
+
+    try:
+        asyncio.run(then_another())
+    finally:
+        asyncio.run(abandoned.close())
