@@ -6,7 +6,8 @@ A group commit is one ``BEGIN IMMEDIATE … COMMIT`` on the writer thread; the w
 it takes is database-wide, so separate processes on one file still form one chain.
 A customer's lock across processes (the workers of ``serve --workers N`` on one file) is
 a POSIX record lock on one byte of ``<database>.subjects.lock``, at the offset of the
-customer's lock key, taken without blocking and retried until the wait runs out.
+customer's lock key, taken without blocking and retried until the wait runs out - or
+none while this process alone writes customers on the file (:mod:`audit.sqlite_locks`).
 Errors come out as audit errors: ``sqlite3.DataError`` (a value too big) as the caller's
 :class:`ValueRefused`, any other database or file error as :class:`AuditUnavailable`.
 """
@@ -19,22 +20,17 @@ import fcntl
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 
 from audit.backend import HEAD_SQL, ChainStep, Row, Statement, StepRun
-from audit.errors import AuditUnavailable, LockTimeout, LockWait, ValueRefused
+from audit.errors import AuditUnavailable, ValueRefused
+from audit.sqlite_locks import SubjectBytes, SubjectLock, open_bytes
 from audit.wal import WalCheckpointer, configure_writer, truncate
 from audit.worker import Worker
-from common import byte_lock
 
 T = TypeVar("T")
-
-#: a lock key (a signed 64-bit int) as a non-negative file offset
-_OFFSET_MASK = (1 << 62) - 1
-_RETRY_FIRST, _RETRY_MAX = 0.001, 0.02
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -91,7 +87,7 @@ class SqliteBackend:
         self._r: sqlite3.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._trips_waiting = 0  # one-trip transactions waiting for the write lock
-        self._subjects_fd: int | None = None
+        self._subjects: SubjectBytes | None = None  # the customers' locks, opened on use
         self._checkpointer = WalCheckpointer(path, _connect)
 
     @classmethod
@@ -250,38 +246,18 @@ class SqliteBackend:
         finally:
             self._trips_waiting -= 1
 
-    def subject_lock(self, key: int, timeout: float) -> _SubjectLock:
-        """The customer's lock among processes (:meth:`_lock_subject`); a class, not an
-        ``asynccontextmanager``: no async generator per change (issue 11)."""
-        return _SubjectLock(self, key, timeout)
+    def subject_lock(self, key: int, timeout: float) -> SubjectLock:
+        """The customer's lock among processes (:mod:`audit.sqlite_locks`); a class, not
+        an ``asynccontextmanager``: no async generator per change (issue 11)."""
+        return SubjectLock(self, key, timeout)
 
-    async def _lock_subject(self, key: int, wait: float) -> tuple[int, int]:
-        """The customer's lock among processes: a write lock on one byte (its key);
-        returns (the file, the byte). Within one process the audit log's own lock comes
-        first (POSIX record locks of one process never exclude each other)."""
-        if self._subjects_fd is None:
-            path = self._path.with_name(f"{self._path.name}.subjects.lock")
-            try:
-                self._subjects_fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            except OSError as exc:
-                raise AuditUnavailable(f"the audit store failed ({type(exc).__name__})") from exc
-        fd, offset = self._subjects_fd, key & _OFFSET_MASK
-        loop = asyncio.get_running_loop()
-        deadline, pause = loop.time() + wait, _RETRY_FIRST
-        while True:
-            try:
-                byte_lock.lock(fd, offset)  # as lockf, keeping the GIL (issue 11)
-                break
-            except OSError as exc:  # EAGAIN/EACCES: another process holds it
-                if not isinstance(exc, BlockingIOError | PermissionError):
-                    raise AuditUnavailable(
-                        f"the audit store failed ({type(exc).__name__})"
-                    ) from exc
-                if loop.time() >= deadline:
-                    raise LockTimeout(LockWait.SUBJECT, wait) from None
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, _RETRY_MAX)
-        return fd, offset
+    def _subject_bytes(self) -> SubjectBytes:
+        """This process's customer locks on the file, opened on first use."""
+        if self._subjects is None:
+            if self._writer.stopped:
+                raise AuditUnavailable("the audit store is closed")
+            self._subjects = open_bytes(self._path)
+        return self._subjects
 
     @asynccontextmanager
     async def job_lock(self, key: int) -> AsyncIterator[bool]:
@@ -310,9 +286,9 @@ class SqliteBackend:
         return 0, 0  # no lock connections
 
     async def close(self) -> None:
-        if self._subjects_fd is not None:
-            os.close(self._subjects_fd)
-            self._subjects_fd = None
+        if self._subjects is not None:
+            self._subjects.close()
+            self._subjects = None
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._checkpointer.close)
         if self._w is not None:
@@ -345,26 +321,3 @@ def _translated(fn: Callable[..., T], *args: Any) -> T:
         ) from exc
     except (sqlite3.Error, OSError) as exc:
         raise AuditUnavailable(f"the audit store failed ({type(exc).__name__})") from exc
-
-
-class _SubjectLock(AbstractAsyncContextManager[None]):
-    """A customer's lock among processes, held for an ``async with`` block."""
-
-    __slots__ = ("_held", "_key", "_store", "_wait")
-
-    def __init__(self, store: SqliteBackend, key: int, wait: float) -> None:
-        self._store, self._key, self._wait = store, key, wait
-        self._held = (-1, 0)
-
-    async def __aenter__(self) -> None:
-        self._held = await self._store._lock_subject(self._key, self._wait)
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        fd, offset = self._held
-        with contextlib.suppress(OSError):
-            byte_lock.unlock(fd, offset)

@@ -51,9 +51,34 @@ def lock(fd: int, offset: int) -> None:
     _set(fd, offset, fcntl.F_WRLCK, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
+def lock_shared(fd: int, offset: int) -> None:
+    """Read-lock byte ``offset`` of ``fd`` without waiting (several processes may hold
+    it at once; a write lock of this process on it becomes this read lock, atomically);
+    ``BlockingIOError`` (or ``PermissionError``) while another process write-locks it."""
+    _set(fd, offset, fcntl.F_RDLCK, fcntl.LOCK_SH | fcntl.LOCK_NB)
+
+
 def unlock(fd: int, offset: int) -> None:
     """Release this process's lock on byte ``offset`` of ``fd``."""
     _set(fd, offset, fcntl.F_UNLCK, fcntl.LOCK_UN)
+
+
+def held_elsewhere(fd: int, offset: int) -> bool:
+    """Whether another process holds any lock (read or write) on byte ``offset`` of
+    ``fd``: ``F_GETLK`` on Linux (64 bits), which takes nothing; elsewhere a write lock
+    taken and released at once (so a read lock asked for meanwhile may be refused: its
+    taker retries). Never waits; this process's own locks never count."""
+    if _fcntl is not None:
+        answer = fcntl.fcntl(
+            fd, fcntl.F_GETLK, _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, offset, 1, 0)
+        )
+        return bool(_FLOCK.unpack(answer)[0] != fcntl.F_UNLCK)
+    try:  # pragma: no cover - not Linux 64 bits
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset, os.SEEK_SET)
+    except (BlockingIOError, PermissionError):  # pragma: no cover
+        return True
+    fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset, os.SEEK_SET)  # pragma: no cover
+    return False  # pragma: no cover
 
 
 def _set(fd: int, offset: int, kind: int, lockf_code: int) -> None:

@@ -87,6 +87,40 @@ def test_a_byte_another_process_holds_with_lockf_is_refused_without_waiting(fd: 
     byte_lock.unlock(fd, offset)
 
 
+def lockf_shared_free(fd: int, offset: int) -> Callable[[], int]:
+    """0 when ``fcntl.lockf`` can read-lock byte ``offset`` (then released), 1 if not."""
+
+    def check() -> int:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, offset, os.SEEK_SET)
+        except (BlockingIOError, PermissionError):
+            return 1
+        fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset, os.SEEK_SET)
+        return 0
+
+    return check
+
+
+def held_elsewhere_in_child(fd: int, offset: int) -> Callable[[], int]:
+    return lambda: int(byte_lock.held_elsewhere(fd, offset))
+
+
+def test_a_shared_byte_admits_readers_of_other_processes_not_writers(fd: int) -> None:
+    offset = (1 << 62) + 1  # beyond every customer's offset (audit/sqlite_locks.py)
+    byte_lock.lock_shared(fd, offset)
+    assert in_child(lockf_shared_free(fd, offset)) == 0
+    assert in_child(lockf_free(fd, offset)) == 1
+    assert in_child(held_elsewhere_in_child(fd, offset)) == 1
+    assert not byte_lock.held_elsewhere(fd, offset)  # this process's own lock never counts
+    byte_lock.lock(fd, offset)  # this process's read lock becomes a write lock
+    assert in_child(lockf_shared_free(fd, offset)) == 1
+    byte_lock.lock_shared(fd, offset)  # and back, atomically
+    assert in_child(lockf_shared_free(fd, offset)) == 0
+    byte_lock.unlock(fd, offset)
+    assert in_child(held_elsewhere_in_child(fd, offset)) == 0
+    assert in_child(lockf_free(fd, offset)) == 0
+
+
 def test_a_closed_descriptor_raises_lockfs_error(tmp_path: Path) -> None:
     closed = os.open(tmp_path / "gone.lock", os.O_RDWR | os.O_CREAT, 0o600)
     os.close(closed)
