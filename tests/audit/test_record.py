@@ -24,10 +24,11 @@ import pytest
 from audit import AuditLog, Intent, InvalidAuditInput, Outcome
 from audit.batch import Pending, seal_into
 from audit.bodies import intent_body
-from audit.crypto import Sealer
-from audit.entries import check_key, check_storable, split_values
+from audit.crypto import Sealer, encode_side
+from audit.entries import ToSeal, check_key, check_storable, split_values
 from audit.ids import uuid7
 from audit.record import intent_text, outcome_text
+from audit.types import SEALED_SENSITIVITIES
 from common.canonical import reference_json
 from tests.audit.conftest import sql
 
@@ -53,6 +54,34 @@ def _holds(value: object) -> bool:
     if isinstance(value, list | tuple):
         return any(_holds(v) for v in value)
     return False
+
+
+def _old_split_values(
+    intent: Intent,
+) -> tuple[dict[str, Any], dict[str, Any], list[ToSeal]]:
+    """audit.entries.split_values before i11-rec (frozen)."""
+    clear: dict[str, dict[str, Any]] = {"before": {}, "after": {}}
+    to_seal: list[ToSeal] = []
+    protected = intent.protected
+    for side, values in (("before", intent.before), ("after", intent.after)):
+        personal: dict[str, Any] = {}
+        for path, value in values.items():
+            if type(path) is not str:
+                raise InvalidAuditInput(f"{side} must be a mapping of field paths")
+            if protected.get(path) in SEALED_SENSITIVITIES:
+                personal[path] = value
+            else:
+                clear[side][path] = value
+        if personal:
+            to_seal.append((side, tuple(sorted(personal)), encode_side(personal)))
+    return clear["before"], clear["after"], to_seal
+
+
+def _split(split: Any, intent: Intent) -> Any:
+    try:
+        return split(intent)
+    except InvalidAuditInput:
+        return InvalidAuditInput
 
 
 def _old_text(body: Mapping[str, Any]) -> str | type[Exception]:
@@ -92,8 +121,10 @@ def _value(rng: random.Random, depth: int = 0) -> Any:
         return rng.choice(_STRINGS)
     if roll < 0.75:
         return rng.choice(_NUMBERS)
-    if roll < 0.8:
+    if roll < 0.79:
         return None
+    if roll < 0.8:
+        return rng.choice((object(), {1: "x"}, b"bytes"))
     if roll < 0.9:
         return [_value(rng, depth + 1) for _ in range(rng.randrange(3))]
     return {rng.choice(_PATHS): _value(rng, depth + 1) for _ in range(rng.randrange(3))}
@@ -128,16 +159,18 @@ def _change(rng: random.Random) -> tuple[Intent, Outcome]:
     return intent, outcome
 
 
-def test_the_intent_and_outcome_texts_are_the_old_paths_on_generated_changes() -> None:
+def test_the_split_values_intent_and_outcome_texts_are_the_old_paths_on_generated_changes() -> None:
     rng = random.Random(11)
     sealer = ("key-1", Sealer(os.urandom(32)))
-    compared = {"intent": 0, "outcome short": 0, "outcome whole": 0}
+    compared = {"split": 0, "intent": 0, "outcome short": 0, "outcome whole": 0}
     for _ in range(3000):
         intent, outcome = _change(rng)
-        try:
-            clear_before, clear_after, to_seal = split_values(intent)
-        except InvalidAuditInput:
+        split = _split(split_values, intent)
+        assert split == _split(_old_split_values, intent)
+        compared["split"] += 1
+        if split is InvalidAuditInput:
             continue  # a sealed value that is not JSON: refused before any encoding
+        clear_before, clear_after, to_seal = split
         intent_id = uuid7()
         body = intent_body(intent_id, intent, "intent", None, None, clear_before, clear_after)
         pending = Pending(body, (intent.system, intent.customer_id), to_seal)
