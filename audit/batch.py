@@ -101,8 +101,7 @@ class Pending:
         self.settled = settled
         self.future: asyncio.Future[str] | None = None
         #: the checked intent this entry opens (set by ``AuditLog.begin_queued``): its
-        #: body is encoded the short way, and its outcome is made from its text
-        #: (:mod:`audit.record`)
+        #: body, and its outcome's, are encoded the short way (:mod:`audit.record`)
         self.intent: Intent | None = None
         # Prepared by the caller, outside the append lock, when the subject's key is known:
         self.text: str | None = None

@@ -207,7 +207,7 @@ class AuditLog:
             body, (intent.system, intent.customer_id), to_seal, opens_intent=True,
             expires=self._expires(body, intent, to_seal),
         )  # fmt: skip
-        pending.intent = intent  # its text the short way; its outcome made from it
+        pending.intent = intent  # its text, and its outcome's, the short way
         in_flight = self._intents.in_flight
         in_flight[audit_id] = pending
         try:

@@ -122,7 +122,7 @@ class ChainWriter:
     def _prepare(self, pending: Pending) -> None:
         """Seal and encode in the caller's task, so that the append lock is held only to
         chain and insert. The writer redoes it if the key changed meanwhile (erasure).
-        An outcome made from its intent's text comes with it (:mod:`audit.record`): its
+        The outcome of an intent in flight comes encoded (:mod:`audit.record`): its
         members are the intent's, checked with it, and plain values of its own."""
         if pending.text is not None:
             return
