@@ -25,6 +25,7 @@ from audit.backend import INSERT_ENTRY, INSERT_ENTRY_COLUMNS, Statement
 from audit.chain import canonical, entry_hash, query_values
 from audit.entries import ToSeal
 from audit.errors import InvalidAuditInput
+from audit.types import Intent
 
 Subject = tuple[str, str]
 #: which key of a subject seals an entry: (system, customer id, end of the retention
@@ -61,7 +62,8 @@ class Pending:
 
     __slots__ = (
         "also", "body", "closes_intent", "durable", "erase", "exclusive_close", "expires",
-        "future", "key_id", "opens_intent", "settled", "slot", "subject", "text", "to_seal",
+        "future", "intent", "key_id", "opens_intent", "settled", "slot", "subject", "text",
+        "to_seal",
     )  # fmt: skip
 
     def __init__(
@@ -98,6 +100,9 @@ class Pending:
         #: an entry in flight is let go there, without a done callback per future
         self.settled = settled
         self.future: asyncio.Future[str] | None = None
+        #: the checked intent this entry opens (set by ``AuditLog.begin_queued``): its
+        #: body, and its outcome's, are encoded the short way (:mod:`audit.record`)
+        self.intent: Intent | None = None
         # Prepared by the caller, outside the append lock, when the subject's key is known:
         self.text: str | None = None
         self.key_id: str | None = None

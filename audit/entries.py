@@ -9,9 +9,12 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import orjson
+
 from audit.crypto import Sealer, SealError, encode_side, open_side, open_value
 from audit.errors import InvalidAuditInput
 from audit.types import ACTIONS, OUTCOMES, SEALED_SENSITIVITIES, Intent, Outcome
+from common.canonical import is_plain
 
 #: the body format written: 2 seals one ciphertext per entry side, 1 one per field
 #: (docs/audit.md, "Body formats"); both are read
@@ -150,7 +153,8 @@ def check_storable(body: Mapping[str, Any], text: str) -> None:
     holds a ``\\u0000`` or ``\\ud…`` escape are the values themselves looked at."""
     for key in _KEYS:
         check_key(body.get(key), key)
-    if "\\u0000" not in text and "\\ud" not in text:
+    # one search for the escapes' backslash first: most texts hold none at all
+    if "\\" not in text or ("\\u0000" not in text and "\\ud" not in text):
         return
     for key, value in body.items():
         if _holds_unstorable(value):
@@ -170,6 +174,14 @@ def _holds_unstorable(value: object) -> bool:
 
 
 def check_outcome(outcome: Outcome) -> None:
+    if (  # the fast path: the gateway's own outcomes
+        type(outcome) is Outcome
+        and outcome.outcome in OUTCOMES
+        and outcome.problem_code is None
+        and (outcome.upstream_status is None or type(outcome.upstream_status) is int)
+        and (outcome.upstream_latency_ms is None or type(outcome.upstream_latency_ms) is float)
+    ):
+        return
     if not isinstance(outcome, Outcome) or outcome.outcome not in OUTCOMES:
         raise InvalidAuditInput(f"outcome must be one of {sorted(OUTCOMES)}")
     _text(outcome.problem_code, "problem_code", optional=True)
@@ -197,21 +209,46 @@ def split_values(intent: Intent) -> tuple[dict[str, Any], dict[str, Any], list[T
     """(clear before, clear after, [what to seal, per side that has personal values]).
     Clear values are checked when the caller encodes the entry; values to seal are
     encoded here, so the writer never meets a value it cannot encode."""
-    clear: dict[str, dict[str, Any]] = {"before": {}, "after": {}}
-    to_seal: list[ToSeal] = []
     protected = intent.protected
-    for side, values in (("before", intent.before), ("after", intent.after)):
-        personal: dict[str, Any] = {}
-        for path, value in values.items():
-            if type(path) is not str:
-                raise InvalidAuditInput(f"{side} must be a mapping of field paths")
-            if protected.get(path) in SEALED_SENSITIVITIES:
-                personal[path] = value
-            else:
-                clear[side][path] = value
-        if personal:
-            to_seal.append((side, tuple(sorted(personal)), encode_side(personal)))
-    return clear["before"], clear["after"], to_seal
+    to_seal: list[ToSeal] = []
+    # the two sides written out: this runs for every change (issue 11, branch i11-rec)
+    clear_before: dict[str, Any] = {}
+    personal: dict[str, Any] = {}
+    for path, value in intent.before.items():
+        if type(path) is not str:
+            raise InvalidAuditInput("before must be a mapping of field paths")
+        if protected.get(path) in SEALED_SENSITIVITIES:
+            personal[path] = value
+        else:
+            clear_before[path] = value
+    if personal:
+        to_seal.append(("before", tuple(sorted(personal)), _side_text(personal)))
+    clear_after: dict[str, Any] = {}
+    personal = {}
+    for path, value in intent.after.items():
+        if type(path) is not str:
+            raise InvalidAuditInput("after must be a mapping of field paths")
+        if protected.get(path) in SEALED_SENSITIVITIES:
+            personal[path] = value
+        else:
+            clear_after[path] = value
+    if personal:
+        to_seal.append(("after", tuple(sorted(personal)), _side_text(personal)))
+    return clear_before, clear_after, to_seal
+
+
+def _side_text(values: dict[str, Any]) -> bytes:
+    """:func:`audit.crypto.encode_side`'s bytes, without a round trip through ``str`` when
+    orjson writes them (plain values, ASCII and no DEL: what ``canonical`` would take
+    from orjson too); else ``encode_side`` itself, with its errors."""
+    if is_plain(values):
+        try:
+            text = orjson.dumps(values, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            return encode_side(values)
+        if text.isascii() and b"\x7f" not in text:
+            return text
+    return encode_side(values)
 
 
 def base_body(

@@ -37,6 +37,7 @@ from audit.ids import uuid7
 from audit.locks import SubjectLocks, lock_key
 from audit.reader import Reader
 from audit.reconcile import OpenIntents, Resolver, reconcile
+from audit.record import outcome_text
 from audit.resolve import Attempts, ChangeResolver, resolve_unknowns
 from audit.retention import DEFAULT_KEY_PERIOD_DAYS, ExpiryReport, expire, slot_expiry
 from audit.review import Review
@@ -206,8 +207,9 @@ class AuditLog:
             body, (intent.system, intent.customer_id), to_seal, opens_intent=True,
             expires=self._expires(body, intent, to_seal),
         )  # fmt: skip
+        pending.intent = intent  # its text, and its outcome's, the short way
         in_flight = self._intents.in_flight
-        in_flight[audit_id] = intent
+        in_flight[audit_id] = pending
         try:
             written = self._enqueue(pending)
         except BaseException:
@@ -233,13 +235,16 @@ class AuditLog:
         in docs/audit.md, "Durability of an outcome". A failure to write it is logged
         and the intent is closed by the next ``reconcile``, as when ``finish`` raises."""
         check_outcome(outcome)
-        intent = self._intents.in_flight.get(intent_id)
+        begun = self._intents.in_flight.get(intent_id)
+        intent = None if begun is None else begun.intent
         if intent is None:
             intent = intent_from_entry(await self._reader.open_intent(intent_id))
         body = intent_body(uuid7(), intent, "outcome", outcome, intent_id)
         pending = Pending(
             body, (intent.system, intent.customer_id), closes_intent=intent_id, durable=durable
         )
+        if begun is not None:  # an intent of this process's, checked: the short way
+            pending.text = outcome_text(body)  # None: the writer encodes and checks it
         if not durable:
             return self._finish_lazily(intent_id, pending)
         try:

@@ -20,7 +20,7 @@ from audit.entries import ERASED, UNREADABLE, parse_iso, render
 from audit.errors import InvalidAuditInput
 from audit.ids import uuid7
 from audit.reader import EntryRow, Reader
-from audit.types import OUTCOMES, Intent, Outcome
+from audit.types import OUTCOMES, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class OpenIntents:
     outcome it could not write (no longer in flight: the next reconcile closes them,
     whatever their age)."""
 
-    in_flight: dict[str, Intent] = field(default_factory=dict)
+    in_flight: dict[str, Pending] = field(default_factory=dict)
     unrecorded: set[str] = field(default_factory=set)
 
 

@@ -63,14 +63,27 @@ class Intent:
         )  # fmt: skip
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Outcome:
-    """How a forwarded (or refused) change ended."""
+    """How a forwarded (or refused) change ended. Its ``__init__`` is written out, as
+    :class:`Intent`'s: every change makes one (issue 11, branch ``i11-rec``)."""
 
     outcome: str
     problem_code: str | None = None
     upstream_status: int | None = None
     upstream_latency_ms: float | None = None
+
+    def __init__(
+        self,
+        outcome: str,
+        problem_code: str | None = None,
+        upstream_status: int | None = None,
+        upstream_latency_ms: float | None = None,
+    ) -> None:
+        self.__dict__.update(
+            outcome=outcome, problem_code=problem_code, upstream_status=upstream_status,
+            upstream_latency_ms=upstream_latency_ms,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)

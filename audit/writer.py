@@ -35,6 +35,7 @@ from audit.entries import check_storable
 from audit.errors import AuditUnavailable, InvalidAuditInput
 from audit.failures import swallowed
 from audit.keyring import KeyRing
+from audit.record import intent_text
 
 log = logging.getLogger(__name__)
 
@@ -120,14 +121,20 @@ class ChainWriter:
 
     def _prepare(self, pending: Pending) -> None:
         """Seal and encode in the caller's task, so that the append lock is held only to
-        chain and insert. The writer redoes it if the key changed meanwhile (erasure)."""
+        chain and insert. The writer redoes it if the key changed meanwhile (erasure).
+        The outcome of an intent in flight comes encoded (:mod:`audit.record`): its
+        members are the intent's, checked with it, and plain values of its own."""
+        if pending.text is not None:
+            return
         if pending.to_seal:
             cached = self._keyring.cached.get(pending.slot)
             if cached is not None:  # else the writer seals, once it has the key
                 seal_into(pending, cached)
                 pending.key_id = cached[0]
         try:  # always here: a value that cannot be encoded is this caller's error alone
-            pending.text = canonical(pending.body)
+            pending.text = (
+                canonical(pending.body) if pending.intent is None else intent_text(pending.body)
+            )
         except (TypeError, ValueError) as exc:
             raise InvalidAuditInput("a before/after value is not JSON-serialisable") from exc
         check_storable(pending.body, pending.text)

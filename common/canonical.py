@@ -84,6 +84,10 @@ def _plain(value: Any) -> bool:
     return True
 
 
+#: for a hot path that encodes a body whose other members it knows to be plain
+is_plain: Final = _plain
+
+
 def _fast(stdlib: Encode, ascii_only: bool) -> Encode:
     def encode(value: Any) -> str:
         if _plain(value):
