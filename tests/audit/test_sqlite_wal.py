@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -249,7 +250,7 @@ class _Writer:
 
     def __init__(self, path: Path, clock: _Clock, monkeypatch: pytest.MonkeyPatch) -> None:
         self.events: list[str] = []
-        self.con = sqlite3.connect(path, isolation_level=None)
+        self.con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.con.execute("PRAGMA journal_mode=WAL")
         self.con.execute("CREATE TABLE t (n INTEGER)")
         catch_up = audit.wal._catch_up
@@ -394,3 +395,47 @@ async def test_a_pass_that_left_frames_is_followed_by_one_after_the_next_commit(
     finally:
         reader.close()
         writer.close()
+
+
+def _wal_frames(path: Path) -> int:
+    """The WAL's frames (``mxFrame``, the wal-index header in ``-shm``): 0 after a restart."""
+    shm = path.with_name(path.name + "-shm")
+    with shm.open("rb") as f:
+        return int.from_bytes(f.read(20)[16:20], sys.byteorder)
+
+
+async def test_the_wal_restarts_under_commits_back_to_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer that begins its next transaction right after each commit (the gateway
+    under load): the WAL starts again from its beginning, i.e. a pass copied every frame
+    and the writer's next transaction began after it, again and again. Before, the pass
+    (timed right after a commit) always ended inside the next transaction, which had
+    begun with frames left to copy: the WAL only grew, up to the backstop."""
+    monkeypatch.setattr(audit.wal, "COMMIT_WAIT_SECONDS", 3600.0)
+    monkeypatch.setattr(audit.wal, "INTERVAL_SECONDS", 0.0)
+    monkeypatch.setattr(audit.wal, "RESTART_WAIT_SECONDS", 3600.0, raising=False)
+    path = tmp_path / "steady.db"
+    writer = _Writer(path, _Clock(100.0, 100.0), monkeypatch)
+    row = b"x" * 400
+    commits, frames = 300, []
+
+    def back_to_back() -> None:
+        for n in range(commits):
+            writer.checkpointer.before_write(writer.con)
+            writer.con.execute("BEGIN IMMEDIATE")
+            writer.con.executemany("INSERT INTO t VALUES (?)", [(row,)] * 20)
+            writer.con.execute("COMMIT")
+            writer.checkpointer.committed()
+            frames.append(_wal_frames(path))
+
+    try:
+        writer.checkpointer.start()
+        await asyncio.to_thread(back_to_back)
+    finally:
+        writer.close()
+    restarts = sum(1 for a, b in zip(frames, frames[1:], strict=False) if b < a)
+    passes = writer.events.count("checkpoint")
+    # each commit writes 3 frames: a WAL that restarts after most passes stays small
+    assert passes >= 10 and restarts >= passes // 2, (passes, restarts, max(frames))
+    assert max(frames) <= 3 * commits // 5, (passes, restarts, max(frames))
