@@ -135,9 +135,7 @@ class WalCheckpointer:
         self._wrote = threading.Event()  # a commit since the last pass began
         self._commit = threading.Event()  # a commit since the pass began waiting for one
         self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name="audit-sqlite-ckpt", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name="audit-sqlite-ckpt", daemon=True)
         #: the writer's last commit or transaction start; the last pass's start (the
         #: first pass is due :data:`INTERVAL_SECONDS` after this)
         self._active, self._last_pass = float("-inf"), clock()

@@ -8,6 +8,7 @@ entry; a clean close empties the WAL, waiting a little for another process's rea
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
 import sys
 import threading
@@ -421,7 +422,7 @@ async def test_the_wal_restarts_under_commits_back_to_back(
     commits, frames = 300, []
 
     def back_to_back() -> None:
-        for n in range(commits):
+        for _n in range(commits):
             writer.checkpointer.before_write(writer.con)
             writer.con.execute("BEGIN IMMEDIATE")
             writer.con.executemany("INSERT INTO t VALUES (?)", [(row,)] * 20)
@@ -434,7 +435,7 @@ async def test_the_wal_restarts_under_commits_back_to_back(
         await asyncio.to_thread(back_to_back)
     finally:
         writer.close()
-    restarts = sum(1 for a, b in zip(frames, frames[1:], strict=False) if b < a)
+    restarts = sum(1 for a, b in itertools.pairwise(frames) if b < a)
     passes = writer.events.count("checkpoint")
     # each commit writes 3 frames: a WAL that restarts after most passes stays small
     assert passes >= 10 and restarts >= passes // 2, (passes, restarts, max(frames))
