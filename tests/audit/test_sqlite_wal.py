@@ -440,3 +440,62 @@ async def test_the_wal_restarts_under_commits_back_to_back(
     # each commit writes 3 frames: a WAL that restarts after most passes stays small
     assert passes >= 10 and restarts >= passes // 2, (passes, restarts, max(frames))
     assert max(frames) <= 3 * commits // 5, (passes, restarts, max(frames))
+
+
+async def test_the_writer_waits_for_a_catch_up_pass_a_bounded_while(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A catch-up pass that started after the writer's commit and does not end (held
+    here): the writer's next transaction waits for it no longer than
+    ``RESTART_WAIT_SECONDS`` and begins while the pass is still under way. That pass
+    does not end the catch-up (the transaction began with frames left to copy): one
+    more pass follows the next commit, and nothing is left waiting."""
+    monkeypatch.setattr(audit.wal, "COMMIT_WAIT_SECONDS", 3600.0)
+    monkeypatch.setattr(audit.wal, "INTERVAL_SECONDS", 0.0)
+    monkeypatch.setattr(audit.wal, "RESTART_WAIT_SECONDS", 0.05)
+    path = tmp_path / "held-pass.db"
+    writer = _Writer(path, _Clock(100.0, 100.0), monkeypatch)
+    reader = sqlite3.connect(path, isolation_level=None)
+    passive, held, release = audit.wal._passive, threading.Event(), threading.Event()
+
+    def slow(con: sqlite3.Connection) -> tuple[int, ...]:
+        if writer.events.count("pass") >= 1:  # the catch-up pass: held until released
+            held.set()
+            release.wait(10)
+        return passive(con)
+
+    monkeypatch.setattr(audit.wal, "_passive", slow)
+    try:
+        writer.commit("commit 1")
+        reader.execute("BEGIN")  # holds the first pass back: frames are left
+        reader.execute("SELECT count(*) FROM t").fetchone()
+        writer.commit("commit 2")
+        writer.checkpointer.start()
+        assert await _waits_for_a_commit(writer), writer.events
+        watched = writer.checkpointer._commit
+        assert isinstance(watched, _Watched)
+        watched.waiting.clear()
+        writer.commit("commit 3")  # the first pass, held back by the reader
+        assert await _waits_for_a_commit(writer), writer.events
+        reader.execute("COMMIT")
+        writer.commit("commit 4")  # the catch-up pass starts, and is held
+        assert await asyncio.to_thread(held.wait, 10)
+        await asyncio.to_thread(writer.checkpointer.before_write, writer.con)
+        writer.events.append("begin")
+        assert writer.checkpointer.checkpoints == 0  # the pass is still under way
+        watched.waiting.clear()
+        release.set()
+        # a transaction began during that pass: the WAL cannot restart there, so one
+        # more pass follows, after the next commit
+        assert await _waits_for_a_commit(writer), writer.events
+        writer.commit("commit 5")
+        await writer.passes(1)
+        assert writer.events == [
+            "commit 1", "commit 2", "commit 3", "checkpoint", "pass",
+            "commit 4", "begin", "pass", "commit 5", "pass",
+        ]  # fmt: skip
+        assert writer.checkpointer._settled.is_set()
+    finally:
+        release.set()
+        reader.close()
+        writer.close()
