@@ -23,10 +23,15 @@ what is written between two checkpoints. Several processes on one file (``serve
 --workers N``) each run one: whichever process writes, its own checkpointer follows
 (two at once do not wait for each other: the second finds the checkpoint lock taken and
 returns). Under a steady stream of commits a pass often leaves the frames committed
-during it; the next pass, right after the next commit too, copies those few, mostly
-before the one after begins (:data:`PASSES` at most). Only when none got there does the
-writer thread, before its next transaction, copy what the last pass left
-(:meth:`WalCheckpointer.before_write`): then the WAL starts again from its beginning.
+during it; the next pass, right after the next commit too, copies those few
+(:data:`PASSES` at most). The WAL starts again from its beginning only when a write
+transaction begins with every frame copied, and under load the writer begins its next
+transaction right after each commit, i.e. always during such a pass: so the writer
+thread, before its next transaction, waits for a short pass that started after its
+commit (:data:`RESTART_WAIT_SECONDS` at most), and a pass during which a transaction
+began anyway does not end the catch-up. Only when none got there does the writer
+thread, before its next transaction, copy what the last pass left
+(:meth:`WalCheckpointer.before_write`).
 Should the background fall behind anyway (a WAL of :data:`BACKSTOP_PAGES` pages), the
 commit that crosses it checkpoints as SQLite does by default.
 
