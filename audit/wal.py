@@ -63,6 +63,8 @@ PASSES = 4
 #: the writer connection's own auto-checkpoint, a backstop (pages of 4 KiB: 40 MB);
 #: also the WAL file's size limit once it restarts (``journal_size_limit``)
 BACKSTOP_PAGES = 10_000
+#: frames beyond the backstop the WAL file keeps room for (the commit that crosses it)
+LIMIT_SLACK_FRAMES = 1_000
 #: how long the checkpoint at close waits for other connections' transactions
 CLOSE_WAIT_MS = 2_000
 
@@ -70,8 +72,17 @@ CLOSE_WAIT_MS = 2_000
 def configure_writer(con: sqlite3.Connection) -> None:
     """The writer connection's WAL settings: the auto-checkpoint as a backstop only."""
     con.execute(f"PRAGMA wal_autocheckpoint={int(BACKSTOP_PAGES)}")
+    con.execute(f"PRAGMA journal_size_limit={wal_size_limit(con)}")
+
+
+def wal_size_limit(con: sqlite3.Connection) -> int:
+    """The WAL file's size limit (bytes): a WAL of :data:`BACKSTOP_PAGES` frames and
+    the commit that crosses it (:data:`LIMIT_SLACK_FRAMES`) - each frame a page and its
+    24-byte header, after the file's 32-byte header. A limit of the pages alone was
+    smaller than a WAL at the backstop: each restart after it truncated the file, and
+    the next generation's commits grew it again (a metadata sync each)."""
     page_size = int(con.execute("PRAGMA page_size").fetchone()[0])
-    con.execute(f"PRAGMA journal_size_limit={int(BACKSTOP_PAGES) * page_size}")
+    return 32 + (int(BACKSTOP_PAGES) + LIMIT_SLACK_FRAMES) * (page_size + 24)
 
 
 def truncate(con: sqlite3.Connection) -> tuple[int, int, int]:

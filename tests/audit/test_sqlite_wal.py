@@ -499,3 +499,29 @@ async def test_the_writer_waits_for_a_catch_up_pass_a_bounded_while(
         release.set()
         reader.close()
         writer.close()
+
+
+def test_a_wal_at_the_backstop_is_not_truncated_when_it_restarts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer's settings with a backstop of 100 pages: the WAL reaches it, SQLite's
+    auto-checkpoint copies it, the next commit restarts the WAL - and the file keeps its
+    size (its frames are overwritten in place). Before, the size limit was the pages
+    alone, smaller than those frames with their headers: the restart truncated the file."""
+    monkeypatch.setattr(audit.wal, "BACKSTOP_PAGES", 100)
+    path = tmp_path / "limit.db"
+    con = sqlite3.connect(path, isolation_level=None)
+    try:
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("CREATE TABLE t (b BLOB)")
+        audit.wal.configure_writer(con)
+        sizes = []
+        for _ in range(130):  # a page a commit, and the table's pages
+            con.execute("INSERT INTO t VALUES (?)", (b"x" * 3000,))
+            sizes.append(_wal_size(path))
+        grown = max(sizes)
+        assert grown > 100 * PAGE  # it reached the backstop
+        restarted = sizes.index(grown) + 1
+        assert sizes[restarted:] and min(sizes[restarted:]) == grown, sizes
+    finally:
+        con.close()
