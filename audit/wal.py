@@ -61,7 +61,7 @@ RESTART_WAIT_SECONDS = 0.01
 #: passes of one background checkpoint at most (see :func:`_catch_up`)
 PASSES = 4
 #: the writer connection's own auto-checkpoint, a backstop (pages of 4 KiB: 40 MB);
-#: also the WAL file's size limit once it restarts (``journal_size_limit``)
+#: with its frames' headers, also the WAL file's size limit (:func:`wal_size_limit`)
 BACKSTOP_PAGES = 10_000
 #: frames beyond the backstop the WAL file keeps room for (the commit that crosses it)
 LIMIT_SLACK_FRAMES = 1_000
