@@ -23,10 +23,15 @@ what is written between two checkpoints. Several processes on one file (``serve
 --workers N``) each run one: whichever process writes, its own checkpointer follows
 (two at once do not wait for each other: the second finds the checkpoint lock taken and
 returns). Under a steady stream of commits a pass often leaves the frames committed
-during it; the next pass, right after the next commit too, copies those few, mostly
-before the one after begins (:data:`PASSES` at most). Only when none got there does the
-writer thread, before its next transaction, copy what the last pass left
-(:meth:`WalCheckpointer.before_write`): then the WAL starts again from its beginning.
+during it; the next pass, right after the next commit too, copies those few
+(:data:`PASSES` at most). The WAL starts again from its beginning only when a write
+transaction begins with every frame copied, and under load the writer begins its next
+transaction right after each commit, i.e. always during such a pass: so the writer
+thread, before its next transaction, waits for a short pass that started after its
+commit (:data:`RESTART_WAIT_SECONDS` at most), and a pass during which a transaction
+began anyway does not end the catch-up. Only when none got there does the writer
+thread, before its next transaction, copy what the last pass left
+(:meth:`WalCheckpointer.before_write`).
 Should the background fall behind anyway (a WAL of :data:`BACKSTOP_PAGES` pages), the
 commit that crosses it checkpoints as SQLite does by default.
 
@@ -51,11 +56,15 @@ INTERVAL_SECONDS = 0.2
 STEADY_SECONDS = 0.01
 #: how long a due checkpoint of a busy writer waits for the next commit, at most
 COMMIT_WAIT_SECONDS = 0.2
+#: how long the writer waits, before its next transaction, for a catch-up pass, at most
+RESTART_WAIT_SECONDS = 0.01
 #: passes of one background checkpoint at most (see :func:`_catch_up`)
 PASSES = 4
 #: the writer connection's own auto-checkpoint, a backstop (pages of 4 KiB: 40 MB);
-#: also the WAL file's size limit once it restarts (``journal_size_limit``)
+#: with its frames' headers, also the WAL file's size limit (:func:`wal_size_limit`)
 BACKSTOP_PAGES = 10_000
+#: frames beyond the backstop the WAL file keeps room for (the commit that crosses it)
+LIMIT_SLACK_FRAMES = 1_000
 #: how long the checkpoint at close waits for other connections' transactions
 CLOSE_WAIT_MS = 2_000
 
@@ -63,8 +72,17 @@ CLOSE_WAIT_MS = 2_000
 def configure_writer(con: sqlite3.Connection) -> None:
     """The writer connection's WAL settings: the auto-checkpoint as a backstop only."""
     con.execute(f"PRAGMA wal_autocheckpoint={int(BACKSTOP_PAGES)}")
+    con.execute(f"PRAGMA journal_size_limit={wal_size_limit(con)}")
+
+
+def wal_size_limit(con: sqlite3.Connection) -> int:
+    """The WAL file's size limit (bytes): a WAL of :data:`BACKSTOP_PAGES` frames and
+    the commit that crosses it (:data:`LIMIT_SLACK_FRAMES`) - each frame a page and its
+    24-byte header, after the file's 32-byte header. A limit of the pages alone was
+    smaller than a WAL at the backstop: each restart after it truncated the file, and
+    the next generation's commits grew it again (a metadata sync each)."""
     page_size = int(con.execute("PRAGMA page_size").fetchone()[0])
-    con.execute(f"PRAGMA journal_size_limit={int(BACKSTOP_PAGES) * page_size}")
+    return 32 + (int(BACKSTOP_PAGES) + LIMIT_SLACK_FRAMES) * (page_size + 24)
 
 
 def truncate(con: sqlite3.Connection) -> tuple[int, int, int]:
@@ -83,23 +101,37 @@ def _passive(con: sqlite3.Connection) -> tuple[int, int, int]:
     return int(busy), int(frames), int(done)
 
 
-def _catch_up(con: sqlite3.Connection, between: Callable[[], None] = lambda: None) -> bool:
-    """Passive checkpoints until one copies every frame of the WAL (or :data:`PASSES`),
-    ``between`` called before each one after the first: whether it got there.
+def _catch_up(
+    con: sqlite3.Connection,
+    between: Callable[[], None] = lambda: None,
+    begun: Callable[[], int] = lambda: 0,
+    after: Callable[[], None] = lambda: None,
+) -> bool:
+    """Passive checkpoints until one copies every frame of the WAL with no write
+    transaction begun meanwhile (or :data:`PASSES`), ``between`` called before each one
+    after the first and ``after`` after each: whether it got there. ``begun`` counts
+    the writer's transactions.
 
     The WAL starts again from its beginning only if every frame is copied when a write
-    transaction begins. The commits made during a long pass prevent that, and a WAL
-    that only grows makes each commit's sync dearer (the file's size changes), so the
-    short passes after it copy those too - each timed, as the first, right after a
-    commit (``between``), so that it ends before the next one begins;
-    :meth:`WalCheckpointer.before_write` copies what is left when they do not get there."""
+    transaction begins. The commits made during a long pass prevent that, and so does a
+    transaction begun during the pass (it began with frames left to copy): a WAL that
+    only grows makes each commit's sync dearer (the file's size changes) and reaches the
+    backstop. So the short passes after it copy those too - each timed, as the first,
+    right after a commit (``between``), while the writer waits for it before its next
+    transaction (:meth:`WalCheckpointer.before_write`), so that this one begins with
+    every frame copied; :meth:`WalCheckpointer.before_write` copies what is left when
+    they do not get there."""
     for n in range(PASSES):
         if n:
             between()
-        busy, frames, done = _passive(con)
+        began = begun()
+        try:
+            busy, frames, done = _passive(con)
+        finally:
+            after()
         if busy:
             return False
-        if done >= frames:
+        if done >= frames and begun() == began:
             return True
     return False
 
@@ -119,9 +151,7 @@ class WalCheckpointer:
         self._wrote = threading.Event()  # a commit since the last pass began
         self._commit = threading.Event()  # a commit since the pass began waiting for one
         self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name="audit-sqlite-ckpt", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name="audit-sqlite-ckpt", daemon=True)
         #: the writer's last commit or transaction start; the last pass's start (the
         #: first pass is due :data:`INTERVAL_SECONDS` after this)
         self._active, self._last_pass = float("-inf"), clock()
@@ -130,6 +160,14 @@ class WalCheckpointer:
         self.failures = 0
         #: the background could not catch up with the commits: the writer finishes
         self._behind = False
+        #: the writer's transactions begun (counted by :meth:`before_write`)
+        self._begins = 0
+        #: a catch-up pass waits for the next commit; the writer, once it committed,
+        #: waits for that pass (``_settled`` clear) before its next transaction
+        self._catching_up = False
+        self._settled = threading.Event()
+        self._settled.set()
+        self._settle = threading.Lock()
 
     def start(self) -> None:
         self._thread.start()
@@ -138,6 +176,10 @@ class WalCheckpointer:
         """A commit happened: checkpoint within :data:`INTERVAL_SECONDS` of the last
         pass, and a pass waiting for a commit starts now."""
         self._active = self._clock()
+        if self._catching_up:  # the pass starts now: the next transaction waits for it
+            with self._settle:
+                if self._catching_up:
+                    self._settled.clear()
         self._wrote.set()
         self._commit.set()
 
@@ -146,7 +188,14 @@ class WalCheckpointer:
         commit. And if the background could not catch up (a busy writer commits during
         every pass), one passive checkpoint here, where nothing of this process can
         commit meanwhile. It copies only what the last pass left (a few pages), and the
-        WAL then starts again."""
+        WAL then starts again.
+
+        A catch-up pass that started after this thread's last commit is waited for
+        (:data:`RESTART_WAIT_SECONDS` at most): it copies a commit or two, and this
+        transaction, begun after it, then starts the WAL again from its beginning."""
+        if not self._settled.is_set():
+            self._settled.wait(RESTART_WAIT_SECONDS)
+        self._begins += 1
         self._active = self._clock()
         if self._behind:
             self._behind = False
@@ -157,6 +206,7 @@ class WalCheckpointer:
         self._stop.set()
         self._wrote.set()
         self._commit.set()
+        self._settled.set()
         if self._thread.is_alive():
             self._thread.join()
 
@@ -168,6 +218,21 @@ class WalCheckpointer:
         if self._stop.is_set() or self._clock() - self._active >= STEADY_SECONDS:
             return
         self._commit.wait(COMMIT_WAIT_SECONDS)
+
+    def _before_catch_up(self) -> None:
+        """A catch-up pass waits for the next commit, which then holds the writer's
+        next transaction back until the pass ends (:meth:`_caught_up`)."""
+        self._catching_up = True
+        self._after_the_next_commit()
+
+    def _caught_up(self) -> None:
+        """A pass ended: the writer's next transaction may begin."""
+        with self._settle:
+            self._catching_up = False
+            self._settled.set()
+
+    def _begun(self) -> int:
+        return self._begins
 
     def _run(self) -> None:
         con: sqlite3.Connection | None = None
@@ -185,7 +250,9 @@ class WalCheckpointer:
                 try:
                     if con is None:
                         con = self._connect(self._path)
-                    self._behind = not _catch_up(con, self._after_the_next_commit)
+                    self._behind = not _catch_up(
+                        con, self._before_catch_up, self._begun, self._caught_up
+                    )
                     self.checkpoints += 1
                 except sqlite3.Error as exc:  # the next commit tries again; the backstop holds
                     self.failures += 1

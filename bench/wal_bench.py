@@ -9,18 +9,27 @@ and, timed on the writer thread, every ``COMMIT`` during which the WAL's checkpo
 https://www.sqlite.org/walformat.html) went up, i.e. which ran or overlapped a
 checkpoint, with their duration; and the durable commits that ran while a background
 passive checkpoint did (each timed on the checkpoint thread), with theirs, and the passive
-checkpoints the writer thread ran before a transaction (``WalCheckpointer.before_write``).
+checkpoints the writer thread ran before a transaction (``WalCheckpointer.before_write``);
+the WAL's restarts (its frame count ``mxFrame``, read after each commit, went down) and
+its most frames, and the writer's waits for a catch-up pass before a transaction (so
+that the WAL restarts: ``audit.wal.RESTART_WAIT_SECONDS``).
+
+``--tasks N`` makes the measured changes N callers at once (the gateway under load,
+where the writer begins its next transaction right after each commit) instead of one at
+a time; ``begin`` is then each caller's.
 
 ``--in-commit`` runs SQLite's default instead (auto-checkpoint every 1,000 pages inside
 the commit, no background): the behaviour before audit.wal. Alternate the two.
 
     python -m bench.wal_bench [--in-commit | --interval 0.2] [--count 2500] [--prefill 8000]
+        [--tasks 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import shutil
@@ -40,6 +49,9 @@ from bench.audit_bench import MASTER, SIGNING, _intent
 COMMITS: list[tuple[float, float, bool, bool]] = []
 #: (start, end, on the writer thread) of every passive checkpoint (``audit.wal._passive``)
 PASSES: list[tuple[float, float, bool]] = []
+#: the WAL's frames after each COMMIT (``mxFrame``); the writer's waits (ms) for a pass
+FRAMES: list[int] = []
+WAITS: list[float] = []
 
 
 def _backfill(path: Path) -> int:
@@ -50,6 +62,33 @@ def _backfill(path: Path) -> int:
             return int(struct.unpack("=I", shm.read(4))[0])
     except (OSError, struct.error):
         return -1
+
+
+def _frames(path: Path) -> int:
+    """The WAL's frames (wal-index header, offset 16): 0 after a restart."""
+    try:
+        with open(f"{path}-shm", "rb") as shm:
+            shm.seek(16)
+            return int(struct.unpack("=I", shm.read(4))[0])
+    except (OSError, struct.error):
+        return -1
+
+
+def _timed_waits() -> None:
+    """The writer's waits for a catch-up pass before a transaction, timed."""
+    original = audit.wal.WalCheckpointer.before_write
+
+    def timed(self: audit.wal.WalCheckpointer, con: Any) -> None:
+        settled = getattr(self, "_settled", None)  # None: a checkout before the wait
+        if settled is None or settled.is_set():
+            return original(self, con)
+        started = time.perf_counter()
+        try:
+            return original(self, con)
+        finally:
+            WAITS.append((time.perf_counter() - started) * 1e3)
+
+    audit.wal.WalCheckpointer.before_write = timed  # type: ignore[method-assign]
 
 
 def _timed_commits() -> None:
@@ -64,6 +103,7 @@ def _timed_commits() -> None:
         finally:
             ms = (time.perf_counter() - started) * 1e3
             COMMITS.append((started, ms, _backfill(self._path) > before, durable))
+            FRAMES.append(_frames(self._path))
 
     SqliteBackend._w_end = timed  # type: ignore[method-assign]
 
@@ -101,7 +141,7 @@ def _at(ordered: list[float], share: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(share * len(ordered)))], 2)
 
 
-async def run(count: int, prefill: int) -> dict[str, Any]:
+async def run(count: int, prefill: int, tasks: int = 1) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix="wal-bench-"))
     url = f"sqlite+aiosqlite:///{folder / 'audit.db'}"
     log = await AuditLog.open(url, master_key=MASTER, signing_key=SIGNING, create=True)
@@ -124,8 +164,16 @@ async def run(count: int, prefill: int) -> dict[str, Any]:
         await log.settle()
         COMMITS.clear()
         PASSES.clear()
+        FRAMES.clear()
+        WAITS.clear()
         load, cpu = os.getloadavg()[0], time.process_time()
-        latencies = sorted([await change(100_000_000 + n) for n in range(count)])
+
+        async def measured(index: int) -> list[float]:
+            return [await change(100_000_000 + index * count + n) for n in range(count // tasks)]
+
+        latencies = sorted(
+            x for got in await asyncio.gather(*map(measured, range(tasks))) for x in got
+        )
         cpu = time.process_time() - cpu
     finally:
         await log.close()
@@ -147,6 +195,10 @@ async def run(count: int, prefill: int) -> dict[str, Any]:
         "writer_thread_passes_ms": _pass_ms(True),
         "durable_commits_beside_a_pass": len(beside),
         "beside_a_pass_ms": {"p50": _at(beside, 0.5), "max": _at(beside, 1.0)} if beside else {},
+        "wal_restarts": sum(1 for a, b in itertools.pairwise(FRAMES) if b < a),
+        "wal_most_frames": max(FRAMES, default=0),
+        "writer_waits_ms": {"count": len(WAITS), "p50": _at(sorted(WAITS), 0.5),
+                            "max": _at(sorted(WAITS), 1.0)} if WAITS else {},
         "load_before": round(load, 2),
     }  # fmt: skip
 
@@ -158,13 +210,15 @@ def main() -> None:
                         help="seconds between background checkpoints")  # fmt: skip
     parser.add_argument("--count", type=int, default=2500)
     parser.add_argument("--prefill", type=int, default=8000)
+    parser.add_argument("--tasks", type=int, default=1, help="callers at once, measured")
     args = parser.parse_args()
     audit.wal.INTERVAL_SECONDS = args.interval
     if args.in_commit:
         audit.wal.BACKSTOP_PAGES, audit.wal.INTERVAL_SECONDS = 1000, 1e9
     _timed_commits()
     _timed_passes()
-    result = asyncio.run(run(args.count, args.prefill))
+    _timed_waits()
+    result = asyncio.run(run(args.count, args.prefill, args.tasks))
     mode = "in-commit" if args.in_commit else f"background every {args.interval} s"
     print(json.dumps({"checkpoints": mode, **result}))
 

@@ -2,6 +2,7 @@
 
     python -m bench.wal_frames --db PATH
     python -m bench.wal_frames --pid PID [--after 9] [--out DIR]
+    python -m bench.wal_frames --pid PID --watch 11 [--after 2]
 
 ``--db``: a store's file and its ``PATH-wal`` (a copy, or a store no process writes to).
 ``--pid``: a running gateway's (or any process's) SQLite audit store, found among its
@@ -15,7 +16,11 @@ database size ends one), maps each page to its table or index (SQLite's ``dbstat
 the file with the WAL) and prints the frames per commit of each B-tree, the frames and
 WAL bytes per commit, and - from the head row (``audit_head``) as each commit wrote it -
 the entries per commit. The WAL's bytes per answer are these × the commits per answer.
-A reading of what is on disk; not a test assertion (docs/performance.md, "The SQLite
+``--watch S``: instead, the store's wal-index header (its ``-shm``: the WAL's frames
+``mxFrame`` and those copied, ``nBackfill``) read every 2 ms for S seconds: how often the
+WAL started again from its beginning (its salt changed), its most frames, and the share
+of readings with every frame copied (docs/performance.md, "The SQLite WAL restarts under
+load"). A reading of what is on disk; not a test assertion (docs/performance.md, "The SQLite
 writer thread's statements, again").
 """
 
@@ -171,6 +176,40 @@ def grab(pid: int, out: Path) -> Path:
     return copy
 
 
+def _shm_of(pid: int) -> Path:
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.endswith("-shm"):
+            return Path(target)
+    raise SystemExit(f"no SQLite wal-index open in process {pid}")
+
+
+def watch(shm: Path, seconds: float, every: float = 0.002) -> dict[str, int]:
+    """The wal-index header of ``shm`` read every ``every`` s for ``seconds``: the WAL's
+    restarts (the salts in the header changed), its most frames, the readings and those
+    with every frame copied. ``os.pread``: a buffered file would serve a stale header."""
+    fd = os.open(shm, os.O_RDONLY)
+    got = {"readings": 0, "restarts": 0, "most_frames": 0, "all_copied": 0}
+    salts = None
+    try:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            header = os.pread(fd, 100, 0)
+            frames, now = struct.unpack_from("=I", header, 16)[0], header[32:40]
+            got["readings"] += 1
+            got["all_copied"] += frames == struct.unpack_from("=I", header, 96)[0]
+            got["restarts"] += salts is not None and now != salts
+            got["most_frames"] = max(got["most_frames"], frames)
+            salts = now
+            time.sleep(every)
+    finally:
+        os.close(fd)
+    return got
+
+
 def report(got: dict[str, object]) -> str:
     entries = got["entries_per_commit"]
     lines = [
@@ -195,8 +234,13 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--pid", type=int, help="copy the store this process has open")
     parser.add_argument("--after", type=float, default=0.0, help="seconds to wait first")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--watch", type=float, default=None,
+                        help="seconds: watch the WAL's restarts instead (with --pid)")  # fmt: skip
     args = parser.parse_args(argv)
     time.sleep(args.after)
+    if args.watch is not None and args.pid is not None:
+        print(watch(_shm_of(args.pid), args.watch))
+        return 0
     if args.db is not None:
         print(report(summarize(args.db)))
         return 0

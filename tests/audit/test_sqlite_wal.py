@@ -8,7 +8,9 @@ entry; a clean close empties the WAL, waiting a little for another process's rea
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -249,7 +251,7 @@ class _Writer:
 
     def __init__(self, path: Path, clock: _Clock, monkeypatch: pytest.MonkeyPatch) -> None:
         self.events: list[str] = []
-        self.con = sqlite3.connect(path, isolation_level=None)
+        self.con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.con.execute("PRAGMA journal_mode=WAL")
         self.con.execute("CREATE TABLE t (n INTEGER)")
         catch_up = audit.wal._catch_up
@@ -394,3 +396,132 @@ async def test_a_pass_that_left_frames_is_followed_by_one_after_the_next_commit(
     finally:
         reader.close()
         writer.close()
+
+
+def _wal_frames(path: Path) -> int:
+    """The WAL's frames (``mxFrame``, the wal-index header in ``-shm``): 0 after a restart."""
+    shm = path.with_name(path.name + "-shm")
+    with shm.open("rb") as f:
+        return int.from_bytes(f.read(20)[16:20], sys.byteorder)
+
+
+async def test_the_wal_restarts_under_commits_back_to_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer that begins its next transaction right after each commit (the gateway
+    under load): the WAL starts again from its beginning, i.e. a pass copied every frame
+    and the writer's next transaction began after it, again and again. Before, the pass
+    (timed right after a commit) always ended inside the next transaction, which had
+    begun with frames left to copy: the WAL only grew, up to the backstop."""
+    monkeypatch.setattr(audit.wal, "COMMIT_WAIT_SECONDS", 3600.0)
+    monkeypatch.setattr(audit.wal, "INTERVAL_SECONDS", 0.0)
+    monkeypatch.setattr(audit.wal, "RESTART_WAIT_SECONDS", 3600.0, raising=False)
+    path = tmp_path / "steady.db"
+    writer = _Writer(path, _Clock(100.0, 100.0), monkeypatch)
+    row = b"x" * 400
+    commits, frames = 300, []
+
+    def back_to_back() -> None:
+        for _n in range(commits):
+            writer.checkpointer.before_write(writer.con)
+            writer.con.execute("BEGIN IMMEDIATE")
+            writer.con.executemany("INSERT INTO t VALUES (?)", [(row,)] * 20)
+            writer.con.execute("COMMIT")
+            writer.checkpointer.committed()
+            frames.append(_wal_frames(path))
+
+    try:
+        writer.checkpointer.start()
+        await asyncio.to_thread(back_to_back)
+    finally:
+        writer.close()
+    restarts = sum(1 for a, b in itertools.pairwise(frames) if b < a)
+    passes = writer.events.count("checkpoint")
+    # each commit writes 3 frames: a WAL that restarts after most passes stays small
+    assert passes >= 10 and restarts >= passes // 2, (passes, restarts, max(frames))
+    assert max(frames) <= 3 * commits // 5, (passes, restarts, max(frames))
+
+
+async def test_the_writer_waits_for_a_catch_up_pass_a_bounded_while(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A catch-up pass that started after the writer's commit and does not end (held
+    here): the writer's next transaction waits for it no longer than
+    ``RESTART_WAIT_SECONDS`` and begins while the pass is still under way. That pass
+    does not end the catch-up (the transaction began with frames left to copy): one
+    more pass follows the next commit, and nothing is left waiting."""
+    monkeypatch.setattr(audit.wal, "COMMIT_WAIT_SECONDS", 3600.0)
+    monkeypatch.setattr(audit.wal, "INTERVAL_SECONDS", 0.0)
+    monkeypatch.setattr(audit.wal, "RESTART_WAIT_SECONDS", 0.05)
+    path = tmp_path / "held-pass.db"
+    writer = _Writer(path, _Clock(100.0, 100.0), monkeypatch)
+    reader = sqlite3.connect(path, isolation_level=None)
+    passive, held, release = audit.wal._passive, threading.Event(), threading.Event()
+
+    def slow(con: sqlite3.Connection) -> tuple[int, ...]:
+        if writer.events.count("pass") >= 1:  # the catch-up pass: held until released
+            held.set()
+            release.wait(10)
+        return passive(con)
+
+    monkeypatch.setattr(audit.wal, "_passive", slow)
+    try:
+        writer.commit("commit 1")
+        reader.execute("BEGIN")  # holds the first pass back: frames are left
+        reader.execute("SELECT count(*) FROM t").fetchone()
+        writer.commit("commit 2")
+        writer.checkpointer.start()
+        assert await _waits_for_a_commit(writer), writer.events
+        watched = writer.checkpointer._commit
+        assert isinstance(watched, _Watched)
+        watched.waiting.clear()
+        writer.commit("commit 3")  # the first pass, held back by the reader
+        assert await _waits_for_a_commit(writer), writer.events
+        reader.execute("COMMIT")
+        writer.commit("commit 4")  # the catch-up pass starts, and is held
+        assert await asyncio.to_thread(held.wait, 10)
+        await asyncio.to_thread(writer.checkpointer.before_write, writer.con)
+        writer.events.append("begin")
+        assert writer.checkpointer.checkpoints == 0  # the pass is still under way
+        watched.waiting.clear()
+        release.set()
+        # a transaction began during that pass: the WAL cannot restart there, so one
+        # more pass follows, after the next commit
+        assert await _waits_for_a_commit(writer), writer.events
+        writer.commit("commit 5")
+        await writer.passes(1)
+        assert writer.events == [
+            "commit 1", "commit 2", "commit 3", "checkpoint", "pass",
+            "commit 4", "begin", "pass", "commit 5", "pass",
+        ]  # fmt: skip
+        assert writer.checkpointer._settled.is_set()
+    finally:
+        release.set()
+        reader.close()
+        writer.close()
+
+
+def test_a_wal_at_the_backstop_is_not_truncated_when_it_restarts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer's settings with a backstop of 100 pages: the WAL reaches it, SQLite's
+    auto-checkpoint copies it, the next commit restarts the WAL - and the file keeps its
+    size (its frames are overwritten in place). Before, the size limit was the pages
+    alone, smaller than those frames with their headers: the restart truncated the file."""
+    monkeypatch.setattr(audit.wal, "BACKSTOP_PAGES", 100)
+    path = tmp_path / "limit.db"
+    con = sqlite3.connect(path, isolation_level=None)
+    try:
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("CREATE TABLE t (b BLOB)")
+        audit.wal.configure_writer(con)
+        sizes = []
+        for _ in range(130):  # a page a commit, and the table's pages
+            con.execute("INSERT INTO t VALUES (?)", (b"x" * 3000,))
+            sizes.append(_wal_size(path))
+        grown = max(sizes)
+        assert grown > 100 * PAGE  # it reached the backstop
+        restarted = sizes.index(grown) + 1
+        assert sizes[restarted:] and min(sizes[restarted:]) == grown, sizes
+    finally:
+        con.close()

@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 from audit import AuditLog, Outcome, upgrade
 from bench.audit_bench import MASTER, SIGNING, _intent
-from bench.wal_frames import grab, main, read_frames, report, summarize
+from bench.wal_frames import grab, main, read_frames, report, summarize, watch
 
 
 def _store(path: Path) -> sqlite3.Connection:
@@ -95,3 +97,28 @@ def test_a_real_store_grabbed_from_the_process_that_has_it_open(tmp_path: Path) 
     assert got["commits"] and "audit_entry" in by_tree and "ix_audit_entry_subject" in by_tree
     assert got["entries_per_commit"] is not None and 1.0 <= got["entries_per_commit"] <= 12.0  # type: ignore[operator]
     assert main(["--db", str(tmp_path / "copy" / "audit.db")]) == 0
+
+
+def test_watch_counts_the_wals_restarts_and_its_most_frames(tmp_path: Path) -> None:
+    """``watch`` reads the wal-index header while another thread commits: a WAL that a
+    checkpoint emptied and the next commit restarted counts as a restart; its most frames
+    are those before."""
+    path = tmp_path / "w.db"
+    con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA wal_autocheckpoint=0")
+    con.execute("CREATE TABLE t (b BLOB)")
+    got: dict[str, int] = {}
+    watching = threading.Thread(
+        target=lambda: got.update(watch(path.with_name("w.db-shm"), 1.0, 0.001))
+    )
+    watching.start()
+    for _ in range(20):
+        con.execute("INSERT INTO t VALUES (?)", (b"x" * 5000,))
+    con.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    time.sleep(0.3)
+    con.execute("INSERT INTO t VALUES (?)", (b"y",))  # starts the WAL again
+    watching.join()
+    con.close()
+    assert got["restarts"] == 1, got
+    assert got["most_frames"] >= 40 and got["readings"] > 10 and got["all_copied"] > 0, got
