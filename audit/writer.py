@@ -39,6 +39,10 @@ from audit.record import intent_text
 
 log = logging.getLogger(__name__)
 
+import os
+_VARIANT = os.environ.get("I11_BATCH", "late")
+_DEPTH = 1 if _VARIANT == "depth1" else DEPTH
+_ADAPT_N = int(os.environ.get("I11_BATCH_N", "8"))
 _MAX_BATCH = 4096
 #: a batch this large, with nothing in flight, is sent in two halves
 _SPLIT = 64
@@ -172,7 +176,7 @@ class ChainWriter:
         in_flight = committer.in_flight
         stop = False
         while not stop or in_flight:
-            if in_flight and (stop or (self._held is None and self._queue.empty())):
+            if in_flight and (stop or self._settle_first()):
                 await committer.settle()  # nothing else to do meanwhile
                 continue
             first = self._held
@@ -194,13 +198,25 @@ class ChainWriter:
             await self._write(self._taken)
         self._fail_waiting(AuditUnavailable("the audit log is closed"))
 
+    def _settle_first(self) -> bool:
+        in_flight = len(self._committer.in_flight)
+        if self._held is None and self._queue.empty():
+            return True
+        if _VARIANT == "base":
+            return False
+        if in_flight >= _DEPTH:
+            return True
+        if _VARIANT == "adaptive":
+            return len(self._queue) < _ADAPT_N
+        return False
+
     async def _write(self, batch: list[Pending]) -> None:
         """Send ``batch`` behind those in flight, or commit it once none is."""
         committer = self._committer
-        while len(committer.in_flight) >= DEPTH:
+        while len(committer.in_flight) >= _DEPTH:
             await committer.settle()
         if committer.ready(batch):
-            if not committer.in_flight and len(batch) >= _SPLIT:
+            if not committer.in_flight and len(batch) >= _SPLIT and _DEPTH > 1:
                 half = len(batch) // 2
                 committer.send(batch[:half])
                 batch = batch[half:]
@@ -265,6 +281,9 @@ class _Inbox:
 
     def empty(self) -> bool:
         return not self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     def get_nowait(self) -> Pending | None:
         return self._items.popleft()  # IndexError when empty: only called when it is not
