@@ -43,6 +43,9 @@ import os
 _VARIANT = os.environ.get("I11_BATCH", "late")
 _DEPTH = 1 if _VARIANT == "depth1" else DEPTH
 _ADAPT_N = int(os.environ.get("I11_BATCH_N", "8"))
+_GATHER_T = float(os.environ.get("I11_GATHER_T", "0"))
+_GATHER_K = int(os.environ.get("I11_GATHER_K", "24"))
+_GATHER_MIN = int(os.environ.get("I11_GATHER_MIN", "4"))
 _MAX_BATCH = 4096
 #: a batch this large, with nothing in flight, is sent in two halves
 _SPLIT = 64
@@ -71,6 +74,7 @@ class ChainWriter:
         self._queue = _Inbox()
         self._held: Pending | None = None
         self._taken: list[Pending] = []  # the batch being written (all answered after)
+        self._last = 0
         self._task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -194,7 +198,13 @@ class ChainWriter:
             if first is None:
                 stop = True
                 continue
+            if _GATHER_T and self._last >= _GATHER_MIN and first is not None and not first.erase:
+                self._held = first
+                await self._queue.gather(_GATHER_K - 1, _GATHER_T)
+                first = self._held
+                self._held = None
             self._taken, stop = self._take_batch(first)
+            self._last = len(self._taken)
             await self._write(self._taken)
         self._fail_waiting(AuditUnavailable("the audit log is closed"))
 
@@ -256,17 +266,22 @@ class _Inbox:
     would split their intents' batch -, :meth:`flush` (a read of the log) or close
     wakes it at once."""
 
-    __slots__ = ("_items", "_timer", "_waiter")
+    __slots__ = ("_items", "_timer", "_waiter", "_want")
 
     def __init__(self) -> None:
         self._items: deque[Pending | None] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._want = 0
 
     def put_nowait(self, item: Pending | None) -> None:
         self._items.append(item)
         waiter = self._waiter
         if waiter is None or waiter.done():
+            return
+        if self._want:
+            if item is None or len(self._items) >= self._want:
+                waiter.set_result(None)
             return
         if item is None or item.durable or len(self._items) > 1:
             waiter.set_result(None)  # not alone: another change is under way
@@ -278,6 +293,20 @@ class _Inbox:
         waiter = self._waiter
         if self._items and waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    async def gather(self, want: int, seconds: float) -> None:
+        if len(self._items) >= want:
+            return
+        loop = asyncio.get_running_loop()
+        self._want = want
+        self._waiter = waiter = loop.create_future()
+        timer = loop.call_later(seconds, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+            self._want = 0
 
     def empty(self) -> bool:
         return not self._items
@@ -305,3 +334,8 @@ class _Inbox:
                     self._timer.cancel()
                     self._timer = None
         return self._items.popleft()
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
