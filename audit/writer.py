@@ -179,10 +179,17 @@ class ChainWriter:
         committer = self._committer
         in_flight = committer.in_flight
         stop = False
+        gathered = False
         while not stop or in_flight:
             if in_flight and (stop or self._settle_first()):
                 await committer.settle()  # nothing else to do meanwhile
                 continue
+            if (_VARIANT == "adaptive2" and in_flight and not gathered and self._held is None
+                    and len(self._queue) < _GATHER_K):
+                gathered = True
+                await self._queue.gather(_GATHER_K, _GATHER_T, in_flight[0].written)
+                continue
+            gathered = False
             first = self._held
             self._held = None
             if first is None and not self._queue.empty():
@@ -216,6 +223,8 @@ class ChainWriter:
             return False
         if in_flight >= _DEPTH:
             return True
+        if _VARIANT == "adaptive2":
+            return self._committer.in_flight[0].written.done()
         if _VARIANT == "adaptive":
             return len(self._queue) < _ADAPT_N
         return False
@@ -294,13 +303,15 @@ class _Inbox:
         if self._items and waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def gather(self, want: int, seconds: float) -> None:
-        if len(self._items) >= want:
+    async def gather(self, want: int, seconds: float, done: asyncio.Future[bool] | None = None) -> None:
+        if len(self._items) >= want or (done is not None and done.done()):
             return
         loop = asyncio.get_running_loop()
         self._want = want
         self._waiter = waiter = loop.create_future()
         timer = loop.call_later(seconds, _wake, waiter)
+        if done is not None:
+            done.add_done_callback(lambda _f: _wake(waiter))
         try:
             await waiter
         finally:
