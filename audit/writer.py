@@ -39,18 +39,16 @@ from audit.record import intent_text
 
 log = logging.getLogger(__name__)
 
-import os
-_VARIANT = os.environ.get("I11_BATCH", "late")
-_DEPTH = 1 if _VARIANT == "depth1" else DEPTH
-_ADAPT_N = int(os.environ.get("I11_BATCH_N", "8"))
-_GATHER_T = float(os.environ.get("I11_GATHER_T", "0"))
-_GATHER_K = int(os.environ.get("I11_GATHER_K", "24"))
-_GATHER_MIN = int(os.environ.get("I11_GATHER_MIN", "4"))
 _MAX_BATCH = 4096
 #: a batch this large, with nothing in flight, is sent in two halves
 _SPLIT = 64
 #: how long an entry that need not be durable waits for company while the writer is idle
 LINGER = 0.005
+#: with a batch in flight, what is queued is sent behind it at once only when it is this
+#: many entries (else it waits for that commit, and goes with what arrives meanwhile)...
+GATHER = 32
+#: ... or once it has waited this long for that commit (issue 11: fewer, larger commits)
+GATHER_SECONDS = 0.004
 
 
 class ChainWriter:
@@ -74,7 +72,6 @@ class ChainWriter:
         self._queue = _Inbox()
         self._held: Pending | None = None
         self._taken: list[Pending] = []  # the batch being written (all answered after)
-        self._last = 0
         self._task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -179,15 +176,14 @@ class ChainWriter:
         committer = self._committer
         in_flight = committer.in_flight
         stop = False
-        gathered = False
+        gathered = False  # waited already for the batch in flight to take more along
         while not stop or in_flight:
             if in_flight and (stop or self._settle_first()):
-                await committer.settle()  # nothing else to do meanwhile
+                await committer.settle()  # nothing else to do meanwhile, or first
                 continue
-            if (_VARIANT == "adaptive2" and in_flight and not gathered and self._held is None
-                    and len(self._queue) < _GATHER_K):
-                gathered = True
-                await self._queue.gather(_GATHER_K, _GATHER_T, in_flight[0].written)
+            if in_flight and not gathered and self._held is None and len(self._queue) < GATHER:
+                gathered = True  # a few entries: wait for the commit in flight, or more
+                await self._queue.gather(GATHER, GATHER_SECONDS, in_flight[0].written)
                 continue
             gathered = False
             first = self._held
@@ -205,37 +201,26 @@ class ChainWriter:
             if first is None:
                 stop = True
                 continue
-            if _GATHER_T and self._last >= _GATHER_MIN and first is not None and not first.erase:
-                self._held = first
-                await self._queue.gather(_GATHER_K - 1, _GATHER_T)
-                first = self._held
-                self._held = None
             self._taken, stop = self._take_batch(first)
-            self._last = len(self._taken)
             await self._write(self._taken)
         self._fail_waiting(AuditUnavailable("the audit log is closed"))
 
     def _settle_first(self) -> bool:
-        in_flight = len(self._committer.in_flight)
+        """With a batch in flight, settle it before taking the next: when nothing is
+        queued, when ``DEPTH`` are in flight, or when the oldest has been written - so
+        that the next batch takes along everything that arrived meanwhile."""
+        in_flight = self._committer.in_flight
         if self._held is None and self._queue.empty():
             return True
-        if _VARIANT == "base":
-            return False
-        if in_flight >= _DEPTH:
-            return True
-        if _VARIANT == "adaptive2":
-            return self._committer.in_flight[0].written.done()
-        if _VARIANT == "adaptive":
-            return len(self._queue) < _ADAPT_N
-        return False
+        return len(in_flight) >= DEPTH or in_flight[0].written.done()
 
     async def _write(self, batch: list[Pending]) -> None:
         """Send ``batch`` behind those in flight, or commit it once none is."""
         committer = self._committer
-        while len(committer.in_flight) >= _DEPTH:
+        while len(committer.in_flight) >= DEPTH:
             await committer.settle()
         if committer.ready(batch):
-            if not committer.in_flight and len(batch) >= _SPLIT and _DEPTH > 1:
+            if not committer.in_flight and len(batch) >= _SPLIT:
                 half = len(batch) // 2
                 committer.send(batch[:half])
                 batch = batch[half:]
@@ -281,14 +266,14 @@ class _Inbox:
         self._items: deque[Pending | None] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._want = 0
+        self._want = 0  # while the writer gathers: how many entries wake it
 
     def put_nowait(self, item: Pending | None) -> None:
         self._items.append(item)
         waiter = self._waiter
         if waiter is None or waiter.done():
             return
-        if self._want:
+        if self._want:  # gathering
             if item is None or len(self._items) >= self._want:
                 waiter.set_result(None)
             return
@@ -303,27 +288,34 @@ class _Inbox:
         if self._items and waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def gather(self, want: int, seconds: float, done: asyncio.Future[bool] | None = None) -> None:
-        if len(self._items) >= want or (done is not None and done.done()):
+    async def gather(self, want: int, seconds: float, written: asyncio.Future[bool]) -> None:
+        """Wait until ``want`` entries are queued, ``written`` (the batch in flight) is
+        done, ``seconds`` have passed, :meth:`flush` or close - whichever comes first."""
+        if len(self._items) >= want or written.done():
             return
         loop = asyncio.get_running_loop()
         self._want = want
         self._waiter = waiter = loop.create_future()
-        timer = loop.call_later(seconds, _wake, waiter)
-        if done is not None:
-            done.add_done_callback(lambda _f: _wake(waiter))
+
+        def wake(_: object = None) -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        timer = loop.call_later(seconds, wake)
+        written.add_done_callback(wake)
         try:
             await waiter
         finally:
             timer.cancel()
+            written.remove_done_callback(wake)
             self._waiter = None
             self._want = 0
 
-    def empty(self) -> bool:
-        return not self._items
-
     def __len__(self) -> int:
         return len(self._items)
+
+    def empty(self) -> bool:
+        return not self._items
 
     def get_nowait(self) -> Pending | None:
         return self._items.popleft()  # IndexError when empty: only called when it is not
@@ -345,8 +337,3 @@ class _Inbox:
                     self._timer.cancel()
                     self._timer = None
         return self._items.popleft()
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
