@@ -49,6 +49,9 @@ LINGER = 0.005
 GATHER = 32
 #: ... or once it has waited this long for that commit (issue 11: fewer, larger commits)
 GATHER_SECONDS = 0.004
+#: under load - the last batch was at least this many entries - a batch taken with
+#: nothing in flight also waits for company, up to GATHER entries or GATHER_SECONDS
+UNDER_LOAD = 4
 
 
 class ChainWriter:
@@ -72,6 +75,7 @@ class ChainWriter:
         self._queue = _Inbox()
         self._held: Pending | None = None
         self._taken: list[Pending] = []  # the batch being written (all answered after)
+        self._last = 0  # entries in the last batch taken
         self._task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -201,7 +205,12 @@ class ChainWriter:
             if first is None:
                 stop = True
                 continue
+            if self._last >= UNDER_LOAD and not first.erase and len(self._queue) + 1 < GATHER:
+                self._held = first  # under load: wait for company (answered if it fails)
+                await self._queue.gather(GATHER - 1, GATHER_SECONDS)
+                self._held = None
             self._taken, stop = self._take_batch(first)
+            self._last = len(self._taken)
             await self._write(self._taken)
         self._fail_waiting(AuditUnavailable("the audit log is closed"))
 
@@ -288,10 +297,12 @@ class _Inbox:
         if self._items and waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def gather(self, want: int, seconds: float, written: asyncio.Future[bool]) -> None:
+    async def gather(
+        self, want: int, seconds: float, written: asyncio.Future[bool] | None = None
+    ) -> None:
         """Wait until ``want`` entries are queued, ``written`` (the batch in flight) is
         done, ``seconds`` have passed, :meth:`flush` or close - whichever comes first."""
-        if len(self._items) >= want or written.done():
+        if len(self._items) >= want or (written is not None and written.done()):
             return
         loop = asyncio.get_running_loop()
         self._want = want
@@ -302,12 +313,14 @@ class _Inbox:
                 waiter.set_result(None)
 
         timer = loop.call_later(seconds, wake)
-        written.add_done_callback(wake)
+        if written is not None:
+            written.add_done_callback(wake)
         try:
             await waiter
         finally:
             timer.cancel()
-            written.remove_done_callback(wake)
+            if written is not None:
+                written.remove_done_callback(wake)
             self._waiter = None
             self._want = 0
 
