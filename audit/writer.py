@@ -44,14 +44,12 @@ _MAX_BATCH = 4096
 _SPLIT = 64
 #: how long an entry that need not be durable waits for company while the writer is idle
 LINGER = 0.005
-#: with a batch in flight, what is queued is sent behind it at once only when it is this
-#: many entries (else it waits for that commit, and goes with what arrives meanwhile)...
-GATHER = 32
-#: ... or once it has waited this long for that commit (issue 11: fewer, larger commits)
-GATHER_SECONDS = 0.004
-#: under load - the last batch was at least this many entries - a batch taken with
-#: nothing in flight also waits for company, up to GATHER entries or GATHER_SECONDS
+#: under load - the last batch held at least this many entries - the writer waits for
+#: company before it takes the next batch: until GATHER entries are queued or
+#: GATHER_SECONDS have passed (issue 11: fewer, larger commits; one at a time, no wait)
 UNDER_LOAD = 4
+GATHER = 32
+GATHER_SECONDS = 0.004
 
 
 class ChainWriter:
@@ -180,16 +178,10 @@ class ChainWriter:
         committer = self._committer
         in_flight = committer.in_flight
         stop = False
-        gathered = False  # waited already for the batch in flight to take more along
         while not stop or in_flight:
-            if in_flight and (stop or self._settle_first()):
-                await committer.settle()  # nothing else to do meanwhile, or first
+            if in_flight and (stop or (self._held is None and self._queue.empty())):
+                await committer.settle()  # nothing else to do meanwhile
                 continue
-            if in_flight and not gathered and self._held is None and len(self._queue) < GATHER:
-                gathered = True  # a few entries: wait for the commit in flight, or more
-                await self._queue.gather(GATHER, GATHER_SECONDS, in_flight[0].written)
-                continue
-            gathered = False
             first = self._held
             self._held = None
             if first is None and not self._queue.empty():
@@ -213,15 +205,6 @@ class ChainWriter:
             self._last = len(self._taken)
             await self._write(self._taken)
         self._fail_waiting(AuditUnavailable("the audit log is closed"))
-
-    def _settle_first(self) -> bool:
-        """With a batch in flight, settle it before taking the next: when nothing is
-        queued, when ``DEPTH`` are in flight, or when the oldest has been written - so
-        that the next batch takes along everything that arrived meanwhile."""
-        in_flight = self._committer.in_flight
-        if self._held is None and self._queue.empty():
-            return True
-        return len(in_flight) >= DEPTH or in_flight[0].written.done()
 
     async def _write(self, batch: list[Pending]) -> None:
         """Send ``batch`` behind those in flight, or commit it once none is."""
@@ -294,15 +277,13 @@ class _Inbox:
     def flush(self) -> None:
         """Wake a waiting writer now if anything is queued."""
         waiter = self._waiter
-        if self._items and waiter is not None and not waiter.done():
+        if (self._items or self._want) and waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def gather(
-        self, want: int, seconds: float, written: asyncio.Future[bool] | None = None
-    ) -> None:
-        """Wait until ``want`` entries are queued, ``written`` (the batch in flight) is
-        done, ``seconds`` have passed, :meth:`flush` or close - whichever comes first."""
-        if len(self._items) >= want or (written is not None and written.done()):
+    async def gather(self, want: int, seconds: float) -> None:
+        """Wait until ``want`` entries are queued, ``seconds`` have passed, :meth:`flush`
+        or close - whichever comes first."""
+        if len(self._items) >= want:
             return
         loop = asyncio.get_running_loop()
         self._want = want
@@ -313,14 +294,10 @@ class _Inbox:
                 waiter.set_result(None)
 
         timer = loop.call_later(seconds, wake)
-        if written is not None:
-            written.add_done_callback(wake)
         try:
             await waiter
         finally:
             timer.cancel()
-            if written is not None:
-                written.remove_done_callback(wake)
             self._waiter = None
             self._want = 0
 
