@@ -13,6 +13,11 @@ their next entries while the store writes the other). A large batch with nothing
 flight is sent in two halves for the same reason. An erasure, a reconciler's close, or
 an entry whose subject key must be looked up waits until nothing is in flight.
 
+Under load (the last batch held ``UNDER_LOAD`` entries or more) the writer waits for
+company before it takes the next batch: until ``GATHER`` entries are queued, or
+``GATHER_SECONDS``, a flush or close - fewer, larger commits, each one sync (issue 11).
+One change at a time never waits.
+
 An entry appended with ``durable=False`` does not need a sync of its own: a batch made
 only of such entries commits without waiting for the disk (docs/audit.md, "Durability
 of an outcome"), and never carries a checkpoint. What the store is known not to hold is
