@@ -13,6 +13,11 @@ their next entries while the store writes the other). A large batch with nothing
 flight is sent in two halves for the same reason. An erasure, a reconciler's close, or
 an entry whose subject key must be looked up waits until nothing is in flight.
 
+Under load (the last batch held ``UNDER_LOAD`` entries or more) the writer waits for
+company before it takes the next batch: until ``GATHER`` entries are queued, or
+``GATHER_SECONDS``, a flush or close - fewer, larger commits, each one sync (issue 11).
+One change at a time never waits.
+
 An entry appended with ``durable=False`` does not need a sync of its own: a batch made
 only of such entries commits without waiting for the disk (docs/audit.md, "Durability
 of an outcome"), and never carries a checkpoint. What the store is known not to hold is
@@ -44,6 +49,12 @@ _MAX_BATCH = 4096
 _SPLIT = 64
 #: how long an entry that need not be durable waits for company while the writer is idle
 LINGER = 0.005
+#: under load - the last batch held at least this many entries - the writer waits for
+#: company before it takes the next batch: until GATHER entries are queued or
+#: GATHER_SECONDS have passed (issue 11: fewer, larger commits; one at a time, no wait)
+UNDER_LOAD = 4
+GATHER = 32
+GATHER_SECONDS = 0.004
 
 
 class ChainWriter:
@@ -67,6 +78,7 @@ class ChainWriter:
         self._queue = _Inbox()
         self._held: Pending | None = None
         self._taken: list[Pending] = []  # the batch being written (all answered after)
+        self._last = 0  # entries in the last batch taken
         self._task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -190,7 +202,12 @@ class ChainWriter:
             if first is None:
                 stop = True
                 continue
+            if self._last >= UNDER_LOAD and not first.erase and len(self._queue) + 1 < GATHER:
+                self._held = first  # under load: wait for company (answered if it fails)
+                await self._queue.gather(GATHER - 1, GATHER_SECONDS)
+                self._held = None
             self._taken, stop = self._take_batch(first)
+            self._last = len(self._taken)
             await self._write(self._taken)
         self._fail_waiting(AuditUnavailable("the audit log is closed"))
 
@@ -240,17 +257,22 @@ class _Inbox:
     would split their intents' batch -, :meth:`flush` (a read of the log) or close
     wakes it at once."""
 
-    __slots__ = ("_items", "_timer", "_waiter")
+    __slots__ = ("_items", "_timer", "_waiter", "_want")
 
     def __init__(self) -> None:
         self._items: deque[Pending | None] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._want = 0  # while the writer gathers: how many entries wake it
 
     def put_nowait(self, item: Pending | None) -> None:
         self._items.append(item)
         waiter = self._waiter
         if waiter is None or waiter.done():
+            return
+        if self._want:  # gathering
+            if item is None or len(self._items) >= self._want:
+                waiter.set_result(None)
             return
         if item is None or item.durable or len(self._items) > 1:
             waiter.set_result(None)  # not alone: another change is under way
@@ -260,8 +282,32 @@ class _Inbox:
     def flush(self) -> None:
         """Wake a waiting writer now if anything is queued."""
         waiter = self._waiter
-        if self._items and waiter is not None and not waiter.done():
+        if (self._items or self._want) and waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    async def gather(self, want: int, seconds: float) -> None:
+        """Wait until ``want`` entries are queued, ``seconds`` have passed, :meth:`flush`
+        or close - whichever comes first."""
+        if len(self._items) >= want:
+            return
+        loop = asyncio.get_running_loop()
+        self._want = want
+        self._waiter = waiter = loop.create_future()
+
+        def wake(_: object = None) -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        timer = loop.call_later(seconds, wake)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+            self._want = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     def empty(self) -> bool:
         return not self._items
