@@ -14,7 +14,8 @@ flight is sent in two halves for the same reason. An erasure, a reconciler's clo
 an entry whose subject key must be looked up waits until nothing is in flight.
 
 Under load (the last batch held ``UNDER_LOAD`` entries or more) the writer waits for
-company before it takes the next batch: until ``GATHER`` entries are queued, or
+company before it takes the next batch: until ``GATHER`` entries (at most as many as the
+last batch held) are queued, or
 ``GATHER_SECONDS``, a flush or close - fewer, larger commits, each one sync (issue 11).
 One change at a time never waits.
 
@@ -50,7 +51,8 @@ _SPLIT = 64
 #: how long an entry that need not be durable waits for company while the writer is idle
 LINGER = 0.005
 #: under load - the last batch held at least this many entries - the writer waits for
-#: company before it takes the next batch: until GATHER entries are queued or
+#: company before it takes the next batch: until GATHER entries (at most the last
+#: batch's size: the callers that can come back) are queued or
 #: GATHER_SECONDS have passed (issue 11: fewer, larger commits; one at a time, no wait)
 UNDER_LOAD = 4
 GATHER = 32
@@ -202,9 +204,12 @@ class ChainWriter:
             if first is None:
                 stop = True
                 continue
-            if self._last >= UNDER_LOAD and not first.erase and len(self._queue) + 1 < GATHER:
+            # no more company than the last batch's: with N callers appending in turn,
+            # at most N come back (waiting for GATHER would idle GATHER_SECONDS a batch)
+            want = min(GATHER, self._last)
+            if self._last >= UNDER_LOAD and not first.erase and len(self._queue) + 1 < want:
                 self._held = first  # under load: wait for company (answered if it fails)
-                await self._queue.gather(GATHER - 1, GATHER_SECONDS)
+                await self._queue.gather(want - 1, GATHER_SECONDS)
                 self._held = None
             self._taken, stop = self._take_batch(first)
             self._last = len(self._taken)

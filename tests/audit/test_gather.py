@@ -102,3 +102,28 @@ async def test_a_flush_or_close_ends_the_wait(
     ids = await asyncio.wait_for(asyncio.gather(*waiting, *last), 5)
     assert len(set(ids)) == 4
     assert await _entries(store_url) == 9
+
+
+async def test_callers_in_turn_are_not_kept_waiting_for_more_than_come_back(
+    store_url: str, keys: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """N callers appending in turn (each its next entry once the last is committed): at
+    most N come back, so the wait ends when the last batch's number is queued - not
+    after GATHER_SECONDS each time (make bench's 16 writers fell from ~8,700 to 2,900
+    appends/s with a wait for GATHER = 32)."""
+    monkeypatch.setattr(writer, "GATHER_SECONDS", 30.0)  # a wait for GATHER would hang
+    monkeypatch.setattr(writer, "GATHER", 32)
+    batches: list[int] = []
+    log = await _open_log(store_url, keys, batches)
+
+    async def caller() -> None:
+        for _ in range(3):
+            await log.record(make_intent("1001"), Outcome("applied"))
+
+    try:
+        await asyncio.wait_for(asyncio.gather(*(caller() for _ in range(8))), 10)
+        assert sum(batches) == 24 and max(batches) <= 8
+        assert await _entries(store_url) == 25
+        assert (await log.verify()).ok
+    finally:
+        await log.close()
